@@ -1,0 +1,1 @@
+//! The `#[pooled_client]` attribute; use it through the `pooled-client` crate.

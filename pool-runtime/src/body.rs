@@ -1,0 +1,105 @@
+//! The response body, which holds the call's stream slot until it ends.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::Sleep;
+use tonic::Status;
+
+use crate::picker::StreamGuard;
+use crate::status;
+
+/// The body of a response received through a [`Pool`](crate::Pool).
+///
+/// It holds the call's stream slot: the slot is released when the body ends,
+/// fails, passes the call's deadline, or is dropped. Transport errors are
+/// `UNAVAILABLE` statuses.
+///
+/// The default body is empty; tonic's interceptors answer with it when they
+/// reject a call.
+#[derive(Debug, Default)]
+pub struct ResponseBody {
+    /// `None` once the body has ended; dropping it resets a stream that was
+    /// still open.
+    inner: Option<Incoming>,
+    guard: Option<StreamGuard>,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl ResponseBody {
+    pub(crate) fn new(inner: Incoming, guard: StreamGuard, deadline: Option<Pin<Box<Sleep>>>) -> Self {
+        Self {
+            inner: Some(inner),
+            guard: Some(guard),
+            deadline,
+        }
+    }
+
+    fn finish(&mut self) {
+        self.inner = None;
+        self.guard = None;
+        self.deadline = None;
+    }
+
+    fn endpoint(&self) -> String {
+        self.guard.as_ref().map_or_else(
+            || "the server".to_owned(),
+            |g| g.shared().endpoint_uri(g.connection().endpoint).to_owned(),
+        )
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Some(deadline) = this.deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                this.finish();
+                return Poll::Ready(Some(Err(Status::deadline_exceeded(
+                    "the call's deadline passed while its response was being received",
+                ))));
+            }
+        }
+        let frame = ready!(Pin::new(inner).poll_frame(cx));
+        Poll::Ready(match frame {
+            None => {
+                this.finish();
+                None
+            }
+            Some(Ok(frame)) => {
+                if frame.is_trailers() {
+                    // Trailers end a gRPC response: the stream is done.
+                    this.guard = None;
+                    this.deadline = None;
+                }
+                Some(Ok(frame))
+            }
+            Some(Err(error)) => {
+                let endpoint = this.endpoint();
+                this.finish();
+                Some(Err(status::from_transport(error, &endpoint)))
+            }
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
+    }
+}

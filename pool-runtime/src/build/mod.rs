@@ -1,0 +1,245 @@
+//! The build-script helper: compiles `.proto` files into tonic's clients and
+//! servers plus a pooled client for every service, without `protoc`.
+//!
+//! Enable it under `[build-dependencies]`, where it compiles neither tokio
+//! nor hyper:
+//!
+//! ```toml
+//! [build-dependencies]
+//! pooled-client = { version = "0.1", default-features = false, features = ["build"] }
+//! ```
+//!
+//! ```no_run
+//! // build.rs
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     pooled_client::build::compile_protos("proto/helloworld.proto")?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! After `tonic::include_proto!("helloworld")`, the package module holds
+//! tonic's `greeter_client` and `greeter_server` modules and
+//! `PooledGreeterClient`. The pooled clients are annotated structs that the
+//! `#[pooled_client]` attribute expands, the same attribute users write by
+//! hand, so the two paths cannot drift apart.
+
+mod error;
+mod generator;
+
+use std::path::{Path, PathBuf};
+
+pub use error::Error;
+
+use generator::PooledGenerator;
+
+/// Compiles one proto file, with its folder as the include path.
+///
+/// # Errors
+///
+/// [`Error`] when the file is missing, does not parse, or code cannot be
+/// written.
+pub fn compile_protos(proto: impl AsRef<Path>) -> Result<(), Error> {
+    let proto = proto.as_ref();
+    let include = proto.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    configure().compile_protos(&[proto], &[include.as_path()])
+}
+
+/// Starts configuring code generation.
+pub fn configure() -> Builder {
+    Builder::default()
+}
+
+/// Settings for code generation, in tonic-build's style: each method takes
+/// and returns `self`.
+#[must_use = "a builder does nothing until `compile_protos` is called"]
+pub struct Builder {
+    tonic: tonic_prost_build::Builder,
+    prost: prost_build::Config,
+    build_client: bool,
+    build_pooled: bool,
+    use_protoc: bool,
+    emit_rerun_if_changed: bool,
+    out_dir: Option<PathBuf>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            tonic: tonic_prost_build::configure(),
+            prost: prost_build::Config::new(),
+            build_client: true,
+            build_pooled: true,
+            use_protoc: false,
+            emit_rerun_if_changed: true,
+            out_dir: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("build_client", &self.build_client)
+            .field("build_pooled", &self.build_pooled)
+            .field("use_protoc", &self.use_protoc)
+            .field("out_dir", &self.out_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// Whether to generate tonic's clients and the pooled clients.
+    /// Default: true.
+    pub fn build_client(mut self, enable: bool) -> Self {
+        self.build_client = enable;
+        self.tonic = self.tonic.build_client(enable);
+        self
+    }
+
+    /// Whether to generate tonic's servers. Default: true.
+    pub fn build_server(mut self, enable: bool) -> Self {
+        self.tonic = self.tonic.build_server(enable);
+        self
+    }
+
+    /// Whether to generate a `Pooled<Service>Client` for each service (needs
+    /// `build_client`). Default: true.
+    pub fn build_pooled(mut self, enable: bool) -> Self {
+        self.build_pooled = enable;
+        self
+    }
+
+    /// Where to write the generated code. Default: `$OUT_DIR`.
+    pub fn out_dir(mut self, out_dir: impl AsRef<Path>) -> Self {
+        self.out_dir = Some(out_dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Parses protos with the system's `protoc` (found as prost-build finds
+    /// it: `$PROTOC`, then `PATH`) instead of the built-in parser.
+    /// Default: false.
+    pub fn use_protoc(mut self, enable: bool) -> Self {
+        self.use_protoc = enable;
+        self
+    }
+
+    /// Whether to print `cargo:rerun-if-changed` for every proto file read.
+    /// Default: true.
+    pub fn emit_rerun_if_changed(mut self, enable: bool) -> Self {
+        self.emit_rerun_if_changed = enable;
+        self
+    }
+
+    /// Adds an attribute to the generated messages and enums matched by `path`
+    /// (prost-build's `type_attribute`).
+    pub fn type_attribute(mut self, path: impl AsRef<str>, attribute: impl AsRef<str>) -> Self {
+        self.prost.type_attribute(path, attribute);
+        self
+    }
+
+    /// Adds an attribute to the generated messages matched by `path`.
+    pub fn message_attribute(mut self, path: impl AsRef<str>, attribute: impl AsRef<str>) -> Self {
+        self.prost.message_attribute(path, attribute);
+        self
+    }
+
+    /// Adds an attribute to the generated fields matched by `path`.
+    pub fn field_attribute(mut self, path: impl AsRef<str>, attribute: impl AsRef<str>) -> Self {
+        self.prost.field_attribute(path, attribute);
+        self
+    }
+
+    /// Uses an existing Rust type for a proto path instead of generating one
+    /// (prost-build's `extern_path`).
+    pub fn extern_path(mut self, proto_path: impl AsRef<str>, rust_path: impl AsRef<str>) -> Self {
+        self.prost
+            .extern_path(proto_path.as_ref(), rust_path.as_ref());
+        self
+    }
+
+    /// Generates `bytes::Bytes` instead of `Vec<u8>` for the `bytes` fields
+    /// matched by `paths`.
+    pub fn bytes<I, S>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.prost.bytes(paths);
+        self
+    }
+
+    /// Any other tonic-prost-build setting: client and server attributes,
+    /// codec path, comments, and so on.
+    pub fn with_tonic(
+        mut self,
+        configure: impl FnOnce(tonic_prost_build::Builder) -> tonic_prost_build::Builder,
+    ) -> Self {
+        self.tonic = configure(self.tonic);
+        self
+    }
+
+    /// Any other prost-build setting.
+    pub fn with_prost(mut self, configure: impl FnOnce(&mut prost_build::Config)) -> Self {
+        configure(&mut self.prost);
+        self
+    }
+
+    /// Compiles `protos`, resolving imports in `includes`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] names a proto that is not there; [`Error::Parse`]
+    /// gives the file, line and column of a syntax error; [`Error::Protoc`]
+    /// and [`Error::Generate`] pass on the failures of `protoc` and of code
+    /// generation.
+    pub fn compile_protos<P: AsRef<Path>>(mut self, protos: &[P], includes: &[P]) -> Result<(), Error> {
+        let descriptors = if self.use_protoc {
+            self.prost.load_fds(protos, includes).map_err(Error::Protoc)?
+        } else {
+            parse_with_protox(protos, includes, self.emit_rerun_if_changed)?
+        };
+        if self.use_protoc && self.emit_rerun_if_changed {
+            for proto in protos {
+                println!("cargo:rerun-if-changed={}", proto.as_ref().display());
+            }
+        }
+        if let Some(out_dir) = &self.out_dir {
+            self.prost.out_dir(out_dir);
+        }
+        let generator = PooledGenerator::new(
+            self.tonic.service_generator(),
+            self.build_client && self.build_pooled,
+        );
+        self.prost.service_generator(Box::new(generator));
+        self.prost.compile_fds(descriptors).map_err(Error::Generate)
+    }
+}
+
+fn parse_with_protox<P: AsRef<Path>>(
+    protos: &[P],
+    includes: &[P],
+    emit_rerun_if_changed: bool,
+) -> Result<prost_types::FileDescriptorSet, Error> {
+    for proto in protos {
+        let proto = proto.as_ref();
+        if !proto.is_file() {
+            return Err(Error::NotFound {
+                path: proto.to_path_buf(),
+            });
+        }
+    }
+    let includes: Vec<&Path> = includes.iter().map(AsRef::as_ref).collect();
+    let mut compiler = protox::Compiler::new(&includes).map_err(Error::from_protox)?;
+    compiler.include_imports(true).include_source_info(true);
+    compiler
+        .open_files(protos.iter().map(AsRef::as_ref))
+        .map_err(Error::from_protox)?;
+    if emit_rerun_if_changed {
+        for file in compiler.files() {
+            if let Some(path) = file.path() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+    }
+    Ok(compiler.file_descriptor_set())
+}

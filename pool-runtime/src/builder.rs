@@ -1,0 +1,227 @@
+//! Building a pool, and checking every setting before any I/O.
+
+use std::time::Duration;
+
+use crate::config::{Backoff, Keepalive, PoolConfig};
+use crate::endpoint::Endpoint;
+use crate::error::Error;
+use crate::pool::Pool;
+
+/// The longest duration a timeout setting accepts.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+/// The most connections one pool may open.
+const MAX_CONNECTIONS: usize = 10_000;
+/// The most calls that may wait at once.
+const MAX_WAITERS: usize = 1 << 24;
+
+/// Configures a [`Pool`]; [`build`](Self::build) checks the settings.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let pool = pooled_client::Pool::builder()
+///     .endpoint("http://127.0.0.1:50051")
+///     .max_connections(16)
+///     .acquire_timeout(Duration::from_secs(1))
+///     .build()
+///     .expect("valid settings");
+/// assert_eq!(pool.config().max_connections, 16);
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until `build()` is called"]
+pub struct PoolBuilder {
+    config: PoolConfig,
+}
+
+impl PoolBuilder {
+    /// A builder with every setting at its default.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder starting from `config`.
+    pub fn from_config(config: PoolConfig) -> Self {
+        Self { config }
+    }
+
+    /// Adds a server, such as `"http://127.0.0.1:50051"`; call it once per
+    /// server. Connections are spread over the endpoints.
+    pub fn endpoint(mut self, uri: impl Into<String>) -> Self {
+        self.config.endpoints.push(uri.into());
+        self
+    }
+
+    /// Connections kept open even when idle. Default: 1.
+    pub fn min_connections(mut self, min: usize) -> Self {
+        self.config.min_connections = min;
+        self
+    }
+
+    /// The most connections the pool opens. Default: 8.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.config.max_connections = max;
+        self
+    }
+
+    /// How long one connection attempt may take. Default: 5 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// How long the pool must have had a spare connection before closing it.
+    /// Default: 60 s.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// The age at which a connection is drained and replaced. Default: none.
+    pub fn max_connection_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.max_connection_lifetime = Some(lifetime);
+        self
+    }
+
+    /// How long a call may wait for a free stream. Default: 5 s.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.config.acquire_timeout = timeout;
+        self
+    }
+
+    /// How many calls may wait for a stream at once. Default: 1,024.
+    pub fn max_waiters(mut self, max: usize) -> Self {
+        self.config.max_waiters = max;
+        self
+    }
+
+    /// Sends HTTP/2 PINGs every `interval` and closes a connection whose PING
+    /// goes unanswered for `timeout`. Default: off.
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.config.keepalive = Some(Keepalive::new(interval, timeout));
+        self
+    }
+
+    /// Caps the streams per connection below the server's limit. Default:
+    /// the server's limit.
+    pub fn max_streams_per_connection(mut self, max: usize) -> Self {
+        self.config.max_streams_per_connection = Some(max);
+        self
+    }
+
+    /// How reconnection attempts are spaced. Default: [`Backoff::default`].
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.config.backoff = backoff;
+        self
+    }
+
+    /// HTTP/2 initial stream and connection window sizes, in bytes.
+    /// Default: hyper's, 2 MiB and 5 MiB.
+    pub fn initial_window_sizes(mut self, stream: u32, connection: u32) -> Self {
+        self.config.initial_stream_window_size = Some(stream);
+        self.config.initial_connection_window_size = Some(connection);
+        self
+    }
+
+    /// Lets HTTP/2 windows follow the measured bandwidth-delay product.
+    /// Default: false.
+    pub fn adaptive_window(mut self, enabled: bool) -> Self {
+        self.config.adaptive_window = enabled;
+        self
+    }
+
+    /// The settings as they stand.
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    /// Checks every setting and builds the pool. No I/O happens here:
+    /// connections open on first use, and the `min_connections` open in the
+    /// background when this is called inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoEndpoint`], [`Error::InvalidUri`], [`Error::InvalidEndpoint`]
+    /// or [`Error::UnsupportedScheme`] for the endpoints, and
+    /// [`Error::InvalidSetting`] naming the first setting out of range.
+    pub fn build(self) -> Result<Pool, Error> {
+        let endpoints = validate(&self.config)?;
+        Ok(Pool::from_parts(self.config, endpoints))
+    }
+}
+
+fn invalid(name: &'static str, value: impl std::fmt::Debug, reason: &'static str) -> Error {
+    Error::InvalidSetting {
+        name,
+        value: format!("{value:?}"),
+        reason,
+    }
+}
+
+fn check_duration(name: &'static str, value: Duration) -> Result<(), Error> {
+    if value.is_zero() {
+        return Err(invalid(name, value, "must be greater than zero"));
+    }
+    if value > MAX_DURATION {
+        return Err(invalid(name, value, "must be at most 24 hours"));
+    }
+    Ok(())
+}
+
+/// Checks the settings and parses the endpoints.
+pub(crate) fn validate(config: &PoolConfig) -> Result<Vec<Endpoint>, Error> {
+    if config.endpoints.is_empty() {
+        return Err(Error::NoEndpoint);
+    }
+    let endpoints = config
+        .endpoints
+        .iter()
+        .map(|uri| Endpoint::parse(uri))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    if config.max_connections == 0 {
+        return Err(invalid("max_connections", 0, "must be at least 1"));
+    }
+    if config.max_connections > MAX_CONNECTIONS {
+        return Err(invalid("max_connections", config.max_connections, "must be at most 10000"));
+    }
+    if config.min_connections > config.max_connections {
+        return Err(invalid(
+            "min_connections",
+            config.min_connections,
+            "must not exceed max_connections",
+        ));
+    }
+    if config.max_waiters > MAX_WAITERS {
+        return Err(invalid("max_waiters", config.max_waiters, "must be at most 16777216"));
+    }
+    if config.max_streams_per_connection == Some(0) {
+        return Err(invalid("max_streams_per_connection", 0, "must be at least 1"));
+    }
+    check_duration("connect_timeout", config.connect_timeout)?;
+    check_duration("idle_timeout", config.idle_timeout)?;
+    check_duration("acquire_timeout", config.acquire_timeout)?;
+    if let Some(lifetime) = config.max_connection_lifetime {
+        check_duration("max_connection_lifetime", lifetime)?;
+    }
+    if let Some(keepalive) = config.keepalive {
+        check_duration("keepalive interval", keepalive.interval)?;
+        check_duration("keepalive timeout", keepalive.timeout)?;
+    }
+    check_backoff(&config.backoff)?;
+    Ok(endpoints)
+}
+
+fn check_backoff(backoff: &Backoff) -> Result<(), Error> {
+    check_duration("backoff initial", backoff.initial)?;
+    check_duration("backoff max", backoff.max)?;
+    if backoff.max < backoff.initial {
+        return Err(invalid("backoff max", backoff.max, "must not be below backoff initial"));
+    }
+    if !(backoff.multiplier.is_finite() && backoff.multiplier >= 1.0) {
+        return Err(invalid("backoff multiplier", backoff.multiplier, "must be a finite number of at least 1"));
+    }
+    if !(0.0..=1.0).contains(&backoff.jitter) {
+        return Err(invalid("backoff jitter", backoff.jitter, "must be between 0 and 1"));
+    }
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! The pool's settings as plain data, with their defaults.
+
+use std::time::Duration;
+
+/// Every setting of a [`Pool`](crate::Pool), as plain data.
+///
+/// Build one with [`Pool::builder`](crate::Pool::builder); the builder checks
+/// every value when [`build`](crate::PoolBuilder::build) is called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolConfig {
+    /// The servers to connect to, such as `http://127.0.0.1:50051`.
+    ///
+    /// Default: none; at least one is required.
+    pub endpoints: Vec<String>,
+    /// Connections the pool keeps open even when idle; they are opened in the
+    /// background once the pool is first used.
+    ///
+    /// Default: 1.
+    pub min_connections: usize,
+    /// The most connections the pool opens, over all endpoints.
+    ///
+    /// Default: 8.
+    pub max_connections: usize,
+    /// How long one connection attempt (TCP, HTTP/2 handshake and the
+    /// server's first SETTINGS frame) may take.
+    ///
+    /// Default: 5 s.
+    pub connect_timeout: Duration,
+    /// How long the pool must have had more connections than its peak load
+    /// needed before it closes one of them (one per period, never below
+    /// `min_connections`).
+    ///
+    /// Default: 60 s.
+    pub idle_timeout: Duration,
+    /// The age after which a connection stops taking new calls and is
+    /// replaced; each connection's age limit is jittered by up to 10 % so that
+    /// connections opened together are not all replaced together.
+    ///
+    /// Default: none (connections live until they break or go idle).
+    pub max_connection_lifetime: Option<Duration>,
+    /// How long a call may wait for a free stream when every connection is at
+    /// its stream limit and the pool cannot grow.
+    ///
+    /// Default: 5 s.
+    pub acquire_timeout: Duration,
+    /// How many calls may wait for a stream at once; more fail at once with
+    /// `RESOURCE_EXHAUSTED`.
+    ///
+    /// Default: 1,024.
+    pub max_waiters: usize,
+    /// HTTP/2 keepalive PINGs: a connection whose PING is not answered within
+    /// the timeout is closed and replaced.
+    ///
+    /// Default: none (no PINGs, as in gRPC; some servers reject frequent PINGs).
+    pub keepalive: Option<Keepalive>,
+    /// An upper bound on the streams the pool opens on one connection, below
+    /// what the server advertises.
+    ///
+    /// Default: none (the server's `SETTINGS_MAX_CONCURRENT_STREAMS`, or 100
+    /// when it advertises no limit).
+    pub max_streams_per_connection: Option<usize>,
+    /// How reconnection attempts to a failing endpoint are spaced.
+    ///
+    /// Default: [`Backoff::default`].
+    pub backoff: Backoff,
+    /// HTTP/2 initial stream window size, in bytes.
+    ///
+    /// Default: hyper's, 2 MiB.
+    pub initial_stream_window_size: Option<u32>,
+    /// HTTP/2 initial connection window size, in bytes.
+    ///
+    /// Default: hyper's, 5 MiB.
+    pub initial_connection_window_size: Option<u32>,
+    /// Whether HTTP/2 windows adapt to the measured bandwidth-delay product
+    /// (this overrides the two window sizes).
+    ///
+    /// Default: false.
+    pub adaptive_window: bool,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            min_connections: 1,
+            max_connections: 8,
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_connection_lifetime: None,
+            acquire_timeout: Duration::from_secs(5),
+            max_waiters: 1024,
+            keepalive: None,
+            max_streams_per_connection: None,
+            backoff: Backoff::default(),
+            initial_stream_window_size: None,
+            initial_connection_window_size: None,
+            adaptive_window: false,
+        }
+    }
+}
+
+/// HTTP/2 keepalive settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Keepalive {
+    /// Time between PINGs.
+    pub interval: Duration,
+    /// How long to wait for a PING's acknowledgement before the connection
+    /// is considered dead.
+    pub timeout: Duration,
+    /// Whether PINGs are sent while no call is in flight, so that a dead idle
+    /// connection is found before a call is sent on it.
+    ///
+    /// Default: true.
+    pub while_idle: bool,
+}
+
+impl Keepalive {
+    /// Keepalive with the given interval and timeout, pinging while idle.
+    pub fn new(interval: Duration, timeout: Duration) -> Self {
+        Self {
+            interval,
+            timeout,
+            while_idle: true,
+        }
+    }
+}
+
+/// Exponential backoff with jitter between connection attempts to an
+/// endpoint whose previous attempt failed.
+///
+/// The first reconnection after a working connection breaks is immediate;
+/// after `n` failures in a row the next attempt waits
+/// `min(initial * multiplier^(n-1), max)`, randomly spread by `± jitter`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Backoff {
+    /// Delay after the first failure. Default: 1 s.
+    pub initial: Duration,
+    /// Growth factor per further failure. Default: 1.6.
+    pub multiplier: f64,
+    /// Relative spread, between 0 and 1. Default: 0.2.
+    pub jitter: f64,
+    /// The longest delay. Default: 5 s.
+    pub max: Duration,
+}
+
+impl Eq for Backoff {}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(1),
+            multiplier: 1.6,
+            jitter: 0.2,
+            max: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Backoff {
+    /// A backoff with the given delays, multiplier and jitter.
+    pub fn new(initial: Duration, multiplier: f64, jitter: f64, max: Duration) -> Self {
+        Self {
+            initial,
+            multiplier,
+            jitter,
+            max,
+        }
+    }
+
+    /// The delay before the next attempt after `failures` failures in a row
+    /// (at least 1), before jitter.
+    pub fn base_delay(&self, failures: u32) -> Duration {
+        let exponent = failures.saturating_sub(1).min(64) as i32;
+        let secs = self.initial.as_secs_f64() * self.multiplier.powi(exponent);
+        Duration::from_secs_f64(secs.min(self.max.as_secs_f64()))
+    }
+
+    /// The delay before the next attempt after `failures` failures in a row,
+    /// spread by a random factor in `1 ± jitter` drawn from `unit` in `[0, 1)`.
+    pub fn delay(&self, failures: u32, unit: f64) -> Duration {
+        let spread = 1.0 + self.jitter * (2.0 * unit - 1.0);
+        self.base_delay(failures).mul_f64(spread.max(0.0))
+    }
+}

@@ -1,0 +1,98 @@
+//! One HTTP/2 connection in the pool: its send handle, stream count and limit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use hyper::client::conn::http2::SendRequest;
+use tonic::body::Body;
+
+use crate::wire::Link;
+
+/// A connection shared by every call that picks it; never checked out.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    /// Unique within the pool, for logs and removal.
+    pub(crate) id: u64,
+    /// Index of its endpoint in the pool's list.
+    pub(crate) endpoint: usize,
+    /// State and stream limit, as the connection's I/O learns them.
+    pub(crate) link: Arc<Link>,
+    sender: SendRequest<Body>,
+    in_flight: AtomicUsize,
+    /// The user's cap on streams per connection (`usize::MAX` if none).
+    stream_cap: usize,
+    pub(crate) opened_at: Instant,
+    /// When the connection is to be drained for age, if ever.
+    pub(crate) expires_at: Option<Instant>,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        id: u64,
+        endpoint: usize,
+        link: Arc<Link>,
+        sender: SendRequest<Body>,
+        stream_cap: usize,
+        expires_at: Option<Instant>,
+    ) -> Self {
+        Self {
+            id,
+            endpoint,
+            link,
+            sender,
+            in_flight: AtomicUsize::new(0),
+            stream_cap,
+            opened_at: Instant::now(),
+            expires_at,
+        }
+    }
+
+    /// How many streams the pool may hold on this connection at once.
+    #[inline]
+    pub(crate) fn capacity(&self) -> usize {
+        self.link.max_streams().min(self.stream_cap)
+    }
+
+    /// Streams held right now.
+    #[inline]
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Takes one stream slot if the connection is ready and below capacity.
+    #[inline]
+    pub(crate) fn try_reserve(&self) -> bool {
+        let capacity = self.capacity();
+        let mut current = self.in_flight.load(Ordering::SeqCst);
+        loop {
+            if current >= capacity || !self.link.is_ready() {
+                return false;
+            }
+            match self.in_flight.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Gives back a slot taken by [`try_reserve`](Self::try_reserve).
+    ///
+    /// Sequentially consistent, paired with the wait queue's length: either a
+    /// releaser sees a caller that queued, or that caller sees the freed slot.
+    #[inline]
+    pub(crate) fn release(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// A handle to send one request on this connection.
+    #[inline]
+    pub(crate) fn sender(&self) -> SendRequest<Body> {
+        self.sender.clone()
+    }
+}

@@ -1,0 +1,98 @@
+//! Opening a connection: TCP, the HTTP/2 handshake, and the server's first
+//! SETTINGS frame.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::client::conn::http2::{self, SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tonic::body::Body;
+
+use crate::config::PoolConfig;
+use crate::endpoint::Endpoint;
+use crate::wire::{Link, WatchedIo};
+
+/// The task that drives a connection's request dispatch; it ends when the
+/// connection can take no more requests.
+pub(crate) type Driver = http2::Connection<TokioIo<WatchedIo<TcpStream>>, Body, TokioExecutor>;
+
+/// A connection that completed its handshake and received the server's
+/// SETTINGS, so its stream limit is known.
+pub(crate) struct Connected {
+    pub(crate) sender: SendRequest<Body>,
+    pub(crate) driver: Driver,
+    pub(crate) link: Arc<Link>,
+}
+
+/// Why a connection attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    #[error("connection attempt timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("tcp connect failed: {0}")]
+    Tcp(#[source] std::io::Error),
+    #[error("http/2 handshake failed: {0}")]
+    Handshake(#[source] hyper::Error),
+    #[error("connection closed before the server's SETTINGS frame arrived")]
+    ClosedEarly,
+}
+
+/// Opens one connection to `endpoint`, within the configured connect timeout.
+pub(crate) async fn connect(endpoint: &Endpoint, config: &PoolConfig) -> Result<Connected, ConnectError> {
+    let timeout = config.connect_timeout;
+    match tokio::time::timeout(timeout, connect_unbounded(endpoint, config)).await {
+        Ok(result) => result,
+        Err(_) => Err(ConnectError::Timeout(timeout)),
+    }
+}
+
+async fn connect_unbounded(endpoint: &Endpoint, config: &PoolConfig) -> Result<Connected, ConnectError> {
+    let tcp = TcpStream::connect(endpoint.address.as_str())
+        .await
+        .map_err(ConnectError::Tcp)?;
+    tcp.set_nodelay(true).map_err(ConnectError::Tcp)?;
+    let link = Arc::new(Link::default());
+    let io = TokioIo::new(WatchedIo::new(tcp, link.clone()));
+
+    let (sender, mut driver) = builder(config)
+        .handshake(io)
+        .await
+        .map_err(ConnectError::Handshake)?;
+
+    // hyper assumes 100 streams until the server's SETTINGS arrive; a burst
+    // sent before then would overshoot a lower limit (dotnet/runtime#40249),
+    // so the connection only joins the pool once SETTINGS have been read.
+    // The driver must be polled meanwhile for a dead connection to show.
+    {
+        let settings = link.settings.notified();
+        tokio::pin!(settings);
+        settings.as_mut().enable();
+        if !link.settings_seen() {
+            tokio::select! {
+                () = &mut settings => {}
+                _ = &mut driver => return Err(ConnectError::ClosedEarly),
+            }
+        }
+    }
+    Ok(Connected { sender, driver, link })
+}
+
+fn builder(config: &PoolConfig) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new());
+    if let Some(keepalive) = config.keepalive {
+        builder
+            .keep_alive_interval(keepalive.interval)
+            .keep_alive_timeout(keepalive.timeout)
+            .keep_alive_while_idle(keepalive.while_idle);
+    }
+    if config.adaptive_window {
+        builder.adaptive_window(true);
+    } else {
+        builder
+            .initial_stream_window_size(config.initial_stream_window_size)
+            .initial_connection_window_size(config.initial_connection_window_size);
+    }
+    builder
+}

@@ -1,0 +1,68 @@
+//! The pool's error type.
+
+use std::time::Duration;
+
+/// The boxed error type used for causes.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What can go wrong when building or using a [`Pool`](crate::Pool).
+///
+/// Calls made through the pool fail with a [`tonic::Status`] instead; this
+/// type is for building the pool and for [`Pool::ready`](crate::Pool::ready).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `build()` was called without any endpoint.
+    #[error("no endpoint configured: call `endpoint(uri)` at least once")]
+    NoEndpoint,
+    /// An endpoint is not a valid URI.
+    #[error("invalid endpoint URI {uri:?}: {source}")]
+    InvalidUri {
+        /// The URI as given.
+        uri: String,
+        /// Why it did not parse.
+        #[source]
+        source: http::uri::InvalidUri,
+    },
+    /// An endpoint parsed but cannot be used.
+    #[error("invalid endpoint {uri:?}: {reason}")]
+    InvalidEndpoint {
+        /// The URI as given.
+        uri: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An endpoint's scheme is not supported.
+    #[error("endpoint {uri:?} has unsupported scheme {scheme:?}: use \"http\"")]
+    UnsupportedScheme {
+        /// The URI as given.
+        uri: String,
+        /// The scheme it names.
+        scheme: String,
+    },
+    /// A setting has a value the pool cannot work with.
+    #[error("invalid setting `{name}` = {value}: {reason}")]
+    InvalidSetting {
+        /// The setting's name, as the builder method that sets it.
+        name: &'static str,
+        /// The rejected value, formatted.
+        value: String,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+    /// The pool was closed.
+    #[error("the pool is closed")]
+    Closed,
+    /// Every endpoint failed its connection attempt.
+    #[error("could not connect to {endpoint}: {source}")]
+    Connect {
+        /// The endpoint whose attempt failed last.
+        endpoint: String,
+        /// Why it failed.
+        #[source]
+        source: BoxError,
+    },
+    /// No connection became ready in time.
+    #[error("no connection became ready within {0:?}")]
+    ReadyTimeout(Duration),
+}

@@ -1,0 +1,84 @@
+//! A stream-aware HTTP/2 connection pool for [tonic] gRPC clients.
+//!
+//! One tonic `Channel` is one HTTP/2 connection behind one worker task: the
+//! server's `SETTINGS_MAX_CONCURRENT_STREAMS` queues every call beyond it,
+//! and a dead connection stalls every call. A [`Pool`] shares several
+//! connections among all callers:
+//!
+//! - each call takes a stream slot on the ready connection with the fewest
+//!   calls in flight and gives it back when its response ends or is dropped;
+//! - the pool opens another connection only when every connection is at the
+//!   stream limit its server advertised (gRPC's proposal A105), one attempt
+//!   at a time per endpoint, and closes spare ones when the load falls;
+//! - when it cannot grow, calls wait in a bounded first-come-first-served
+//!   queue and fail with `RESOURCE_EXHAUSTED` past `acquire_timeout`;
+//! - broken connections (reset, GOAWAY, missed keepalive) leave the rotation
+//!   at once and are replaced with exponential backoff and jitter; transport
+//!   failures are `UNAVAILABLE`, as gRPC specifies.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//!
+//! let pool = pooled_client::Pool::builder()
+//!     .endpoint("http://127.0.0.1:50051")
+//!     .max_connections(8)
+//!     .acquire_timeout(Duration::from_secs(2))
+//!     .build()?;
+//! // Any tonic client works over the pool:
+//! // let mut greeter = GreeterClient::new(pool.clone());
+//! println!("{:?}", pool.stats());
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//! - `runtime` (default): the pool and the `#[pooled_client]` attribute.
+//! - `build`: [`build`], the build-script helper that compiles protos into
+//!   tonic clients and pooled wrappers, without tokio or hyper.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "build")]
+pub mod build;
+#[cfg(feature = "runtime")]
+mod body;
+#[cfg(feature = "runtime")]
+mod builder;
+#[cfg(feature = "runtime")]
+mod config;
+#[cfg(feature = "runtime")]
+mod connection;
+#[cfg(feature = "runtime")]
+mod connector;
+#[cfg(feature = "runtime")]
+mod endpoint;
+#[cfg(feature = "runtime")]
+mod error;
+#[cfg(feature = "runtime")]
+mod grpc_timeout;
+#[cfg(feature = "runtime")]
+mod maintenance;
+#[cfg(feature = "runtime")]
+mod picker;
+#[cfg(feature = "runtime")]
+mod pool;
+#[cfg(feature = "runtime")]
+mod service;
+#[cfg(feature = "runtime")]
+mod stats;
+#[cfg(feature = "runtime")]
+mod status;
+#[cfg(feature = "runtime")]
+mod waiters;
+#[cfg(feature = "runtime")]
+mod wire;
+
+#[cfg(feature = "runtime")]
+pub use crate::{
+    body::ResponseBody,
+    builder::PoolBuilder,
+    config::{Backoff, Keepalive, PoolConfig},
+    error::Error,
+    pool::Pool,
+    service::ResponseFuture,
+    stats::PoolStats,
+};

@@ -1,0 +1,128 @@
+//! The pool's background work: driving connections, retrying failed
+//! endpoints, and resizing for age and idleness.
+
+use std::cmp::Reverse;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::time::MissedTickBehavior;
+
+use crate::connector::Driver;
+use crate::pool::{Retirement, Shared};
+use crate::wire::{Link, State};
+
+/// Drives one connection's request dispatch until it ends, taking the
+/// connection out of rotation the moment the server sends GOAWAY or the
+/// connection breaks.
+pub(crate) async fn drive(driver: Driver, link: Arc<Link>, shared: Weak<Shared>, id: u64) {
+    tokio::pin!(driver);
+    let result = loop {
+        tokio::select! {
+            result = &mut driver => break result,
+            () = link.changed.notified() => {
+                if link.state() != State::Ready {
+                    if let Some(shared) = shared.upgrade() {
+                        if shared.retire(id, Retirement::Broken) {
+                            tracing::info!(connection = id, "server sent GOAWAY; draining");
+                        }
+                    }
+                }
+            }
+        }
+    };
+    link.advance(State::Closed);
+    let Some(shared) = shared.upgrade() else {
+        return;
+    };
+    if shared.retire(id, Retirement::Broken) {
+        match result {
+            Ok(()) => tracing::info!(connection = id, "connection closed by the server"),
+            Err(error) => tracing::warn!(connection = id, %error, "connection failed"),
+        }
+    }
+}
+
+/// Tries a failed endpoint again once its backoff has passed.
+pub(crate) async fn retry_at(shared: Weak<Shared>, at: Instant) {
+    tokio::time::sleep_until(at.into()).await;
+    if let Some(shared) = shared.upgrade() {
+        shared.grow(0);
+    }
+}
+
+/// Checks ages and load periodically for as long as the pool exists.
+pub(crate) async fn run(shared: Weak<Shared>) {
+    let Some(period) = shared.upgrade().map(|s| tick_period(s.config.idle_timeout)) else {
+        return;
+    };
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut window = LoadWindow::new(Instant::now());
+    loop {
+        interval.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.is_closed() {
+            return;
+        }
+        maintain(&shared, &mut window, Instant::now());
+    }
+}
+
+fn tick_period(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 8).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// The peak load seen since the window started.
+#[derive(Debug)]
+struct LoadWindow {
+    started: Instant,
+    peak_in_flight: usize,
+    saw_waiting: bool,
+}
+
+impl LoadWindow {
+    fn new(started: Instant) -> Self {
+        Self {
+            started,
+            peak_in_flight: 0,
+            saw_waiting: false,
+        }
+    }
+}
+
+fn maintain(shared: &Arc<Shared>, window: &mut LoadWindow, now: Instant) {
+    let rotation = shared.rotation.load_full();
+    for connection in rotation.iter() {
+        if connection.expires_at.is_some_and(|at| at <= now) {
+            shared.retire(connection.id, Retirement::Expired);
+        }
+    }
+
+    window.peak_in_flight = window
+        .peak_in_flight
+        .max(rotation.iter().map(|c| c.in_flight()).sum());
+    window.saw_waiting |= shared.waiters.len() > 0;
+
+    // Shrink by at most one connection per idle period, and only when the
+    // period's peak would have fit in the others with a quarter to spare:
+    // without such hysteresis the size flaps (tower#456).
+    if now.duration_since(window.started) >= shared.config.idle_timeout {
+        if !window.saw_waiting && rotation.len() > shared.config.min_connections {
+            let victim = rotation
+                .iter()
+                .min_by_key(|c| (c.in_flight(), Reverse(c.opened_at)));
+            if let Some(victim) = victim {
+                let total: usize = rotation.iter().map(|c| c.capacity()).sum();
+                let rest = total.saturating_sub(victim.capacity());
+                if window.peak_in_flight.saturating_mul(5) / 4 < rest {
+                    shared.retire(victim.id, Retirement::Idle);
+                }
+            }
+        }
+        *window = LoadWindow::new(now);
+    }
+
+    shared.grow(0);
+}

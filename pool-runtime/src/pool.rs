@@ -1,0 +1,537 @@
+//! The pool: a cheap handle over the state every call and task shares.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tonic::Status;
+
+use crate::builder::PoolBuilder;
+use crate::config::PoolConfig;
+use crate::connection::Connection;
+use crate::connector;
+use crate::endpoint::Endpoint;
+use crate::error::Error;
+use crate::maintenance;
+use crate::picker::{self, StreamGuard};
+use crate::stats::PoolStats;
+use crate::status;
+use crate::waiters::Waiters;
+use crate::wire::{DEFAULT_MAX_STREAMS, State};
+
+/// A pool of HTTP/2 connections that tonic clients share.
+///
+/// Each call picks the connection with the fewest streams in flight and
+/// holds one of its stream slots until the response ends. The pool opens
+/// another connection when every connection is at the stream limit its
+/// server advertised, queues calls fairly when it cannot grow, replaces
+/// broken connections, and closes connections the load no longer needs.
+///
+/// `Pool` is a handle: cloning it is cheap and every clone uses the same
+/// connections. It implements tower's `Service`, so any tonic client takes it:
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = pooled_client::Pool::builder()
+///     .endpoint("http://127.0.0.1:50051")
+///     .max_connections(8)
+///     .build()?;
+/// pool.ready().await?;
+/// // let client = GreeterClient::new(pool.clone());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Pool {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Pool {
+    /// Starts configuring a pool.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+
+    pub(crate) fn from_parts(config: PoolConfig, endpoints: Vec<Endpoint>) -> Self {
+        let shared = Arc::new(Shared::new(config, endpoints));
+        // Warm up at once when built inside a runtime; otherwise on first use.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            shared.start();
+        }
+        Self { shared }
+    }
+
+    /// The settings the pool was built with.
+    pub fn config(&self) -> &PoolConfig {
+        &self.shared.config
+    }
+
+    /// Waits until at least one connection is open.
+    ///
+    /// Calls do not need this: they wait for a connection themselves. It is
+    /// for programs that want to fail fast at start-up.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connect`] when every endpoint failed its connection attempt,
+    /// with the last failure; [`Error::Closed`] when the pool was closed.
+    pub async fn ready(&self) -> Result<(), Error> {
+        let shared = &self.shared;
+        shared.start();
+        let mut events = shared.events.subscribe();
+        loop {
+            if shared.closed.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+            if !shared.rotation.load().is_empty() {
+                return Ok(());
+            }
+            shared.grow(1);
+            if shared.connecting.load(Ordering::SeqCst) == 0 && shared.all_endpoints_failing() {
+                return Err(shared.connect_error());
+            }
+            if events.changed().await.is_err() {
+                return Err(Error::Closed);
+            }
+        }
+    }
+
+    /// What the pool holds and has done right now.
+    pub fn stats(&self) -> PoolStats {
+        self.shared.stats()
+    }
+
+    /// Closes the pool: new calls fail at once with `UNAVAILABLE`, calls
+    /// waiting for a stream fail the same way, calls in flight finish, and
+    /// then every connection closes.
+    ///
+    /// Returns when the last call in flight has finished. Every clone of the
+    /// pool is closed.
+    pub async fn close(&self) {
+        let shared = &self.shared;
+        if !shared.closed.swap(true, Ordering::AcqRel) {
+            tracing::info!("pool closing");
+            shared.waiters.fail_all(&closed_status());
+            shared.notify();
+        }
+        let mut events = shared.events.subscribe();
+        while shared.in_flight() > 0 {
+            if events.changed().await.is_err() {
+                break;
+            }
+        }
+        let connections = shared.rotation.swap(Arc::new(Vec::new()));
+        for connection in connections.iter() {
+            connection.link.advance(State::Draining);
+        }
+        drop(connections);
+        tracing::info!("pool closed");
+    }
+
+    /// Whether [`close`](Self::close) has been called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+}
+
+/// Why a connection leaves the rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retirement {
+    /// It failed or the server sent GOAWAY.
+    Broken,
+    /// The load no longer needs it.
+    Idle,
+    /// It reached its lifetime.
+    Expired,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    connects: AtomicU64,
+    connect_failures: AtomicU64,
+    evictions: AtomicU64,
+    idle_closes: AtomicU64,
+    expired: AtomicU64,
+}
+
+/// The state behind every clone of a [`Pool`].
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: PoolConfig,
+    endpoints: Box<[Endpoint]>,
+    /// The connections taking calls, read lock-free on every call.
+    pub(crate) rotation: ArcSwap<Vec<Arc<Connection>>>,
+    /// Every connection not yet dropped, including draining ones; the lock
+    /// also serializes changes to `rotation`.
+    live: Mutex<Vec<Weak<Connection>>>,
+    pub(crate) waiters: Waiters,
+    connecting: AtomicUsize,
+    closed: AtomicBool,
+    started: AtomicBool,
+    /// Bumped when connections come, go or fail, or a call ends after close.
+    events: watch::Sender<u64>,
+    counters: Counters,
+    next_id: AtomicU64,
+    stream_cap: usize,
+}
+
+impl Shared {
+    fn new(config: PoolConfig, endpoints: Vec<Endpoint>) -> Self {
+        let stream_cap = config.max_streams_per_connection.unwrap_or(usize::MAX);
+        Self {
+            config,
+            endpoints: endpoints.into_boxed_slice(),
+            rotation: ArcSwap::from_pointee(Vec::new()),
+            live: Mutex::new(Vec::new()),
+            waiters: Waiters::default(),
+            connecting: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            started: AtomicBool::new(false),
+            events: watch::Sender::new(0),
+            counters: Counters::default(),
+            next_id: AtomicU64::new(1),
+            stream_cap,
+        }
+    }
+
+    fn live(&self) -> MutexGuard<'_, Vec<Weak<Connection>>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify(&self) {
+        self.events.send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
+    pub(crate) fn endpoint_uri(&self, index: usize) -> &str {
+        self.endpoint(index).uri.as_str()
+    }
+
+    /// The endpoint at `index`; connections only hold indices from the list.
+    pub(crate) fn endpoint(&self, index: usize) -> &Endpoint {
+        &self.endpoints[index]
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Starts the background work (minimum connections, idle and age
+    /// checks) once, from inside a runtime.
+    pub(crate) fn start(self: &Arc<Self>) {
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(maintenance::run(Arc::downgrade(self)));
+        self.grow(0);
+    }
+
+    /// Takes a stream slot for a call, waiting in line if none is free.
+    pub(crate) async fn acquire(self: &Arc<Self>) -> Result<StreamGuard, Status> {
+        if self.is_closed() {
+            return Err(closed_status());
+        }
+        // Callers already in line go first.
+        if self.waiters.len() == 0 {
+            if let Some(guard) = self.pick() {
+                return Ok(guard);
+            }
+        }
+        self.start();
+        let Some(ticket) = self.waiters.enqueue(self.config.max_waiters) else {
+            return Err(Status::resource_exhausted(format!(
+                "no stream is free and {} calls already wait for one (max_waiters); {}",
+                self.config.max_waiters,
+                self.describe()
+            )));
+        };
+        let mut place = Place {
+            waiters: &self.waiters,
+            id: ticket.id,
+            served: false,
+        };
+        self.serve_waiters();
+        self.grow(0);
+        if self.rotation.load().is_empty()
+            && self.connecting.load(Ordering::SeqCst) == 0
+            && self.all_endpoints_failing()
+        {
+            return Err(self.unavailable_status());
+        }
+        let timeout = self.config.acquire_timeout;
+        match tokio::time::timeout(timeout, ticket.grant).await {
+            Ok(Ok(grant)) => {
+                place.served = true;
+                grant
+            }
+            Ok(Err(_)) => {
+                place.served = true;
+                Err(Status::unavailable("the pool was dropped while the call waited"))
+            }
+            Err(_) => Err(Status::resource_exhausted(format!(
+                "no stream became free within {timeout:?} (acquire_timeout); {}",
+                self.describe()
+            ))),
+        }
+    }
+
+    /// Reserves a slot on the least-loaded ready connection.
+    #[inline]
+    pub(crate) fn pick(self: &Arc<Self>) -> Option<StreamGuard> {
+        let rotation = self.rotation.load();
+        let connection = picker::reserve_least_loaded(&rotation)?;
+        Some(StreamGuard::new(connection.clone(), self.clone()))
+    }
+
+    /// Called after a slot is given back.
+    #[inline]
+    pub(crate) fn on_release(self: &Arc<Self>) {
+        if self.waiters.len() > 0 {
+            self.serve_waiters();
+        }
+        if self.closed.load(Ordering::Relaxed) {
+            self.notify();
+        }
+    }
+
+    fn serve_waiters(self: &Arc<Self>) {
+        self.waiters.serve(|| self.pick());
+    }
+
+    /// Opens connections while the pool is below its minimum or calls wait
+    /// beyond what the attempts under way will serve; `extra` counts demand
+    /// not in the queue (a caller of `ready`).
+    pub(crate) fn grow(self: &Arc<Self>, extra: usize) {
+        loop {
+            if self.is_closed() {
+                return;
+            }
+            let open = self.rotation.load().len();
+            let connecting = self.connecting.load(Ordering::SeqCst);
+            if open + connecting >= self.config.max_connections {
+                return;
+            }
+            let below_min = open + connecting < self.config.min_connections;
+            let demand = self.waiters.len() + extra;
+            // Count what the attempts under way will bring (Envoy does the
+            // same) so a burst does not open a herd of connections.
+            let coming = connecting.saturating_mul(DEFAULT_MAX_STREAMS);
+            if !below_min && demand <= coming {
+                return;
+            }
+            let Some(index) = self.claim_endpoint() else {
+                return;
+            };
+            self.connecting.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(self.clone().open(index));
+        }
+    }
+
+    /// Claims the endpoint with the fewest connections among those that may
+    /// be tried now.
+    fn claim_endpoint(&self) -> Option<usize> {
+        let rotation = self.rotation.load();
+        let mut order: Vec<(usize, usize)> = (0..self.endpoints.len())
+            .map(|index| {
+                let count = rotation.iter().filter(|c| c.endpoint == index).count();
+                (count, index)
+            })
+            .collect();
+        order.sort_unstable();
+        let now = Instant::now();
+        order
+            .into_iter()
+            .map(|(_, index)| index)
+            .find(|&index| self.endpoints[index].try_claim(now))
+    }
+
+    /// One connection attempt to endpoint `index`.
+    async fn open(self: Arc<Self>, index: usize) {
+        let endpoint = &self.endpoints[index];
+        let result = connector::connect(endpoint, &self.config).await;
+        match result {
+            Ok(connected) => {
+                endpoint.succeeded();
+                self.counters.connects.fetch_add(1, Ordering::Relaxed);
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let expires_at = self.config.max_connection_lifetime.map(|lifetime| {
+                    Instant::now() + lifetime.mul_f64(1.0 - 0.1 * fastrand::f64())
+                });
+                let connection = Arc::new(Connection::new(
+                    id,
+                    index,
+                    connected.link.clone(),
+                    connected.sender,
+                    self.stream_cap,
+                    expires_at,
+                ));
+                tracing::debug!(
+                    endpoint = %endpoint.uri,
+                    connection = id,
+                    max_streams = connection.capacity(),
+                    "connection opened"
+                );
+                tokio::spawn(maintenance::drive(
+                    connected.driver,
+                    connected.link,
+                    Arc::downgrade(&self),
+                    id,
+                ));
+                {
+                    let mut live = self.live();
+                    live.retain(|weak| weak.strong_count() > 0);
+                    live.push(Arc::downgrade(&connection));
+                    if !self.is_closed() {
+                        let mut next = Vec::clone(&self.rotation.load());
+                        next.push(connection);
+                        self.rotation.store(Arc::new(next));
+                    }
+                }
+                self.connecting.fetch_sub(1, Ordering::SeqCst);
+                self.notify();
+                self.serve_waiters();
+                self.grow(0);
+            }
+            Err(error) => {
+                self.counters.connect_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(endpoint = %endpoint.uri, error = %error, "connection attempt failed");
+                let retry_at = endpoint.failed(error.into(), &self.config.backoff);
+                self.connecting.fetch_sub(1, Ordering::SeqCst);
+                if self.rotation.load().is_empty()
+                    && self.connecting.load(Ordering::SeqCst) == 0
+                    && self.all_endpoints_failing()
+                {
+                    self.waiters.fail_all(&self.unavailable_status());
+                }
+                self.notify();
+                tokio::spawn(maintenance::retry_at(Arc::downgrade(&self), retry_at));
+                self.grow(0);
+            }
+        }
+    }
+
+    /// Takes connection `id` out of rotation; returns whether it was in it.
+    pub(crate) fn retire(self: &Arc<Self>, id: u64, why: Retirement) -> bool {
+        let removed = {
+            let _live = self.live();
+            let current = self.rotation.load();
+            let Some(position) = current.iter().position(|c| c.id == id) else {
+                return false;
+            };
+            let mut next = Vec::clone(&current);
+            let removed = next.remove(position);
+            self.rotation.store(Arc::new(next));
+            removed
+        };
+        removed.link.advance(State::Draining);
+        let counter = match why {
+            Retirement::Broken => &self.counters.evictions,
+            Retirement::Idle => &self.counters.idle_closes,
+            Retirement::Expired => &self.counters.expired,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            endpoint = %self.endpoint_uri(removed.endpoint),
+            connection = id,
+            reason = ?why,
+            in_flight = removed.in_flight(),
+            "connection left the rotation"
+        );
+        drop(removed);
+        self.notify();
+        if why != Retirement::Idle {
+            self.grow(0);
+        }
+        true
+    }
+
+    fn all_endpoints_failing(&self) -> bool {
+        self.endpoints.iter().all(Endpoint::is_failing)
+    }
+
+    fn last_failure(&self) -> Option<(String, String)> {
+        self.endpoints.iter().rev().find_map(|endpoint| {
+            let attempts = endpoint.attempts();
+            let error = attempts.last_error.as_ref()?;
+            Some((endpoint.uri.clone(), status::chain(&***error)))
+        })
+    }
+
+    fn unavailable_status(&self) -> Status {
+        match self.last_failure() {
+            Some((uri, error)) => Status::unavailable(format!(
+                "no connection is available; the last attempt, to {uri}, failed: {error}"
+            )),
+            None => Status::unavailable("no connection is available"),
+        }
+    }
+
+    fn connect_error(&self) -> Error {
+        let (endpoint, error) = self
+            .last_failure()
+            .unwrap_or_else(|| ("every endpoint".to_owned(), "unknown error".to_owned()));
+        Error::Connect {
+            endpoint,
+            source: error.into(),
+        }
+    }
+
+    /// Streams held over every live connection, draining ones included.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.live().iter().filter_map(Weak::upgrade).map(|c| c.in_flight()).sum()
+    }
+
+    fn describe(&self) -> String {
+        let stats = self.stats();
+        format!(
+            "pool state: {} connections (max_connections {}), {} connecting, {} of {} streams in flight, {} calls waiting",
+            stats.connections,
+            self.config.max_connections,
+            stats.connecting,
+            stats.in_flight,
+            stats.capacity,
+            stats.waiting
+        )
+    }
+
+    pub(crate) fn stats(&self) -> PoolStats {
+        let rotation = self.rotation.load();
+        let live: Vec<Arc<Connection>> = self.live().iter().filter_map(Weak::upgrade).collect();
+        let draining = live
+            .iter()
+            .filter(|c| !rotation.iter().any(|r| r.id == c.id))
+            .count();
+        PoolStats {
+            connections: rotation.len(),
+            draining,
+            connecting: self.connecting.load(Ordering::SeqCst),
+            in_flight: live.iter().map(|c| c.in_flight()).sum(),
+            waiting: self.waiters.len(),
+            capacity: rotation.iter().map(|c| c.capacity()).sum(),
+            connects_total: self.counters.connects.load(Ordering::Relaxed),
+            connect_failures_total: self.counters.connect_failures.load(Ordering::Relaxed),
+            evictions_total: self.counters.evictions.load(Ordering::Relaxed),
+            idle_closes_total: self.counters.idle_closes.load(Ordering::Relaxed),
+            expired_total: self.counters.expired.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A call's place in the wait queue; leaving without a grant gives it up.
+struct Place<'a> {
+    waiters: &'a Waiters,
+    id: u64,
+    served: bool,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if !self.served {
+            self.waiters.remove(self.id);
+        }
+    }
+}
+
+pub(crate) fn closed_status() -> Status {
+    Status::unavailable("the pool is closed")
+}

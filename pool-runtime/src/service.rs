@@ -1,0 +1,130 @@
+//! `Pool` as a tower `Service`: what every tonic client calls.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::header::{HeaderValue, USER_AGENT};
+use http::{Request, Response, Uri};
+use tonic::Status;
+use tonic::body::Body;
+
+use crate::body::ResponseBody;
+use crate::grpc_timeout;
+use crate::pool::{Pool, Retirement, Shared};
+use crate::status;
+
+const DEFAULT_USER_AGENT: &str = concat!("pooled-client/", env!("CARGO_PKG_VERSION"));
+
+impl tower_service::Service<Request<Body>> for Pool {
+    type Response = Response<ResponseBody>;
+    type Error = Status;
+    type Future = ResponseFuture;
+
+    /// Always ready: a call waits for a stream inside its own future, with
+    /// its own timeout. (tonic's generated clients turn an error from here
+    /// into `UNKNOWN`, so errors are reported by the call instead.)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> ResponseFuture {
+        ResponseFuture {
+            inner: Box::pin(send(self.shared.clone(), request)),
+        }
+    }
+}
+
+/// The future of one call through a [`Pool`].
+#[must_use = "futures do nothing unless polled"]
+pub struct ResponseFuture {
+    inner: Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Status>> + Send>>,
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<ResponseBody>, Status>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+/// Sends one request, enforcing its `grpc-timeout` over the whole call:
+/// waiting for a stream, the response headers and the body.
+async fn send(shared: Arc<Shared>, request: Request<Body>) -> Result<Response<ResponseBody>, Status> {
+    let Some(timeout) = grpc_timeout::from_headers(request.headers()) else {
+        return send_once_or_retry(shared, request, None).await;
+    };
+    let deadline = tokio::time::Instant::from_std(Instant::now() + timeout);
+    match tokio::time::timeout_at(deadline, send_once_or_retry(shared, request, Some(deadline))).await {
+        Ok(result) => result,
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "the call's deadline of {timeout:?} passed before the server answered"
+        ))),
+    }
+}
+
+/// Sends on the least-loaded connection; a request that never left the
+/// client (its connection closed first) is sent once more elsewhere.
+async fn send_once_or_retry(
+    shared: Arc<Shared>,
+    mut request: Request<Body>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Response<ResponseBody>, Status> {
+    if !request.headers().contains_key(USER_AGENT) {
+        request
+            .headers_mut()
+            .insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
+    }
+    let mut retried = false;
+    loop {
+        let guard = shared.acquire().await?;
+        let connection = guard.connection().clone();
+        set_origin(&mut request, &shared, connection.endpoint)?;
+        match connection.sender().try_send_request(request).await {
+            Ok(response) => {
+                let deadline = deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
+                return Ok(response.map(|body| ResponseBody::new(body, guard, deadline)));
+            }
+            Err(mut error) => {
+                let unsent = error.take_message();
+                let endpoint = shared.endpoint_uri(connection.endpoint).to_owned();
+                if unsent.is_some() || error.error().is_closed() {
+                    shared.retire(connection.id, Retirement::Broken);
+                }
+                drop(guard);
+                match unsent {
+                    Some(unsent) if !retried => {
+                        tracing::debug!(endpoint = %endpoint, "request never left the client; retrying");
+                        retried = true;
+                        request = unsent;
+                    }
+                    _ => return Err(status::from_transport(error.into_error(), &endpoint)),
+                }
+            }
+        }
+    }
+}
+
+/// Points the request at the connection's endpoint, keeping its path.
+fn set_origin(request: &mut Request<Body>, shared: &Shared, endpoint: usize) -> Result<(), Status> {
+    let target = shared.endpoint(endpoint);
+    let mut parts = std::mem::take(request.uri_mut()).into_parts();
+    parts.scheme = Some(target.scheme.clone());
+    parts.authority = Some(target.authority.clone());
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    *request.uri_mut() = Uri::from_parts(parts)
+        .map_err(|e| Status::internal(format!("cannot address {}: {e}", target.uri)))?;
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! A snapshot of what the pool is doing.
+
+/// What a [`Pool`](crate::Pool) holds and has done, from
+/// [`Pool::stats`](crate::Pool::stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Connections open and taking new calls.
+    pub connections: usize,
+    /// Connections taking no new calls while their calls finish (GOAWAY,
+    /// age, idleness or shutdown).
+    pub draining: usize,
+    /// Connection attempts under way.
+    pub connecting: usize,
+    /// Streams held right now, over all connections.
+    pub in_flight: usize,
+    /// Calls queued for a stream.
+    pub waiting: usize,
+    /// The sum of the stream limits of the connections taking calls.
+    pub capacity: usize,
+    /// Connections opened since the pool was built.
+    pub connects_total: u64,
+    /// Connection attempts that failed.
+    pub connect_failures_total: u64,
+    /// Connections taken out of rotation because they broke: an error,
+    /// a GOAWAY from the server, or a missed keepalive.
+    pub evictions_total: u64,
+    /// Connections closed by the pool because the load no longer needed them.
+    pub idle_closes_total: u64,
+    /// Connections replaced because they reached `max_connection_lifetime`.
+    pub expired_total: u64,
+}

@@ -1,0 +1,65 @@
+//! Turning transport failures into the `Status` codes gRPC specifies.
+//!
+//! tonic reports a broken connection as `UNKNOWN`; gRPC's status-code guide
+//! says a transport failure is `UNAVAILABLE`, and the pool owns the transport.
+
+use std::error::Error as StdError;
+
+use tonic::{Code, Status};
+
+/// The status for a call that failed in the transport.
+pub(crate) fn from_transport(error: hyper::Error, endpoint: &str) -> Status {
+    let code = code_for(&error);
+    let message = if error.is_timeout() {
+        format!("connection to {endpoint} missed its keepalive: {error}")
+    } else {
+        format!("connection to {endpoint} failed: {}", chain(&error))
+    };
+    let mut status = Status::new(code, message);
+    status.set_source(std::sync::Arc::new(error));
+    status
+}
+
+fn code_for(error: &hyper::Error) -> Code {
+    let Some(h2) = find::<h2::Error>(error) else {
+        return Code::Unavailable;
+    };
+    // A stream the server reset: the mapping of gRPC's HTTP/2 spec.
+    if h2.is_reset() && !h2.is_go_away() {
+        return match h2.reason() {
+            Some(h2::Reason::REFUSED_STREAM) => Code::Unavailable,
+            Some(h2::Reason::CANCEL) => Code::Cancelled,
+            Some(h2::Reason::ENHANCE_YOUR_CALM) => Code::ResourceExhausted,
+            Some(h2::Reason::INADEQUATE_SECURITY) => Code::PermissionDenied,
+            _ => Code::Internal,
+        };
+    }
+    // GOAWAY, I/O errors and the connection's end: the transport is gone.
+    Code::Unavailable
+}
+
+fn find<'a, T: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(found) = error.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = error.source();
+    }
+    None
+}
+
+/// The error and its causes, joined with ": ".
+pub(crate) fn chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut current = error.source();
+    while let Some(cause) = current {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        current = cause.source();
+    }
+    text
+}

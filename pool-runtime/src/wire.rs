@@ -1,0 +1,328 @@
+//! What the pool learns from the bytes a server sends.
+//!
+//! hyper hides the HTTP/2 frames it reads, but the pool needs two of them the
+//! moment they arrive: the server's first SETTINGS frame (its stream limit,
+//! and the sign that the connection is really up) and GOAWAY (stop sending new
+//! calls here). [`WatchedIo`] wraps the socket below hyper and scans frame
+//! headers as they are read; it skips payloads by length, so the cost is a
+//! few instructions per frame.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+
+/// The stream limit assumed when a server advertises none (hyper's and
+/// h2's own assumption, so the pool and h2 agree).
+pub(crate) const DEFAULT_MAX_STREAMS: usize = 100;
+
+const FRAME_HEADER_LEN: usize = 9;
+const TYPE_SETTINGS: u8 = 0x4;
+const TYPE_GOAWAY: u8 = 0x7;
+const FLAG_ACK: u8 = 0x1;
+const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
+/// SETTINGS frames longer than this are not collected (a legal SETTINGS
+/// frame holds a handful of 6-byte entries).
+const MAX_SETTINGS_PAYLOAD: usize = 16 * 1024;
+
+/// A connection's lifecycle, readable without a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum State {
+    /// Takes new calls.
+    Ready = 0,
+    /// Takes no new calls; calls in flight finish.
+    Draining = 1,
+    /// The connection is gone.
+    Closed = 2,
+}
+
+/// What a connection's I/O and the pool share: the server's stream limit,
+/// the connection's state, and wake-ups for the tasks that react to them.
+#[derive(Debug)]
+pub(crate) struct Link {
+    state: AtomicU8,
+    max_streams: AtomicUsize,
+    settings_seen: AtomicBool,
+    /// Signalled once, when the first SETTINGS frame has been read.
+    pub(crate) settings: Notify,
+    /// Signalled when the state changes outside the pool's own code (GOAWAY).
+    pub(crate) changed: Notify,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Self {
+            state: AtomicU8::new(State::Ready as u8),
+            max_streams: AtomicUsize::new(DEFAULT_MAX_STREAMS),
+            settings_seen: AtomicBool::new(false),
+            settings: Notify::new(),
+            changed: Notify::new(),
+        }
+    }
+}
+
+impl Link {
+    /// The connection's state.
+    pub(crate) fn state(&self) -> State {
+        match self.state.load(Ordering::Acquire) {
+            0 => State::Ready,
+            1 => State::Draining,
+            _ => State::Closed,
+        }
+    }
+
+    /// Whether new calls may use the connection.
+    #[inline]
+    pub(crate) fn is_ready(&self) -> bool {
+        self.state.load(Ordering::Acquire) == State::Ready as u8
+    }
+
+    /// Moves to `to` if that is a step forward; returns whether it moved.
+    pub(crate) fn advance(&self, to: State) -> bool {
+        let to = to as u8;
+        let mut current = self.state.load(Ordering::Acquire);
+        while current < to {
+            match self.state.compare_exchange_weak(
+                current,
+                to,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+        false
+    }
+
+    /// The server's advertised `SETTINGS_MAX_CONCURRENT_STREAMS`.
+    #[inline]
+    pub(crate) fn max_streams(&self) -> usize {
+        self.max_streams.load(Ordering::Relaxed)
+    }
+
+    /// Whether the server's first SETTINGS frame has been read.
+    pub(crate) fn settings_seen(&self) -> bool {
+        self.settings_seen.load(Ordering::Acquire)
+    }
+
+    fn on_frame(&self, event: FrameEvent) {
+        match event {
+            FrameEvent::Settings { max_streams } => {
+                if let Some(max) = max_streams {
+                    self.max_streams.store(max as usize, Ordering::Relaxed);
+                }
+                if !self.settings_seen.swap(true, Ordering::AcqRel) {
+                    self.settings.notify_one();
+                }
+            }
+            FrameEvent::GoAway => {
+                if self.advance(State::Draining) {
+                    self.changed.notify_one();
+                }
+            }
+        }
+    }
+}
+
+/// A frame the pool reacts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FrameEvent {
+    /// A SETTINGS frame (not an ACK), with its stream limit if it set one.
+    Settings {
+        /// `SETTINGS_MAX_CONCURRENT_STREAMS`, if present.
+        max_streams: Option<u32>,
+    },
+    /// A GOAWAY frame.
+    GoAway,
+}
+
+/// An incremental scanner of HTTP/2 frame headers in a byte stream.
+#[derive(Debug, Default)]
+pub(crate) struct FrameScanner {
+    header: [u8; FRAME_HEADER_LEN],
+    header_len: usize,
+    /// Payload bytes of the current frame still to come.
+    remaining: usize,
+    /// The payload of the SETTINGS frame being read, if one is.
+    settings: Option<Vec<u8>>,
+}
+
+impl FrameScanner {
+    /// Feeds bytes read from the server; calls `on` for each frame of interest.
+    pub(crate) fn feed(&mut self, mut bytes: &[u8], mut on: impl FnMut(FrameEvent)) {
+        while !bytes.is_empty() {
+            if self.remaining > 0 {
+                let take = self.remaining.min(bytes.len());
+                if let Some(payload) = self.settings.as_mut() {
+                    if payload.len() + take <= MAX_SETTINGS_PAYLOAD {
+                        payload.extend_from_slice(&bytes[..take]);
+                    }
+                }
+                self.remaining -= take;
+                bytes = &bytes[take..];
+                if self.remaining == 0 {
+                    self.finish_frame(&mut on);
+                }
+                continue;
+            }
+            let take = (FRAME_HEADER_LEN - self.header_len).min(bytes.len());
+            self.header[self.header_len..self.header_len + take].copy_from_slice(&bytes[..take]);
+            self.header_len += take;
+            bytes = &bytes[take..];
+            if self.header_len == FRAME_HEADER_LEN {
+                self.header_len = 0;
+                self.start_frame(&mut on);
+            }
+        }
+    }
+
+    fn start_frame(&mut self, on: &mut impl FnMut(FrameEvent)) {
+        let [l0, l1, l2, kind, flags, ..] = self.header;
+        self.remaining = usize::from(l0) << 16 | usize::from(l1) << 8 | usize::from(l2);
+        match kind {
+            TYPE_SETTINGS if flags & FLAG_ACK == 0 => {
+                self.settings = Some(Vec::with_capacity(self.remaining.min(64)));
+                if self.remaining == 0 {
+                    self.finish_frame(on);
+                }
+            }
+            TYPE_GOAWAY => on(FrameEvent::GoAway),
+            _ => {}
+        }
+    }
+
+    fn finish_frame(&mut self, on: &mut impl FnMut(FrameEvent)) {
+        if let Some(payload) = self.settings.take() {
+            let max_streams = payload
+                .chunks_exact(6)
+                .filter(|entry| u16::from_be_bytes([entry[0], entry[1]]) == SETTINGS_MAX_CONCURRENT_STREAMS)
+                .map(|entry| u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]))
+                .last();
+            on(FrameEvent::Settings { max_streams });
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A socket whose reads are scanned for the frames in [`FrameEvent`].
+    #[derive(Debug)]
+    pub(crate) struct WatchedIo<T> {
+        #[pin]
+        inner: T,
+        scanner: FrameScanner,
+        link: std::sync::Arc<Link>,
+    }
+}
+
+impl<T> WatchedIo<T> {
+    pub(crate) fn new(inner: T, link: std::sync::Arc<Link>) -> Self {
+        Self {
+            inner,
+            scanner: FrameScanner::default(),
+            link,
+        }
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for WatchedIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let result = this.inner.poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            let link = &**this.link;
+            this.scanner
+                .feed(&buf.filled()[before..], |event| link.on_frame(event));
+        }
+        result
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for WatchedIo<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len();
+        let mut bytes = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags, 0, 0, 0, 0];
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    fn scan_in_pieces(bytes: &[u8], piece: usize) -> Vec<FrameEvent> {
+        let mut scanner = FrameScanner::default();
+        let mut events = Vec::new();
+        for chunk in bytes.chunks(piece) {
+            scanner.feed(chunk, |e| events.push(e));
+        }
+        events
+    }
+
+    #[test]
+    fn finds_stream_limit_and_goaway_however_the_bytes_are_split() {
+        let mut bytes = frame(TYPE_SETTINGS, 0, &[0, 4, 0, 1, 0, 0, 0, 3, 0, 0, 0, 8]);
+        bytes.extend(frame(0x0, 0, &[7; 300])); // DATA
+        bytes.extend(frame(TYPE_SETTINGS, FLAG_ACK, &[]));
+        bytes.extend(frame(TYPE_GOAWAY, 0, &[0; 8]));
+        let expected = vec![
+            FrameEvent::Settings { max_streams: Some(8) },
+            FrameEvent::GoAway,
+        ];
+        for piece in [1, 2, 5, 9, 10, 64, bytes.len()] {
+            assert_eq!(scan_in_pieces(&bytes, piece), expected, "piece size {piece}");
+        }
+    }
+
+    #[test]
+    fn empty_settings_frame_means_no_limit_given() {
+        let events = scan_in_pieces(&frame(TYPE_SETTINGS, 0, &[]), 3);
+        assert_eq!(events, vec![FrameEvent::Settings { max_streams: None }]);
+    }
+
+    #[test]
+    fn link_applies_settings_and_goaway() {
+        let link = Link::default();
+        assert_eq!(link.max_streams(), DEFAULT_MAX_STREAMS);
+        link.on_frame(FrameEvent::Settings { max_streams: Some(4) });
+        assert!(link.settings_seen());
+        assert_eq!(link.max_streams(), 4);
+        link.on_frame(FrameEvent::GoAway);
+        assert_eq!(link.state(), State::Draining);
+        assert!(!link.advance(State::Ready), "state never moves backwards");
+    }
+}

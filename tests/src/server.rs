@@ -1,0 +1,153 @@
+//! A greeter service and ways to run it on loopback.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::helloworld::greeter_server::{Greeter, GreeterServer};
+use crate::helloworld::{HelloReply, HelloRequest};
+
+/// Greets, after the delay each request asks for.
+#[derive(Debug, Default, Clone)]
+pub struct GreeterService;
+
+fn reply(request: &HelloRequest) -> HelloReply {
+    HelloReply {
+        message: format!("Hello {}", request.name),
+    }
+}
+
+async fn delay(request: &HelloRequest) {
+    if request.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(u64::from(request.delay_ms))).await;
+    }
+}
+
+type ReplyStream = Pin<Box<dyn Stream<Item = Result<HelloReply, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Greeter for GreeterService {
+    async fn say_hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        let request = request.into_inner();
+        delay(&request).await;
+        Ok(Response::new(reply(&request)))
+    }
+
+    type SayHelloStreamStream = ReplyStream;
+
+    async fn say_hello_stream(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        let request = request.into_inner();
+        let count = request.count;
+        let stream = futures_util::stream::iter(0..count).then(move |i| {
+            let request = request.clone();
+            async move {
+                delay(&request).await;
+                Ok(HelloReply {
+                    message: format!("Hello {} #{i}", request.name),
+                })
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn collect_hellos(
+        &self,
+        request: Request<Streaming<HelloRequest>>,
+    ) -> Result<Response<HelloReply>, Status> {
+        let mut stream = request.into_inner();
+        let mut names = Vec::new();
+        while let Some(request) = stream.next().await {
+            names.push(request?.name);
+        }
+        Ok(Response::new(HelloReply {
+            message: format!("Hello {}", names.join(", ")),
+        }))
+    }
+
+    type ChatStream = ReplyStream;
+
+    async fn chat(
+        &self,
+        request: Request<Streaming<HelloRequest>>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        let stream = request.into_inner().then(|request| async move {
+            let request = request?;
+            delay(&request).await;
+            Ok(reply(&request))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// How a test server behaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerOptions {
+    /// The `SETTINGS_MAX_CONCURRENT_STREAMS` it advertises (tonic's default
+    /// otherwise).
+    pub max_concurrent_streams: Option<u32>,
+}
+
+/// A greeter server running in this process; dropping it stops it abruptly.
+#[derive(Debug)]
+pub struct TestServer {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Starts a server on a free loopback port.
+    pub async fn start(options: ServerOptions) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        Self::serve(listener, options)
+    }
+
+    /// Serves on `listener`.
+    pub fn serve(listener: TcpListener, options: ServerOptions) -> Self {
+        let addr = listener.local_addr().expect("local addr");
+        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .max_concurrent_streams(options.max_concurrent_streams)
+                .add_service(GreeterServer::new(GreeterService))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = shutdown_rx.await;
+                })
+                .await;
+        });
+        Self {
+            addr,
+            shutdown: Some(shutdown),
+            task,
+        }
+    }
+
+    /// `http://addr`, for `Pool::builder().endpoint(..)`.
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Shuts down gracefully: GOAWAY, calls in flight finish.
+    pub async fn shutdown(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

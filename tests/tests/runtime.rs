@@ -1,0 +1,341 @@
+//! The pool's core behaviour against real tonic servers on loopback.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use pooled_client::{Error, Pool};
+use pooled_client_tests::helloworld::HelloRequest;
+use pooled_client_tests::helloworld::greeter_client::GreeterClient;
+use pooled_client_tests::server::{ServerOptions, TestServer};
+use tonic::Code;
+
+/// Every test ends within this, whatever goes wrong.
+const TEST_LIMIT: Duration = Duration::from_secs(60);
+
+fn hello(name: &str, delay_ms: u32) -> HelloRequest {
+    HelloRequest {
+        name: name.to_owned(),
+        delay_ms,
+        count: 0,
+    }
+}
+
+async fn bounded<F: std::future::Future>(test: F) -> F::Output {
+    tokio::time::timeout(TEST_LIMIT, test)
+        .await
+        .expect("test exceeded its time limit")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_four_rpc_kinds_work_through_the_pool() {
+    bounded(async {
+        let server = TestServer::start(ServerOptions::default()).await;
+        let pool = Pool::builder().endpoint(server.uri()).build().unwrap();
+        let mut client = GreeterClient::new(pool.clone());
+
+        let unary = client.say_hello(hello("unary", 0)).await.unwrap();
+        assert_eq!(unary.into_inner().message, "Hello unary");
+
+        let request = HelloRequest {
+            name: "stream".into(),
+            delay_ms: 0,
+            count: 3,
+        };
+        let replies: Vec<String> = client
+            .say_hello_stream(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .map(|r| r.unwrap().message)
+            .collect()
+            .await;
+        assert_eq!(replies, ["Hello stream #0", "Hello stream #1", "Hello stream #2"]);
+
+        let names = futures_util::stream::iter(["a", "b", "c"].map(|n| hello(n, 0)));
+        let collected = client.collect_hellos(names).await.unwrap();
+        assert_eq!(collected.into_inner().message, "Hello a, b, c");
+
+        let chat = futures_util::stream::iter(["x", "y"].map(|n| hello(n, 0)));
+        let answers: Vec<String> = client
+            .chat(chat)
+            .await
+            .unwrap()
+            .into_inner()
+            .map(|r| r.unwrap().message)
+            .collect()
+            .await;
+        assert_eq!(answers, ["Hello x", "Hello y"]);
+
+        let stats = pool.stats();
+        assert_eq!(stats.in_flight, 0, "{stats:?}");
+        assert!(stats.connections >= 1, "{stats:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interceptors_see_every_call() {
+    bounded(async {
+        let server = TestServer::start(ServerOptions::default()).await;
+        let pool = Pool::builder().endpoint(server.uri()).build().unwrap();
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        let mut client = GreeterClient::with_interceptor(pool, move |request| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(request)
+        });
+        client.say_hello(hello("a", 0)).await.unwrap();
+        client.say_hello(hello("b", 0)).await.unwrap();
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grows_to_the_servers_stream_limit_without_a_herd() {
+    bounded(async {
+        let server = TestServer::start(ServerOptions {
+            max_concurrent_streams: Some(4),
+        })
+        .await;
+        let pool = Pool::builder()
+            .endpoint(server.uri())
+            .max_connections(32)
+            .acquire_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let calls: Vec<_> = (0..64)
+            .map(|i| {
+                let mut client = GreeterClient::new(pool.clone());
+                tokio::spawn(async move { client.say_hello(hello(&format!("{i}"), 300)).await })
+            })
+            .collect();
+        for call in calls {
+            call.await.unwrap().expect("every call succeeds");
+        }
+        let stats = pool.stats();
+        println!("stream-limit test: {stats:?}");
+        assert!(
+            (16..=20).contains(&stats.connects_total),
+            "64 calls at 4 streams per connection need 16 connections: {stats:?}"
+        );
+        assert_eq!(stats.in_flight, 0);
+        assert_eq!(stats.connections as u64, stats.connects_total);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_calls_leak_no_stream_and_no_place_in_line() {
+    bounded(async {
+        let server = TestServer::start(ServerOptions {
+            max_concurrent_streams: Some(8),
+        })
+        .await;
+        let pool = Pool::builder()
+            .endpoint(server.uri())
+            .max_connections(4)
+            .max_waiters(2000)
+            .acquire_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        pool.ready().await.unwrap();
+        let calls: Vec<_> = (0..1000)
+            .map(|i| {
+                let mut client = GreeterClient::new(pool.clone());
+                let cancel_after = Duration::from_micros(fastrand::u64(0..20_000));
+                tokio::spawn(async move {
+                    let request = HelloRequest {
+                        name: format!("{i}"),
+                        delay_ms: fastrand::u32(0..10),
+                        count: 5,
+                    };
+                    // Unary calls and half-read streams, dropped wherever they are.
+                    let _ = tokio::time::timeout(cancel_after, async {
+                        if i % 2 == 0 {
+                            let _ = client.say_hello(request).await;
+                        } else if let Ok(response) = client.say_hello_stream(request).await {
+                            let mut stream = response.into_inner();
+                            let _ = stream.next().await;
+                            std::future::pending::<()>().await;
+                        }
+                    })
+                    .await;
+                })
+            })
+            .collect();
+        for call in calls {
+            call.await.unwrap();
+        }
+        let stats = pool.stats();
+        assert_eq!(stats.in_flight, 0, "{stats:?}");
+        assert_eq!(stats.waiting, 0, "{stats:?}");
+        // The pool still works.
+        GreeterClient::new(pool.clone())
+            .say_hello(hello("after", 0))
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn excess_calls_fail_at_once_when_the_queue_is_full() {
+    bounded(async {
+        let server = TestServer::start(ServerOptions {
+            max_concurrent_streams: Some(2),
+        })
+        .await;
+        let pool = Pool::builder()
+            .endpoint(server.uri())
+            .max_connections(1)
+            .max_waiters(3)
+            .acquire_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        pool.ready().await.unwrap();
+        // 2 calls take the streams, 3 wait: the queue is full.
+        let mut slow = Vec::new();
+        for i in 0..5 {
+            let mut client = GreeterClient::new(pool.clone());
+            slow.push(tokio::spawn(async move { client.say_hello(hello(&format!("{i}"), 2_000)).await }));
+        }
+        while pool.stats().waiting < 3 {
+            tokio::task::yield_now().await;
+        }
+        let started = std::time::Instant::now();
+        let error = GreeterClient::new(pool.clone())
+            .say_hello(hello("excess", 0))
+            .await
+            .unwrap_err();
+        let waited = started.elapsed();
+        assert_eq!(error.code(), Code::ResourceExhausted, "{error:?}");
+        assert!(error.message().contains("max_waiters"), "{}", error.message());
+        assert!(waited < Duration::from_secs(1), "rejected at once, not after acquire_timeout: {waited:?}");
+        for call in slow {
+            call.await.unwrap().expect("queued calls are served in turn");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_past_acquire_timeout_fails_with_resource_exhausted() {
+    bounded(async {
+        let server = TestServer::start(ServerOptions {
+            max_concurrent_streams: Some(1),
+        })
+        .await;
+        let pool = Pool::builder()
+            .endpoint(server.uri())
+            .max_connections(1)
+            .acquire_timeout(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        pool.ready().await.unwrap();
+        let mut client = GreeterClient::new(pool.clone());
+        let busy = tokio::spawn(async move { client.say_hello(hello("busy", 3_000)).await });
+        while pool.stats().in_flight < 1 {
+            tokio::task::yield_now().await;
+        }
+        let error = GreeterClient::new(pool.clone())
+            .say_hello(hello("late", 0))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Code::ResourceExhausted, "{error:?}");
+        assert!(error.message().contains("acquire_timeout"), "{}", error.message());
+        assert_eq!(pool.stats().waiting, 0);
+        busy.await.unwrap().unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_lets_calls_in_flight_finish_and_refuses_new_ones() {
+    bounded(async {
+        let server = TestServer::start(ServerOptions::default()).await;
+        let pool = Pool::builder().endpoint(server.uri()).build().unwrap();
+        pool.ready().await.unwrap();
+        let mut client = GreeterClient::new(pool.clone());
+        let in_flight = tokio::spawn(async move { client.say_hello(hello("slow", 300)).await });
+        while pool.stats().in_flight < 1 {
+            tokio::task::yield_now().await;
+        }
+        let closing = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.close().await })
+        };
+        while !pool.is_closed() {
+            tokio::task::yield_now().await;
+        }
+        let refused = GreeterClient::new(pool.clone())
+            .say_hello(hello("new", 0))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::Unavailable);
+        assert!(refused.message().contains("closed"), "{}", refused.message());
+        let finished = in_flight.await.unwrap().expect("the call in flight finishes");
+        assert_eq!(finished.into_inner().message, "Hello slow");
+        closing.await.unwrap();
+        assert!(matches!(pool.ready().await, Err(Error::Closed)));
+        assert_eq!(pool.stats().connections, 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_down_fails_calls_with_unavailable() {
+    bounded(async {
+        // A port nobody listens on: bind, note it, close.
+        let addr = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let pool = Pool::builder()
+            .endpoint(format!("http://{addr}"))
+            .build()
+            .unwrap();
+        let error = GreeterClient::new(pool.clone())
+            .say_hello(hello("nobody", 0))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Code::Unavailable, "{error:?}");
+        assert!(error.message().contains(&addr.to_string()), "{}", error.message());
+        assert!(matches!(pool.ready().await, Err(Error::Connect { .. })));
+        assert!(pool.stats().connect_failures_total >= 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_moves_new_calls_to_the_other_endpoint() {
+    bounded(async {
+        let leaving = TestServer::start(ServerOptions::default()).await;
+        let staying = TestServer::start(ServerOptions::default()).await;
+        let pool = Pool::builder()
+            .endpoint(leaving.uri())
+            .endpoint(staying.uri())
+            .min_connections(2)
+            .build()
+            .unwrap();
+        while pool.stats().connections < 2 {
+            pool.ready().await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        let mut client = GreeterClient::new(pool.clone());
+        let in_flight = tokio::spawn(async move { client.say_hello(hello("during", 300)).await });
+        while pool.stats().in_flight < 1 {
+            tokio::task::yield_now().await;
+        }
+        leaving.shutdown().await;
+        in_flight.await.unwrap().expect("the call in flight completes");
+        for i in 0..50 {
+            GreeterClient::new(pool.clone())
+                .say_hello(hello(&format!("after {i}"), 0))
+                .await
+                .expect("no call fails while another endpoint is up");
+        }
+        assert!(pool.stats().evictions_total >= 1, "{:?}", pool.stats());
+    })
+    .await;
+}
