@@ -31,7 +31,11 @@ pub struct ResponseBody {
 }
 
 impl ResponseBody {
-    pub(crate) fn new(inner: Incoming, guard: StreamGuard, deadline: Option<Pin<Box<Sleep>>>) -> Self {
+    pub(crate) fn new(
+        inner: Incoming,
+        guard: StreamGuard,
+        deadline: Option<Pin<Box<Sleep>>>,
+    ) -> Self {
         Self {
             inner: Some(inner),
             guard: Some(guard),
@@ -65,13 +69,13 @@ impl Body for ResponseBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        if let Some(deadline) = this.deadline.as_mut() {
-            if deadline.as_mut().poll(cx).is_ready() {
-                this.finish();
-                return Poll::Ready(Some(Err(Status::deadline_exceeded(
-                    "the call's deadline passed while its response was being received",
-                ))));
-            }
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            this.finish();
+            return Poll::Ready(Some(Err(Status::deadline_exceeded(
+                "the call's deadline passed while its response was being received",
+            ))));
         }
         let frame = ready!(Pin::new(inner).poll_frame(cx));
         Poll::Ready(match frame {
@@ -100,6 +104,8 @@ impl Body for ResponseBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
     }
 }

@@ -182,7 +182,11 @@ pub(crate) fn validate(config: &PoolConfig) -> Result<Vec<Endpoint>, Error> {
         return Err(invalid("max_connections", 0, "must be at least 1"));
     }
     if config.max_connections > MAX_CONNECTIONS {
-        return Err(invalid("max_connections", config.max_connections, "must be at most 10000"));
+        return Err(invalid(
+            "max_connections",
+            config.max_connections,
+            "must be at most 10000",
+        ));
     }
     if config.min_connections > config.max_connections {
         return Err(invalid(
@@ -192,10 +196,18 @@ pub(crate) fn validate(config: &PoolConfig) -> Result<Vec<Endpoint>, Error> {
         ));
     }
     if config.max_waiters > MAX_WAITERS {
-        return Err(invalid("max_waiters", config.max_waiters, "must be at most 16777216"));
+        return Err(invalid(
+            "max_waiters",
+            config.max_waiters,
+            "must be at most 16777216",
+        ));
     }
     if config.max_streams_per_connection == Some(0) {
-        return Err(invalid("max_streams_per_connection", 0, "must be at least 1"));
+        return Err(invalid(
+            "max_streams_per_connection",
+            0,
+            "must be at least 1",
+        ));
     }
     check_duration("connect_timeout", config.connect_timeout)?;
     check_duration("idle_timeout", config.idle_timeout)?;
@@ -215,13 +227,25 @@ fn check_backoff(backoff: &Backoff) -> Result<(), Error> {
     check_duration("backoff initial", backoff.initial)?;
     check_duration("backoff max", backoff.max)?;
     if backoff.max < backoff.initial {
-        return Err(invalid("backoff max", backoff.max, "must not be below backoff initial"));
+        return Err(invalid(
+            "backoff max",
+            backoff.max,
+            "must not be below backoff initial",
+        ));
     }
     if !(backoff.multiplier.is_finite() && backoff.multiplier >= 1.0) {
-        return Err(invalid("backoff multiplier", backoff.multiplier, "must be a finite number of at least 1"));
+        return Err(invalid(
+            "backoff multiplier",
+            backoff.multiplier,
+            "must be a finite number of at least 1",
+        ));
     }
     if !(0.0..=1.0).contains(&backoff.jitter) {
-        return Err(invalid("backoff jitter", backoff.jitter, "must be between 0 and 1"));
+        return Err(invalid(
+            "backoff jitter",
+            backoff.jitter,
+            "must be between 0 and 1",
+        ));
     }
     Ok(())
 }

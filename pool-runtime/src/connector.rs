@@ -39,7 +39,10 @@ pub(crate) enum ConnectError {
 }
 
 /// Opens one connection to `endpoint`, within the configured connect timeout.
-pub(crate) async fn connect(endpoint: &Endpoint, config: &PoolConfig) -> Result<Connected, ConnectError> {
+pub(crate) async fn connect(
+    endpoint: &Endpoint,
+    config: &PoolConfig,
+) -> Result<Connected, ConnectError> {
     let timeout = config.connect_timeout;
     match tokio::time::timeout(timeout, connect_unbounded(endpoint, config)).await {
         Ok(result) => result,
@@ -47,7 +50,10 @@ pub(crate) async fn connect(endpoint: &Endpoint, config: &PoolConfig) -> Result<
     }
 }
 
-async fn connect_unbounded(endpoint: &Endpoint, config: &PoolConfig) -> Result<Connected, ConnectError> {
+async fn connect_unbounded(
+    endpoint: &Endpoint,
+    config: &PoolConfig,
+) -> Result<Connected, ConnectError> {
     let tcp = TcpStream::connect(endpoint.address.as_str())
         .await
         .map_err(ConnectError::Tcp)?;
@@ -75,7 +81,11 @@ async fn connect_unbounded(endpoint: &Endpoint, config: &PoolConfig) -> Result<C
             }
         }
     }
-    Ok(Connected { sender, driver, link })
+    Ok(Connected {
+        sender,
+        driver,
+        link,
+    })
 }
 
 fn builder(config: &PoolConfig) -> http2::Builder<TokioExecutor> {

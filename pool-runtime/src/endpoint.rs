@@ -62,10 +62,14 @@ impl Endpoint {
             return Err(invalid("it has no host"));
         }
         if authority.as_str().contains('@') {
-            return Err(invalid("user information in the authority is not supported"));
+            return Err(invalid(
+                "user information in the authority is not supported",
+            ));
         }
         if parsed.path_and_query().is_some_and(|p| p.as_str() != "/") {
-            return Err(invalid("it has a path or query: give only scheme, host and port"));
+            return Err(invalid(
+                "it has a path or query: give only scheme, host and port",
+            ));
         }
         let port = authority.port_u16().unwrap_or(80);
         let address = format!("{}:{port}", authority.host());
@@ -134,8 +138,14 @@ mod tests {
 
     #[test]
     fn defaults_port_80_and_keeps_ipv6_brackets() {
-        assert_eq!(Endpoint::parse("http://localhost").unwrap().address, "localhost:80");
-        assert_eq!(Endpoint::parse("http://[::1]:9").unwrap().address, "[::1]:9");
+        assert_eq!(
+            Endpoint::parse("http://localhost").unwrap().address,
+            "localhost:80"
+        );
+        assert_eq!(
+            Endpoint::parse("http://[::1]:9").unwrap().address,
+            "[::1]:9"
+        );
     }
 
     #[test]

@@ -50,7 +50,15 @@ mod tests {
 
     #[test]
     fn rejects_malformed_values() {
-        for bad in [&b""[..], b"S", b"10", b"123456789S", b"1.5S", b"10s", b"-1S"] {
+        for bad in [
+            &b""[..],
+            b"S",
+            b"10",
+            b"123456789S",
+            b"1.5S",
+            b"10s",
+            b"-1S",
+        ] {
             assert_eq!(parse(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }
     }

@@ -33,14 +33,14 @@
 //!
 //! # Features
 //! - `runtime` (default): the pool and the `#[pooled_client]` attribute.
-//! - `build`: [`build`], the build-script helper that compiles protos into
+//! - `build`: the module `pooled_client::build`, the build-script helper that compiles protos into
 //!   tonic clients and pooled wrappers, without tokio or hyper.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "build")]
-pub mod build;
 #[cfg(feature = "runtime")]
 mod body;
+#[cfg(feature = "build")]
+pub mod build;
 #[cfg(feature = "runtime")]
 mod builder;
 #[cfg(feature = "runtime")]

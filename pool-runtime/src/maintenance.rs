@@ -20,12 +20,11 @@ pub(crate) async fn drive(driver: Driver, link: Arc<Link>, shared: Weak<Shared>,
         tokio::select! {
             result = &mut driver => break result,
             () = link.changed.notified() => {
-                if link.state() != State::Ready {
-                    if let Some(shared) = shared.upgrade() {
-                        if shared.retire(id, Retirement::Broken) {
-                            tracing::info!(connection = id, "server sent GOAWAY; draining");
-                        }
-                    }
+                if link.state() != State::Ready
+                    && let Some(shared) = shared.upgrade()
+                    && shared.retire(id, Retirement::Broken)
+                {
+                    tracing::info!(connection = id, "server sent GOAWAY; draining");
                 }
             }
         }

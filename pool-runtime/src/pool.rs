@@ -200,7 +200,8 @@ impl Shared {
     }
 
     fn notify(&self) {
-        self.events.send_modify(|generation| *generation = generation.wrapping_add(1));
+        self.events
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
     pub(crate) fn endpoint_uri(&self, index: usize) -> &str {
@@ -232,10 +233,10 @@ impl Shared {
             return Err(closed_status());
         }
         // Callers already in line go first.
-        if self.waiters.len() == 0 {
-            if let Some(guard) = self.pick() {
-                return Ok(guard);
-            }
+        if self.waiters.len() == 0
+            && let Some(guard) = self.pick()
+        {
+            return Ok(guard);
         }
         self.start();
         let Some(ticket) = self.waiters.enqueue(self.config.max_waiters) else {
@@ -266,7 +267,9 @@ impl Shared {
             }
             Ok(Err(_)) => {
                 place.served = true;
-                Err(Status::unavailable("the pool was dropped while the call waited"))
+                Err(Status::unavailable(
+                    "the pool was dropped while the call waited",
+                ))
             }
             Err(_) => Err(Status::resource_exhausted(format!(
                 "no stream became free within {timeout:?} (acquire_timeout); {}",
@@ -354,9 +357,10 @@ impl Shared {
                 endpoint.succeeded();
                 self.counters.connects.fetch_add(1, Ordering::Relaxed);
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                let expires_at = self.config.max_connection_lifetime.map(|lifetime| {
-                    Instant::now() + lifetime.mul_f64(1.0 - 0.1 * fastrand::f64())
-                });
+                let expires_at = self
+                    .config
+                    .max_connection_lifetime
+                    .map(|lifetime| Instant::now() + lifetime.mul_f64(1.0 - 0.1 * fastrand::f64()));
                 let connection = Arc::new(Connection::new(
                     id,
                     index,
@@ -393,7 +397,9 @@ impl Shared {
                 self.grow(0);
             }
             Err(error) => {
-                self.counters.connect_failures.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .connect_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(endpoint = %endpoint.uri, error = %error, "connection attempt failed");
                 let retry_at = endpoint.failed(error.into(), &self.config.backoff);
                 self.connecting.fetch_sub(1, Ordering::SeqCst);
@@ -478,7 +484,11 @@ impl Shared {
 
     /// Streams held over every live connection, draining ones included.
     pub(crate) fn in_flight(&self) -> usize {
-        self.live().iter().filter_map(Weak::upgrade).map(|c| c.in_flight()).sum()
+        self.live()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|c| c.in_flight())
+            .sum()
     }
 
     fn describe(&self) -> String {

@@ -60,12 +60,20 @@ impl Future for ResponseFuture {
 
 /// Sends one request, enforcing its `grpc-timeout` over the whole call:
 /// waiting for a stream, the response headers and the body.
-async fn send(shared: Arc<Shared>, request: Request<Body>) -> Result<Response<ResponseBody>, Status> {
+async fn send(
+    shared: Arc<Shared>,
+    request: Request<Body>,
+) -> Result<Response<ResponseBody>, Status> {
     let Some(timeout) = grpc_timeout::from_headers(request.headers()) else {
         return send_once_or_retry(shared, request, None).await;
     };
     let deadline = tokio::time::Instant::from_std(Instant::now() + timeout);
-    match tokio::time::timeout_at(deadline, send_once_or_retry(shared, request, Some(deadline))).await {
+    match tokio::time::timeout_at(
+        deadline,
+        send_once_or_retry(shared, request, Some(deadline)),
+    )
+    .await
+    {
         Ok(result) => result,
         Err(_) => Err(Status::deadline_exceeded(format!(
             "the call's deadline of {timeout:?} passed before the server answered"

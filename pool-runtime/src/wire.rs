@@ -86,12 +86,10 @@ impl Link {
         let to = to as u8;
         let mut current = self.state.load(Ordering::Acquire);
         while current < to {
-            match self.state.compare_exchange_weak(
-                current,
-                to,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
+            match self
+                .state
+                .compare_exchange_weak(current, to, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return true,
                 Err(actual) => current = actual,
             }
@@ -158,10 +156,10 @@ impl FrameScanner {
         while !bytes.is_empty() {
             if self.remaining > 0 {
                 let take = self.remaining.min(bytes.len());
-                if let Some(payload) = self.settings.as_mut() {
-                    if payload.len() + take <= MAX_SETTINGS_PAYLOAD {
-                        payload.extend_from_slice(&bytes[..take]);
-                    }
+                if let Some(payload) = self.settings.as_mut()
+                    && payload.len() + take <= MAX_SETTINGS_PAYLOAD
+                {
+                    payload.extend_from_slice(&bytes[..take]);
                 }
                 self.remaining -= take;
                 bytes = &bytes[take..];
@@ -200,9 +198,11 @@ impl FrameScanner {
         if let Some(payload) = self.settings.take() {
             let max_streams = payload
                 .chunks_exact(6)
-                .filter(|entry| u16::from_be_bytes([entry[0], entry[1]]) == SETTINGS_MAX_CONCURRENT_STREAMS)
+                .filter(|entry| {
+                    u16::from_be_bytes([entry[0], entry[1]]) == SETTINGS_MAX_CONCURRENT_STREAMS
+                })
                 .map(|entry| u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]))
-                .last();
+                .next_back();
             on(FrameEvent::Settings { max_streams });
         }
     }
@@ -248,7 +248,11 @@ impl<T: AsyncRead> AsyncRead for WatchedIo<T> {
 }
 
 impl<T: AsyncWrite> AsyncWrite for WatchedIo<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.project().inner.poll_write(cx, buf)
     }
 
@@ -279,7 +283,17 @@ mod tests {
 
     fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
         let len = payload.len();
-        let mut bytes = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags, 0, 0, 0, 0];
+        let mut bytes = vec![
+            (len >> 16) as u8,
+            (len >> 8) as u8,
+            len as u8,
+            kind,
+            flags,
+            0,
+            0,
+            0,
+            0,
+        ];
         bytes.extend_from_slice(payload);
         bytes
     }
@@ -300,11 +314,17 @@ mod tests {
         bytes.extend(frame(TYPE_SETTINGS, FLAG_ACK, &[]));
         bytes.extend(frame(TYPE_GOAWAY, 0, &[0; 8]));
         let expected = vec![
-            FrameEvent::Settings { max_streams: Some(8) },
+            FrameEvent::Settings {
+                max_streams: Some(8),
+            },
             FrameEvent::GoAway,
         ];
         for piece in [1, 2, 5, 9, 10, 64, bytes.len()] {
-            assert_eq!(scan_in_pieces(&bytes, piece), expected, "piece size {piece}");
+            assert_eq!(
+                scan_in_pieces(&bytes, piece),
+                expected,
+                "piece size {piece}"
+            );
         }
     }
 
@@ -318,7 +338,9 @@ mod tests {
     fn link_applies_settings_and_goaway() {
         let link = Link::default();
         assert_eq!(link.max_streams(), DEFAULT_MAX_STREAMS);
-        link.on_frame(FrameEvent::Settings { max_streams: Some(4) });
+        link.on_frame(FrameEvent::Settings {
+            max_streams: Some(4),
+        });
         assert!(link.settings_seen());
         assert_eq!(link.max_streams(), 4);
         link.on_frame(FrameEvent::GoAway);

@@ -34,7 +34,10 @@ type ReplyStream = Pin<Box<dyn Stream<Item = Result<HelloReply, Status>> + Send>
 
 #[tonic::async_trait]
 impl Greeter for GreeterService {
-    async fn say_hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+    async fn say_hello(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloReply>, Status> {
         let request = request.into_inner();
         delay(&request).await;
         Ok(Response::new(reply(&request)))
@@ -108,7 +111,9 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on a free loopback port.
     pub async fn start(options: ServerOptions) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         Self::serve(listener, options)
     }
 

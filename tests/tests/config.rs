@@ -13,55 +13,155 @@ fn invalid_configurations_are_rejected_with_the_bad_value() {
     type Check = fn(&Error) -> bool;
     let second = Duration::from_secs(1);
     let cases: Vec<(&str, PoolBuilder, Check)> = vec![
-        ("no endpoint", Pool::builder(), |e| matches!(e, Error::NoEndpoint)),
-        ("unparsable uri", Pool::builder().endpoint("http://exa mple:1"), |e| {
-            matches!(e, Error::InvalidUri { uri, .. } if uri == "http://exa mple:1")
+        ("no endpoint", Pool::builder(), |e| {
+            matches!(e, Error::NoEndpoint)
         }),
-        ("no scheme", Pool::builder().endpoint("127.0.0.1:50051"), |e| {
-            matches!(e, Error::InvalidEndpoint { .. } | Error::InvalidUri { .. })
-        }),
-        ("unsupported scheme", Pool::builder().endpoint("ftp://h:1"), |e| {
-            matches!(e, Error::UnsupportedScheme { scheme, .. } if scheme == "ftp")
-        }),
-        ("path", Pool::builder().endpoint("http://h:1/prefix"), |e| {
-            matches!(e, Error::InvalidEndpoint { uri, .. } if uri == "http://h:1/prefix")
-        }),
+        (
+            "unparsable uri",
+            Pool::builder().endpoint("http://exa mple:1"),
+            |e| matches!(e, Error::InvalidUri { uri, .. } if uri == "http://exa mple:1"),
+        ),
+        (
+            "no scheme",
+            Pool::builder().endpoint("127.0.0.1:50051"),
+            |e| matches!(e, Error::InvalidEndpoint { .. } | Error::InvalidUri { .. }),
+        ),
+        (
+            "unsupported scheme",
+            Pool::builder().endpoint("ftp://h:1"),
+            |e| matches!(e, Error::UnsupportedScheme { scheme, .. } if scheme == "ftp"),
+        ),
+        (
+            "path",
+            Pool::builder().endpoint("http://h:1/prefix"),
+            |e| matches!(e, Error::InvalidEndpoint { uri, .. } if uri == "http://h:1/prefix"),
+        ),
         ("one bad among good", valid().endpoint("nope://x"), |e| {
             matches!(e, Error::UnsupportedScheme { .. })
         }),
-        ("max_connections 0", valid().max_connections(0), |e| {
-            matches!(e, Error::InvalidSetting { name: "max_connections", value, .. } if value == "0")
-        }),
-        ("min above max", valid().min_connections(9).max_connections(8), |e| {
-            matches!(e, Error::InvalidSetting { name: "min_connections", value, .. } if value == "9")
-        }),
-        ("zero connect_timeout", valid().connect_timeout(Duration::ZERO), |e| {
-            matches!(e, Error::InvalidSetting { name: "connect_timeout", .. })
-        }),
-        ("absurd idle_timeout", valid().idle_timeout(Duration::from_secs(365 * 86_400)), |e| {
-            matches!(e, Error::InvalidSetting { name: "idle_timeout", .. })
-        }),
-        ("zero acquire_timeout", valid().acquire_timeout(Duration::ZERO), |e| {
-            matches!(e, Error::InvalidSetting { name: "acquire_timeout", .. })
-        }),
-        ("zero lifetime", valid().max_connection_lifetime(Duration::ZERO), |e| {
-            matches!(e, Error::InvalidSetting { name: "max_connection_lifetime", .. })
-        }),
-        ("zero keepalive timeout", valid().keepalive(second, Duration::ZERO), |e| {
-            matches!(e, Error::InvalidSetting { name: "keepalive timeout", .. })
-        }),
-        ("zero streams per connection", valid().max_streams_per_connection(0), |e| {
-            matches!(e, Error::InvalidSetting { name: "max_streams_per_connection", .. })
-        }),
+        (
+            "max_connections 0",
+            valid().max_connections(0),
+            |e| matches!(e, Error::InvalidSetting { name: "max_connections", value, .. } if value == "0"),
+        ),
+        (
+            "min above max",
+            valid().min_connections(9).max_connections(8),
+            |e| matches!(e, Error::InvalidSetting { name: "min_connections", value, .. } if value == "9"),
+        ),
+        (
+            "zero connect_timeout",
+            valid().connect_timeout(Duration::ZERO),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidSetting {
+                        name: "connect_timeout",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "absurd idle_timeout",
+            valid().idle_timeout(Duration::from_secs(365 * 86_400)),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidSetting {
+                        name: "idle_timeout",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "zero acquire_timeout",
+            valid().acquire_timeout(Duration::ZERO),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidSetting {
+                        name: "acquire_timeout",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "zero lifetime",
+            valid().max_connection_lifetime(Duration::ZERO),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidSetting {
+                        name: "max_connection_lifetime",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "zero keepalive timeout",
+            valid().keepalive(second, Duration::ZERO),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidSetting {
+                        name: "keepalive timeout",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "zero streams per connection",
+            valid().max_streams_per_connection(0),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidSetting {
+                        name: "max_streams_per_connection",
+                        ..
+                    }
+                )
+            },
+        ),
         ("too many waiters", valid().max_waiters(usize::MAX), |e| {
-            matches!(e, Error::InvalidSetting { name: "max_waiters", .. })
+            matches!(
+                e,
+                Error::InvalidSetting {
+                    name: "max_waiters",
+                    ..
+                }
+            )
         }),
-        ("shrinking backoff", valid().backoff(Backoff::new(second, 0.5, 0.2, second * 5)), |e| {
-            matches!(e, Error::InvalidSetting { name: "backoff multiplier", .. })
-        }),
-        ("jitter above 1", valid().backoff(Backoff::new(second, 1.6, 1.5, second * 5)), |e| {
-            matches!(e, Error::InvalidSetting { name: "backoff jitter", .. })
-        }),
+        (
+            "shrinking backoff",
+            valid().backoff(Backoff::new(second, 0.5, 0.2, second * 5)),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidSetting {
+                        name: "backoff multiplier",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "jitter above 1",
+            valid().backoff(Backoff::new(second, 1.6, 1.5, second * 5)),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidSetting {
+                        name: "backoff jitter",
+                        ..
+                    }
+                )
+            },
+        ),
     ];
     assert!(cases.len() >= 10);
     for (what, builder, check) in cases {

@@ -49,7 +49,10 @@ async fn all_four_rpc_kinds_work_through_the_pool() {
             .map(|r| r.unwrap().message)
             .collect()
             .await;
-        assert_eq!(replies, ["Hello stream #0", "Hello stream #1", "Hello stream #2"]);
+        assert_eq!(
+            replies,
+            ["Hello stream #0", "Hello stream #1", "Hello stream #2"]
+        );
 
         let names = futures_util::stream::iter(["a", "b", "c"].map(|n| hello(n, 0)));
         let collected = client.collect_hellos(names).await.unwrap();
@@ -198,7 +201,9 @@ async fn excess_calls_fail_at_once_when_the_queue_is_full() {
         let mut slow = Vec::new();
         for i in 0..5 {
             let mut client = GreeterClient::new(pool.clone());
-            slow.push(tokio::spawn(async move { client.say_hello(hello(&format!("{i}"), 2_000)).await }));
+            slow.push(tokio::spawn(async move {
+                client.say_hello(hello(&format!("{i}"), 2_000)).await
+            }));
         }
         while pool.stats().waiting < 3 {
             tokio::task::yield_now().await;
@@ -210,10 +215,19 @@ async fn excess_calls_fail_at_once_when_the_queue_is_full() {
             .unwrap_err();
         let waited = started.elapsed();
         assert_eq!(error.code(), Code::ResourceExhausted, "{error:?}");
-        assert!(error.message().contains("max_waiters"), "{}", error.message());
-        assert!(waited < Duration::from_secs(1), "rejected at once, not after acquire_timeout: {waited:?}");
+        assert!(
+            error.message().contains("max_waiters"),
+            "{}",
+            error.message()
+        );
+        assert!(
+            waited < Duration::from_secs(1),
+            "rejected at once, not after acquire_timeout: {waited:?}"
+        );
         for call in slow {
-            call.await.unwrap().expect("queued calls are served in turn");
+            call.await
+                .unwrap()
+                .expect("queued calls are served in turn");
         }
     })
     .await;
@@ -243,7 +257,11 @@ async fn waiting_past_acquire_timeout_fails_with_resource_exhausted() {
             .await
             .unwrap_err();
         assert_eq!(error.code(), Code::ResourceExhausted, "{error:?}");
-        assert!(error.message().contains("acquire_timeout"), "{}", error.message());
+        assert!(
+            error.message().contains("acquire_timeout"),
+            "{}",
+            error.message()
+        );
         assert_eq!(pool.stats().waiting, 0);
         busy.await.unwrap().unwrap();
     })
@@ -273,8 +291,15 @@ async fn close_lets_calls_in_flight_finish_and_refuses_new_ones() {
             .await
             .unwrap_err();
         assert_eq!(refused.code(), Code::Unavailable);
-        assert!(refused.message().contains("closed"), "{}", refused.message());
-        let finished = in_flight.await.unwrap().expect("the call in flight finishes");
+        assert!(
+            refused.message().contains("closed"),
+            "{}",
+            refused.message()
+        );
+        let finished = in_flight
+            .await
+            .unwrap()
+            .expect("the call in flight finishes");
         assert_eq!(finished.into_inner().message, "Hello slow");
         closing.await.unwrap();
         assert!(matches!(pool.ready().await, Err(Error::Closed)));
@@ -300,7 +325,11 @@ async fn a_server_that_is_down_fails_calls_with_unavailable() {
             .await
             .unwrap_err();
         assert_eq!(error.code(), Code::Unavailable, "{error:?}");
-        assert!(error.message().contains(&addr.to_string()), "{}", error.message());
+        assert!(
+            error.message().contains(&addr.to_string()),
+            "{}",
+            error.message()
+        );
         assert!(matches!(pool.ready().await, Err(Error::Connect { .. })));
         assert!(pool.stats().connect_failures_total >= 1);
     })
@@ -328,7 +357,10 @@ async fn graceful_shutdown_moves_new_calls_to_the_other_endpoint() {
             tokio::task::yield_now().await;
         }
         leaving.shutdown().await;
-        in_flight.await.unwrap().expect("the call in flight completes");
+        in_flight
+            .await
+            .unwrap()
+            .expect("the call in flight completes");
         for i in 0..50 {
             GreeterClient::new(pool.clone())
                 .say_hello(hello(&format!("after {i}"), 0))

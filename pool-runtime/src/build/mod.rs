@@ -40,7 +40,9 @@ use generator::PooledGenerator;
 /// written.
 pub fn compile_protos(proto: impl AsRef<Path>) -> Result<(), Error> {
     let proto = proto.as_ref();
-    let include = proto.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let include = proto
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     configure().compile_protos(&[proto], &[include.as_path()])
 }
 
@@ -192,9 +194,15 @@ impl Builder {
     /// gives the file, line and column of a syntax error; [`Error::Protoc`]
     /// and [`Error::Generate`] pass on the failures of `protoc` and of code
     /// generation.
-    pub fn compile_protos<P: AsRef<Path>>(mut self, protos: &[P], includes: &[P]) -> Result<(), Error> {
+    pub fn compile_protos<P: AsRef<Path>>(
+        mut self,
+        protos: &[P],
+        includes: &[P],
+    ) -> Result<(), Error> {
         let descriptors = if self.use_protoc {
-            self.prost.load_fds(protos, includes).map_err(Error::Protoc)?
+            self.prost
+                .load_fds(protos, includes)
+                .map_err(Error::Protoc)?
         } else {
             parse_with_protox(protos, includes, self.emit_rerun_if_changed)?
         };

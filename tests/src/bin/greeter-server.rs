@@ -11,7 +11,12 @@ async fn main() {
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:0".to_owned());
     let max_concurrent_streams = args.next().map(|n| n.parse().expect("a number of streams"));
     let listener = tokio::net::TcpListener::bind(&addr).await.expect("bind");
-    let server = TestServer::serve(listener, ServerOptions { max_concurrent_streams });
+    let server = TestServer::serve(
+        listener,
+        ServerOptions {
+            max_concurrent_streams,
+        },
+    );
     println!("listening on {}", server.addr);
     std::future::pending::<()>().await;
 }

@@ -1,0 +1,92 @@
+//! A server process killed and started again: calls fail fast with
+//! UNAVAILABLE meanwhile, and succeed again soon after it is back.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use pooled_client::Pool;
+use pooled_client_tests::helloworld::HelloRequest;
+use pooled_client_tests::helloworld::greeter_client::GreeterClient;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tonic::Code;
+
+/// Starts the greeter server process on `addr` and waits for it to listen.
+async fn start_server(addr: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_greeter-server"))
+        .arg(addr)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start greeter-server");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .await
+        .expect("read");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected server output {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fail_fast_during_an_outage_and_recover_after_restart() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let (mut server, addr) = start_server("127.0.0.1:0").await;
+        let pool = Pool::builder()
+            .endpoint(format!("http://{addr}"))
+            .build()
+            .unwrap();
+        let mut client = GreeterClient::new(pool.clone());
+        let request = || HelloRequest {
+            name: "x".into(),
+            delay_ms: 0,
+            count: 0,
+        };
+        client.say_hello(request()).await.expect("server is up");
+
+        server.kill().await.expect("SIGKILL the server");
+        // Every call during the outage fails, with UNAVAILABLE, and none hangs.
+        for _ in 0..20 {
+            let started = Instant::now();
+            let error = client.say_hello(request()).await.unwrap_err();
+            assert_eq!(error.code(), Code::Unavailable, "{error:?}");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "a call hung for {:?}",
+                started.elapsed()
+            );
+        }
+
+        let (_server, _) = start_server(&addr).await;
+        let back = Instant::now();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match client.say_hello(request()).await {
+                Ok(_) => break,
+                Err(error) => {
+                    assert_eq!(error.code(), Code::Unavailable, "{error:?}");
+                    assert!(attempts < 1_000, "no success within {attempts} attempts");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        let recovery = back.elapsed();
+        println!("first success {recovery:?} after the server was back ({attempts} attempts)");
+        // The default backoff starts at 1 s with 20 % jitter.
+        assert!(
+            recovery < Duration::from_millis(1_500),
+            "recovery took {recovery:?}"
+        );
+        let stats = pool.stats();
+        assert_eq!(stats.in_flight, 0);
+        assert!(stats.evictions_total >= 1, "{stats:?}");
+    })
+    .await
+    .expect("test exceeded its time limit");
+}
