@@ -1,1 +1,32 @@
-//! The `#[pooled_client]` attribute; use it through the `pooled-client` crate.
+//! The `#[pooled_client]` attribute, re-exported by the `pooled-client`
+//! crate; see `pooled_client::pooled_client` for its documentation.
+//!
+//! The work is split as in serde_derive: [`attr`] parses the attribute's
+//! arguments, [`ast`] reads the struct into a small model, [`valid`] checks
+//! it, [`expand`] writes the wrapper, and [`fallback`] keeps the user's item
+//! when there are errors so that one mistake does not cascade.
+
+mod ast;
+mod attr;
+mod expand;
+mod fallback;
+mod valid;
+
+use proc_macro::TokenStream;
+
+/// Turns an annotated struct into a pooled client; documented in
+/// `pooled_client`.
+#[proc_macro_attribute]
+pub fn pooled_client(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item = match syn::parse::<syn::ItemStruct>(input.clone()) {
+        Ok(item) => item,
+        Err(error) => return fallback::with_errors(input.into(), error).into(),
+    };
+    let expanded = attr::parse(args.into())
+        .and_then(|args| ast::Client::from_item(&item, args))
+        .and_then(|client| valid::check(&client).map(|()| expand::client(&client)));
+    match expanded {
+        Ok(tokens) => tokens.into(),
+        Err(error) => fallback::with_errors(quote::quote!(#item), error).into(),
+    }
+}

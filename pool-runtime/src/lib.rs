@@ -44,6 +44,9 @@ pub mod build;
 #[cfg(feature = "runtime")]
 mod builder;
 #[cfg(feature = "runtime")]
+#[doc(hidden)]
+pub mod codegen;
+#[cfg(feature = "runtime")]
 mod config;
 #[cfg(feature = "runtime")]
 mod connection;
@@ -62,6 +65,8 @@ mod picker;
 #[cfg(feature = "runtime")]
 mod pool;
 #[cfg(feature = "runtime")]
+mod rpc;
+#[cfg(feature = "runtime")]
 mod service;
 #[cfg(feature = "runtime")]
 mod stats;
@@ -79,6 +84,53 @@ pub use crate::{
     config::{Backoff, Keepalive, PoolConfig},
     error::Error,
     pool::Pool,
+    rpc::{BidiStreaming, ClientStreaming, ServerStreaming, Unary},
     service::ResponseFuture,
     stats::PoolStats,
 };
+
+/// Turns a struct that lists a tonic client's RPCs into a pooled client.
+///
+/// Each named field declares one RPC: its name is the tonic client's method
+/// name and its type is [`Unary`], [`ServerStreaming`], [`ClientStreaming`]
+/// or [`BidiStreaming`] of the request and response types. `client = path`
+/// names the tonic-generated client type, without its generic parameter.
+///
+/// ```
+/// use pooled_client::{pooled_client, ServerStreaming, Unary};
+/// use tonic_health::pb::health_client;
+/// use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+///
+/// /// Pooled client for the standard health service.
+/// #[pooled_client(client = health_client::HealthClient)]
+/// pub struct PooledHealthClient {
+///     /// Asks whether a service is serving.
+///     check: Unary<HealthCheckRequest, HealthCheckResponse>,
+///     /// Streams the service's status as it changes.
+///     watch: ServerStreaming<HealthCheckRequest, HealthCheckResponse>,
+/// }
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = pooled_client::Pool::builder().endpoint("http://127.0.0.1:50051").build()?;
+/// let health = PooledHealthClient::new(pool.clone())
+///     .with_timeout(std::time::Duration::from_secs(1));
+/// let status = health.check(HealthCheckRequest { service: String::new() }).await?;
+/// # Ok(()) }
+/// ```
+///
+/// The struct keeps its name, visibility, attributes and doc comments, and
+/// becomes `Clone + Send + Sync + Debug`, holding the tonic client over a
+/// [`Pool`]. It gets:
+/// - `new(pool)`, `async connect(uri)` (a pool with default settings, once a
+///   connection is up) and `pool()`;
+/// - tonic's per-client settings `send_compressed`, `accept_compressed`,
+///   `max_decoding_message_size`, `max_encoding_message_size`, and
+///   `with_timeout(duration)`, a deadline for calls that set none;
+/// - one `async fn` per field with tonic's own signature but `&self`, so the
+///   client can be shared: field doc comments and `#[deprecated]` carry over.
+///
+/// Mistakes are compile errors that point at the token at fault: a tuple or
+/// unit struct, generics, a field type other than the four above, a missing
+/// or malformed `client = ...`, or a method declared twice.
+#[cfg(feature = "runtime")]
+pub use pooled_client_macros::pooled_client;

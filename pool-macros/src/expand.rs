@@ -1,0 +1,139 @@
+//! Writes the pooled client for a checked model.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::ast::{Client, Method};
+
+pub(crate) fn client(client: &Client<'_>) -> TokenStream {
+    let Client {
+        attrs,
+        vis,
+        ident,
+        client: tonic_client,
+        methods,
+        ..
+    } = client;
+    let name = ident.to_string();
+    let methods = methods.iter().map(method);
+    quote! {
+        #(#attrs)*
+        #[derive(Clone)]
+        #vis struct #ident {
+            inner: #tonic_client<::pooled_client::codegen::Pool>,
+            pool: ::pooled_client::codegen::Pool,
+            timeout: ::core::option::Option<::core::time::Duration>,
+        }
+
+        impl ::core::fmt::Debug for #ident {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(#name)
+                    .field("pool", &self.pool)
+                    .field("timeout", &self.timeout)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        #[allow(dead_code)]
+        impl #ident {
+            /// A client whose calls go through `pool`; cheap, like cloning the pool.
+            pub fn new(pool: ::pooled_client::codegen::Pool) -> Self {
+                Self {
+                    inner: #tonic_client::new(::core::clone::Clone::clone(&pool)),
+                    pool,
+                    timeout: ::core::option::Option::None,
+                }
+            }
+
+            /// Builds a pool with default settings for `uri` and waits until
+            /// its first connection is up.
+            ///
+            /// # Errors
+            ///
+            /// When `uri` is not a valid endpoint or the server cannot be reached.
+            pub async fn connect(
+                uri: impl ::core::convert::Into<::std::string::String>,
+            ) -> ::core::result::Result<Self, ::pooled_client::codegen::Error> {
+                ::pooled_client::codegen::connect(uri.into()).await.map(Self::new)
+            }
+
+            /// The pool this client sends through.
+            pub fn pool(&self) -> &::pooled_client::codegen::Pool {
+                &self.pool
+            }
+
+            /// Compresses requests with `encoding`.
+            pub fn send_compressed(mut self, encoding: ::pooled_client::codegen::tonic::codec::CompressionEncoding) -> Self {
+                self.inner = self.inner.send_compressed(encoding);
+                self
+            }
+
+            /// Accepts responses compressed with `encoding`.
+            pub fn accept_compressed(mut self, encoding: ::pooled_client::codegen::tonic::codec::CompressionEncoding) -> Self {
+                self.inner = self.inner.accept_compressed(encoding);
+                self
+            }
+
+            /// The largest response message accepted, in bytes. Default: tonic's, 4 MiB.
+            pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+                self.inner = self.inner.max_decoding_message_size(limit);
+                self
+            }
+
+            /// The largest request message sent, in bytes. Default: tonic's, unlimited.
+            pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+                self.inner = self.inner.max_encoding_message_size(limit);
+                self
+            }
+
+            /// A deadline for every call whose request sets none. Default: none.
+            pub fn with_timeout(mut self, timeout: ::core::time::Duration) -> Self {
+                self.timeout = ::core::option::Option::Some(timeout);
+                self
+            }
+
+            #(#methods)*
+        }
+    }
+}
+
+fn method(method: &Method<'_>) -> TokenStream {
+    let Method {
+        field,
+        name,
+        kind,
+        request,
+        response,
+        attrs,
+    } = method;
+    let codegen = quote!(::pooled_client::codegen);
+    let (parameter, into_request) = if kind.streams_requests() {
+        (
+            quote!(impl #codegen::tonic::IntoStreamingRequest<Message = #request>),
+            quote!(#codegen::tonic::IntoStreamingRequest::into_streaming_request(request)),
+        )
+    } else {
+        (
+            quote!(impl #codegen::tonic::IntoRequest<#request>),
+            quote!(#codegen::tonic::IntoRequest::into_request(request)),
+        )
+    };
+    let output = if kind.streams_responses() {
+        quote!(#codegen::tonic::Response<#codegen::tonic::Streaming<#response>>)
+    } else {
+        quote!(#codegen::tonic::Response<#response>)
+    };
+    quote_spanned! {field.span()=>
+        #(#attrs)*
+        pub async fn #name(
+            &self,
+            request: #parameter,
+        ) -> ::core::result::Result<#output, #codegen::tonic::Status> {
+            let mut request = #into_request;
+            #codegen::apply_default_timeout(&mut request, self.timeout);
+            let mut client = ::core::clone::Clone::clone(&self.inner);
+            client.#name(request).await
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! What the `#[pooled_client]` expansion refers to, so that it needs nothing
+//! else from the user's crate. Not a public API.
+
+pub use tonic;
+
+pub use crate::{Error, Pool};
+
+/// Gives `request` the client's default deadline unless it has its own.
+pub fn apply_default_timeout<T>(
+    request: &mut tonic::Request<T>,
+    timeout: Option<core::time::Duration>,
+) {
+    if let Some(timeout) = timeout
+        && !request.metadata().contains_key("grpc-timeout")
+    {
+        request.set_timeout(timeout);
+    }
+}
+
+/// A pool with default settings for `uri`, once its first connection is up.
+///
+/// # Errors
+///
+/// When `uri` is not a valid endpoint or cannot be reached.
+pub async fn connect(uri: String) -> Result<Pool, Error> {
+    let pool = Pool::builder().endpoint(uri).build()?;
+    pool.ready().await?;
+    Ok(pool)
+}
