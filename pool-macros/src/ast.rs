@@ -81,6 +81,13 @@ impl<'a> Client<'a> {
             }
         };
         let mut errors: Option<syn::Error> = None;
+        let generics = &item.generics;
+        if !generics.params.is_empty() || generics.where_clause.is_some() {
+            errors = Some(syn::Error::new_spanned(
+                generics,
+                "a pooled client cannot be generic: it always runs over `pooled_client::Pool`",
+            ));
+        }
         let mut methods = Vec::new();
         for field in &fields.named {
             match Method::from_field(field) {

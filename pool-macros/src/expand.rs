@@ -16,8 +16,13 @@ pub(crate) fn client(client: &Client<'_>) -> TokenStream {
         ..
     } = client;
     let name = ident.to_string();
+    let declared_types = methods.iter().map(|m| &m.field.ty);
     let methods = methods.iter().map(method);
     quote! {
+        // The declared field types, used here so that the user's imports of
+        // `Unary` and friends (and of the message types) count as used.
+        const _: ::core::marker::PhantomData<(#(#declared_types,)*)> = ::core::marker::PhantomData;
+
         #(#attrs)*
         #[derive(Clone)]
         #vis struct #ident {
@@ -133,7 +138,10 @@ fn method(method: &Method<'_>) -> TokenStream {
             let mut request = #into_request;
             #codegen::apply_default_timeout(&mut request, self.timeout);
             let mut client = ::core::clone::Clone::clone(&self.inner);
-            client.#name(request).await
+            // A deprecated RPC warns where the user calls it, not here.
+            #[allow(deprecated)]
+            let response = client.#name(request).await;
+            response
         }
     }
 }

@@ -21,13 +21,6 @@ const RESERVED: &[&str] = &[
 /// Checks every rule and reports every broken one at once.
 pub(crate) fn check(client: &Client<'_>) -> syn::Result<()> {
     let mut errors: Vec<syn::Error> = Vec::new();
-    let generics = &client.item.generics;
-    if !generics.params.is_empty() || generics.where_clause.is_some() {
-        errors.push(syn::Error::new_spanned(
-            generics,
-            "a pooled client cannot be generic: it always runs over `pooled_client::Pool`",
-        ));
-    }
     for attr in client.attrs {
         if attr.path().is_ident("derive") {
             errors.push(syn::Error::new_spanned(

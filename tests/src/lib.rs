@@ -8,3 +8,20 @@ pub mod server;
 pub mod helloworld {
     tonic::include_proto!("helloworld");
 }
+
+/// The code generated from `proto/codegen/a/b/v1/catalog.proto`: a dotted
+/// package that imports another package and well-known types.
+pub mod a {
+    pub mod b {
+        pub mod v1 {
+            tonic::include_proto!("a.b.v1");
+        }
+    }
+}
+
+/// The code generated from `proto/codegen/common/v1/types.proto`.
+pub mod common {
+    pub mod v1 {
+        tonic::include_proto!("common.v1");
+    }
+}

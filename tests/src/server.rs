@@ -156,3 +156,14 @@ impl Drop for TestServer {
         self.task.abort();
     }
 }
+
+/// Serves `router` on a free loopback port until the task is dropped with
+/// the runtime; returns the `http://` URI.
+pub async fn serve_router(router: tonic::transport::server::Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(router.serve_with_incoming(TcpListenerStream::new(listener)));
+    format!("http://{addr}")
+}

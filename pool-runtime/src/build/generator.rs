@@ -4,9 +4,7 @@
 //! Keeping the attribute the only generator of wrapper code means the two
 //! paths cannot drift apart.
 
-use proc_macro2::TokenStream;
 use prost_build::{Comments, Method, Service, ServiceGenerator};
-use quote::{format_ident, quote};
 
 /// tonic's service generator, followed by the pooled client's declaration.
 pub(crate) struct PooledGenerator {
@@ -38,84 +36,77 @@ impl ServiceGenerator for PooledGenerator {
     }
 }
 
-/// The annotated struct for `service`, formatted.
+/// The annotated struct for `service`, as source text.
 pub(crate) fn declare(service: &Service) -> String {
-    let tokens = declaration(service);
-    match syn::parse2::<syn::File>(tokens.clone()) {
-        Ok(file) => prettyplease::unparse(&file),
-        // Unreachable for the tokens built below; fall back to plain tokens
-        // rather than fail the user's build over formatting.
-        Err(_) => tokens.to_string(),
-    }
-}
-
-fn declaration(service: &Service) -> TokenStream {
     // tonic-build names the client module and type this way.
-    let client_module = format_ident!("{}_client", naive_snake_case(&service.name));
-    let client_type = format_ident!("{}Client", service.name);
-    let pooled_type = format_ident!("Pooled{}Client", service.name);
+    let client_module = format!("{}_client", naive_snake_case(&service.name));
     let full_name = if service.package.is_empty() {
         service.proto_name.clone()
     } else {
         format!("{}.{}", service.package, service.proto_name)
     };
-    let summary =
-        format!(" A pooled client for `{full_name}`: share it, clone it, call it from any task.");
-    let docs = doc_attributes(&service.comments);
-    let separator = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
-    let fields = service.methods.iter().map(field);
-    quote! {
-        #[doc = #summary]
-        #separator
-        #(#docs)*
-        #[::pooled_client::pooled_client(client = #client_module::#client_type)]
-        pub struct #pooled_type {
-            #(#fields)*
-        }
+    let mut out = format!(
+        "/// A pooled client for `{full_name}`: share it, clone it, call it from any task.\n"
+    );
+    let docs = doc_lines(&service.comments, "");
+    if !docs.is_empty() {
+        out.push_str("///\n");
+        out.push_str(&docs);
     }
+    out.push_str(&format!(
+        "#[::pooled_client::pooled_client(client = {client_module}::{name}Client)]\n\
+         pub struct Pooled{name}Client {{\n",
+        name = service.name
+    ));
+    for method in &service.methods {
+        out.push_str(&field(method));
+    }
+    out.push_str("}\n");
+    out
 }
 
-fn field(method: &Method) -> TokenStream {
-    let name = syn::parse_str::<syn::Ident>(&method.name)
-        .unwrap_or_else(|_| format_ident!("r#{}", method.name));
+fn field(method: &Method) -> String {
     let kind = match (method.client_streaming, method.server_streaming) {
-        (false, false) => quote!(Unary),
-        (false, true) => quote!(ServerStreaming),
-        (true, false) => quote!(ClientStreaming),
-        (true, true) => quote!(BidiStreaming),
+        (false, false) => "Unary",
+        (false, true) => "ServerStreaming",
+        (true, false) => "ClientStreaming",
+        (true, true) => "BidiStreaming",
     };
-    let request = rust_type(&method.input_type);
-    let response = rust_type(&method.output_type);
-    let mut docs = doc_attributes(&method.comments);
+    let mut docs = doc_lines(&method.comments, "    ");
     if docs.is_empty() {
-        let text = format!(" Calls `{}`.", method.proto_name);
-        docs.push(quote!(#[doc = #text]));
+        docs = format!("    /// Calls `{}`.\n", method.proto_name);
     }
-    let deprecated = (method.options.deprecated == Some(true)).then(|| quote!(#[deprecated]));
-    quote! {
-        #(#docs)*
-        #deprecated
-        #name: ::pooled_client::#kind<#request, #response>,
-    }
+    let deprecated = if method.options.deprecated == Some(true) {
+        "    #[deprecated]\n"
+    } else {
+        ""
+    };
+    // prost's names are already Rust identifiers (`r#type` for `rpc Type`)
+    // and its type paths are relative to the package module, where the
+    // struct goes.
+    format!(
+        "{docs}{deprecated}    {name}: ::pooled_client::{kind}<{request}, {response}>,\n",
+        name = method.name,
+        request = method.input_type,
+        response = method.output_type,
+    )
 }
 
-/// prost's type paths are relative to the package module, where the
-/// struct goes, so they are used as they are.
-fn rust_type(path: &str) -> TokenStream {
-    syn::parse_str::<syn::Type>(path).map_or_else(|_| quote!(()), |ty| quote!(#ty))
-}
-
-/// Proto comments as doc attributes. Lines are trimmed so that indented
-/// text does not become a doc test, and brackets are escaped so that they
-/// are not read as links.
-fn doc_attributes(comments: &Comments) -> Vec<TokenStream> {
+/// Proto comments as `///` lines (prost has escaped their brackets
+/// already). Lines are trimmed so that indented text does not become a doc
+/// test.
+fn doc_lines(comments: &Comments, indent: &str) -> String {
     comments
         .leading
         .iter()
         .flat_map(|block| block.lines())
         .map(|line| {
-            let text = format!(" {}", line.trim().replace('[', "\\[").replace(']', "\\]"));
-            quote!(#[doc = #text])
+            let text = line.trim();
+            if text.is_empty() {
+                format!("{indent}///\n")
+            } else {
+                format!("{indent}/// {text}\n")
+            }
         })
         .collect()
 }

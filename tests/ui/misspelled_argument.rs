@@ -1,0 +1,9 @@
+use pooled_client::{pooled_client, Unary};
+use pooled_client_tests::helloworld::{greeter_client, HelloReply, HelloRequest};
+
+#[pooled_client(clinet = greeter_client::GreeterClient)]
+pub struct PooledGreeter {
+    say_hello: Unary<HelloRequest, HelloReply>,
+}
+
+fn main() {}

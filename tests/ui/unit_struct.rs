@@ -1,0 +1,7 @@
+use pooled_client::{pooled_client, Unary};
+use pooled_client_tests::helloworld::{greeter_client, HelloReply, HelloRequest};
+
+#[pooled_client(client = greeter_client::GreeterClient)]
+pub struct PooledGreeter;
+
+fn main() {}
