@@ -2,5 +2,6 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     pooled_client::build::compile_protos("proto/helloworld.proto")?;
+    pooled_client::build::compile_protos("proto/route_guide.proto")?;
     Ok(())
 }

@@ -36,15 +36,98 @@ pub enum Error {
 }
 
 impl Error {
+    /// Locates a parser error: its file, and its line and column from the
+    /// first labelled span.
     pub(crate) fn from_protox(error: protox::Error) -> Self {
+        use miette::Diagnostic;
+
         let file = error.file().map(str::to_owned);
-        let message = format!("{error}");
+        let position = error
+            .labels()
+            .and_then(|mut labels| labels.next())
+            .and_then(|label| {
+                let contents = error.source_code()?.read_span(label.inner(), 0, 0).ok()?;
+                Some((contents.line() + 1, contents.column() + 1))
+            });
+        let message = match (&file, position) {
+            (Some(file), Some((line, column))) => format!("{file}:{line}:{column}: {error}"),
+            (Some(file), None) => format!("{file}: {error}"),
+            (None, _) => error.to_string(),
+        };
         Self::Parse {
             file,
-            line: None,
-            column: None,
+            line: position.map(|(line, _)| line),
+            column: position.map(|(_, column)| column),
             message,
             source: Box::new(error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::Error;
+
+    fn compile(dir: &Path, name: &str) -> Result<(), Error> {
+        crate::build::configure()
+            .out_dir(dir)
+            .emit_rerun_if_changed(false)
+            .compile_protos(&[dir.join(name)], &[dir.to_path_buf()])
+    }
+
+    fn scratch(test: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("pooled-client-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_syntax_error_names_file_line_and_column() {
+        let dir = scratch("syntax");
+        std::fs::write(
+            dir.join("broken.proto"),
+            "syntax = \"proto3\";\npackage p;\nmessage M {\n  string name = ;\n}\n",
+        )
+        .unwrap();
+        let error = compile(&dir, "broken.proto").unwrap_err();
+        match &error {
+            Error::Parse {
+                file, line, column, ..
+            } => {
+                assert_eq!(file.as_deref(), Some("broken.proto"));
+                assert_eq!((*line, *column), (Some(4), Some(17)), "{error}");
+            }
+            other => panic!("unexpected error {other:?}"),
+        }
+        assert!(
+            error.to_string().starts_with("broken.proto:4:17: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_missing_proto_names_the_path() {
+        let dir = scratch("missing");
+        let error = compile(&dir, "absent.proto").unwrap_err();
+        assert!(matches!(&error, Error::NotFound { path } if path.ends_with("absent.proto")));
+        assert!(error.to_string().contains("absent.proto"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_import_names_the_import_and_where() {
+        let dir = scratch("import");
+        std::fs::write(
+            dir.join("importer.proto"),
+            "syntax = \"proto3\";\nimport \"nowhere.proto\";\n",
+        )
+        .unwrap();
+        let error = compile(&dir, "importer.proto").unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("nowhere.proto") && text.contains("importer.proto:2:"),
+            "{text}"
+        );
     }
 }
