@@ -17,10 +17,13 @@ use pooled_client_examples::routeguide::{
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
+/// The notes left at each point, by latitude and longitude.
+type NotesByPoint = HashMap<(i32, i32), Vec<RouteNote>>;
+
 /// Features on a small grid, and the notes left so far.
 #[derive(Default)]
 struct Guide {
-    notes: Arc<Mutex<HashMap<(i32, i32), Vec<RouteNote>>>>,
+    notes: Arc<Mutex<NotesByPoint>>,
 }
 
 fn feature_at(point: &Point) -> Feature {
