@@ -145,3 +145,51 @@ fn method(method: &Method<'_>) -> TokenStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use crate::{ast, attr, valid};
+
+    /// Expands `item` with `args` as the attribute would.
+    fn expand(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> String {
+        let item: syn::ItemStruct = syn::parse2(item).unwrap();
+        let client = ast::Client::from_item(&item, attr::parse(args).unwrap()).unwrap();
+        valid::check(&client).unwrap();
+        let file: syn::File = syn::parse2(super::client(&client)).unwrap();
+        prettyplease::unparse(&file)
+    }
+
+    #[test]
+    fn expands_one_method_per_field_with_tonics_signatures() {
+        let expanded = expand(
+            quote!(client = greeter_client::GreeterClient),
+            quote! {
+                /// Greets.
+                pub struct PooledGreeterClient {
+                    /// Says hello.
+                    say_hello: Unary<HelloRequest, HelloReply>,
+                    #[deprecated]
+                    chat: BidiStreaming<HelloRequest, HelloReply>,
+                }
+            },
+        );
+        println!("{expanded}");
+        for expected in [
+            "pub struct PooledGreeterClient {",
+            "inner: greeter_client::GreeterClient<::pooled_client::codegen::Pool>,",
+            "/// Says hello.\n    pub async fn say_hello(\n        &self,\n        request: impl ::pooled_client::codegen::tonic::IntoRequest<HelloRequest>,",
+            ") -> ::core::result::Result<\n        ::pooled_client::codegen::tonic::Response<HelloReply>,",
+            "#[deprecated]\n    pub async fn chat(",
+            "impl ::pooled_client::codegen::tonic::IntoStreamingRequest<Message = HelloRequest>",
+            "::pooled_client::codegen::tonic::Streaming<HelloReply>",
+            "pub fn new(pool: ::pooled_client::codegen::Pool) -> Self",
+        ] {
+            assert!(
+                expanded.contains(expected),
+                "missing {expected:?} in:\n{expanded}"
+            );
+        }
+    }
+}

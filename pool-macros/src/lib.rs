@@ -1,10 +1,10 @@
 //! The `#[pooled_client]` attribute, re-exported by the `pooled-client`
 //! crate; see `pooled_client::pooled_client` for its documentation.
 //!
-//! The work is split as in serde_derive: [`attr`] parses the attribute's
-//! arguments, [`ast`] reads the struct into a small model, [`valid`] checks
-//! it, [`expand`] writes the wrapper, and [`fallback`] keeps the user's item
-//! when there are errors so that one mistake does not cascade.
+//! The work is split as in serde_derive: `attr` parses the attribute's
+//! arguments, `ast` reads the struct into a small model, `valid` checks it,
+//! `expand` writes the wrapper, and `fallback` keeps the user's item when
+//! there are errors so that one mistake does not cascade.
 
 mod ast;
 mod attr;
