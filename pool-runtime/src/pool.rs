@@ -309,7 +309,8 @@ impl Shared {
             if self.is_closed() {
                 return;
             }
-            let open = self.rotation.load().len();
+            let rotation = self.rotation.load();
+            let open = rotation.len();
             let connecting = self.connecting.load(Ordering::SeqCst);
             if open + connecting >= self.config.max_connections {
                 return;
@@ -317,8 +318,15 @@ impl Shared {
             let below_min = open + connecting < self.config.min_connections;
             let demand = self.waiters.len() + extra;
             // Count what the attempts under way will bring (Envoy does the
-            // same) so a burst does not open a herd of connections.
-            let coming = connecting.saturating_mul(DEFAULT_MAX_STREAMS);
+            // same) so a burst does not open a herd of connections; a new
+            // connection is expected to allow as many streams as the open
+            // ones do.
+            let per_connection = match open {
+                0 => DEFAULT_MAX_STREAMS.min(self.stream_cap),
+                n => rotation.iter().map(|c| c.capacity()).sum::<usize>() / n,
+            };
+            drop(rotation);
+            let coming = connecting.saturating_mul(per_connection.max(1));
             if !below_min && demand <= coming {
                 return;
             }
