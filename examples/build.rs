@@ -3,5 +3,9 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     pooled_client::build::compile_protos("proto/helloworld.proto")?;
     pooled_client::build::compile_protos("proto/route_guide.proto")?;
+    // The benchmark's payloads are `Bytes`, so large messages are not copied.
+    pooled_client::build::configure()
+        .bytes(["."])
+        .compile_protos(&["proto/bench.proto"], &["proto"])?;
     Ok(())
 }

@@ -14,6 +14,12 @@ pub mod helloworld {
     tonic::include_proto!("helloworld");
 }
 
+/// The code generated from `proto/bench.proto`.
+pub mod bench {
+    #![allow(missing_docs)]
+    tonic::include_proto!("bench");
+}
+
 /// The code generated from `proto/route_guide.proto`.
 pub mod routeguide {
     #![allow(missing_docs)]

@@ -11,24 +11,11 @@ use crate::connector::Driver;
 use crate::pool::{Retirement, Shared};
 use crate::wire::{Link, State};
 
-/// Drives one connection's request dispatch until it ends, taking the
-/// connection out of rotation the moment the server sends GOAWAY or the
-/// connection breaks.
+/// Drives one connection's request dispatch until it ends, then takes the
+/// connection out of rotation if it is still in it (GOAWAY takes it out
+/// earlier, from the read path).
 pub(crate) async fn drive(driver: Driver, link: Arc<Link>, shared: Weak<Shared>, id: u64) {
-    tokio::pin!(driver);
-    let result = loop {
-        tokio::select! {
-            result = &mut driver => break result,
-            () = link.changed.notified() => {
-                if link.state() != State::Ready
-                    && let Some(shared) = shared.upgrade()
-                    && shared.retire(id, Retirement::Broken)
-                {
-                    tracing::info!(connection = id, "server sent GOAWAY; draining");
-                }
-            }
-        }
-    };
+    let result = driver.await;
     link.advance(State::Closed);
     let Some(shared) = shared.upgrade() else {
         return;

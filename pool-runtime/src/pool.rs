@@ -129,6 +129,13 @@ impl Pool {
         tracing::info!("pool closed");
     }
 
+    /// Takes a stream slot and gives it back at once, returning whether one
+    /// was free: the pool's hot path without any I/O, for benchmarks.
+    #[doc(hidden)]
+    pub fn bench_pick_release(&self) -> bool {
+        self.shared.pick().is_some()
+    }
+
     /// Whether [`close`](Self::close) has been called.
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
@@ -238,6 +245,13 @@ impl Shared {
         {
             return Ok(guard);
         }
+        // Boxed so that every call's future stays small: only calls that
+        // wait carry the queue's and the timer's state.
+        Box::pin(self.acquire_slow()).await
+    }
+
+    /// Joins the wait queue, growing the pool if it may.
+    async fn acquire_slow(self: &Arc<Self>) -> Result<StreamGuard, Status> {
         self.start();
         let Some(ticket) = self.waiters.enqueue(self.config.max_waiters) else {
             return Err(Status::resource_exhausted(format!(
@@ -383,9 +397,17 @@ impl Shared {
                     max_streams = connection.capacity(),
                     "connection opened"
                 );
+                let weak = Arc::downgrade(&self);
+                connected.link.on_goaway(Box::new(move || {
+                    if let Some(shared) = weak.upgrade()
+                        && shared.retire(id, Retirement::Broken)
+                    {
+                        tracing::info!(connection = id, "server sent GOAWAY; draining");
+                    }
+                }));
                 tokio::spawn(maintenance::drive(
                     connected.driver,
-                    connected.link,
+                    connected.link.clone(),
                     Arc::downgrade(&self),
                     id,
                 ));
@@ -400,6 +422,11 @@ impl Shared {
                     }
                 }
                 self.connecting.fetch_sub(1, Ordering::SeqCst);
+                // A GOAWAY read before the callback was set left the state
+                // behind; act on it now.
+                if !connected.link.is_ready() {
+                    self.retire(id, Retirement::Broken);
+                }
                 self.notify();
                 self.serve_waiters();
                 self.grow(0);

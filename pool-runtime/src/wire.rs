@@ -9,6 +9,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
@@ -40,17 +41,30 @@ pub(crate) enum State {
     Closed = 2,
 }
 
+/// Called once when the server sends GOAWAY.
+pub(crate) type OnGoAway = Box<dyn Fn() + Send + Sync>;
+
 /// What a connection's I/O and the pool share: the server's stream limit,
-/// the connection's state, and wake-ups for the tasks that react to them.
-#[derive(Debug)]
+/// the connection's state, and what to do when the server says GOAWAY.
 pub(crate) struct Link {
     state: AtomicU8,
     max_streams: AtomicUsize,
     settings_seen: AtomicBool,
     /// Signalled once, when the first SETTINGS frame has been read.
     pub(crate) settings: Notify,
-    /// Signalled when the state changes outside the pool's own code (GOAWAY).
-    pub(crate) changed: Notify,
+    /// Takes the connection out of the pool's rotation; called from the read
+    /// path so that no task has to watch for GOAWAY on every request.
+    on_goaway: OnceLock<OnGoAway>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("state", &self.state())
+            .field("max_streams", &self.max_streams())
+            .field("settings_seen", &self.settings_seen())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Link {
@@ -60,7 +74,7 @@ impl Default for Link {
             max_streams: AtomicUsize::new(DEFAULT_MAX_STREAMS),
             settings_seen: AtomicBool::new(false),
             settings: Notify::new(),
-            changed: Notify::new(),
+            on_goaway: OnceLock::new(),
         }
     }
 }
@@ -97,6 +111,12 @@ impl Link {
         false
     }
 
+    /// Sets what happens on GOAWAY; a GOAWAY read before this is set shows
+    /// in [`state`](Self::state), which the caller checks afterwards.
+    pub(crate) fn on_goaway(&self, action: OnGoAway) {
+        let _ = self.on_goaway.set(action);
+    }
+
     /// The server's advertised `SETTINGS_MAX_CONCURRENT_STREAMS`.
     #[inline]
     pub(crate) fn max_streams(&self) -> usize {
@@ -119,8 +139,10 @@ impl Link {
                 }
             }
             FrameEvent::GoAway => {
-                if self.advance(State::Draining) {
-                    self.changed.notify_one();
+                if self.advance(State::Draining)
+                    && let Some(action) = self.on_goaway.get()
+                {
+                    action();
                 }
             }
         }

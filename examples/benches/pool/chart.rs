@@ -1,0 +1,71 @@
+//! The S1 chart: calls per second against concurrent callers.
+
+use plotters::prelude::*;
+
+/// Draws one line per series of `(callers, calls per second)` into `path`.
+pub(crate) fn draw(
+    path: &str,
+    title: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+    bound: Option<f64>,
+) -> Result<(), String> {
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let max_x = series
+        .iter()
+        .flat_map(|(_, points)| points.iter().map(|p| p.0))
+        .fold(1.0, f64::max);
+    let max_y = series
+        .iter()
+        .flat_map(|(_, points)| points.iter().map(|p| p.1))
+        .chain(bound)
+        .fold(1.0, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d((1.0..max_x * 1.2).log_scale(), 0.0..max_y)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("concurrent callers")
+        .y_desc("calls per second")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let colors = [BLUE, RED, GREEN];
+    for ((label, points), color) in series.iter().zip(colors) {
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?
+            .label(*label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| e.to_string())?;
+    }
+    if let Some(bound) = bound {
+        let line = vec![(1.0, bound), (max_x * 1.2, bound)];
+        chart
+            .draw_series(LineSeries::new(line, BLACK.mix(0.4)))
+            .map_err(|e| e.to_string())?
+            .label("Little's law bound at 128 callers")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.9))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}

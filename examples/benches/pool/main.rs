@@ -1,0 +1,164 @@
+//! The benchmark harness: every scenario of docs/benchmarks.md, in one command.
+//!
+//! `cargo bench -p pooled-client-examples --bench pool` starts the benchmark
+//! server in its own process pinned to core 1, pins itself to core 0, runs
+//! S1 to S6 alternating the configurations it compares for several rounds,
+//! and writes `docs/benchmarks.md` and `docs/s1-concurrency.svg`.
+//!
+//! Options: `--rounds N` (default 5), `--seconds S` per round (default 2),
+//! `--only S1,S3` to run some scenarios, `--out DIR` (default `docs`).
+
+mod chart;
+mod measure;
+mod scenarios;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// What every scenario needs.
+pub(crate) struct Context {
+    pub(crate) limited: String,
+    pub(crate) open: String,
+    pub(crate) server_pid: u32,
+    pub(crate) rounds: usize,
+    pub(crate) round: Duration,
+}
+
+struct Server {
+    child: Child,
+    limited: String,
+    open: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the benchmark server on core 1 (when there is one).
+fn start_server(cores: usize) -> Server {
+    let binary = env!("CARGO_BIN_EXE_bench_server");
+    let mut command = if cores >= 2 {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1", binary]);
+        c
+    } else {
+        Command::new(binary)
+    };
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start bench_server");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (mut limited, mut open) = (String::new(), String::new());
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read bench_server");
+        match line.split_once(' ') {
+            Some(("limited", addr)) => limited = format!("http://{addr}"),
+            Some(("open", addr)) => open = format!("http://{addr}"),
+            _ if line == "ready" => break,
+            _ => {}
+        }
+    }
+    Server {
+        child,
+        limited,
+        open,
+    }
+}
+
+/// Pins the calling thread to `cores` (a taskset list such as "0").
+pub(crate) fn pin_current_thread(cores: &str) {
+    let Ok(link) = std::fs::read_link("/proc/thread-self") else {
+        return;
+    };
+    let Some(tid) = link.file_name().and_then(|t| t.to_str()).map(str::to_owned) else {
+        return;
+    };
+    let _ = Command::new("taskset")
+        .args(["-p", "-c", cores, &tid])
+        .stdout(Stdio::null())
+        .status();
+}
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(kind) = arg(&args, "--s3-client") {
+        // Re-executed under callgrind by S3.
+        let calls = arg(&args, "--calls")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1000);
+        let uri = arg(&args, "--uri").expect("--uri");
+        scenarios::s3_client(&kind, calls, &uri);
+        return;
+    }
+    let rounds = arg(&args, "--rounds")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5);
+    let seconds: f64 = arg(&args, "--seconds")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2.0);
+    let only = arg(&args, "--only");
+    let out = arg(&args, "--out")
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../docs").to_owned());
+    let wanted = |name: &str| {
+        only.as_ref()
+            .is_none_or(|o| o.split(',').any(|s| s == name))
+    };
+
+    std::fs::create_dir_all(&out).expect("create the output folder");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server = start_server(cores);
+    if cores >= 2 {
+        pin_current_thread("0");
+    }
+    let context = Context {
+        limited: server.limited.clone(),
+        open: server.open.clone(),
+        server_pid: server.child.id(),
+        rounds,
+        round: Duration::from_secs_f64(seconds),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    let mut sections = Vec::new();
+    let started = std::time::Instant::now();
+    if wanted("S1") {
+        sections.push(runtime.block_on(scenarios::s1(&context, &out)));
+    }
+    if wanted("S2") {
+        sections.push(runtime.block_on(scenarios::s2(&context)));
+    }
+    if wanted("S3") {
+        sections.push(scenarios::s3(&context));
+    }
+    if wanted("S4") {
+        sections.push(runtime.block_on(scenarios::s4(&context, cores)));
+    }
+    if wanted("S5") {
+        sections.push(runtime.block_on(scenarios::s5(&context)));
+    }
+    if wanted("S6") {
+        sections.push(runtime.block_on(scenarios::s6(&context)));
+    }
+    let took = started.elapsed();
+    drop(server);
+
+    let report = scenarios::report(&sections, &args, took, cores, rounds, seconds);
+    let path = format!("{out}/benchmarks.md");
+    std::fs::write(&path, report).expect("write benchmarks.md");
+    println!("wrote {path} in {took:.0?}");
+}
