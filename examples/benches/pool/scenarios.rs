@@ -527,7 +527,7 @@ fn h2load(uri: &str, callers: usize, seconds: u64) -> Result<f64, String> {
     text.lines()
         .find(|line| line.starts_with("finished in"))
         .and_then(|line| line.split(',').nth(1))
-        .and_then(|part| part.trim().split_whitespace().next())
+        .and_then(|part| part.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| {
             format!(
