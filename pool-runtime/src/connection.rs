@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use crate::call::RequestBody;
 use hyper::client::conn::http2::SendRequest;
-use tonic::body::Body;
 
 use crate::wire::Link;
 
@@ -18,7 +18,7 @@ pub(crate) struct Connection {
     pub(crate) endpoint: usize,
     /// State and stream limit, as the connection's I/O learns them.
     pub(crate) link: Arc<Link>,
-    sender: SendRequest<Body>,
+    sender: SendRequest<RequestBody>,
     in_flight: AtomicUsize,
     /// The user's cap on streams per connection (`usize::MAX` if none).
     stream_cap: usize,
@@ -32,7 +32,7 @@ impl Connection {
         id: u64,
         endpoint: usize,
         link: Arc<Link>,
-        sender: SendRequest<Body>,
+        sender: SendRequest<RequestBody>,
         stream_cap: usize,
         expires_at: Option<Instant>,
     ) -> Self {
@@ -92,7 +92,7 @@ impl Connection {
 
     /// A handle to send one request on this connection.
     #[inline]
-    pub(crate) fn sender(&self) -> SendRequest<Body> {
+    pub(crate) fn sender(&self) -> SendRequest<RequestBody> {
         self.sender.clone()
     }
 }

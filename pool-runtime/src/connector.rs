@@ -7,20 +7,21 @@ use std::time::Duration;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
-use tonic::body::Body;
 
+use crate::call::RequestBody;
 use crate::config::PoolConfig;
 use crate::endpoint::Endpoint;
 use crate::wire::{Link, WatchedIo};
 
 /// The task that drives a connection's request dispatch; it ends when the
 /// connection can take no more requests.
-pub(crate) type Driver = http2::Connection<TokioIo<WatchedIo<TcpStream>>, Body, TokioExecutor>;
+pub(crate) type Driver =
+    http2::Connection<TokioIo<WatchedIo<TcpStream>>, RequestBody, TokioExecutor>;
 
 /// A connection that completed its handshake and received the server's
 /// SETTINGS, so its stream limit is known.
 pub(crate) struct Connected {
-    pub(crate) sender: SendRequest<Body>,
+    pub(crate) sender: SendRequest<RequestBody>,
     pub(crate) driver: Driver,
     pub(crate) link: Arc<Link>,
 }

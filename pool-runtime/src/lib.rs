@@ -44,6 +44,8 @@ pub mod build;
 #[cfg(feature = "runtime")]
 mod builder;
 #[cfg(feature = "runtime")]
+mod call;
+#[cfg(feature = "runtime")]
 #[doc(hidden)]
 pub mod codegen;
 #[cfg(feature = "runtime")]

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::call::CallEnd;
 use crate::connection::Connection;
 use crate::pool::Shared;
 
@@ -40,12 +41,28 @@ pub(crate) fn reserve_least_loaded(connections: &[Arc<Connection>]) -> Option<&A
 pub(crate) struct StreamGuard {
     connection: Arc<Connection>,
     shared: Arc<Shared>,
+    /// Ended when the slot is given back, so the request body stops too.
+    call: Option<Arc<CallEnd>>,
 }
 
 impl StreamGuard {
     /// Wraps a slot already reserved on `connection`.
     pub(crate) fn new(connection: Arc<Connection>, shared: Arc<Shared>) -> Self {
-        Self { connection, shared }
+        Self {
+            connection,
+            shared,
+            call: None,
+        }
+    }
+
+    /// Ends `call` when this slot is given back.
+    pub(crate) fn bind(&mut self, call: Arc<CallEnd>) {
+        self.call = Some(call);
+    }
+
+    /// Gives the slot back without ending the call (it is sent again elsewhere).
+    pub(crate) fn release_for_retry(mut self) {
+        self.call = None;
     }
 
     /// The connection the slot is on.
@@ -61,6 +78,9 @@ impl StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            call.end();
+        }
         self.connection.release();
         self.shared.on_release();
     }

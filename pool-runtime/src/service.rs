@@ -13,6 +13,7 @@ use tonic::Status;
 use tonic::body::Body;
 
 use crate::body::ResponseBody;
+use crate::call::{CallEnd, RequestBody};
 use crate::grpc_timeout;
 use crate::pool::{Pool, Retirement, Shared};
 use crate::status;
@@ -93,9 +94,12 @@ async fn send_once_or_retry(
             .headers_mut()
             .insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
     }
+    let end = Arc::new(CallEnd::default());
+    let mut request = request.map(|body| RequestBody::new(body, end.clone()));
     let mut retried = false;
     loop {
-        let guard = shared.acquire().await?;
+        let mut guard = shared.acquire().await?;
+        guard.bind(end.clone());
         let connection = guard.connection().clone();
         set_origin(&mut request, &shared, connection.endpoint)?;
         match connection.sender().try_send_request(request).await {
@@ -109,10 +113,10 @@ async fn send_once_or_retry(
                 if unsent.is_some() || error.error().is_closed() {
                     shared.retire(connection.id, Retirement::Broken);
                 }
-                drop(guard);
                 match unsent {
                     Some(unsent) if !retried => {
                         tracing::debug!(endpoint = %endpoint, "request never left the client; retrying");
+                        guard.release_for_retry();
                         retried = true;
                         request = unsent;
                     }
@@ -124,7 +128,7 @@ async fn send_once_or_retry(
 }
 
 /// Points the request at the connection's endpoint, keeping its path.
-fn set_origin(request: &mut Request<Body>, shared: &Shared, endpoint: usize) -> Result<(), Status> {
+fn set_origin<B>(request: &mut Request<B>, shared: &Shared, endpoint: usize) -> Result<(), Status> {
     let target = shared.endpoint(endpoint);
     let mut parts = std::mem::take(request.uri_mut()).into_parts();
     parts.scheme = Some(target.scheme.clone());

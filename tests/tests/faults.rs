@@ -1,0 +1,485 @@
+//! Faults, overload and cancellation, through real servers and a real TCP
+//! proxy on loopback. Each test names the fault it injects.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use pooled_client::Pool;
+use pooled_client_tests::helloworld::HelloRequest;
+use pooled_client_tests::helloworld::greeter_client::GreeterClient;
+use pooled_client_tests::proxy::FaultProxy;
+use pooled_client_tests::server::{ServerOptions, TestServer};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tonic::{Code, Request};
+
+const TEST_LIMIT: Duration = Duration::from_secs(120);
+
+fn hello(delay_ms: u32) -> HelloRequest {
+    HelloRequest {
+        name: "fault".into(),
+        delay_ms,
+        count: 0,
+    }
+}
+
+fn with_deadline(delay_ms: u32, deadline: Duration) -> Request<HelloRequest> {
+    let mut request = Request::new(hello(delay_ms));
+    request.set_timeout(deadline);
+    request
+}
+
+async fn bounded<F: std::future::Future>(test: F) -> F::Output {
+    tokio::time::timeout(TEST_LIMIT, test)
+        .await
+        .expect("test exceeded its time limit")
+}
+
+/// How calls of a load ended.
+#[derive(Debug, Default)]
+struct Outcomes {
+    ok: AtomicU64,
+    unavailable: AtomicU64,
+    deadline_exceeded: AtomicU64,
+    other: AtomicU64,
+    /// The longest a call took, in microseconds.
+    slowest_us: AtomicU64,
+    /// When the last success happened, in microseconds since `epoch`.
+    last_ok_us: AtomicU64,
+}
+
+impl Outcomes {
+    fn record(&self, epoch: Instant, started: Instant, result: Result<(), Code>) {
+        let took = started.elapsed().as_micros() as u64;
+        self.slowest_us.fetch_max(took, Ordering::SeqCst);
+        let counter = match result {
+            Ok(()) => {
+                self.last_ok_us
+                    .fetch_max(epoch.elapsed().as_micros() as u64, Ordering::SeqCst);
+                &self.ok
+            }
+            Err(Code::Unavailable) => &self.unavailable,
+            Err(Code::DeadlineExceeded) => &self.deadline_exceeded,
+            Err(_) => &self.other,
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn total(&self) -> u64 {
+        [
+            &self.ok,
+            &self.unavailable,
+            &self.deadline_exceeded,
+            &self.other,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::SeqCst))
+        .sum()
+    }
+}
+
+/// Runs `callers` loops of unary calls with `deadline` until `stop` is set.
+fn start_load(
+    pool: &Pool,
+    callers: usize,
+    deadline: Duration,
+    stop: Arc<AtomicBool>,
+    outcomes: Arc<Outcomes>,
+    epoch: Instant,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..callers)
+        .map(|_| {
+            let mut client = GreeterClient::new(pool.clone());
+            let (stop, outcomes) = (stop.clone(), outcomes.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    let started = Instant::now();
+                    let result = client.say_hello(with_deadline(2, deadline)).await;
+                    let failed = result.is_err();
+                    outcomes.record(epoch, started, result.map(|_| ()).map_err(|s| s.code()));
+                    if failed {
+                        // A real client backs off too; this keeps the test from spinning.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+async fn spawn_server(addr: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_greeter-server"))
+        .arg(addr)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start greeter-server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .await
+        .expect("read");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected output {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+/// Waits, polling the pool's stats, until `ready` holds; the pool has no
+/// event to wait on for these conditions.
+async fn wait_for(
+    pool: &Pool,
+    limit: Duration,
+    ready: impl Fn(&pooled_client::PoolStats) -> bool,
+) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if ready(&pool.stats()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f1_server_killed_and_restarted_twice_under_load() {
+    bounded(async {
+        let (mut server, addr) = spawn_server("127.0.0.1:0").await;
+        let pool = Pool::builder()
+            .endpoint(format!("http://{addr}"))
+            .max_connections(8)
+            .build()
+            .unwrap();
+        pool.ready().await.unwrap();
+        let deadline = Duration::from_secs(1);
+        let (stop, outcomes, epoch) = (Arc::new(AtomicBool::new(false)), Arc::new(Outcomes::default()), Instant::now());
+        let load = start_load(&pool, 64, deadline, stop.clone(), outcomes.clone(), epoch);
+
+        let mut recoveries = Vec::new();
+        for _ in 0..2 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            server.kill().await.expect("SIGKILL");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let (restarted, _) = spawn_server(&addr).await;
+            server = restarted;
+            let back = epoch.elapsed().as_micros() as u64;
+            let recovered = async {
+                while outcomes.last_ok_us.load(Ordering::SeqCst) <= back {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(10), recovered)
+                .await
+                .expect("calls succeed again after the restart");
+            let first_ok = outcomes.last_ok_us.load(Ordering::SeqCst);
+            recoveries.push(Duration::from_micros(first_ok.saturating_sub(back)));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, Ordering::SeqCst);
+        for task in load {
+            task.await.unwrap();
+        }
+        let slowest = Duration::from_micros(outcomes.slowest_us.load(Ordering::SeqCst));
+        println!(
+            "F1: {} calls: {} ok, {} unavailable, {} deadline exceeded, {} other; slowest {slowest:?}; \
+             first success after each restart {recoveries:?}",
+            outcomes.total(),
+            outcomes.ok.load(Ordering::SeqCst),
+            outcomes.unavailable.load(Ordering::SeqCst),
+            outcomes.deadline_exceeded.load(Ordering::SeqCst),
+            outcomes.other.load(Ordering::SeqCst),
+        );
+        assert_eq!(outcomes.other.load(Ordering::SeqCst), 0, "only UNAVAILABLE or DEADLINE_EXCEEDED");
+        assert!(slowest <= deadline + Duration::from_millis(100), "a call took {slowest:?}");
+        for recovery in &recoveries {
+            assert!(*recovery <= Duration::from_millis(1_500), "recovery took {recovery:?}");
+        }
+        let stats = pool.stats();
+        assert!(stats.connections <= 8, "{stats:?}");
+        assert_eq!(stats.in_flight, 0, "{stats:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f3_blackholed_endpoint_is_found_by_keepalive_and_traffic_moves() {
+    bounded(async {
+        let silent_server = TestServer::start(ServerOptions::default()).await;
+        let healthy_server = TestServer::start(ServerOptions::default()).await;
+        let silent = FaultProxy::start(silent_server.addr).await;
+        let healthy = FaultProxy::start(healthy_server.addr).await;
+        let (interval, timeout) = (Duration::from_millis(200), Duration::from_millis(200));
+        let pool = Pool::builder()
+            .endpoint(silent.uri())
+            .endpoint(healthy.uri())
+            .min_connections(2)
+            .keepalive(interval, timeout)
+            .build()
+            .unwrap();
+        assert!(wait_for(&pool, Duration::from_secs(5), |s| s.connections == 2).await);
+
+        silent.set_blackhole(true);
+        let blackholed = Instant::now();
+        // Calls still land on the silent connection until it is found out;
+        // they fail by their deadline.
+        let mut client = GreeterClient::new(pool.clone());
+        let deadline = Duration::from_millis(300);
+        let mut failures = 0;
+        for _ in 0..10 {
+            let started = Instant::now();
+            if let Err(status) = client.say_hello(with_deadline(0, deadline)).await {
+                assert!(
+                    matches!(status.code(), Code::DeadlineExceeded | Code::Unavailable),
+                    "{status:?}"
+                );
+                assert!(started.elapsed() <= deadline + Duration::from_millis(100));
+                failures += 1;
+            }
+        }
+        assert!(
+            wait_for(&pool, Duration::from_secs(5), |s| s.evictions_total >= 1).await,
+            "keepalive never evicted the silent connection: {:?}",
+            pool.stats()
+        );
+        let detected = blackholed.elapsed();
+        println!("F3: silent connection evicted {detected:?} after the blackhole began; {failures} of 10 calls failed meanwhile");
+        // Interval + timeout, and one interval for where the cycle stood.
+        assert!(detected <= interval * 2 + timeout + Duration::from_millis(300), "took {detected:?}");
+        for _ in 0..50 {
+            client
+                .say_hello(with_deadline(0, deadline))
+                .await
+                .expect("traffic moved to the healthy endpoint");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f4_graceful_shutdown_mid_load_fails_no_call() {
+    bounded(async {
+        let leaving = TestServer::start(ServerOptions::default()).await;
+        let staying = TestServer::start(ServerOptions::default()).await;
+        let pool = Pool::builder()
+            .endpoint(leaving.uri())
+            .endpoint(staying.uri())
+            .min_connections(2)
+            .build()
+            .unwrap();
+        assert!(wait_for(&pool, Duration::from_secs(5), |s| s.connections == 2).await);
+        let (stop, outcomes, epoch) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(Outcomes::default()),
+            Instant::now(),
+        );
+        let load = start_load(
+            &pool,
+            16,
+            Duration::from_secs(5),
+            stop.clone(),
+            outcomes.clone(),
+            epoch,
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        leaving.shutdown().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, Ordering::SeqCst);
+        for task in load {
+            task.await.unwrap();
+        }
+        println!(
+            "F4: {} calls, {} ok; {:?}",
+            outcomes.total(),
+            outcomes.ok.load(Ordering::SeqCst),
+            pool.stats()
+        );
+        assert_eq!(
+            outcomes.ok.load(Ordering::SeqCst),
+            outcomes.total(),
+            "{outcomes:?}"
+        );
+        assert!(pool.stats().evictions_total >= 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f6_ten_thousand_calls_dropped_anywhere_leak_nothing() {
+    bounded(async {
+        let server = TestServer::start(ServerOptions {
+            max_concurrent_streams: Some(4),
+        })
+        .await;
+        let pool = Pool::builder()
+            .endpoint(server.uri())
+            .max_connections(2)
+            .max_waiters(20_000)
+            .acquire_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        pool.ready().await.unwrap();
+        let calls: Vec<_> = (0..10_000u32)
+            .map(|i| {
+                let mut client = GreeterClient::new(pool.clone());
+                let cancel_after = Duration::from_micros(fastrand::u64(0..50_000));
+                tokio::spawn(async move {
+                    let request = HelloRequest {
+                        name: format!("{i}"),
+                        delay_ms: fastrand::u32(0..5),
+                        count: 4,
+                    };
+                    // Dropped while waiting for a stream, before sending,
+                    // mid-call, or with a streamed body half read.
+                    let _ = tokio::time::timeout(cancel_after, async {
+                        match i % 3 {
+                            0 => {
+                                let _ = client.say_hello(request).await;
+                            }
+                            1 => {
+                                if let Ok(response) = client.say_hello_stream(request).await {
+                                    let mut stream = response.into_inner();
+                                    let _ = stream.next().await;
+                                    std::future::pending::<()>().await;
+                                }
+                            }
+                            _ => {
+                                let chat = futures_util::stream::iter(vec![request])
+                                    .chain(futures_util::stream::pending());
+                                if let Ok(response) = client.chat(chat).await {
+                                    let _ = response.into_inner().next().await;
+                                    std::future::pending::<()>().await;
+                                }
+                            }
+                        }
+                    })
+                    .await;
+                })
+            })
+            .collect();
+        for call in calls {
+            call.await.unwrap();
+        }
+        let stats = pool.stats();
+        println!("F6: after 10,000 dropped calls: {stats:?}");
+        assert_eq!(stats.in_flight, 0, "{stats:?}");
+        assert_eq!(stats.waiting, 0, "{stats:?}");
+        GreeterClient::new(pool.clone())
+            .say_hello(hello(0))
+            .await
+            .expect("the pool still works");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f2_random_resets_under_load_and_the_pool_recovers_its_size() {
+    bounded(async {
+        let server = TestServer::start(ServerOptions {
+            max_concurrent_streams: Some(8),
+        })
+        .await;
+        let proxy = FaultProxy::start(server.addr).await;
+        let pool = Pool::builder()
+            .endpoint(proxy.uri())
+            .min_connections(4)
+            .max_connections(8)
+            .build()
+            .unwrap();
+        assert!(wait_for(&pool, Duration::from_secs(5), |s| s.connections == 4).await);
+        let (stop, outcomes, epoch) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(Outcomes::default()),
+            Instant::now(),
+        );
+        let load = start_load(
+            &pool,
+            32,
+            Duration::from_secs(2),
+            stop.clone(),
+            outcomes.clone(),
+            epoch,
+        );
+        let mut resets = 0;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            resets += usize::from(proxy.reset_random());
+        }
+        stop.store(true, Ordering::SeqCst);
+        for task in load {
+            task.await.unwrap();
+        }
+        let total = outcomes.total();
+        let ok = outcomes.ok.load(Ordering::SeqCst);
+        let rate = ok as f64 / total as f64;
+        println!(
+            "F2: {resets} resets; {total} calls, {ok} ok ({:.3} %), {} unavailable, {} other; {:?}",
+            100.0 * rate,
+            outcomes.unavailable.load(Ordering::SeqCst),
+            outcomes.other.load(Ordering::SeqCst)
+                + outcomes.deadline_exceeded.load(Ordering::SeqCst),
+            pool.stats()
+        );
+        // A reset fails the calls in flight on that connection: they left
+        // the client, so retrying them could run them twice. Nothing else
+        // may fail: no call on another connection, none that was never sent.
+        let unavailable = outcomes.unavailable.load(Ordering::SeqCst);
+        assert_eq!(
+            outcomes.other.load(Ordering::SeqCst)
+                + outcomes.deadline_exceeded.load(Ordering::SeqCst),
+            0
+        );
+        assert!(
+            unavailable <= resets as u64 * 8,
+            "{unavailable} failures for {resets} resets of connections holding at most 8 calls each"
+        );
+        assert!(rate >= 0.9, "success rate {rate}");
+        assert!(
+            wait_for(&pool, Duration::from_secs(10), |s| s.connections >= 4
+                && s.in_flight == 0)
+            .await,
+            "the pool returns to its size: {:?}",
+            pool.stats()
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_streams_with_open_request_streams_do_not_wedge_the_connection() {
+    bounded(async {
+        // Two streams per connection and one connection: two leaked streams
+        // would block every later call.
+        let server = TestServer::start(ServerOptions {
+            max_concurrent_streams: Some(2),
+        })
+        .await;
+        let pool = Pool::builder()
+            .endpoint(server.uri())
+            .max_connections(1)
+            .build()
+            .unwrap();
+        let mut client = GreeterClient::new(pool.clone());
+        for _ in 0..10 {
+            // The request stream never ends; the caller reads one reply and
+            // gives up on the call.
+            let requests =
+                futures_util::stream::iter(vec![hello(0)]).chain(futures_util::stream::pending());
+            let mut replies = client.chat(requests).await.unwrap().into_inner();
+            replies.next().await.unwrap().unwrap();
+            drop(replies);
+        }
+        let answer = tokio::time::timeout(Duration::from_secs(5), client.say_hello(hello(0))).await;
+        assert!(
+            matches!(answer, Ok(Ok(_))),
+            "the connection is wedged: {answer:?}"
+        );
+        assert_eq!(pool.stats().in_flight, 0);
+    })
+    .await;
+}
