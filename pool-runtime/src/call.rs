@@ -9,8 +9,8 @@
 //! each call's request body ends as soon as its stream slot is given back.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -19,10 +19,21 @@ use http_body::{Body, Frame, SizeHint};
 use tonic::Status;
 
 /// Whether a call has ended, shared by its request body and its stream slot.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct CallEnd {
     ended: AtomicBool,
     waker: AtomicWaker,
+    /// A body that hyper dropped before reading any of it, kept so that a
+    /// request the server refused can be sent again.
+    unread: Mutex<Option<tonic::body::Body>>,
+}
+
+impl std::fmt::Debug for CallEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallEnd")
+            .field("ended", &self.has_ended())
+            .finish_non_exhaustive()
+    }
 }
 
 impl CallEnd {
@@ -35,18 +46,40 @@ impl CallEnd {
     fn has_ended(&self) -> bool {
         self.ended.load(Ordering::Acquire)
     }
+
+    /// The request body, if hyper dropped it without reading any of it.
+    pub(crate) fn take_unread(&self) -> Option<tonic::body::Body> {
+        self.unread.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
-/// A request body that ends when its call does.
+/// A request body that ends when its call does, and that hands itself back
+/// if it is dropped unread.
 #[derive(Debug)]
 pub(crate) struct RequestBody {
-    inner: tonic::body::Body,
+    /// `None` only after `drop` has handed the body back.
+    inner: Option<tonic::body::Body>,
+    read: bool,
     end: Arc<CallEnd>,
 }
 
 impl RequestBody {
     pub(crate) fn new(inner: tonic::body::Body, end: Arc<CallEnd>) -> Self {
-        Self { inner, end }
+        Self {
+            inner: Some(inner),
+            read: false,
+            end,
+        }
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        if !self.read
+            && let Some(inner) = self.inner.take()
+        {
+            *self.end.unread.lock().unwrap_or_else(|p| p.into_inner()) = Some(inner);
+        }
     }
 }
 
@@ -67,14 +100,20 @@ impl Body for RequestBody {
         if self.end.has_ended() {
             return Poll::Ready(None);
         }
-        Pin::new(&mut self.inner).poll_frame(cx)
+        self.read = true;
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.end.has_ended() || self.inner.is_end_stream()
+        self.end.has_ended() || self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }

@@ -95,8 +95,11 @@ async fn send_once_or_retry(
             .insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
     }
     let end = Arc::new(CallEnd::default());
-    let mut request = request.map(|body| RequestBody::new(body, end.clone()));
-    let mut retried = false;
+    let (parts, body) = request.into_parts();
+    // A copy of the head, for the one retry of a request the server refused
+    // unprocessed; the body comes back from hyper or from `end`.
+    let mut spare_head = Some(copy_head(&parts));
+    let mut request = Request::from_parts(parts, RequestBody::new(body, end.clone()));
     loop {
         let mut guard = shared.acquire().await?;
         guard.bind(end.clone());
@@ -110,21 +113,39 @@ async fn send_once_or_retry(
             Err(mut error) => {
                 let unsent = error.take_message();
                 let endpoint = shared.endpoint_uri(connection.endpoint).to_owned();
-                if unsent.is_some() || error.error().is_closed() {
+                let refused = status::refused_unprocessed(error.error());
+                if unsent.is_some() || refused || error.error().is_closed() {
                     shared.retire(connection.id, Retirement::Broken);
                 }
-                match unsent {
-                    Some(unsent) if !retried => {
-                        tracing::debug!(endpoint = %endpoint, "request never left the client; retrying");
+                let again = match (unsent, spare_head.take()) {
+                    (Some(unsent), Some(_)) => Some(unsent),
+                    (None, Some(head)) if refused => end
+                        .take_unread()
+                        .map(|body| Request::from_parts(head, RequestBody::new(body, end.clone()))),
+                    _ => None,
+                };
+                match again {
+                    Some(again) => {
+                        tracing::debug!(endpoint = %endpoint, "request not processed by the server; retrying");
                         guard.release_for_retry();
-                        retried = true;
-                        request = unsent;
+                        request = again;
                     }
-                    _ => return Err(status::from_transport(error.into_error(), &endpoint)),
+                    None => return Err(status::from_transport(error.into_error(), &endpoint)),
                 }
             }
         }
     }
+}
+
+/// A copy of a request's head (its extensions are copied where they can be).
+fn copy_head(parts: &http::request::Parts) -> http::request::Parts {
+    let (mut head, ()) = Request::new(()).into_parts();
+    head.method = parts.method.clone();
+    head.uri = parts.uri.clone();
+    head.version = parts.version;
+    head.headers = parts.headers.clone();
+    head.extensions = parts.extensions.clone();
+    head
 }
 
 /// Points the request at the connection's endpoint, keeping its path.

@@ -38,6 +38,16 @@ fn code_for(error: &hyper::Error) -> Code {
     Code::Unavailable
 }
 
+/// Whether the server refused the request before processing it: a stream it
+/// reset with REFUSED_STREAM, or one h2 would not open after the server's
+/// GOAWAY. Such a request is safe to send again (RFC 9113, section 8.7).
+pub(crate) fn refused_unprocessed(error: &hyper::Error) -> bool {
+    find::<h2::Error>(error).is_some_and(|h2| {
+        (h2.is_go_away() && h2.is_remote())
+            || (h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM))
+    })
+}
+
 fn find<'a, T: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a T> {
     let mut current = Some(error);
     while let Some(error) = current {
