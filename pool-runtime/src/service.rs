@@ -137,14 +137,15 @@ async fn send_once_or_retry(
     }
 }
 
-/// A copy of a request's head (its extensions are copied where they can be).
+/// A copy of a request's head for sending it again. Extensions are left
+/// out: they cost a map copy on every call, and the layers that read them
+/// ran before the pool.
 fn copy_head(parts: &http::request::Parts) -> http::request::Parts {
     let (mut head, ()) = Request::new(()).into_parts();
     head.method = parts.method.clone();
     head.uri = parts.uri.clone();
     head.version = parts.version;
     head.headers = parts.headers.clone();
-    head.extensions = parts.extensions.clone();
     head
 }
 
