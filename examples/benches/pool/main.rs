@@ -157,7 +157,12 @@ fn main() {
     let took = started.elapsed();
     drop(server);
 
-    let report = scenarios::report(&sections, &args, took, cores, rounds, seconds);
+    let mut report = scenarios::report(&sections, &args, took, cores, rounds, seconds);
+    // The hand-written reading of the figures travels with every new run.
+    if let Ok(notes) = std::fs::read_to_string(format!("{out}/benchmark-notes.md")) {
+        report.push('\n');
+        report.push_str(&notes);
+    }
     let path = format!("{out}/benchmarks.md");
     std::fs::write(&path, report).expect("write benchmarks.md");
     println!("wrote {path} in {took:.0?}");
