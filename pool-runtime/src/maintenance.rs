@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::time::MissedTickBehavior;
 
+use crate::config::PoolConfig;
 use crate::connector::Driver;
 use crate::pool::{Retirement, Shared};
 use crate::wire::{Link, State};
@@ -38,7 +39,7 @@ pub(crate) async fn retry_at(shared: Weak<Shared>, at: Instant) {
 
 /// Checks ages and load periodically for as long as the pool exists.
 pub(crate) async fn run(shared: Weak<Shared>) {
-    let Some(period) = shared.upgrade().map(|s| tick_period(s.config.idle_timeout)) else {
+    let Some(period) = shared.upgrade().map(|s| tick_period(&s.config)) else {
         return;
     };
     let mut interval = tokio::time::interval(period);
@@ -56,8 +57,15 @@ pub(crate) async fn run(shared: Weak<Shared>) {
     }
 }
 
-fn tick_period(idle_timeout: Duration) -> Duration {
-    (idle_timeout / 8).clamp(Duration::from_millis(10), Duration::from_secs(1))
+/// Often enough to see an idle period or a lifetime end within an eighth
+/// of it, and at least once a second.
+fn tick_period(config: &PoolConfig) -> Duration {
+    let shortest = config
+        .max_connection_lifetime
+        .map_or(config.idle_timeout, |lifetime| {
+            lifetime.min(config.idle_timeout)
+        });
+    (shortest / 8).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
 /// The peak load seen since the window started.

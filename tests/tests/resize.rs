@@ -1,0 +1,108 @@
+//! Shrinking when the load falls, and replacing connections at their age.
+
+use std::time::{Duration, Instant};
+
+use pooled_client::Pool;
+use pooled_client_tests::helloworld::HelloRequest;
+use pooled_client_tests::helloworld::greeter_client::GreeterClient;
+use pooled_client_tests::server::{ServerOptions, TestServer};
+
+fn hello(delay_ms: u32) -> HelloRequest {
+    HelloRequest {
+        name: "resize".into(),
+        delay_ms,
+        count: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spare_connections_close_one_per_idle_period_down_to_the_minimum() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let server = TestServer::start(ServerOptions {
+            max_concurrent_streams: Some(4),
+        })
+        .await;
+        let idle = Duration::from_millis(300);
+        let pool = Pool::builder()
+            .endpoint(server.uri())
+            .min_connections(1)
+            .max_connections(8)
+            .idle_timeout(idle)
+            .acquire_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        // 16 slow calls at 4 streams per connection: the pool grows to 4.
+        let burst: Vec<_> = (0..16)
+            .map(|_| {
+                let mut client = GreeterClient::new(pool.clone());
+                tokio::spawn(async move { client.say_hello(hello(200)).await })
+            })
+            .collect();
+        for call in burst {
+            call.await.unwrap().unwrap();
+        }
+        let grown = pool.stats().connections;
+        assert_eq!(grown, 4, "{:?}", pool.stats());
+
+        // Idle now: the size steps down, never by more than one per period.
+        let started = Instant::now();
+        let mut sizes = vec![(Duration::ZERO, grown)];
+        while pool.stats().connections > 1 && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = pool.stats().connections;
+            if now != sizes.last().map_or(0, |s| s.1) {
+                sizes.push((started.elapsed(), now));
+            }
+        }
+        println!("sizes over time: {sizes:?}");
+        assert_eq!(
+            pool.stats().connections,
+            1,
+            "never below min_connections, and down to it"
+        );
+        assert_eq!(pool.stats().idle_closes_total, 3);
+        for pair in sizes.windows(2) {
+            assert_eq!(pair[0].1 - pair[1].1, 1, "one at a time: {sizes:?}");
+        }
+        // Hysteresis: the shrinks are spread over at least two further periods.
+        let spread = sizes.last().unwrap().0 - sizes[1].0;
+        assert!(spread >= idle * 2 - Duration::from_millis(100), "{sizes:?}");
+        // And the pool still serves.
+        GreeterClient::new(pool.clone())
+            .say_hello(hello(0))
+            .await
+            .unwrap();
+    })
+    .await
+    .expect("test exceeded its time limit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_replaced_at_their_lifetime_without_failing_calls() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let server = TestServer::start(ServerOptions::default()).await;
+        let pool = Pool::builder()
+            .endpoint(server.uri())
+            .min_connections(1)
+            .max_connection_lifetime(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let mut client = GreeterClient::new(pool.clone());
+        let started = Instant::now();
+        let mut calls = 0;
+        while started.elapsed() < Duration::from_millis(1_500) {
+            client
+                .say_hello(hello(5))
+                .await
+                .expect("no call fails across replacements");
+            calls += 1;
+        }
+        let stats = pool.stats();
+        println!("{calls} calls; {stats:?}");
+        assert!(stats.expired_total >= 2, "{stats:?}");
+        assert!(stats.connects_total >= 3, "{stats:?}");
+        assert!(stats.connections >= 1);
+    })
+    .await
+    .expect("test exceeded its time limit");
+}
