@@ -4,6 +4,7 @@
 
 pub mod proxy;
 pub mod server;
+pub mod support;
 
 /// The code generated from `proto/helloworld.proto`.
 pub mod helloworld {

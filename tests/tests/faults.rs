@@ -1,7 +1,6 @@
 //! Faults, overload and cancellation, through real servers and a real TCP
 //! proxy on loopback. Each test names the fault it injects.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use pooled_client_tests::helloworld::HelloRequest;
 use pooled_client_tests::helloworld::greeter_client::GreeterClient;
 use pooled_client_tests::proxy::FaultProxy;
 use pooled_client_tests::server::{ServerOptions, TestServer};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use pooled_client_tests::support::{self, spawn_listening, wait_for_stats as wait_for};
 use tokio::process::{Child, Command};
 use tonic::{Code, Request};
 
@@ -33,9 +32,7 @@ fn with_deadline(delay_ms: u32, deadline: Duration) -> Request<HelloRequest> {
 }
 
 async fn bounded<F: std::future::Future>(test: F) -> F::Output {
-    tokio::time::timeout(TEST_LIMIT, test)
-        .await
-        .expect("test exceeded its time limit")
+    support::bounded(TEST_LIMIT, test).await
 }
 
 /// How calls of a load ended.
@@ -111,40 +108,7 @@ fn start_load(
 }
 
 async fn spawn_server(addr: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_greeter-server"))
-        .arg(addr)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start greeter-server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .await
-        .expect("read");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected output {line:?}"))
-        .to_owned();
-    (child, addr)
-}
-
-/// Waits, polling the pool's stats, until `ready` holds; the pool has no
-/// event to wait on for these conditions.
-async fn wait_for(
-    pool: &Pool,
-    limit: Duration,
-    ready: impl Fn(&pooled_client::PoolStats) -> bool,
-) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if ready(&pool.stats()) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    false
+    spawn_listening(Command::new(env!("CARGO_BIN_EXE_greeter-server")).arg(addr)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

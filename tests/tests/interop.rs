@@ -2,13 +2,12 @@
 //! generated pooled client; the server is killed and started again.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use pooled_client::Pool;
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use pooled_client_tests::support::spawn_listening;
 use tokio::process::{Child, Command};
 use tonic::Code;
 
@@ -45,24 +44,7 @@ fn python_with_grpcio() -> PathBuf {
 
 async fn start_python_server(python: &PathBuf, addr: &str) -> (Child, String) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/greeter_server.py");
-    let mut child = Command::new(python)
-        .arg(script)
-        .arg(addr)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the Python server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .await
-        .expect("read");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected output {line:?}"))
-        .to_owned();
-    (child, addr)
+    spawn_listening(Command::new(python).arg(script).arg(addr)).await
 }
 
 fn hello(count: u32) -> HelloRequest {

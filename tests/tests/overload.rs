@@ -7,6 +7,7 @@ use pooled_client::Pool;
 use pooled_client_tests::helloworld::HelloRequest;
 use pooled_client_tests::helloworld::greeter_client::GreeterClient;
 use pooled_client_tests::server::{ServerOptions, TestServer};
+use pooled_client_tests::support::{self, wait_for_stats as wait_for};
 use tonic::Code;
 
 fn hello(delay_ms: u32) -> HelloRequest {
@@ -17,25 +18,8 @@ fn hello(delay_ms: u32) -> HelloRequest {
     }
 }
 
-async fn wait_for(
-    pool: &Pool,
-    limit: Duration,
-    ready: impl Fn(&pooled_client::PoolStats) -> bool,
-) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if ready(&pool.stats()) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    false
-}
-
 async fn bounded<F: std::future::Future>(test: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(120), test)
-        .await
-        .expect("test exceeded its time limit")
+    support::bounded(Duration::from_secs(120), test).await
 }
 
 fn resident_kib() -> u64 {

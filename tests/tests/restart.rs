@@ -1,36 +1,18 @@
 //! A server process killed and started again: calls fail fast with
 //! UNAVAILABLE meanwhile, and succeed again soon after it is back.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use pooled_client::Pool;
 use pooled_client_tests::helloworld::HelloRequest;
 use pooled_client_tests::helloworld::greeter_client::GreeterClient;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use pooled_client_tests::support::spawn_listening;
 use tokio::process::{Child, Command};
 use tonic::Code;
 
 /// Starts the greeter server process on `addr` and waits for it to listen.
 async fn start_server(addr: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_greeter-server"))
-        .arg(addr)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start greeter-server");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .await
-        .expect("read");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected server output {line:?}"))
-        .to_owned();
-    (child, addr)
+    spawn_listening(Command::new(env!("CARGO_BIN_EXE_greeter-server")).arg(addr)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,9 +21,7 @@ fn hello(name: &str, delay_ms: u32) -> HelloRequest {
 }
 
 async fn bounded<F: std::future::Future>(test: F) -> F::Output {
-    tokio::time::timeout(TEST_LIMIT, test)
-        .await
-        .expect("test exceeded its time limit")
+    pooled_client_tests::support::bounded(TEST_LIMIT, test).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
