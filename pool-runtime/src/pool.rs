@@ -172,7 +172,7 @@ pub(crate) struct Shared {
     /// Every connection not yet dropped, including draining ones; the lock
     /// also serializes changes to `rotation`.
     live: Mutex<Vec<Weak<Connection>>>,
-    pub(crate) waiters: Waiters,
+    pub(crate) waiters: Waiters<StreamGuard>,
     connecting: AtomicUsize,
     closed: AtomicBool,
     started: AtomicBool,
@@ -564,7 +564,7 @@ impl Shared {
 
 /// A call's place in the wait queue; leaving without a grant gives it up.
 struct Place<'a> {
-    waiters: &'a Waiters,
+    waiters: &'a Waiters<StreamGuard>,
     id: u64,
     served: bool,
 }

@@ -7,36 +7,46 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::oneshot;
 use tonic::Status;
 
-use crate::picker::StreamGuard;
-
-/// What a waiting call receives: a slot, or the reason it will get none.
-pub(crate) type Grant = Result<StreamGuard, Status>;
+/// What a waiting call receives: a slot (`G`, a stream guard in the pool),
+/// or the reason it will get none.
+pub(crate) type Grant<G> = Result<G, Status>;
 
 /// Calls waiting for a stream, served first come, first served.
-#[derive(Debug, Default)]
-pub(crate) struct Waiters {
+#[derive(Debug)]
+pub(crate) struct Waiters<G> {
     /// The queue's length, readable without the lock: the release path checks
     /// it on every call and takes the lock only when someone waits.
     len: AtomicUsize,
-    queue: Mutex<VecDeque<Waiter>>,
+    queue: Mutex<VecDeque<Waiter<G>>>,
     next_id: AtomicU64,
 }
 
+impl<G> Default for Waiters<G> {
+    fn default() -> Self {
+        Self {
+            len: AtomicUsize::new(0),
+            queue: Mutex::new(VecDeque::new()),
+            next_id: AtomicU64::new(0),
+        }
+    }
+}
+
 #[derive(Debug)]
-struct Waiter {
+struct Waiter<G> {
     id: u64,
-    grant: oneshot::Sender<Grant>,
+    grant: oneshot::Sender<Grant<G>>,
 }
 
-/// A place in the queue; dropping it leaves the queue.
+/// A place in the queue; the caller leaves the queue with `remove` if it
+/// stops waiting before it is served.
 #[derive(Debug)]
-pub(crate) struct Ticket {
+pub(crate) struct Ticket<G> {
     pub(crate) id: u64,
-    pub(crate) grant: oneshot::Receiver<Grant>,
+    pub(crate) grant: oneshot::Receiver<Grant<G>>,
 }
 
-impl Waiters {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Waiter>> {
+impl<G> Waiters<G> {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Waiter<G>>> {
         // Every critical section leaves the queue and `len` consistent before
         // it can panic, so a poisoned lock is still sound.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
@@ -49,7 +59,7 @@ impl Waiters {
     }
 
     /// Joins the back of the queue, unless `max` calls already wait.
-    pub(crate) fn enqueue(&self, max: usize) -> Option<Ticket> {
+    pub(crate) fn enqueue(&self, max: usize) -> Option<Ticket<G>> {
         let mut queue = self.lock();
         if queue.len() >= max {
             return None;
@@ -75,11 +85,11 @@ impl Waiters {
 
     /// Hands slots from `reserve` to waiting calls in order, until the queue
     /// is empty or no slot is free.
-    pub(crate) fn serve(&self, mut reserve: impl FnMut() -> Option<StreamGuard>) {
+    pub(crate) fn serve(&self, mut reserve: impl FnMut() -> Option<G>) {
         // A slot whose waiter left meanwhile goes to the next one; any slot
         // left over is released after the lock is dropped, since releasing
         // serves the queue again.
-        let mut spare: Option<StreamGuard> = None;
+        let mut spare: Option<G> = None;
         {
             let mut queue = self.lock();
             while let Some(waiter) = queue.pop_front() {
@@ -101,7 +111,7 @@ impl Waiters {
 
     /// Fails every waiting call with `status`.
     pub(crate) fn fail_all(&self, status: &Status) {
-        let drained: Vec<Waiter> = {
+        let drained: Vec<Waiter<G>> = {
             let mut queue = self.lock();
             let drained = queue.drain(..).collect();
             self.len.store(0, Ordering::SeqCst);
@@ -111,5 +121,255 @@ impl Waiters {
             // A waiter that left needs no answer.
             let _ = waiter.grant.send(Err(status.clone()));
         }
+    }
+}
+
+/// An exhaustive check of the accounting that stream slots and the wait
+/// queue share: every interleaving of a few callers' steps, each step one
+/// call into the real `Waiters` or one atomic operation on the slots, as
+/// `Shared::acquire` and `StreamGuard`'s drop make them. After every
+/// interleaving no slot is over-taken, no caller is left waiting while a
+/// slot is free (a lost wake-up), and all counts return to zero.
+#[cfg(test)]
+mod model {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::{Ticket, Waiters};
+
+    /// A connection's stream slots, as `Connection` counts them.
+    struct World {
+        in_flight: AtomicUsize,
+        capacity: usize,
+        waiters: Waiters<Token>,
+    }
+
+    impl World {
+        fn try_reserve(self: &Arc<Self>) -> Option<Token> {
+            let mut current = self.in_flight.load(Ordering::SeqCst);
+            loop {
+                if current >= self.capacity {
+                    return None;
+                }
+                match self.in_flight.compare_exchange(
+                    current,
+                    current + 1,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                ) {
+                    Ok(_) => {
+                        return Some(Token {
+                            world: self.clone(),
+                            held: true,
+                        });
+                    }
+                    Err(actual) => current = actual,
+                }
+            }
+        }
+
+        fn serve(self: &Arc<Self>) {
+            self.waiters.serve(|| self.try_reserve());
+        }
+    }
+
+    /// A held slot; its release is split in the two steps `StreamGuard`'s
+    /// drop takes: give the slot back, then serve the queue if anyone waits.
+    struct Token {
+        world: Arc<World>,
+        held: bool,
+    }
+
+    impl Token {
+        fn give_back(&mut self) {
+            if std::mem::take(&mut self.held) {
+                self.world.in_flight.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    impl Drop for Token {
+        fn drop(&mut self) {
+            self.give_back();
+            if self.world.waiters.len() > 0 {
+                self.world.serve();
+            }
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Script {
+        /// Acquire, hold, release.
+        Use,
+        /// Acquire; if it has to wait, it may give up instead.
+        MayCancel,
+    }
+
+    enum Phase {
+        Start,
+        Enqueue,
+        Serve(Ticket<Token>),
+        Wait(Ticket<Token>),
+        Holding(Token),
+        Releasing(Token),
+        Done,
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Move {
+        Step,
+        Cancel,
+    }
+
+    struct Run {
+        world: Arc<World>,
+        actors: Vec<(Script, Phase)>,
+    }
+
+    impl Run {
+        fn new(capacity: usize, scripts: &[Script]) -> Self {
+            let world = Arc::new(World {
+                in_flight: AtomicUsize::new(0),
+                capacity,
+                waiters: Waiters::default(),
+            });
+            let actors = scripts.iter().map(|&s| (s, Phase::Start)).collect();
+            Self { world, actors }
+        }
+
+        fn moves(&self) -> Vec<(usize, Move)> {
+            let mut moves = Vec::new();
+            for (index, (script, phase)) in self.actors.iter().enumerate() {
+                match phase {
+                    Phase::Done => {}
+                    Phase::Wait(ticket) => {
+                        if !ticket.grant.is_empty() || ticket.grant.is_terminated() {
+                            moves.push((index, Move::Step));
+                        }
+                        if *script == Script::MayCancel {
+                            moves.push((index, Move::Cancel));
+                        }
+                    }
+                    _ => moves.push((index, Move::Step)),
+                }
+            }
+            moves
+        }
+
+        fn apply(&mut self, (index, chosen): (usize, Move)) {
+            let world = self.world.clone();
+            let phase = std::mem::replace(&mut self.actors[index].1, Phase::Done);
+            self.actors[index].1 = match (phase, chosen) {
+                // `acquire`: the fast path only when nobody waits.
+                (Phase::Start, _) => match (world.waiters.len() == 0)
+                    .then(|| world.try_reserve())
+                    .flatten()
+                {
+                    Some(token) => Phase::Holding(token),
+                    None => Phase::Enqueue,
+                },
+                (Phase::Enqueue, _) => match world.waiters.enqueue(usize::MAX) {
+                    Some(ticket) => Phase::Serve(ticket),
+                    None => Phase::Done,
+                },
+                (Phase::Serve(ticket), _) => {
+                    world.serve();
+                    Phase::Wait(ticket)
+                }
+                (Phase::Wait(mut ticket), Move::Step) => match ticket.grant.try_recv() {
+                    Ok(Ok(token)) => Phase::Holding(token),
+                    _ => panic!("a waiter was woken without a slot"),
+                },
+                // Giving up: leave the queue; a slot sent meanwhile is dropped
+                // with the receiver and so given back.
+                (Phase::Wait(ticket), Move::Cancel) => {
+                    world.waiters.remove(ticket.id);
+                    drop(ticket);
+                    Phase::Done
+                }
+                (Phase::Holding(mut token), _) => {
+                    token.give_back();
+                    Phase::Releasing(token)
+                }
+                (Phase::Releasing(token), _) => {
+                    drop(token);
+                    Phase::Done
+                }
+                (Phase::Done, _) => Phase::Done,
+            };
+            let in_flight = world.in_flight.load(Ordering::SeqCst);
+            assert!(
+                in_flight <= world.capacity,
+                "{in_flight} slots taken of {}",
+                world.capacity
+            );
+        }
+
+        fn check_end(&self, path: &[(usize, Move)]) {
+            let stuck = self
+                .actors
+                .iter()
+                .filter(|(_, p)| !matches!(p, Phase::Done))
+                .count();
+            assert_eq!(
+                stuck,
+                0,
+                "a caller waits forever (lost wake-up) after {} steps",
+                path.len()
+            );
+            assert_eq!(self.world.in_flight.load(Ordering::SeqCst), 0);
+            assert_eq!(self.world.waiters.len(), 0);
+        }
+    }
+
+    /// Explores every interleaving by replaying each path from the start.
+    fn explore(
+        capacity: usize,
+        scripts: &[Script],
+        path: &mut Vec<(usize, Move)>,
+        count: &mut usize,
+    ) {
+        let mut run = Run::new(capacity, scripts);
+        for &step in path.iter() {
+            run.apply(step);
+        }
+        let moves = run.moves();
+        if moves.is_empty() {
+            run.check_end(path);
+            *count += 1;
+            return;
+        }
+        drop(run);
+        for step in moves {
+            path.push(step);
+            explore(capacity, scripts, path, count);
+            path.pop();
+        }
+    }
+
+    #[test]
+    fn one_slot_three_callers_one_may_give_up() {
+        let mut count = 0;
+        explore(
+            1,
+            &[Script::Use, Script::MayCancel, Script::Use],
+            &mut Vec::new(),
+            &mut count,
+        );
+        println!("{count} interleavings");
+        assert!(count > 1_000);
+    }
+
+    #[test]
+    fn two_slots_three_callers() {
+        let mut count = 0;
+        explore(
+            2,
+            &[Script::Use, Script::Use, Script::MayCancel],
+            &mut Vec::new(),
+            &mut count,
+        );
+        println!("{count} interleavings");
+        assert!(count > 1_000);
     }
 }
