@@ -7,6 +7,10 @@
 //! server's limit while the pool does not, and once enough such streams pile
 //! up, every new request on the connection queues inside hyper forever. So
 //! each call's request body ends as soon as its stream slot is given back.
+//!
+//! The body also keeps what it sent of a small request (up to
+//! [`REPLAY_LIMIT`]), as gRPC's transparent retry does, so that a request the
+//! server refused unprocessed can be sent again even after hyper read it.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,13 +22,18 @@ use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use tonic::Status;
 
+/// The most request bytes kept for sending a refused request again; a
+/// larger request is not retried once any of it was read.
+pub(crate) const REPLAY_LIMIT: usize = 64 * 1024;
+
 /// Whether a call has ended, shared by its request body and its stream slot.
 #[derive(Default)]
 pub(crate) struct CallEnd {
     ended: AtomicBool,
     waker: AtomicWaker,
-    /// A body that hyper dropped before reading any of it, kept so that a
-    /// request the server refused can be sent again.
+    /// The body as it can be sent again, left here when hyper drops it:
+    /// the untouched body if hyper read none of it, or the bytes it read if
+    /// that was the whole (small) body.
     unread: Mutex<Option<tonic::body::Body>>,
 }
 
@@ -47,7 +56,7 @@ impl CallEnd {
         self.ended.load(Ordering::Acquire)
     }
 
-    /// The request body, if hyper dropped it without reading any of it.
+    /// The request body to send again, if hyper dropped one that can be.
     pub(crate) fn take_unread(&self) -> Option<tonic::body::Body> {
         self.unread.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
@@ -59,15 +68,70 @@ impl CallEnd {
 pub(crate) struct RequestBody {
     /// `None` only after `drop` has handed the body back.
     inner: Option<tonic::body::Body>,
-    read: bool,
+    /// What hyper has read, while it stays under [`REPLAY_LIMIT`].
+    sent: Replay,
     end: Arc<CallEnd>,
+}
+
+/// The part of a body already read, kept for sending it again.
+#[derive(Debug, Default)]
+enum Replay {
+    /// Nothing read yet: the body itself can be sent again.
+    #[default]
+    Unread,
+    /// These chunks were read; `complete` once the body ended.
+    Chunks {
+        chunks: Vec<Bytes>,
+        size: usize,
+        complete: bool,
+    },
+    /// Too large, or not plain data: not sent again.
+    Lost,
+}
+
+impl Replay {
+    fn record(&mut self, frame: &Frame<Bytes>) {
+        let Some(data) = frame.data_ref() else {
+            *self = Replay::Lost;
+            return;
+        };
+        if let Replay::Unread = self {
+            *self = Replay::Chunks {
+                chunks: Vec::new(),
+                size: 0,
+                complete: false,
+            };
+        }
+        if let Replay::Chunks { chunks, size, .. } = self {
+            *size += data.len();
+            if *size > REPLAY_LIMIT {
+                *self = Replay::Lost;
+            } else {
+                chunks.push(data.clone());
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        match self {
+            Replay::Unread => {
+                *self = Replay::Chunks {
+                    chunks: Vec::new(),
+                    size: 0,
+                    complete: true,
+                }
+            }
+            Replay::Chunks { complete, .. } => *complete = true,
+            Replay::Lost => {}
+        }
+    }
 }
 
 impl RequestBody {
     pub(crate) fn new(inner: tonic::body::Body, end: Arc<CallEnd>) -> Self {
         Self {
             inner: Some(inner),
-            read: false,
+            sent: Replay::Unread,
             end,
         }
     }
@@ -75,11 +139,42 @@ impl RequestBody {
 
 impl Drop for RequestBody {
     fn drop(&mut self) {
-        if !self.read
-            && let Some(inner) = self.inner.take()
-        {
-            *self.end.unread.lock().unwrap_or_else(|p| p.into_inner()) = Some(inner);
+        let again = match std::mem::take(&mut self.sent) {
+            Replay::Unread => self.inner.take(),
+            Replay::Chunks {
+                chunks,
+                complete: true,
+                ..
+            } => Some(tonic::body::Body::new(ReplayBody { chunks })),
+            _ => None,
+        };
+        if let Some(again) = again {
+            *self.end.unread.lock().unwrap_or_else(|p| p.into_inner()) = Some(again);
         }
+    }
+}
+
+/// A body made of the chunks a first attempt sent.
+struct ReplayBody {
+    chunks: Vec<Bytes>,
+}
+
+impl Body for ReplayBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        if self.chunks.is_empty() {
+            return Poll::Ready(None);
+        }
+        Poll::Ready(Some(Ok(Frame::data(self.chunks.remove(0)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
     }
 }
 
@@ -100,11 +195,18 @@ impl Body for RequestBody {
         if self.end.has_ended() {
             return Poll::Ready(None);
         }
-        self.read = true;
-        match self.inner.as_mut() {
-            Some(inner) => Pin::new(inner).poll_frame(cx),
-            None => Poll::Ready(None),
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => this.sent.record(frame),
+            Poll::Ready(None) => this.sent.finish(),
+            Poll::Ready(Some(Err(_))) => this.sent = Replay::Lost,
+            Poll::Pending => {}
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -3,15 +3,17 @@
 use std::time::Duration;
 
 use http::HeaderMap;
+use http::header::HeaderName;
 
-const GRPC_TIMEOUT: &str = "grpc-timeout";
+/// A ready-made name: looking up a `&str` would parse it on every call.
+static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// The timeout a request carries, if it carries a valid one.
 ///
 /// The format is up to 8 digits followed by a unit: `H`, `M`, `S`, `m`
 /// (milliseconds), `u` (microseconds) or `n` (nanoseconds).
 pub(crate) fn from_headers(headers: &HeaderMap) -> Option<Duration> {
-    parse(headers.get(GRPC_TIMEOUT)?.as_bytes())
+    parse(headers.get(&GRPC_TIMEOUT)?.as_bytes())
 }
 
 fn parse(value: &[u8]) -> Option<Duration> {

@@ -7,6 +7,8 @@
 //!
 //! Options: `--rounds N` (default 5), `--seconds S` per round (default 2),
 //! `--only S1,S3` to run some scenarios, `--out DIR` (default `docs`).
+//! `--load pool|channel --callers N --seconds S --uri URI` runs one
+//! configuration's small unary calls alone, to profile it from outside.
 
 mod chart;
 mod measure;
@@ -99,6 +101,18 @@ fn main() {
             .unwrap_or(1000);
         let uri = arg(&args, "--uri").expect("--uri");
         scenarios::s3_client(&kind, calls, &uri);
+        return;
+    }
+    if let Some(kind) = arg(&args, "--load") {
+        // One configuration alone, for profiling it from outside (strace, perf).
+        let callers = arg(&args, "--callers")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(64);
+        let seconds = arg(&args, "--seconds")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(2.0);
+        let uri = arg(&args, "--uri").expect("--uri");
+        scenarios::load_alone(&kind, callers, Duration::from_secs_f64(seconds), &uri);
         return;
     }
     let rounds = arg(&args, "--rounds")

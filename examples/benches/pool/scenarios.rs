@@ -291,6 +291,29 @@ pub(crate) fn s3_client(kind: &str, calls: usize, uri: &str) {
     });
 }
 
+/// Runs one configuration's small unary calls alone and prints the rate.
+pub(crate) fn load_alone(kind: &str, callers: usize, duration: Duration, uri: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let round = if kind == "pool" {
+            let pooled = PooledBenchClient::new(pool(uri, |b| b).await);
+            closed_loop(callers, duration, 0, pooled_calls(&pooled)).await
+        } else {
+            let single = BenchClient::new(channel(uri).await);
+            closed_loop(callers, duration, 0, channel_calls(&single)).await
+        };
+        println!(
+            "{kind}: {} calls, {:.0} calls/s",
+            round.calls,
+            round.per_second()
+        );
+    });
+}
+
 fn callgrind_instructions(kind: &str, calls: usize, uri: &str) -> Result<u64, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let output = std::process::Command::new("valgrind")
