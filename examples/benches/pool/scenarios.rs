@@ -115,13 +115,21 @@ pub(crate) async fn s1(ctx: &Context, out: &str) -> Section {
     let mut a = Series::new("pooled-client, max_connections 16");
     let mut b = Series::new("one tonic Channel");
     let mut c = Series::new("16 tonic Channels, round robin");
-    for _ in 0..ctx.rounds {
-        a.rounds
-            .push(closed_loop(CALLERS, ctx.round, ctx.server_pid, pooled_calls(&pooled)).await);
+    // The pool runs first in even rounds and last in odd ones, so that
+    // whatever the order favours does not favour one side.
+    for round in 0..ctx.rounds {
+        if round % 2 == 0 {
+            a.rounds
+                .push(closed_loop(CALLERS, ctx.round, ctx.server_pid, pooled_calls(&pooled)).await);
+        }
         b.rounds
             .push(closed_loop(CALLERS, ctx.round, ctx.server_pid, channel_calls(&single)).await);
         c.rounds
             .push(closed_loop(CALLERS, ctx.round, ctx.server_pid, round_robin.clone()).await);
+        if round % 2 == 1 {
+            a.rounds
+                .push(closed_loop(CALLERS, ctx.round, ctx.server_pid, pooled_calls(&pooled)).await);
+        }
     }
     let stats = pool.stats();
 
@@ -238,11 +246,17 @@ pub(crate) async fn s2(ctx: &Context) -> Section {
     .await;
     let mut a = Series::new("pooled-client");
     let mut b = Series::new("Endpoint::connect per call");
-    for _ in 0..ctx.rounds {
-        a.rounds
-            .push(closed_loop(CALLERS, round, ctx.server_pid, pooled_calls(&pooled)).await);
+    for index in 0..ctx.rounds {
+        if index % 2 == 0 {
+            a.rounds
+                .push(closed_loop(CALLERS, round, ctx.server_pid, pooled_calls(&pooled)).await);
+        }
         b.rounds
             .push(closed_loop(CALLERS, round, ctx.server_pid, dial.clone()).await);
+        if index % 2 == 1 {
+            a.rounds
+                .push(closed_loop(CALLERS, round, ctx.server_pid, pooled_calls(&pooled)).await);
+        }
     }
     let connections = pool.stats().connects_total;
     pool.close().await;
@@ -573,11 +587,17 @@ pub(crate) async fn s5(ctx: &Context) -> Section {
     let mut b = Series::new("one tonic Channel");
     let mut reference = Vec::new();
     let mut reference_error = None;
-    for _ in 0..ctx.rounds {
-        a.rounds
-            .push(closed_loop(CALLERS, ctx.round, ctx.server_pid, pooled_calls(&pooled)).await);
+    for round in 0..ctx.rounds {
+        if round % 2 == 0 {
+            a.rounds
+                .push(closed_loop(CALLERS, ctx.round, ctx.server_pid, pooled_calls(&pooled)).await);
+        }
         b.rounds
             .push(closed_loop(CALLERS, ctx.round, ctx.server_pid, channel_calls(&single)).await);
+        if round % 2 == 1 {
+            a.rounds
+                .push(closed_loop(CALLERS, ctx.round, ctx.server_pid, pooled_calls(&pooled)).await);
+        }
         let seconds = ctx.round.as_secs().max(1);
         let uri = ctx.open.clone();
         match tokio::task::spawn_blocking(move || h2load(&uri, CALLERS, seconds)).await {
@@ -803,8 +823,8 @@ pub(crate) fn report(
         "# Benchmarks\n\nProduced by `{command}` in {took:.0?}.\n\n\
          Machine: {cores} cores, {}. The server runs in its own process pinned to core 1; the \
          client is pinned to core 0 with a one-worker tokio runtime. Each comparison alternates its \
-         configurations for {rounds} rounds of {seconds} s after a warm-up and reports medians; ratios \
-         are the median of per-round ratios. CPU time per call comes from /proc (user + system, \
+         configurations for {rounds} rounds of {seconds} s after a warm-up, the pool first in even \
+         rounds and last in odd ones, and reports medians; ratios are the median of per-round ratios. CPU time per call comes from /proc (user + system, \
          10 ms ticks).\n\n## Targets\n\n| target | met |\n|---|---|\n",
         machine()
     );
