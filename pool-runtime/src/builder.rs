@@ -108,6 +108,14 @@ impl PoolBuilder {
         self
     }
 
+    /// Sends a call that failed with `UNAVAILABLE` after leaving the client
+    /// again, up to `retries` times, on another connection. Only for
+    /// idempotent methods: see [`PoolConfig::idempotent_retries`]. Default: 0.
+    pub fn retry_idempotent(mut self, retries: u32) -> Self {
+        self.config.idempotent_retries = retries;
+        self
+    }
+
     /// How reconnection attempts are spaced. Default: [`Backoff::default`].
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.config.backoff = backoff;
@@ -207,6 +215,13 @@ pub(crate) fn validate(config: &PoolConfig) -> Result<Vec<Endpoint>, Error> {
             "max_streams_per_connection",
             0,
             "must be at least 1",
+        ));
+    }
+    if config.idempotent_retries > 4 {
+        return Err(invalid(
+            "idempotent_retries",
+            config.idempotent_retries,
+            "must be at most 4",
         ));
     }
     check_duration("connect_timeout", config.connect_timeout)?;

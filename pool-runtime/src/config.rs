@@ -60,6 +60,16 @@ pub struct PoolConfig {
     /// Default: none (the server's `SETTINGS_MAX_CONCURRENT_STREAMS`, or 100
     /// when it advertises no limit).
     pub max_streams_per_connection: Option<usize>,
+    /// How many times a call that failed with `UNAVAILABLE` after it left
+    /// the client (its connection was reset or lost) is sent again, on
+    /// another connection. Only for services whose methods are idempotent:
+    /// the server may have run the first attempt. Only requests of up to
+    /// 64 KiB are resent, and only failures before the response began.
+    /// Requests that never left the client, or that the server refused
+    /// unprocessed, are retried once whatever this says.
+    ///
+    /// Default: 0.
+    pub idempotent_retries: u32,
     /// How reconnection attempts to a failing endpoint are spaced.
     ///
     /// Default: [`Backoff::default`].
@@ -92,6 +102,7 @@ impl Default for PoolConfig {
             max_waiters: 1024,
             keepalive: None,
             max_streams_per_connection: None,
+            idempotent_retries: 0,
             backoff: Backoff::default(),
             initial_stream_window_size: None,
             initial_connection_window_size: None,

@@ -96,10 +96,14 @@ async fn send_once_or_retry(
     }
     let end = Arc::new(CallEnd::default());
     let (parts, body) = request.into_parts();
-    // A copy of the head, for the one retry of a request the server refused
-    // unprocessed; the body comes back from hyper or from `end`.
+    // A copy of the head for sending the request again; the body comes back
+    // from hyper or from `end`.
     let mut spare_head = Some(copy_head(&parts));
     let mut request = Request::from_parts(parts, RequestBody::new(body, end.clone()));
+    // One transparent retry of a request the server never processed, and
+    // the retries the user allowed for idempotent calls.
+    let mut transparent_left = 1u32;
+    let mut idempotent_left = shared.config.idempotent_retries;
     loop {
         let mut guard = shared.acquire().await?;
         guard.bind(end.clone());
@@ -117,21 +121,39 @@ async fn send_once_or_retry(
                 if unsent.is_some() || refused || error.error().is_closed() {
                     shared.retire(connection.id, Retirement::Broken);
                 }
-                let again = match (unsent, spare_head.take()) {
-                    (Some(unsent), Some(_)) => Some(unsent),
-                    (None, Some(head)) if refused => end
-                        .take_unread()
-                        .map(|body| Request::from_parts(head, RequestBody::new(body, end.clone()))),
+                let unprocessed = unsent.is_some() || refused;
+                let allowed = if unprocessed {
+                    transparent_left > 0
+                } else {
+                    idempotent_left > 0
+                        && status::code_for(error.error()) == tonic::Code::Unavailable
+                };
+                let again = match unsent {
+                    Some(unsent) if allowed => Some(unsent),
+                    None if allowed => spare_head.take().and_then(|head| {
+                        let body = end.take_unread()?;
+                        Some(Request::from_parts(
+                            head,
+                            RequestBody::new(body, end.clone()),
+                        ))
+                    }),
                     _ => None,
                 };
-                match again {
-                    Some(again) => {
-                        tracing::debug!(endpoint = %endpoint, "request not processed by the server; retrying");
-                        guard.release_for_retry();
-                        request = again;
-                    }
-                    None => return Err(status::from_transport(error.into_error(), &endpoint)),
+                let Some(again) = again else {
+                    return Err(status::from_transport(error.into_error(), &endpoint));
+                };
+                if unprocessed {
+                    transparent_left -= 1;
+                } else {
+                    idempotent_left -= 1;
                 }
+                tracing::debug!(endpoint = %endpoint, unprocessed, "sending the request again");
+                guard.release_for_retry();
+                let (head, body) = again.into_parts();
+                if spare_head.is_none() && transparent_left + idempotent_left > 0 {
+                    spare_head = Some(copy_head(&head));
+                }
+                request = Request::from_parts(head, body);
             }
         }
     }

@@ -20,7 +20,7 @@ pub(crate) fn from_transport(error: hyper::Error, endpoint: &str) -> Status {
     status
 }
 
-fn code_for(error: &hyper::Error) -> Code {
+pub(crate) fn code_for(error: &hyper::Error) -> Code {
     let Some(h2) = find::<h2::Error>(error) else {
         return Code::Unavailable;
     };

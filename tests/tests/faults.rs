@@ -447,3 +447,56 @@ async fn cancelled_streams_with_open_request_streams_do_not_wedge_the_connection
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f2_resets_with_idempotent_retries_lose_almost_no_call() {
+    bounded(async {
+        let server = TestServer::start(ServerOptions {
+            max_concurrent_streams: Some(8),
+        })
+        .await;
+        let proxy = FaultProxy::start(server.addr).await;
+        let pool = Pool::builder()
+            .endpoint(proxy.uri())
+            .min_connections(4)
+            .max_connections(8)
+            .retry_idempotent(2)
+            .build()
+            .unwrap();
+        assert!(wait_for(&pool, Duration::from_secs(5), |s| s.connections == 4).await);
+        let (stop, outcomes, epoch) = (Arc::new(AtomicBool::new(false)), Arc::new(Outcomes::default()), Instant::now());
+        let load = start_load(&pool, 32, Duration::from_secs(2), stop.clone(), outcomes.clone(), epoch);
+        let mut resets = 0;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            resets += usize::from(proxy.reset_random());
+        }
+        stop.store(true, Ordering::SeqCst);
+        for task in load {
+            task.await.unwrap();
+        }
+        let total = outcomes.total();
+        let ok = outcomes.ok.load(Ordering::SeqCst);
+        let rate = ok as f64 / total as f64;
+        println!(
+            "F2 with retries: {resets} resets; {total} calls, {ok} ok ({:.3} %), {} unavailable; {:?}",
+            100.0 * rate,
+            outcomes.unavailable.load(Ordering::SeqCst),
+            pool.stats()
+        );
+        assert!(resets >= 45, "the proxy had connections to reset");
+        // Without retries a reset fails the ~8 calls on its connection (the
+        // test above); with them, only calls whose response had already
+        // begun are lost. 99.9 % would need those retried too, which a
+        // Service under tonic cannot do once it has handed the response on.
+        let unavailable = outcomes.unavailable.load(Ordering::SeqCst);
+        assert!(unavailable <= 2 * resets as u64, "{unavailable} failures for {resets} resets");
+        assert!(rate >= 0.985, "success rate {rate}");
+        assert!(
+            wait_for(&pool, Duration::from_secs(10), |s| s.connections >= 4 && s.in_flight == 0).await,
+            "the pool returns to its size: {:?}",
+            pool.stats()
+        );
+    })
+    .await;
+}
