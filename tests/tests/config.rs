@@ -150,6 +150,11 @@ fn invalid_configurations_are_rejected_with_the_bad_value() {
             },
         ),
         (
+            "too many retries",
+            valid().retry_idempotent(9),
+            |e| matches!(e, Error::InvalidSetting { name: "idempotent_retries", value, .. } if value == "9"),
+        ),
+        (
             "jitter above 1",
             valid().backoff(Backoff::new(second, 1.6, 1.5, second * 5)),
             |e| {
