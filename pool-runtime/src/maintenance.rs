@@ -88,9 +88,19 @@ impl LoadWindow {
 
 fn maintain(shared: &Arc<Shared>, window: &mut LoadWindow, now: Instant) {
     let rotation = shared.rotation.load_full();
+    let mut ready = rotation.len();
     for connection in rotation.iter() {
-        if connection.expires_at.is_some_and(|at| at <= now) {
+        if !connection.expires_at.is_some_and(|at| at <= now) {
+            continue;
+        }
+        // Make before break: an old connection goes once enough others are
+        // ready to keep the minimum, unless the pool cannot grow anyway.
+        let cannot_grow = ready + shared.connecting() >= shared.config.max_connections;
+        if ready > shared.config.min_connections.max(1) || cannot_grow {
             shared.retire(connection.id, Retirement::Expired);
+            ready -= 1;
+        } else {
+            shared.grow(1);
         }
     }
 

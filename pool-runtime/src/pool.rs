@@ -220,6 +220,11 @@ impl Shared {
         &self.endpoints[index]
     }
 
+    /// Connection attempts under way.
+    pub(crate) fn connecting(&self) -> usize {
+        self.connecting.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
