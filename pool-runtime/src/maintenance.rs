@@ -90,7 +90,7 @@ fn maintain(shared: &Arc<Shared>, window: &mut LoadWindow, now: Instant) {
     let rotation = shared.rotation.load_full();
     let mut ready = rotation.len();
     for connection in rotation.iter() {
-        if !connection.expires_at.is_some_and(|at| at <= now) {
+        if connection.expires_at.is_none_or(|at| at > now) {
             continue;
         }
         // Make before break: an old connection goes once enough others are
