@@ -124,6 +124,8 @@ fn method(method: &Method<'_>) -> TokenStream {
             quote!(#codegen::tonic::IntoRequest::into_request(request)),
         )
     };
+    let mark_unary = (!kind.streams_requests() && !kind.streams_responses())
+        .then(|| quote!(#codegen::mark_unary(&self.pool, &mut request);));
     let output = if kind.streams_responses() {
         quote!(#codegen::tonic::Response<#codegen::tonic::Streaming<#response>>)
     } else {
@@ -136,6 +138,7 @@ fn method(method: &Method<'_>) -> TokenStream {
             request: #parameter,
         ) -> ::core::result::Result<#output, #codegen::tonic::Status> {
             let mut request = #into_request;
+            #mark_unary
             #codegen::apply_default_timeout(&mut request, self.timeout);
             let mut client = ::core::clone::Clone::clone(&self.inner);
             // A deprecated RPC warns where the user calls it, not here.

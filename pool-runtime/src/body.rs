@@ -1,5 +1,6 @@
 //! The response body, which holds the call's stream slot until it ends.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -23,6 +24,8 @@ use crate::status;
 /// reject a call.
 #[derive(Debug, Default)]
 pub struct ResponseBody {
+    /// A response read whole before it was handed on (see `read_whole`).
+    whole: VecDeque<Frame<Bytes>>,
     /// `None` once the body has ended; dropping it resets a stream that was
     /// still open.
     inner: Option<Incoming>,
@@ -37,10 +40,26 @@ impl ResponseBody {
         deadline: Option<Pin<Box<Sleep>>>,
     ) -> Self {
         Self {
+            whole: VecDeque::new(),
             inner: Some(inner),
             guard: Some(guard),
             deadline,
         }
+    }
+
+    /// Reads a response to its end, for a call that may be retried until
+    /// then; the caller holds the stream slot meanwhile.
+    pub(crate) async fn read_whole(mut incoming: Incoming) -> Result<Self, hyper::Error> {
+        let mut whole = VecDeque::new();
+        while let Some(frame) =
+            std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx)).await
+        {
+            whole.push_back(frame?);
+        }
+        Ok(Self {
+            whole,
+            ..Self::default()
+        })
     }
 
     fn finish(&mut self) {
@@ -66,6 +85,9 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = self.get_mut();
+        if let Some(frame) = this.whole.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -100,7 +122,7 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
+        self.whole.is_empty() && self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -12,6 +12,7 @@
 //! [`REPLAY_LIMIT`]), as gRPC's transparent retry does, so that a request the
 //! server refused unprocessed can be sent again even after hyper read it.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,9 @@ use tonic::Status;
 /// larger request is not retried once any of it was read.
 pub(crate) const REPLAY_LIMIT: usize = 64 * 1024;
 
+/// How long a retry waits for hyper to give the request body back.
+const RECLAIM_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Whether a call has ended, shared by its request body and its stream slot.
 #[derive(Default)]
 pub(crate) struct CallEnd {
@@ -35,6 +39,10 @@ pub(crate) struct CallEnd {
     /// the untouched body if hyper read none of it, or the bytes it read if
     /// that was the whole (small) body.
     unread: Mutex<Option<tonic::body::Body>>,
+    /// Whether hyper has dropped the current request body, and a signal
+    /// for when it does.
+    body_dropped: AtomicBool,
+    dropped: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for CallEnd {
@@ -60,6 +68,19 @@ impl CallEnd {
     pub(crate) fn take_unread(&self) -> Option<tonic::body::Body> {
         self.unread.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
+
+    /// The request body to send again, waiting briefly for hyper to drop
+    /// it: a lost connection fails the response before hyper's task that
+    /// sends the body has noticed.
+    pub(crate) async fn reclaim(&self) -> Option<tonic::body::Body> {
+        let dropped = self.dropped.notified();
+        tokio::pin!(dropped);
+        dropped.as_mut().enable();
+        if !self.body_dropped.load(Ordering::Acquire) {
+            let _ = tokio::time::timeout(RECLAIM_WAIT, dropped).await;
+        }
+        self.take_unread()
+    }
 }
 
 /// A request body that ends when its call does, and that hands itself back
@@ -81,7 +102,7 @@ enum Replay {
     Unread,
     /// These chunks were read; `complete` once the body ended.
     Chunks {
-        chunks: Vec<Bytes>,
+        chunks: VecDeque<Bytes>,
         size: usize,
         complete: bool,
     },
@@ -97,7 +118,7 @@ impl Replay {
         };
         if let Replay::Unread = self {
             *self = Replay::Chunks {
-                chunks: Vec::new(),
+                chunks: VecDeque::new(),
                 size: 0,
                 complete: false,
             };
@@ -107,7 +128,7 @@ impl Replay {
             if *size > REPLAY_LIMIT {
                 *self = Replay::Lost;
             } else {
-                chunks.push(data.clone());
+                chunks.push_back(data.clone());
             }
         }
     }
@@ -116,7 +137,7 @@ impl Replay {
         match self {
             Replay::Unread => {
                 *self = Replay::Chunks {
-                    chunks: Vec::new(),
+                    chunks: VecDeque::new(),
                     size: 0,
                     complete: true,
                 }
@@ -129,6 +150,7 @@ impl Replay {
 
 impl RequestBody {
     pub(crate) fn new(inner: tonic::body::Body, end: Arc<CallEnd>) -> Self {
+        end.body_dropped.store(false, Ordering::Release);
         Self {
             inner: Some(inner),
             sent: Replay::Unread,
@@ -141,22 +163,28 @@ impl Drop for RequestBody {
     fn drop(&mut self) {
         let again = match std::mem::take(&mut self.sent) {
             Replay::Unread => self.inner.take(),
+            // What was read, then whatever of the body was not read yet.
             Replay::Chunks {
-                chunks,
-                complete: true,
-                ..
-            } => Some(tonic::body::Body::new(ReplayBody { chunks })),
-            _ => None,
+                chunks, complete, ..
+            } => {
+                let rest = if complete { None } else { self.inner.take() };
+                Some(tonic::body::Body::new(ReplayBody { chunks, rest }))
+            }
+            Replay::Lost => None,
         };
         if let Some(again) = again {
             *self.end.unread.lock().unwrap_or_else(|p| p.into_inner()) = Some(again);
         }
+        self.end.body_dropped.store(true, Ordering::Release);
+        self.end.dropped.notify_waiters();
     }
 }
 
-/// A body made of the chunks a first attempt sent.
+/// A body made of the chunks a first attempt read, followed by what it did
+/// not read.
 struct ReplayBody {
-    chunks: Vec<Bytes>,
+    chunks: VecDeque<Bytes>,
+    rest: Option<tonic::body::Body>,
 }
 
 impl Body for ReplayBody {
@@ -165,16 +193,19 @@ impl Body for ReplayBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        if self.chunks.is_empty() {
-            return Poll::Ready(None);
+        if let Some(chunk) = self.chunks.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
-        Poll::Ready(Some(Ok(Frame::data(self.chunks.remove(0)))))
+        match self.rest.as_mut() {
+            Some(rest) => Pin::new(rest).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty()
+        self.chunks.is_empty() && self.rest.as_ref().is_none_or(Body::is_end_stream)
     }
 }
 

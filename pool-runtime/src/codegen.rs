@@ -5,6 +5,20 @@ pub use tonic;
 
 pub use crate::{Error, Pool};
 
+/// Marks a request as a unary call: with `retry_idempotent`, the pool reads
+/// such a response whole before handing it on, so that it can retry a call
+/// whose connection was lost mid-response.
+#[derive(Debug, Clone, Copy)]
+pub struct UnaryCall;
+
+/// Marks `request` as a unary call when the pool retries idempotent calls
+/// (the mark costs an allocation, so only then).
+pub fn mark_unary<T>(pool: &Pool, request: &mut tonic::Request<T>) {
+    if pool.config().idempotent_retries > 0 {
+        request.extensions_mut().insert(UnaryCall);
+    }
+}
+
 /// Gives `request` the client's default deadline unless it has its own.
 pub fn apply_default_timeout<T>(
     request: &mut tonic::Request<T>,

@@ -104,58 +104,69 @@ async fn send_once_or_retry(
     // the retries the user allowed for idempotent calls.
     let mut transparent_left = 1u32;
     let mut idempotent_left = shared.config.idempotent_retries;
+    // A unary call of an idempotent method is read whole before it is
+    // handed on, so that a connection lost mid-response can be retried too.
+    let read_whole = shared.config.idempotent_retries > 0
+        && request
+            .extensions()
+            .get::<crate::codegen::UnaryCall>()
+            .is_some();
     loop {
         let mut guard = shared.acquire().await?;
         guard.bind(end.clone());
         let connection = guard.connection().clone();
         set_origin(&mut request, &shared, connection.endpoint)?;
-        match connection.sender().try_send_request(request).await {
+        let (unsent, error) = match connection.sender().try_send_request(request).await {
+            Ok(response) if read_whole => {
+                let (head, incoming) = response.into_parts();
+                match ResponseBody::read_whole(incoming).await {
+                    Ok(body) => return Ok(Response::from_parts(head, body)),
+                    Err(error) => (None, error),
+                }
+            }
             Ok(response) => {
                 let deadline = deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
                 return Ok(response.map(|body| ResponseBody::new(body, guard, deadline)));
             }
-            Err(mut error) => {
-                let unsent = error.take_message();
-                let endpoint = shared.endpoint_uri(connection.endpoint).to_owned();
-                let refused = status::refused_unprocessed(error.error());
-                if unsent.is_some() || refused || error.error().is_closed() {
-                    shared.retire(connection.id, Retirement::Broken);
-                }
-                let unprocessed = unsent.is_some() || refused;
-                let allowed = if unprocessed {
-                    transparent_left > 0
-                } else {
-                    idempotent_left > 0
-                        && status::code_for(error.error()) == tonic::Code::Unavailable
-                };
-                let again = match unsent {
-                    Some(unsent) if allowed => Some(unsent),
-                    None if allowed => spare_head.take().and_then(|head| {
-                        let body = end.take_unread()?;
-                        Some(Request::from_parts(
-                            head,
-                            RequestBody::new(body, end.clone()),
-                        ))
-                    }),
-                    _ => None,
-                };
-                let Some(again) = again else {
-                    return Err(status::from_transport(error.into_error(), &endpoint));
-                };
-                if unprocessed {
-                    transparent_left -= 1;
-                } else {
-                    idempotent_left -= 1;
-                }
-                tracing::debug!(endpoint = %endpoint, unprocessed, "sending the request again");
-                guard.release_for_retry();
-                let (head, body) = again.into_parts();
-                if spare_head.is_none() && transparent_left + idempotent_left > 0 {
-                    spare_head = Some(copy_head(&head));
-                }
-                request = Request::from_parts(head, body);
-            }
+            Err(mut error) => (error.take_message(), error.into_error()),
+        };
+        let endpoint = shared.endpoint_uri(connection.endpoint).to_owned();
+        let refused = status::refused_unprocessed(&error);
+        if unsent.is_some() || refused || error.is_closed() {
+            shared.retire(connection.id, Retirement::Broken);
         }
+        let unprocessed = unsent.is_some() || refused;
+        let allowed = if unprocessed {
+            transparent_left > 0
+        } else {
+            idempotent_left > 0 && status::code_for(&error) == tonic::Code::Unavailable
+        };
+        let again = match (unsent, spare_head.take()) {
+            (Some(unsent), head) if allowed => {
+                spare_head = head;
+                Some(unsent)
+            }
+            (None, Some(head)) if allowed => end
+                .reclaim()
+                .await
+                .map(|body| Request::from_parts(head, RequestBody::new(body, end.clone()))),
+            _ => None,
+        };
+        let Some(again) = again else {
+            return Err(status::from_transport(error, &endpoint));
+        };
+        if unprocessed {
+            transparent_left -= 1;
+        } else {
+            idempotent_left -= 1;
+        }
+        tracing::debug!(endpoint = %endpoint, unprocessed, "sending the request again");
+        guard.release_for_retry();
+        let (head, body) = again.into_parts();
+        if spare_head.is_none() && transparent_left + idempotent_left > 0 {
+            spare_head = Some(copy_head(&head));
+        }
+        request = Request::from_parts(head, body);
     }
 }
 

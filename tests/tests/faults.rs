@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use pooled_client::Pool;
-use pooled_client_tests::helloworld::HelloRequest;
 use pooled_client_tests::helloworld::greeter_client::GreeterClient;
+use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::proxy::FaultProxy;
 use pooled_client_tests::server::{ServerOptions, TestServer};
 use pooled_client_tests::support::{self, spawn_listening, wait_for_stats as wait_for};
@@ -465,7 +465,25 @@ async fn f2_resets_with_idempotent_retries_lose_almost_no_call() {
             .unwrap();
         assert!(wait_for(&pool, Duration::from_secs(5), |s| s.connections == 4).await);
         let (stop, outcomes, epoch) = (Arc::new(AtomicBool::new(false)), Arc::new(Outcomes::default()), Instant::now());
-        let load = start_load(&pool, 32, Duration::from_secs(2), stop.clone(), outcomes.clone(), epoch);
+        // The generated client marks unary calls, so the pool may read their
+        // responses whole and retry even a call whose response had begun.
+        let load: Vec<_> = (0..32)
+            .map(|_| {
+                let greeter = PooledGreeterClient::new(pool.clone());
+                let (stop, outcomes) = (stop.clone(), outcomes.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::SeqCst) {
+                        let started = Instant::now();
+                        let result = greeter.say_hello(with_deadline(2, Duration::from_secs(2))).await;
+                        let failed = result.is_err();
+                        outcomes.record(epoch, started, result.map(|_| ()).map_err(|s| s.code()));
+                        if failed {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                })
+            })
+            .collect();
         let mut resets = 0;
         for _ in 0..50 {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -485,13 +503,7 @@ async fn f2_resets_with_idempotent_retries_lose_almost_no_call() {
             pool.stats()
         );
         assert!(resets >= 45, "the proxy had connections to reset");
-        // Without retries a reset fails the ~8 calls on its connection (the
-        // test above); with them, only calls whose response had already
-        // begun are lost. 99.9 % would need those retried too, which a
-        // Service under tonic cannot do once it has handed the response on.
-        let unavailable = outcomes.unavailable.load(Ordering::SeqCst);
-        assert!(unavailable <= 2 * resets as u64, "{unavailable} failures for {resets} resets");
-        assert!(rate >= 0.985, "success rate {rate}");
+        assert!(rate >= 0.999, "success rate {rate}");
         assert!(
             wait_for(&pool, Duration::from_secs(10), |s| s.connections >= 4 && s.in_flight == 0).await,
             "the pool returns to its size: {:?}",
