@@ -38,10 +38,12 @@ pub(crate) struct CallEnd {
     /// The body as it can be sent again, left here when hyper drops it:
     /// the untouched body if hyper read none of it, or the bytes it read if
     /// that was the whole (small) body.
-    unread: Mutex<Option<tonic::body::Body>>,
-    /// Whether hyper has dropped the current request body, and a signal
-    /// for when it does.
+    unread: Mutex<Option<ReplayBody>>,
+    /// Whether hyper has dropped the current request body, whether a retry
+    /// waits for that, and the signal for it. Sequentially consistent: either
+    /// the waiter sees the drop, or the drop sees the waiter.
     body_dropped: AtomicBool,
+    reclaiming: AtomicBool,
     dropped: tokio::sync::Notify,
 }
 
@@ -66,7 +68,18 @@ impl CallEnd {
 
     /// The request body to send again, if hyper dropped one that can be.
     pub(crate) fn take_unread(&self) -> Option<tonic::body::Body> {
-        self.unread.lock().unwrap_or_else(|p| p.into_inner()).take()
+        let replay = self
+            .unread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()?;
+        Some(match replay {
+            ReplayBody {
+                chunks,
+                rest: Some(rest),
+            } if chunks.is_empty() => rest,
+            replay => tonic::body::Body::new(replay),
+        })
     }
 
     /// The request body to send again, waiting briefly for hyper to drop
@@ -76,9 +89,11 @@ impl CallEnd {
         let dropped = self.dropped.notified();
         tokio::pin!(dropped);
         dropped.as_mut().enable();
-        if !self.body_dropped.load(Ordering::Acquire) {
+        self.reclaiming.store(true, Ordering::SeqCst);
+        if !self.body_dropped.load(Ordering::SeqCst) {
             let _ = tokio::time::timeout(RECLAIM_WAIT, dropped).await;
         }
+        self.reclaiming.store(false, Ordering::SeqCst);
         self.take_unread()
     }
 }
@@ -150,7 +165,7 @@ impl Replay {
 
 impl RequestBody {
     pub(crate) fn new(inner: tonic::body::Body, end: Arc<CallEnd>) -> Self {
-        end.body_dropped.store(false, Ordering::Release);
+        end.body_dropped.store(false, Ordering::SeqCst);
         Self {
             inner: Some(inner),
             sent: Replay::Unread,
@@ -161,28 +176,34 @@ impl RequestBody {
 
 impl Drop for RequestBody {
     fn drop(&mut self) {
+        // Kept as parts: most calls never need them, so no body is built.
         let again = match std::mem::take(&mut self.sent) {
-            Replay::Unread => self.inner.take(),
+            Replay::Unread => self.inner.take().map(|rest| ReplayBody {
+                chunks: VecDeque::new(),
+                rest: Some(rest),
+            }),
             // What was read, then whatever of the body was not read yet.
             Replay::Chunks {
                 chunks, complete, ..
             } => {
                 let rest = if complete { None } else { self.inner.take() };
-                Some(tonic::body::Body::new(ReplayBody { chunks, rest }))
+                Some(ReplayBody { chunks, rest })
             }
             Replay::Lost => None,
         };
         if let Some(again) = again {
             *self.end.unread.lock().unwrap_or_else(|p| p.into_inner()) = Some(again);
         }
-        self.end.body_dropped.store(true, Ordering::Release);
-        self.end.dropped.notify_waiters();
+        self.end.body_dropped.store(true, Ordering::SeqCst);
+        if self.end.reclaiming.load(Ordering::SeqCst) {
+            self.end.dropped.notify_waiters();
+        }
     }
 }
 
 /// A body made of the chunks a first attempt read, followed by what it did
 /// not read.
-struct ReplayBody {
+pub(crate) struct ReplayBody {
     chunks: VecDeque<Bytes>,
     rest: Option<tonic::body::Body>,
 }
