@@ -637,7 +637,7 @@ pub(crate) async fn s5(ctx: &Context) -> Section {
         body,
         targets: vec![(
             format!("pool at least matches the Channel ({ratio:.2}x)"),
-            ratio >= 0.97,
+            ratio >= 1.0,
         )],
     }
 }
