@@ -55,3 +55,52 @@ pub async fn spawn_listening(command: &mut Command) -> (Child, String) {
         .to_owned();
     (child, addr)
 }
+
+/// Starts `calls` calls through `pool` and drops each at a random point
+/// within `within`: while it waits for a stream, before it is sent, mid-call,
+/// with a streamed response half read, or with its request stream still
+/// open. Returns when every call is gone.
+pub async fn cancel_storm(pool: &Pool, calls: u32, within: Duration) {
+    use crate::helloworld::HelloRequest;
+    use crate::helloworld::greeter_client::GreeterClient;
+    use futures_util::StreamExt;
+
+    let tasks: Vec<_> = (0..calls)
+        .map(|i| {
+            let mut client = GreeterClient::new(pool.clone());
+            let cancel_after = Duration::from_micros(fastrand::u64(0..within.as_micros() as u64));
+            tokio::spawn(async move {
+                let request = HelloRequest {
+                    name: format!("{i}"),
+                    delay_ms: fastrand::u32(0..5),
+                    count: 4,
+                };
+                let _ = tokio::time::timeout(cancel_after, async {
+                    match i % 3 {
+                        0 => {
+                            let _ = client.say_hello(request).await;
+                        }
+                        1 => {
+                            if let Ok(response) = client.say_hello_stream(request).await {
+                                let _ = response.into_inner().next().await;
+                                std::future::pending::<()>().await;
+                            }
+                        }
+                        _ => {
+                            let open = futures_util::stream::iter(vec![request])
+                                .chain(futures_util::stream::pending());
+                            if let Ok(response) = client.chat(open).await {
+                                let _ = response.into_inner().next().await;
+                                std::future::pending::<()>().await;
+                            }
+                        }
+                    }
+                })
+                .await;
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a call's task panicked");
+    }
+}

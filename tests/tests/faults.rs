@@ -291,47 +291,7 @@ async fn f6_ten_thousand_calls_dropped_anywhere_leak_nothing() {
             .build()
             .unwrap();
         pool.ready().await.unwrap();
-        let calls: Vec<_> = (0..10_000u32)
-            .map(|i| {
-                let mut client = GreeterClient::new(pool.clone());
-                let cancel_after = Duration::from_micros(fastrand::u64(0..50_000));
-                tokio::spawn(async move {
-                    let request = HelloRequest {
-                        name: format!("{i}"),
-                        delay_ms: fastrand::u32(0..5),
-                        count: 4,
-                    };
-                    // Dropped while waiting for a stream, before sending,
-                    // mid-call, or with a streamed body half read.
-                    let _ = tokio::time::timeout(cancel_after, async {
-                        match i % 3 {
-                            0 => {
-                                let _ = client.say_hello(request).await;
-                            }
-                            1 => {
-                                if let Ok(response) = client.say_hello_stream(request).await {
-                                    let mut stream = response.into_inner();
-                                    let _ = stream.next().await;
-                                    std::future::pending::<()>().await;
-                                }
-                            }
-                            _ => {
-                                let chat = futures_util::stream::iter(vec![request])
-                                    .chain(futures_util::stream::pending());
-                                if let Ok(response) = client.chat(chat).await {
-                                    let _ = response.into_inner().next().await;
-                                    std::future::pending::<()>().await;
-                                }
-                            }
-                        }
-                    })
-                    .await;
-                })
-            })
-            .collect();
-        for call in calls {
-            call.await.unwrap();
-        }
+        support::cancel_storm(&pool, 10_000, Duration::from_millis(50)).await;
         let stats = pool.stats();
         println!("F6: after 10,000 dropped calls: {stats:?}");
         assert_eq!(stats.in_flight, 0, "{stats:?}");
@@ -344,21 +304,40 @@ async fn f6_ten_thousand_calls_dropped_anywhere_leak_nothing() {
     .await;
 }
 
+/// A server at 8 streams per connection behind a fault proxy, and a ready
+/// pool of 4 to 8 connections to it with `retries` idempotent retries.
+async fn behind_proxy(retries: u32) -> (TestServer, FaultProxy, Pool) {
+    let server = TestServer::start(ServerOptions {
+        max_concurrent_streams: Some(8),
+    })
+    .await;
+    let proxy = FaultProxy::start(server.addr).await;
+    let pool = Pool::builder()
+        .endpoint(proxy.uri())
+        .min_connections(4)
+        .max_connections(8)
+        .retry_idempotent(retries)
+        .build()
+        .unwrap();
+    assert!(wait_for(&pool, Duration::from_secs(5), |s| s.connections == 4).await);
+    (server, proxy, pool)
+}
+
+/// Resets a random connection ten times a second for five seconds;
+/// returns how many resets found a connection.
+async fn reset_storm(proxy: &FaultProxy) -> usize {
+    let mut resets = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        resets += usize::from(proxy.reset_random());
+    }
+    resets
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f2_random_resets_under_load_and_the_pool_recovers_its_size() {
     bounded(async {
-        let server = TestServer::start(ServerOptions {
-            max_concurrent_streams: Some(8),
-        })
-        .await;
-        let proxy = FaultProxy::start(server.addr).await;
-        let pool = Pool::builder()
-            .endpoint(proxy.uri())
-            .min_connections(4)
-            .max_connections(8)
-            .build()
-            .unwrap();
-        assert!(wait_for(&pool, Duration::from_secs(5), |s| s.connections == 4).await);
+        let (_server, proxy, pool) = behind_proxy(0).await;
         let (stop, outcomes, epoch) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(Outcomes::default()),
@@ -372,11 +351,7 @@ async fn f2_random_resets_under_load_and_the_pool_recovers_its_size() {
             outcomes.clone(),
             epoch,
         );
-        let mut resets = 0;
-        for _ in 0..50 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            resets += usize::from(proxy.reset_random());
-        }
+        let resets = reset_storm(&proxy).await;
         stop.store(true, Ordering::SeqCst);
         for task in load {
             task.await.unwrap();
@@ -454,19 +429,7 @@ async fn cancelled_streams_with_open_request_streams_do_not_wedge_the_connection
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f2_resets_with_idempotent_retries_lose_almost_no_call() {
     bounded(async {
-        let server = TestServer::start(ServerOptions {
-            max_concurrent_streams: Some(8),
-        })
-        .await;
-        let proxy = FaultProxy::start(server.addr).await;
-        let pool = Pool::builder()
-            .endpoint(proxy.uri())
-            .min_connections(4)
-            .max_connections(8)
-            .retry_idempotent(2)
-            .build()
-            .unwrap();
-        assert!(wait_for(&pool, Duration::from_secs(5), |s| s.connections == 4).await);
+        let (_server, proxy, pool) = behind_proxy(2).await;
         let (stop, outcomes, epoch) = (Arc::new(AtomicBool::new(false)), Arc::new(Outcomes::default()), Instant::now());
         // The generated client marks unary calls, so the pool may read their
         // responses whole and retry even a call whose response had begun.
@@ -487,11 +450,7 @@ async fn f2_resets_with_idempotent_retries_lose_almost_no_call() {
                 })
             })
             .collect();
-        let mut resets = 0;
-        for _ in 0..50 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            resets += usize::from(proxy.reset_random());
-        }
+        let resets = reset_storm(&proxy).await;
         stop.store(true, Ordering::SeqCst);
         for task in load {
             task.await.unwrap();

@@ -141,33 +141,7 @@ async fn cancelled_calls_leak_no_stream_and_no_place_in_line() {
             .build()
             .unwrap();
         pool.ready().await.unwrap();
-        let calls: Vec<_> = (0..1000)
-            .map(|i| {
-                let mut client = GreeterClient::new(pool.clone());
-                let cancel_after = Duration::from_micros(fastrand::u64(0..20_000));
-                tokio::spawn(async move {
-                    let request = HelloRequest {
-                        name: format!("{i}"),
-                        delay_ms: fastrand::u32(0..10),
-                        count: 5,
-                    };
-                    // Unary calls and half-read streams, dropped wherever they are.
-                    let _ = tokio::time::timeout(cancel_after, async {
-                        if i % 2 == 0 {
-                            let _ = client.say_hello(request).await;
-                        } else if let Ok(response) = client.say_hello_stream(request).await {
-                            let mut stream = response.into_inner();
-                            let _ = stream.next().await;
-                            std::future::pending::<()>().await;
-                        }
-                    })
-                    .await;
-                })
-            })
-            .collect();
-        for call in calls {
-            call.await.unwrap();
-        }
+        pooled_client_tests::support::cancel_storm(&pool, 1_000, Duration::from_millis(20)).await;
         let stats = pool.stats();
         assert_eq!(stats.in_flight, 0, "{stats:?}");
         assert_eq!(stats.waiting, 0, "{stats:?}");
