@@ -1,7 +1,5 @@
 //! The pool's error type.
 
-use std::time::Duration;
-
 /// The boxed error type used for causes.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -62,7 +60,4 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
-    /// No connection became ready in time.
-    #[error("no connection became ready within {0:?}")]
-    ReadyTimeout(Duration),
 }

@@ -5,7 +5,9 @@ use std::future::Future;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use pooled_client::{Pool, PoolStats};
+use pooled_client::{Pool, PoolBuilder, PoolStats};
+
+use crate::server::{ServerOptions, TestServer};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -103,4 +105,22 @@ pub async fn cancel_storm(pool: &Pool, calls: u32, within: Duration) {
     for task in tasks {
         task.await.expect("a call's task panicked");
     }
+}
+
+/// A greeter server that allows `max_streams` per connection (tonic's
+/// default if `None`), and a pool to it, configured by `configure`, with a
+/// connection up.
+pub async fn server_and_pool(
+    max_streams: Option<u32>,
+    configure: impl FnOnce(PoolBuilder) -> PoolBuilder,
+) -> (TestServer, Pool) {
+    let server = TestServer::start(ServerOptions {
+        max_concurrent_streams: max_streams,
+    })
+    .await;
+    let pool = configure(Pool::builder().endpoint(server.uri()))
+        .build()
+        .expect("valid pool settings");
+    pool.ready().await.expect("the server is up");
+    (server, pool)
 }

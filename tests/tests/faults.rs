@@ -11,6 +11,7 @@ use pooled_client_tests::helloworld::greeter_client::GreeterClient;
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::proxy::FaultProxy;
 use pooled_client_tests::server::{ServerOptions, TestServer};
+use pooled_client_tests::support::server_and_pool;
 use pooled_client_tests::support::{self, spawn_listening, wait_for_stats as wait_for};
 use tokio::process::{Child, Command};
 use tonic::{Code, Request};
@@ -279,18 +280,12 @@ async fn f4_graceful_shutdown_mid_load_fails_no_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f6_ten_thousand_calls_dropped_anywhere_leak_nothing() {
     bounded(async {
-        let server = TestServer::start(ServerOptions {
-            max_concurrent_streams: Some(4),
+        let (_server, pool) = server_and_pool(Some(4), |b| {
+            b.max_connections(2)
+                .max_waiters(20_000)
+                .acquire_timeout(Duration::from_secs(60))
         })
         .await;
-        let pool = Pool::builder()
-            .endpoint(server.uri())
-            .max_connections(2)
-            .max_waiters(20_000)
-            .acquire_timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
-        pool.ready().await.unwrap();
         support::cancel_storm(&pool, 10_000, Duration::from_millis(50)).await;
         let stats = pool.stats();
         println!("F6: after 10,000 dropped calls: {stats:?}");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use pooled_client::Pool;
 use pooled_client_tests::helloworld::HelloRequest;
 use pooled_client_tests::helloworld::greeter_client::GreeterClient;
-use pooled_client_tests::server::{ServerOptions, TestServer};
+use pooled_client_tests::support::server_and_pool;
 use pooled_client_tests::support::{self, wait_for_stats as wait_for};
 use tonic::Code;
 
@@ -35,18 +35,7 @@ fn resident_kib() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f5_overload_is_rejected_fast_and_memory_stays_flat() {
     bounded(async {
-        let server = TestServer::start(ServerOptions {
-            max_concurrent_streams: Some(2),
-        })
-        .await;
-        let pool = Pool::builder()
-            .endpoint(server.uri())
-            .max_connections(1)
-            .max_waiters(4)
-            .acquire_timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
-        pool.ready().await.unwrap();
+        let (_server, pool) = server_and_pool(Some(2), |b| b.max_connections(1).max_waiters(4).acquire_timeout(Duration::from_secs(60))).await;
         let mut busy = Vec::new();
         for _ in 0..6 {
             let mut client = GreeterClient::new(pool.clone());

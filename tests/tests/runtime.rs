@@ -7,6 +7,7 @@ use pooled_client::{Error, Pool};
 use pooled_client_tests::helloworld::HelloRequest;
 use pooled_client_tests::helloworld::greeter_client::GreeterClient;
 use pooled_client_tests::server::{ServerOptions, TestServer};
+use pooled_client_tests::support::server_and_pool;
 use tonic::Code;
 
 /// Every test ends within this, whatever goes wrong.
@@ -129,18 +130,12 @@ async fn grows_to_the_servers_stream_limit_without_a_herd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_calls_leak_no_stream_and_no_place_in_line() {
     bounded(async {
-        let server = TestServer::start(ServerOptions {
-            max_concurrent_streams: Some(8),
+        let (_server, pool) = server_and_pool(Some(8), |b| {
+            b.max_connections(4)
+                .max_waiters(2000)
+                .acquire_timeout(Duration::from_secs(30))
         })
         .await;
-        let pool = Pool::builder()
-            .endpoint(server.uri())
-            .max_connections(4)
-            .max_waiters(2000)
-            .acquire_timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        pool.ready().await.unwrap();
         pooled_client_tests::support::cancel_storm(&pool, 1_000, Duration::from_millis(20)).await;
         let stats = pool.stats();
         assert_eq!(stats.in_flight, 0, "{stats:?}");
@@ -157,18 +152,12 @@ async fn cancelled_calls_leak_no_stream_and_no_place_in_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn excess_calls_fail_at_once_when_the_queue_is_full() {
     bounded(async {
-        let server = TestServer::start(ServerOptions {
-            max_concurrent_streams: Some(2),
+        let (_server, pool) = server_and_pool(Some(2), |b| {
+            b.max_connections(1)
+                .max_waiters(3)
+                .acquire_timeout(Duration::from_secs(30))
         })
         .await;
-        let pool = Pool::builder()
-            .endpoint(server.uri())
-            .max_connections(1)
-            .max_waiters(3)
-            .acquire_timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        pool.ready().await.unwrap();
         // 2 calls take the streams, 3 wait: the queue is full.
         let mut slow = Vec::new();
         for i in 0..5 {
@@ -208,17 +197,11 @@ async fn excess_calls_fail_at_once_when_the_queue_is_full() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_past_acquire_timeout_fails_with_resource_exhausted() {
     bounded(async {
-        let server = TestServer::start(ServerOptions {
-            max_concurrent_streams: Some(1),
+        let (_server, pool) = server_and_pool(Some(1), |b| {
+            b.max_connections(1)
+                .acquire_timeout(Duration::from_millis(100))
         })
         .await;
-        let pool = Pool::builder()
-            .endpoint(server.uri())
-            .max_connections(1)
-            .acquire_timeout(Duration::from_millis(100))
-            .build()
-            .unwrap();
-        pool.ready().await.unwrap();
         let mut client = GreeterClient::new(pool.clone());
         let busy = tokio::spawn(async move { client.say_hello(hello("busy", 3_000)).await });
         while pool.stats().in_flight < 1 {

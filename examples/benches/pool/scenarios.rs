@@ -642,6 +642,20 @@ pub(crate) async fn s5(ctx: &Context) -> Section {
     }
 }
 
+/// The bytes a download call brought, 0 if it failed.
+async fn downloaded_bytes(
+    response: Result<tonic::Response<tonic::Streaming<Payload>>, tonic::Status>,
+) -> u64 {
+    let Ok(response) = response else {
+        return 0;
+    };
+    response
+        .into_inner()
+        .map(|p| p.map_or(0, |p| p.data.len() as u64))
+        .fold(0, |a, b| async move { a + b })
+        .await
+}
+
 /// One S6 round: 4 callers download 1 MiB messages while 32 make small calls.
 async fn mixed_round(
     small_calls: impl Fn(usize) -> futures_util::future::BoxFuture<'static, bool>
@@ -708,32 +722,16 @@ pub(crate) async fn s6(ctx: &Context) -> Section {
         let client = pooled.clone();
         move || {
             let client = client.clone();
-            Box::pin(async move {
-                let Ok(response) = client.download(request).await else {
-                    return 0;
-                };
-                response
-                    .into_inner()
-                    .map(|p| p.map_or(0, |p| p.data.len() as u64))
-                    .fold(0, |a, b| async move { a + b })
-                    .await
-            }) as futures_util::future::BoxFuture<'static, u64>
+            Box::pin(async move { downloaded_bytes(client.download(request).await).await })
+                as futures_util::future::BoxFuture<'static, u64>
         }
     };
     let single_download = {
         let client = single.clone();
         move || {
             let mut client = client.clone();
-            Box::pin(async move {
-                let Ok(response) = client.download(request).await else {
-                    return 0;
-                };
-                response
-                    .into_inner()
-                    .map(|p| p.map_or(0, |p| p.data.len() as u64))
-                    .fold(0, |a, b| async move { a + b })
-                    .await
-            }) as futures_util::future::BoxFuture<'static, u64>
+            Box::pin(async move { downloaded_bytes(client.download(request).await).await })
+                as futures_util::future::BoxFuture<'static, u64>
         }
     };
     let mut rows: [(Vec<f64>, Vec<f64>, Vec<f64>); 2] = Default::default();
