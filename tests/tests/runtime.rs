@@ -326,3 +326,30 @@ async fn graceful_shutdown_moves_new_calls_to_the_other_endpoint() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_spread_evenly_across_endpoints() {
+    bounded(async {
+        let first = TestServer::start(ServerOptions::default()).await;
+        let second = TestServer::start(ServerOptions::default()).await;
+        // Proxies count the connections each endpoint receives.
+        let to_first = pooled_client_tests::proxy::FaultProxy::start(first.addr).await;
+        let to_second = pooled_client_tests::proxy::FaultProxy::start(second.addr).await;
+        let pool = Pool::builder()
+            .endpoint(to_first.uri())
+            .endpoint(to_second.uri())
+            .min_connections(4)
+            .build()
+            .unwrap();
+        assert!(
+            pooled_client_tests::support::wait_for_stats(&pool, Duration::from_secs(5), |s| s
+                .connections
+                == 4)
+            .await,
+            "{:?}",
+            pool.stats()
+        );
+        assert_eq!((to_first.accepted(), to_second.accepted()), (2, 2));
+    })
+    .await;
+}
