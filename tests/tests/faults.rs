@@ -47,13 +47,23 @@ struct Outcomes {
     slowest_us: AtomicU64,
     /// When the last success happened, in microseconds since `epoch`.
     last_ok_us: AtomicU64,
+    /// The first few failures other than UNAVAILABLE, for the test's message.
+    unexpected: std::sync::Mutex<Vec<String>>,
 }
 
 impl Outcomes {
-    fn record(&self, epoch: Instant, started: Instant, result: Result<(), Code>) {
+    fn record(&self, epoch: Instant, started: Instant, result: Result<(), tonic::Status>) {
         let took = started.elapsed().as_micros() as u64;
         self.slowest_us.fetch_max(took, Ordering::SeqCst);
-        let counter = match result {
+        if let Err(status) = &result
+            && status.code() != Code::Unavailable
+        {
+            let mut unexpected = self.unexpected.lock().unwrap();
+            if unexpected.len() < 5 {
+                unexpected.push(format!("{status:?} after {:?}", started.elapsed()));
+            }
+        }
+        let counter = match result.map_err(|s| s.code()) {
             Ok(()) => {
                 self.last_ok_us
                     .fetch_max(epoch.elapsed().as_micros() as u64, Ordering::SeqCst);
@@ -97,7 +107,7 @@ fn start_load(
                     let started = Instant::now();
                     let result = client.say_hello(with_deadline(2, deadline)).await;
                     let failed = result.is_err();
-                    outcomes.record(epoch, started, result.map(|_| ()).map_err(|s| s.code()));
+                    outcomes.record(epoch, started, result.map(|_| ()));
                     if failed {
                         // A real client backs off too; this keeps the test from spinning.
                         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -369,7 +379,9 @@ async fn f2_random_resets_under_load_and_the_pool_recovers_its_size() {
         assert_eq!(
             outcomes.other.load(Ordering::SeqCst)
                 + outcomes.deadline_exceeded.load(Ordering::SeqCst),
-            0
+            0,
+            "{:?}",
+            outcomes.unexpected.lock().unwrap()
         );
         assert!(
             unavailable <= resets as u64 * 8,
@@ -437,7 +449,7 @@ async fn f2_resets_with_idempotent_retries_lose_almost_no_call() {
                         let started = Instant::now();
                         let result = greeter.say_hello(with_deadline(2, Duration::from_secs(2))).await;
                         let failed = result.is_err();
-                        outcomes.record(epoch, started, result.map(|_| ()).map_err(|s| s.code()));
+                        outcomes.record(epoch, started, result.map(|_| ()));
                         if failed {
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
