@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::config::{Backoff, Keepalive, PoolConfig};
+use crate::config::{Backoff, HealthCheck, Keepalive, PoolConfig};
+use crate::connector::Tls;
+use crate::discovery::{self, Change, Target};
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::pool::Pool;
@@ -27,10 +29,20 @@ const MAX_WAITERS: usize = 1 << 24;
 ///     .expect("valid settings");
 /// assert_eq!(pool.config().max_connections, 16);
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 #[must_use = "a builder does nothing until `build()` is called"]
 pub struct PoolBuilder {
     config: PoolConfig,
+    discoveries: Vec<discovery::Start>,
+}
+
+impl std::fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("config", &self.config)
+            .field("discoveries", &self.discoveries.len())
+            .finish()
+    }
 }
 
 impl PoolBuilder {
@@ -41,7 +53,10 @@ impl PoolBuilder {
 
     /// A builder starting from `config`.
     pub fn from_config(config: PoolConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            discoveries: Vec::new(),
+        }
     }
 
     /// Adds a server, such as `"http://127.0.0.1:50051"`; call it once per
@@ -137,6 +152,73 @@ impl PoolBuilder {
         self
     }
 
+    /// Checks each connection's server with the standard `grpc.health.v1`
+    /// protocol every `interval`, for `service` (`""` for the whole server);
+    /// see [`HealthCheck`] for what a failed check does. Default: off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let pool = pooled_client::Pool::builder()
+    ///     .endpoint("http://127.0.0.1:50051")
+    ///     .health_check("helloworld.Greeter", Duration::from_secs(5))
+    ///     .build()
+    ///     .expect("valid settings");
+    /// ```
+    pub fn health_check(mut self, service: impl Into<String>, interval: Duration) -> Self {
+        self.config.health_check = Some(HealthCheck::new(service, interval));
+        self
+    }
+
+    /// Feeds the pool endpoints from a discovery source: a stream of tower's
+    /// [`Change`]s, keyed by whatever the source uses to name an endpoint,
+    /// such as a Kubernetes pod name or a Consul service ID. `Insert` adds an
+    /// endpoint (replacing the one inserted before under the same key),
+    /// `Remove` drains it. An `Err` from the stream is logged and the
+    /// endpoints stay as they are; the source may end, and its endpoints
+    /// stay. With a discovery source, the pool needs no fixed endpoint:
+    /// calls wait (up to `acquire_timeout`) for the first.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use pooled_client::discovery::Change;
+    ///
+    /// let changes = futures_util::stream::iter([
+    ///     Ok::<_, Infallible>(Change::Insert("pod-a", "http://10.0.0.1:50051")),
+    ///     Ok(Change::Insert("pod-b", "http://10.0.0.2:50051")),
+    ///     Ok(Change::Remove("pod-a")),
+    /// ]);
+    /// let pool = pooled_client::Pool::builder()
+    ///     .discovery(changes)
+    ///     .build()
+    ///     .expect("valid settings");
+    /// ```
+    pub fn discovery<S, K, V, E>(mut self, changes: S) -> Self
+    where
+        S: futures_util::Stream<Item = Result<Change<K, V>, E>> + Send + 'static,
+        K: std::hash::Hash + Eq + Send + 'static,
+        V: Into<Target>,
+        E: Into<crate::error::BoxError>,
+    {
+        self.discoveries.push(discovery::start(changes));
+        self
+    }
+
+    /// Sends `authority` as the `:authority` (HTTP/2's Host) of every call
+    /// instead of each endpoint's host and port. Default: none.
+    pub fn authority(mut self, authority: impl Into<String>) -> Self {
+        self.config.authority = Some(authority.into());
+        self
+    }
+
+    /// TLS settings for `https://` endpoints: roots to trust, a client
+    /// certificate, the server name. Default: the bundled Mozilla roots.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
+        self.config.tls = Some(tls);
+        self
+    }
+
     /// The settings as they stand.
     pub fn config(&self) -> &PoolConfig {
         &self.config
@@ -152,8 +234,8 @@ impl PoolBuilder {
     /// or [`Error::UnsupportedScheme`] for the endpoints, and
     /// [`Error::InvalidSetting`] naming the first setting out of range.
     pub fn build(self) -> Result<Pool, Error> {
-        let endpoints = validate(&self.config)?;
-        Ok(Pool::from_parts(self.config, endpoints))
+        let checked = validate(&self.config, !self.discoveries.is_empty())?;
+        Ok(Pool::from_parts(self.config, checked, self.discoveries))
     }
 }
 
@@ -175,16 +257,28 @@ fn check_duration(name: &'static str, value: Duration) -> Result<(), Error> {
     Ok(())
 }
 
-/// Checks the settings and parses the endpoints.
-pub(crate) fn validate(config: &PoolConfig) -> Result<Vec<Endpoint>, Error> {
-    if config.endpoints.is_empty() {
+/// Settings checked and turned into what the pool works with.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    pub(crate) endpoints: Vec<Endpoint>,
+    pub(crate) tls: Option<Tls>,
+}
+
+/// Checks the settings and parses the endpoints; `discovered` says whether
+/// a discovery source will supply endpoints.
+pub(crate) fn validate(config: &PoolConfig, discovered: bool) -> Result<Checked, Error> {
+    if config.endpoints.is_empty() && !discovered {
         return Err(Error::NoEndpoint);
     }
     let endpoints = config
         .endpoints
         .iter()
-        .map(|uri| Endpoint::parse(uri))
+        .map(|uri| Endpoint::for_target(&Target::from(uri.as_str()), config))
         .collect::<Result<Vec<_>, _>>()?;
+    #[cfg(feature = "tls")]
+    let tls = Some(Tls::new(&config.tls.clone().unwrap_or_default())?);
+    #[cfg(not(feature = "tls"))]
+    let tls = None;
 
     if config.max_connections == 0 {
         return Err(invalid("max_connections", 0, "must be at least 1"));
@@ -235,7 +329,11 @@ pub(crate) fn validate(config: &PoolConfig) -> Result<Vec<Endpoint>, Error> {
         check_duration("keepalive timeout", keepalive.timeout)?;
     }
     check_backoff(&config.backoff)?;
-    Ok(endpoints)
+    if let Some(check) = &config.health_check {
+        check_duration("health_check interval", check.interval)?;
+        check_duration("health_check timeout", check.timeout)?;
+    }
+    Ok(Checked { endpoints, tls })
 }
 
 fn check_backoff(backoff: &Backoff) -> Result<(), Error> {

@@ -87,6 +87,24 @@ pub struct PoolConfig {
     ///
     /// Default: false.
     pub adaptive_window: bool,
+    /// Health checking with the standard `grpc.health.v1` protocol: a new
+    /// connection joins the rotation only once its server answers
+    /// `SERVING`, and an endpoint whose check fails leaves the rotation
+    /// until it answers `SERVING` again.
+    ///
+    /// Default: none.
+    pub health_check: Option<HealthCheck>,
+    /// The `:authority` (HTTP/2's Host) of every call, instead of each
+    /// endpoint's host and port: for servers or proxies that route by name
+    /// while the pool connects by address.
+    ///
+    /// Default: none (the endpoint's host and port).
+    pub authority: Option<String>,
+    /// TLS settings for `https://` endpoints (feature `tls`).
+    ///
+    /// Default: none (`https://` endpoints trust the bundled Mozilla roots).
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for PoolConfig {
@@ -107,6 +125,10 @@ impl Default for PoolConfig {
             initial_stream_window_size: None,
             initial_connection_window_size: None,
             adaptive_window: false,
+            health_check: None,
+            authority: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -194,5 +216,45 @@ impl Backoff {
     pub fn delay(&self, failures: u32, unit: f64) -> Duration {
         let spread = 1.0 + self.jitter * (2.0 * unit - 1.0);
         self.base_delay(failures).mul_f64(spread.max(0.0))
+    }
+}
+
+/// Health checking settings: which service to ask about, and how often.
+///
+/// Each connection sends `grpc.health.v1.Health/Check` for `service` once
+/// per `interval` (skipped while every stream of the connection is taken:
+/// the calls in flight show whether it works). An answer other than
+/// `SERVING`, an error or no answer within `timeout` takes every connection
+/// to that endpoint out of the rotation; the pool then reconnects with its
+/// backoff, and a new connection joins only once the server answers
+/// `SERVING`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HealthCheck {
+    /// The service name to check; the empty string asks about the server
+    /// as a whole.
+    pub service: String,
+    /// Time between checks on one connection.
+    pub interval: Duration,
+    /// How long to wait for an answer. Default: the interval, at most 5 s.
+    pub timeout: Duration,
+}
+
+impl HealthCheck {
+    /// Checks `service` every `interval`, waiting up to the interval (at
+    /// most 5 s) for each answer.
+    pub fn new(service: impl Into<String>, interval: Duration) -> Self {
+        Self {
+            service: service.into(),
+            interval,
+            timeout: interval.min(Duration::from_secs(5)),
+        }
+    }
+
+    /// Sets how long to wait for each answer.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 }

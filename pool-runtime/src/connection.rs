@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use crate::call::RequestBody;
 use hyper::client::conn::http2::SendRequest;
 
+use crate::call::RequestBody;
+use crate::endpoint::Endpoint;
 use crate::wire::Link;
 
 /// A connection shared by every call that picks it; never checked out.
@@ -14,8 +15,8 @@ use crate::wire::Link;
 pub(crate) struct Connection {
     /// Unique within the pool, for logs and removal.
     pub(crate) id: u64,
-    /// Index of its endpoint in the pool's list.
-    pub(crate) endpoint: usize,
+    /// The endpoint it is connected to.
+    pub(crate) endpoint: Arc<Endpoint>,
     /// State and stream limit, as the connection's I/O learns them.
     pub(crate) link: Arc<Link>,
     sender: SendRequest<RequestBody>,
@@ -30,7 +31,7 @@ pub(crate) struct Connection {
 impl Connection {
     pub(crate) fn new(
         id: u64,
-        endpoint: usize,
+        endpoint: Arc<Endpoint>,
         link: Arc<Link>,
         sender: SendRequest<RequestBody>,
         stream_cap: usize,

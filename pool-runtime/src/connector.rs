@@ -9,14 +9,22 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::call::RequestBody;
+#[cfg(feature = "tls")]
+pub(crate) use crate::tls::Tls;
+/// Without the `tls` feature there are no TLS settings.
+#[cfg(not(feature = "tls"))]
+#[derive(Debug, Clone)]
+pub(crate) enum Tls {}
 use crate::config::PoolConfig;
 use crate::endpoint::Endpoint;
+use crate::health::{self, HealthError};
+use crate::transport::Transport;
 use crate::wire::{Link, WatchedIo};
 
 /// The task that drives a connection's request dispatch; it ends when the
 /// connection can take no more requests.
 pub(crate) type Driver =
-    http2::Connection<TokioIo<WatchedIo<TcpStream>>, RequestBody, TokioExecutor>;
+    http2::Connection<TokioIo<WatchedIo<Transport>>, RequestBody, TokioExecutor>;
 
 /// A connection that completed its handshake and received the server's
 /// SETTINGS, so its stream limit is known.
@@ -33,34 +41,44 @@ pub(crate) enum ConnectError {
     Timeout(Duration),
     #[error("tcp connect failed: {0}")]
     Tcp(#[source] std::io::Error),
+    #[cfg(feature = "tls")]
+    #[error("tls handshake failed: {0}")]
+    Tls(#[source] std::io::Error),
+    #[error("endpoint is https but the pool has no TLS settings")]
+    NoTls,
     #[error("http/2 handshake failed: {0}")]
     Handshake(#[source] hyper::Error),
     #[error("connection closed before the server's SETTINGS frame arrived")]
     ClosedEarly,
+    #[error(transparent)]
+    Unhealthy(HealthError),
 }
 
 /// Opens one connection to `endpoint`, within the configured connect timeout.
 pub(crate) async fn connect(
-    endpoint: &Endpoint,
+    endpoint: &Arc<Endpoint>,
     config: &PoolConfig,
+    tls: Option<&Tls>,
 ) -> Result<Connected, ConnectError> {
     let timeout = config.connect_timeout;
-    match tokio::time::timeout(timeout, connect_unbounded(endpoint, config)).await {
+    match tokio::time::timeout(timeout, connect_unbounded(endpoint, config, tls)).await {
         Ok(result) => result,
         Err(_) => Err(ConnectError::Timeout(timeout)),
     }
 }
 
 async fn connect_unbounded(
-    endpoint: &Endpoint,
+    endpoint: &Arc<Endpoint>,
     config: &PoolConfig,
+    tls: Option<&Tls>,
 ) -> Result<Connected, ConnectError> {
     let tcp = TcpStream::connect(endpoint.address.as_str())
         .await
         .map_err(ConnectError::Tcp)?;
     tcp.set_nodelay(true).map_err(ConnectError::Tcp)?;
+    let transport = secure(endpoint, tcp, tls).await?;
     let link = Arc::new(Link::default());
-    let io = TokioIo::new(WatchedIo::new(tcp, link.clone()));
+    let io = TokioIo::new(WatchedIo::new(transport, link.clone()));
 
     let (sender, mut driver) = builder(config)
         .handshake(io)
@@ -82,11 +100,42 @@ async fn connect_unbounded(
             }
         }
     }
+    // With health checking, a connection joins only once its server says
+    // it is serving.
+    if let Some(settings) = &config.health_check {
+        let check = health::check(sender.clone(), endpoint.clone(), settings);
+        tokio::pin!(check);
+        tokio::select! {
+            result = &mut check => result.map_err(ConnectError::Unhealthy)?,
+            _ = &mut driver => return Err(ConnectError::ClosedEarly),
+        }
+    }
     Ok(Connected {
         sender,
         driver,
         link,
     })
+}
+
+/// Runs the TLS handshake when the endpoint is `https`.
+async fn secure(
+    endpoint: &Endpoint,
+    tcp: TcpStream,
+    tls: Option<&Tls>,
+) -> Result<Transport, ConnectError> {
+    if !endpoint.is_tls() {
+        return Ok(Transport::Plain(tcp));
+    }
+    #[cfg(feature = "tls")]
+    if let Some(tls) = tls {
+        let stream = tls
+            .connect(endpoint, tcp)
+            .await
+            .map_err(ConnectError::Tls)?;
+        return Ok(Transport::Tls(Box::new(stream)));
+    }
+    let _ = tls;
+    Err(ConnectError::NoTls)
 }
 
 fn builder(config: &PoolConfig) -> http2::Builder<TokioExecutor> {

@@ -1,11 +1,14 @@
 //! One server address the pool connects to, and the health of its attempts.
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use http::uri::{Authority, Scheme, Uri};
 
-use crate::config::Backoff;
+use crate::config::{Backoff, PoolConfig};
+use crate::discovery::Target;
 use crate::error::{BoxError, Error};
 
 /// A parsed endpoint and the bookkeeping of its connection attempts.
@@ -13,10 +16,16 @@ use crate::error::{BoxError, Error};
 pub(crate) struct Endpoint {
     /// The URI as the user wrote it, for messages.
     pub(crate) uri: String,
+    /// What identifies the endpoint in the pool: the URI, and the address
+    /// connected to when it differs from the URI's host (a resolved name).
+    pub(crate) key: String,
     pub(crate) scheme: Scheme,
     pub(crate) authority: Authority,
     /// `host:port`, as `TcpStream::connect` takes it.
     pub(crate) address: String,
+    /// Set when the endpoint leaves the pool, so that an attempt under way
+    /// does not add a connection to it.
+    removed: AtomicBool,
     attempts: Mutex<Attempts>,
 }
 
@@ -48,12 +57,21 @@ impl Endpoint {
             .scheme()
             .cloned()
             .ok_or_else(|| invalid("it has no scheme: write \"http://host:port\""))?;
-        if scheme != Scheme::HTTP {
+        let default_port = if scheme == Scheme::HTTP {
+            80
+        } else if scheme == Scheme::HTTPS && cfg!(feature = "tls") {
+            443
+        } else {
             return Err(Error::UnsupportedScheme {
                 uri: uri.to_owned(),
                 scheme: scheme.as_str().to_owned(),
+                hint: if scheme == Scheme::HTTPS {
+                    "enable the `tls` feature for https"
+                } else {
+                    "use \"http\" or \"https\""
+                },
             });
-        }
+        };
         let authority = parsed
             .authority()
             .cloned()
@@ -71,15 +89,61 @@ impl Endpoint {
                 "it has a path or query: give only scheme, host and port",
             ));
         }
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority.port_u16().unwrap_or(default_port);
         let address = format!("{}:{port}", authority.host());
         Ok(Self {
             uri: uri.to_owned(),
+            key: uri.to_owned(),
             scheme,
             authority,
             address,
+            removed: AtomicBool::new(false),
             attempts: Mutex::new(Attempts::default()),
         })
+    }
+
+    /// Parses `uri` but connects to `address` instead of resolving the URI's
+    /// host, which stays the `:authority` (and the TLS server name).
+    pub(crate) fn parse_at(uri: &str, address: Option<SocketAddr>) -> Result<Self, Error> {
+        let mut endpoint = Self::parse(uri)?;
+        if let Some(address) = address {
+            endpoint.address = address.to_string();
+            endpoint.key = format!("{uri} at {address}");
+        }
+        Ok(endpoint)
+    }
+
+    /// The endpoint for `target` with the pool's settings applied.
+    pub(crate) fn for_target(target: &Target, config: &PoolConfig) -> Result<Self, Error> {
+        let mut endpoint = Self::parse_at(target.uri(), target.address())?;
+        if let Some(authority) = &config.authority {
+            endpoint.authority = parse_authority(authority)?;
+        }
+        Ok(endpoint)
+    }
+
+    /// Whether connections use TLS (`https`).
+    pub(crate) fn is_tls(&self) -> bool {
+        self.scheme == Scheme::HTTPS
+    }
+
+    /// The host name for TLS: the URI's host, without IPv6 brackets.
+    #[cfg(feature = "tls")]
+    pub(crate) fn host(&self) -> &str {
+        let host = self.authority.host();
+        host.strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+    }
+
+    /// Marks the endpoint as no longer in the pool.
+    pub(crate) fn remove(&self) {
+        self.removed.store(true, Ordering::Release);
+    }
+
+    /// Whether the endpoint left the pool.
+    pub(crate) fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
     }
 
     /// The attempt bookkeeping; never held across an await.
@@ -119,10 +183,34 @@ impl Endpoint {
         retry_at
     }
 
+    /// Records that the endpoint failed its health check: attempts wait as
+    /// after a failed connection attempt, without touching one under way.
+    pub(crate) fn unhealthy(&self, error: BoxError, backoff: &Backoff) -> Instant {
+        let mut attempts = self.attempts();
+        attempts.failures = attempts.failures.saturating_add(1);
+        let retry_at = Instant::now() + backoff.delay(attempts.failures, fastrand::f64());
+        attempts.retry_at = Some(retry_at);
+        attempts.last_error = Some(Arc::new(error));
+        retry_at
+    }
+
     /// Whether the last attempt failed (and none has succeeded since).
     pub(crate) fn is_failing(&self) -> bool {
         self.attempts().failures > 0
     }
+}
+
+/// Parses the `authority` setting.
+pub(crate) fn parse_authority(value: &str) -> Result<Authority, Error> {
+    value
+        .parse::<Authority>()
+        .ok()
+        .filter(|a| !a.host().is_empty() && !a.as_str().contains('@'))
+        .ok_or_else(|| Error::InvalidSetting {
+            name: "authority",
+            value: format!("{value:?}"),
+            reason: "must be a host name, with an optional port",
+        })
 }
 
 #[cfg(test)]
@@ -155,8 +243,12 @@ mod tests {
             Err(Error::InvalidEndpoint { .. })
         ));
         assert!(matches!(
-            Endpoint::parse("https://h:1"),
+            Endpoint::parse("ftp://h:1"),
             Err(Error::UnsupportedScheme { .. })
         ));
+        assert_eq!(
+            Endpoint::parse("https://h:1").is_ok(),
+            cfg!(feature = "tls")
+        );
     }
 }

@@ -31,12 +31,14 @@ pub enum Error {
         reason: &'static str,
     },
     /// An endpoint's scheme is not supported.
-    #[error("endpoint {uri:?} has unsupported scheme {scheme:?}: use \"http\"")]
+    #[error("endpoint {uri:?} has unsupported scheme {scheme:?}: {hint}")]
     UnsupportedScheme {
         /// The URI as given.
         uri: String,
         /// The scheme it names.
         scheme: String,
+        /// What to do instead.
+        hint: &'static str,
     },
     /// A setting has a value the pool cannot work with.
     #[error("invalid setting `{name}` = {value}: {reason}")]

@@ -55,11 +55,15 @@ mod connection;
 #[cfg(feature = "runtime")]
 mod connector;
 #[cfg(feature = "runtime")]
+pub mod discovery;
+#[cfg(feature = "runtime")]
 mod endpoint;
 #[cfg(feature = "runtime")]
 mod error;
 #[cfg(feature = "runtime")]
 mod grpc_timeout;
+#[cfg(feature = "runtime")]
+mod health;
 #[cfg(feature = "runtime")]
 mod maintenance;
 #[cfg(feature = "runtime")]
@@ -74,16 +78,22 @@ mod service;
 mod stats;
 #[cfg(feature = "runtime")]
 mod status;
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(feature = "runtime")]
+mod transport;
 #[cfg(feature = "runtime")]
 mod waiters;
 #[cfg(feature = "runtime")]
 mod wire;
 
+#[cfg(feature = "tls")]
+pub use crate::tls::TlsConfig;
 #[cfg(feature = "runtime")]
 pub use crate::{
     body::ResponseBody,
     builder::PoolBuilder,
-    config::{Backoff, Keepalive, PoolConfig},
+    config::{Backoff, HealthCheck, Keepalive, PoolConfig},
     error::Error,
     pool::Pool,
     rpc::{BidiStreaming, ClientStreaming, ServerStreaming, Unary},

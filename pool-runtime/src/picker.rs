@@ -69,11 +69,6 @@ impl StreamGuard {
     pub(crate) fn connection(&self) -> &Arc<Connection> {
         &self.connection
     }
-
-    /// The pool the slot belongs to.
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
 }
 
 impl Drop for StreamGuard {

@@ -8,10 +8,12 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tonic::Status;
 
-use crate::builder::PoolBuilder;
+use crate::builder::{Checked, PoolBuilder};
 use crate::config::PoolConfig;
 use crate::connection::Connection;
 use crate::connector;
+use crate::connector::Tls;
+use crate::discovery::{self, Target};
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::maintenance;
@@ -53,8 +55,12 @@ impl Pool {
         PoolBuilder::new()
     }
 
-    pub(crate) fn from_parts(config: PoolConfig, endpoints: Vec<Endpoint>) -> Self {
-        let shared = Arc::new(Shared::new(config, endpoints));
+    pub(crate) fn from_parts(
+        config: PoolConfig,
+        checked: Checked,
+        discoveries: Vec<discovery::Start>,
+    ) -> Self {
+        let shared = Arc::new(Shared::new(config, checked, discoveries));
         // Warm up at once when built inside a runtime; otherwise on first use.
         if tokio::runtime::Handle::try_current().is_ok() {
             shared.start();
@@ -136,6 +142,43 @@ impl Pool {
         self.shared.pick().is_some()
     }
 
+    /// Adds an endpoint while the pool runs; connections spread to it as the
+    /// pool grows or replaces connections. Returns whether it was new.
+    ///
+    /// ```no_run
+    /// # fn demo(pool: &pooled_client::Pool) -> Result<(), pooled_client::Error> {
+    /// pool.add_endpoint("http://10.0.0.7:50051")?;
+    /// assert!(pool.remove_endpoint("http://10.0.0.7:50051"));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The same endpoint errors as [`PoolBuilder::build`].
+    pub fn add_endpoint(&self, target: impl Into<Target>) -> Result<bool, Error> {
+        let target = target.into();
+        let endpoint = Endpoint::for_target(&target, &self.shared.config)?;
+        Ok(self.shared.add_endpoint(endpoint))
+    }
+
+    /// Removes an endpoint, named as it was added: its connections take no
+    /// new calls and close once their calls finish. Returns whether it was
+    /// in the pool.
+    pub fn remove_endpoint(&self, uri: &str) -> bool {
+        self.shared.remove_endpoint(uri)
+    }
+
+    /// The endpoints the pool connects to now: their URIs, followed by
+    /// `" at <address>"` for those given an address to connect to.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.shared
+            .endpoints
+            .load()
+            .iter()
+            .map(|e| e.key.clone())
+            .collect()
+    }
+
     /// Whether [`close`](Self::close) has been called.
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
@@ -151,6 +194,10 @@ pub(crate) enum Retirement {
     Idle,
     /// It reached its lifetime.
     Expired,
+    /// Its endpoint failed a health check.
+    Unhealthy,
+    /// Its endpoint left the pool.
+    Removed,
 }
 
 #[derive(Debug, Default)]
@@ -160,13 +207,19 @@ struct Counters {
     evictions: AtomicU64,
     idle_closes: AtomicU64,
     expired: AtomicU64,
+    unhealthy: AtomicU64,
 }
 
 /// The state behind every clone of a [`Pool`].
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: PoolConfig,
-    endpoints: Box<[Endpoint]>,
+    /// The endpoints connections may go to; changed under the `live` lock.
+    endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
+    /// The checked TLS settings, for `https` endpoints.
+    tls: Option<Tls>,
+    /// Discovery sources, started with the background work.
+    discoveries: Mutex<Vec<discovery::Start>>,
     /// The connections taking calls, read lock-free on every call.
     pub(crate) rotation: ArcSwap<Vec<Arc<Connection>>>,
     /// Every connection not yet dropped, including draining ones; the lock
@@ -184,11 +237,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn new(config: PoolConfig, endpoints: Vec<Endpoint>) -> Self {
+    fn new(config: PoolConfig, checked: Checked, discoveries: Vec<discovery::Start>) -> Self {
         let stream_cap = config.max_streams_per_connection.unwrap_or(usize::MAX);
         Self {
             config,
-            endpoints: endpoints.into_boxed_slice(),
+            tls: checked.tls,
+            endpoints: ArcSwap::from_pointee(checked.endpoints.into_iter().map(Arc::new).collect()),
+            discoveries: Mutex::new(discoveries),
             rotation: ArcSwap::from_pointee(Vec::new()),
             live: Mutex::new(Vec::new()),
             waiters: Waiters::default(),
@@ -211,13 +266,75 @@ impl Shared {
             .send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
-    pub(crate) fn endpoint_uri(&self, index: usize) -> &str {
-        self.endpoint(index).uri.as_str()
+    /// Subscribes to the pool's events (connections coming, going, failing).
+    pub(crate) fn events(&self) -> watch::Receiver<u64> {
+        self.events.subscribe()
     }
 
-    /// The endpoint at `index`; connections only hold indices from the list.
-    pub(crate) fn endpoint(&self, index: usize) -> &Endpoint {
-        &self.endpoints[index]
+    /// Adds `endpoint` unless one with its key is in the pool already.
+    pub(crate) fn add_endpoint(self: &Arc<Self>, endpoint: Endpoint) -> bool {
+        {
+            let _live = self.live();
+            let current = self.endpoints.load();
+            if current.iter().any(|e| e.key == endpoint.key) {
+                return false;
+            }
+            let mut next = Vec::clone(&current);
+            tracing::info!(endpoint = %endpoint.key, "endpoint added");
+            next.push(Arc::new(endpoint));
+            self.endpoints.store(Arc::new(next));
+        }
+        self.notify();
+        self.grow(0);
+        true
+    }
+
+    /// Removes the endpoint with `key` and drains its connections.
+    pub(crate) fn remove_endpoint(self: &Arc<Self>, key: &str) -> bool {
+        let removed = {
+            let _live = self.live();
+            let current = self.endpoints.load();
+            let Some(position) = current.iter().position(|e| e.key == key) else {
+                return false;
+            };
+            let mut next = Vec::clone(&current);
+            let removed = next.remove(position);
+            removed.remove();
+            self.endpoints.store(Arc::new(next));
+            removed
+        };
+        tracing::info!(endpoint = %removed.key, "endpoint removed");
+        self.retire_endpoint(&removed, Retirement::Removed);
+        self.notify();
+        self.grow(0);
+        true
+    }
+
+    /// Takes every connection to `endpoint` out of rotation.
+    pub(crate) fn retire_endpoint(self: &Arc<Self>, endpoint: &Arc<Endpoint>, why: Retirement) {
+        let ids: Vec<u64> = self
+            .rotation
+            .load()
+            .iter()
+            .filter(|c| Arc::ptr_eq(&c.endpoint, endpoint))
+            .map(|c| c.id)
+            .collect();
+        for id in ids {
+            self.retire(id, why);
+        }
+    }
+
+    /// Takes `endpoint` out of rotation after a failed health check; it is
+    /// tried again after the usual backoff.
+    pub(crate) fn endpoint_unhealthy(
+        self: &Arc<Self>,
+        endpoint: &Arc<Endpoint>,
+        error: crate::error::BoxError,
+    ) {
+        tracing::warn!(endpoint = %endpoint.key, error = %error, "endpoint failed its health check");
+        let retry_at = endpoint.unhealthy(error, &self.config.backoff);
+        self.retire_endpoint(endpoint, Retirement::Unhealthy);
+        tokio::spawn(maintenance::retry_at(Arc::downgrade(self), retry_at));
     }
 
     /// Connection attempts under way.
@@ -236,6 +353,11 @@ impl Shared {
             return;
         }
         tokio::spawn(maintenance::run(Arc::downgrade(self)));
+        let discoveries =
+            std::mem::take(&mut *self.discoveries.lock().unwrap_or_else(|p| p.into_inner()));
+        for start in discoveries {
+            tokio::spawn(start.run(Arc::downgrade(self), self.events()));
+        }
         self.grow(0);
     }
 
@@ -349,21 +471,27 @@ impl Shared {
             if !below_min && demand <= coming {
                 return;
             }
-            let Some(index) = self.claim_endpoint() else {
+            let Some(endpoint) = self.claim_endpoint() else {
                 return;
             };
             self.connecting.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(self.clone().open(index));
+            tokio::spawn(self.clone().open(endpoint));
         }
     }
 
     /// Claims the endpoint with the fewest connections among those that may
     /// be tried now.
-    fn claim_endpoint(&self) -> Option<usize> {
+    fn claim_endpoint(&self) -> Option<Arc<Endpoint>> {
         let rotation = self.rotation.load();
-        let mut order: Vec<(usize, usize)> = (0..self.endpoints.len())
-            .map(|index| {
-                let count = rotation.iter().filter(|c| c.endpoint == index).count();
+        let endpoints = self.endpoints.load();
+        let mut order: Vec<(usize, usize)> = endpoints
+            .iter()
+            .enumerate()
+            .map(|(index, endpoint)| {
+                let count = rotation
+                    .iter()
+                    .filter(|c| Arc::ptr_eq(&c.endpoint, endpoint))
+                    .count();
                 (count, index)
             })
             .collect();
@@ -371,14 +499,14 @@ impl Shared {
         let now = Instant::now();
         order
             .into_iter()
-            .map(|(_, index)| index)
-            .find(|&index| self.endpoints[index].try_claim(now))
+            .map(|(_, index)| &endpoints[index])
+            .find(|endpoint| endpoint.try_claim(now))
+            .cloned()
     }
 
-    /// One connection attempt to endpoint `index`.
-    async fn open(self: Arc<Self>, index: usize) {
-        let endpoint = &self.endpoints[index];
-        let result = connector::connect(endpoint, &self.config).await;
+    /// One connection attempt to `endpoint`.
+    async fn open(self: Arc<Self>, endpoint: Arc<Endpoint>) {
+        let result = connector::connect(&endpoint, &self.config, self.tls.as_ref()).await;
         match result {
             Ok(connected) => {
                 endpoint.succeeded();
@@ -390,7 +518,7 @@ impl Shared {
                     .map(|lifetime| Instant::now() + lifetime.mul_f64(1.0 - 0.1 * fastrand::f64()));
                 let connection = Arc::new(Connection::new(
                     id,
-                    index,
+                    endpoint.clone(),
                     connected.link.clone(),
                     connected.sender,
                     self.stream_cap,
@@ -420,13 +548,22 @@ impl Shared {
                     let mut live = self.live();
                     live.retain(|weak| weak.strong_count() > 0);
                     live.push(Arc::downgrade(&connection));
-                    if !self.is_closed() {
+                    if self.is_closed() || endpoint.is_removed() {
+                        connection.link.advance(State::Draining);
+                    } else {
                         let mut next = Vec::clone(&self.rotation.load());
-                        next.push(connection);
+                        next.push(connection.clone());
                         self.rotation.store(Arc::new(next));
                     }
                 }
                 self.connecting.fetch_sub(1, Ordering::SeqCst);
+                if let Some(check) = &self.config.health_check {
+                    tokio::spawn(crate::health::watch(
+                        Arc::downgrade(&self),
+                        Arc::downgrade(&connection),
+                        check.clone(),
+                    ));
+                }
                 // A GOAWAY read before the callback was set left the state
                 // behind; act on it now.
                 if !connected.link.is_ready() {
@@ -474,10 +611,12 @@ impl Shared {
             Retirement::Broken => &self.counters.evictions,
             Retirement::Idle => &self.counters.idle_closes,
             Retirement::Expired => &self.counters.expired,
+            Retirement::Unhealthy => &self.counters.unhealthy,
+            Retirement::Removed => &self.counters.evictions,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
-            endpoint = %self.endpoint_uri(removed.endpoint),
+            endpoint = %removed.endpoint.key,
             connection = id,
             reason = ?why,
             in_flight = removed.in_flight(),
@@ -485,25 +624,31 @@ impl Shared {
         );
         drop(removed);
         self.notify();
-        if why != Retirement::Idle {
+        if matches!(why, Retirement::Broken | Retirement::Expired) {
             self.grow(0);
         }
         true
     }
 
+    /// Whether every endpoint failed its last attempt; false while the pool
+    /// has no endpoints, so that calls wait for discovery to supply some.
     fn all_endpoints_failing(&self) -> bool {
-        self.endpoints.iter().all(Endpoint::is_failing)
+        let endpoints = self.endpoints.load();
+        !endpoints.is_empty() && endpoints.iter().all(|e| e.is_failing())
     }
 
     fn last_failure(&self) -> Option<(String, String)> {
-        self.endpoints.iter().rev().find_map(|endpoint| {
+        self.endpoints.load().iter().rev().find_map(|endpoint| {
             let attempts = endpoint.attempts();
             let error = attempts.last_error.as_ref()?;
-            Some((endpoint.uri.clone(), status::chain(&***error)))
+            Some((endpoint.key.clone(), status::chain(&***error)))
         })
     }
 
     fn unavailable_status(&self) -> Status {
+        if self.endpoints.load().is_empty() {
+            return Status::unavailable("the pool has no endpoints");
+        }
         match self.last_failure() {
             Some((uri, error)) => Status::unavailable(format!(
                 "no connection is available; the last attempt, to {uri}, failed: {error}"
@@ -534,7 +679,8 @@ impl Shared {
     fn describe(&self) -> String {
         let stats = self.stats();
         format!(
-            "pool state: {} connections (max_connections {}), {} connecting, {} of {} streams in flight, {} calls waiting",
+            "pool state: {} endpoints, {} connections (max_connections {}), {} connecting, {} of {} streams in flight, {} calls waiting",
+            self.endpoints.load().len(),
             stats.connections,
             self.config.max_connections,
             stats.connecting,
@@ -563,6 +709,8 @@ impl Shared {
             evictions_total: self.counters.evictions.load(Ordering::Relaxed),
             idle_closes_total: self.counters.idle_closes.load(Ordering::Relaxed),
             expired_total: self.counters.expired.load(Ordering::Relaxed),
+            unhealthy_total: self.counters.unhealthy.load(Ordering::Relaxed),
+            endpoints: self.endpoints.load().len(),
         }
     }
 }

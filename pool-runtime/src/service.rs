@@ -14,6 +14,7 @@ use tonic::body::Body;
 
 use crate::body::ResponseBody;
 use crate::call::{CallEnd, RequestBody};
+use crate::endpoint::Endpoint;
 use crate::grpc_timeout;
 use crate::pool::{Pool, Retirement, Shared};
 use crate::status;
@@ -115,7 +116,7 @@ async fn send_once_or_retry(
         let mut guard = shared.acquire().await?;
         guard.bind(end.clone());
         let connection = guard.connection().clone();
-        set_origin(&mut request, &shared, connection.endpoint)?;
+        set_origin(&mut request, &connection.endpoint)?;
         let (unsent, error) = match connection.sender().try_send_request(request).await {
             Ok(response) if read_whole => {
                 let (head, incoming) = response.into_parts();
@@ -130,7 +131,7 @@ async fn send_once_or_retry(
             }
             Err(mut error) => (error.take_message(), error.into_error()),
         };
-        let endpoint = shared.endpoint_uri(connection.endpoint).to_owned();
+        let endpoint = connection.endpoint.uri.clone();
         let refused = status::refused_unprocessed(&error);
         if unsent.is_some() || refused || error.is_closed() {
             shared.retire(connection.id, Retirement::Broken);
@@ -183,8 +184,7 @@ fn copy_head(parts: &http::request::Parts) -> http::request::Parts {
 }
 
 /// Points the request at the connection's endpoint, keeping its path.
-fn set_origin<B>(request: &mut Request<B>, shared: &Shared, endpoint: usize) -> Result<(), Status> {
-    let target = shared.endpoint(endpoint);
+pub(crate) fn set_origin<B>(request: &mut Request<B>, target: &Endpoint) -> Result<(), Status> {
     let mut parts = std::mem::take(request.uri_mut()).into_parts();
     parts.scheme = Some(target.scheme.clone());
     parts.authority = Some(target.authority.clone());

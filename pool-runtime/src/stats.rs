@@ -22,11 +22,17 @@ pub struct PoolStats {
     pub connects_total: u64,
     /// Connection attempts that failed.
     pub connect_failures_total: u64,
-    /// Connections taken out of rotation because they broke: an error,
-    /// a GOAWAY from the server, or a missed keepalive.
+    /// Connections taken out of rotation because they broke (an error,
+    /// a GOAWAY from the server, or a missed keepalive) or their endpoint
+    /// was removed.
     pub evictions_total: u64,
     /// Connections closed by the pool because the load no longer needed them.
     pub idle_closes_total: u64,
     /// Connections replaced because they reached `max_connection_lifetime`.
     pub expired_total: u64,
+    /// Connections taken out of rotation because their endpoint failed a
+    /// health check.
+    pub unhealthy_total: u64,
+    /// Endpoints in the pool.
+    pub endpoints: usize,
 }

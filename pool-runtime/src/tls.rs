@@ -1,0 +1,221 @@
+//! TLS for `https://` endpoints, through rustls (feature `tls`).
+
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::endpoint::Endpoint;
+use crate::error::Error;
+
+/// TLS settings for `https://` endpoints, as plain data: certificates are
+/// kept as PEM text and checked when the pool is built.
+///
+/// Without any, `https://` endpoints are verified against the Mozilla root
+/// certificates bundled by `webpki-roots`.
+///
+/// ```
+/// # fn demo(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<(), pooled_client::Error> {
+/// use pooled_client::TlsConfig;
+///
+/// let pool = pooled_client::Pool::builder()
+///     .endpoint("https://10.0.0.7:443")
+///     .tls(
+///         TlsConfig::new()
+///             .ca_certificate_pem(ca_pem)          // trust a private CA
+///             .identity_pem(cert_pem, key_pem)     // present a client certificate
+///             .server_name("orders.internal"),     // name to send and verify
+///     )
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsConfig {
+    /// PEM certificates to trust as roots. When any are given, only they
+    /// are trusted unless `webpki_roots` is also set.
+    ///
+    /// Default: none (the bundled Mozilla roots).
+    pub ca_certificates_pem: Vec<String>,
+    /// Whether to trust the bundled Mozilla roots as well as
+    /// `ca_certificates_pem`.
+    ///
+    /// Default: false (but they are used when no CA certificate is given).
+    pub webpki_roots: bool,
+    /// A client certificate chain and its private key, both PEM, for servers
+    /// that require client authentication.
+    ///
+    /// Default: none.
+    pub identity_pem: Option<(String, String)>,
+    /// The name sent in SNI and checked against the server's certificate,
+    /// instead of the endpoint's host (the `:authority` of calls is set
+    /// apart, by [`PoolBuilder::authority`](crate::PoolBuilder::authority)).
+    ///
+    /// Default: the endpoint's host.
+    pub server_name: Option<String>,
+}
+
+impl TlsConfig {
+    /// Settings that trust the bundled Mozilla roots.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trusts the certificates in `pem` (one or more) as roots.
+    #[must_use]
+    pub fn ca_certificate_pem(mut self, pem: impl Into<String>) -> Self {
+        self.ca_certificates_pem.push(pem.into());
+        self
+    }
+
+    /// Presents the certificate chain `cert_pem` with the private key
+    /// `key_pem` to servers that ask for a client certificate.
+    #[must_use]
+    pub fn identity_pem(mut self, cert_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        self.identity_pem = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// Sends and verifies `name` instead of the endpoint's host.
+    #[must_use]
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// Also trusts the bundled Mozilla roots when CA certificates are given.
+    #[must_use]
+    pub fn with_webpki_roots(mut self) -> Self {
+        self.webpki_roots = true;
+        self
+    }
+}
+
+fn invalid(name: &'static str, value: String, reason: &'static str) -> Error {
+    Error::InvalidSetting {
+        name,
+        value,
+        reason,
+    }
+}
+
+/// The checked TLS settings, ready to connect with.
+#[derive(Clone)]
+pub(crate) struct Tls {
+    connector: TlsConnector,
+    server_name: Option<ServerName<'static>>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    /// Checks `config` and builds the rustls client configuration.
+    pub(crate) fn new(config: &TlsConfig) -> Result<Self, Error> {
+        let mut roots = RootCertStore::empty();
+        if config.ca_certificates_pem.is_empty() || config.webpki_roots {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        for pem in &config.ca_certificates_pem {
+            let certificates = certificates(pem, "tls ca_certificate_pem")?;
+            let (_, ignored) = roots.add_parsable_certificates(certificates);
+            if ignored > 0 {
+                return Err(invalid(
+                    "tls ca_certificate_pem",
+                    excerpt(pem),
+                    "holds a certificate rustls cannot use as a root",
+                ));
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|_| invalid("tls", String::new(), "no TLS version is available"))?
+            .with_root_certificates(roots);
+        let mut client = match &config.identity_pem {
+            None => builder.with_no_client_auth(),
+            Some((cert_pem, key_pem)) => {
+                let chain = certificates(cert_pem, "tls identity certificate")?;
+                let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| {
+                    invalid(
+                        "tls identity key",
+                        "<private key>".to_owned(),
+                        "is not a PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                    )
+                })?;
+                builder.with_client_auth_cert(chain, key).map_err(|_| {
+                    invalid(
+                        "tls identity",
+                        excerpt(cert_pem),
+                        "the private key does not match the certificate",
+                    )
+                })?
+            }
+        };
+        client.alpn_protocols = vec![b"h2".to_vec()];
+        let server_name = match &config.server_name {
+            None => None,
+            Some(name) => Some(ServerName::try_from(name.clone()).map_err(|_| {
+                invalid(
+                    "tls server_name",
+                    name.clone(),
+                    "is not a DNS name or IP address",
+                )
+            })?),
+        };
+        Ok(Self {
+            connector: TlsConnector::from(Arc::new(client)),
+            server_name,
+        })
+    }
+
+    /// Runs the TLS handshake on `tcp`, offering HTTP/2.
+    pub(crate) async fn connect(
+        &self,
+        endpoint: &Endpoint,
+        tcp: TcpStream,
+    ) -> std::io::Result<TlsStream<TcpStream>> {
+        let name = match &self.server_name {
+            Some(name) => name.clone(),
+            None => ServerName::try_from(endpoint.host().to_owned()).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{:?} is not a valid TLS server name", endpoint.host()),
+                )
+            })?,
+        };
+        let stream = self.connector.connect(name, tcp).await?;
+        if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the server did not agree to HTTP/2 over TLS (ALPN h2)",
+            ));
+        }
+        Ok(stream)
+    }
+}
+
+fn certificates(pem: &str, name: &'static str) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| invalid(name, excerpt(pem), "is not valid PEM"))?;
+    if certificates.is_empty() {
+        return Err(invalid(name, excerpt(pem), "holds no PEM certificate"));
+    }
+    Ok(certificates)
+}
+
+/// The start of a PEM text, for error messages.
+fn excerpt(pem: &str) -> String {
+    let line = pem.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    line.chars().take(40).collect()
+}
