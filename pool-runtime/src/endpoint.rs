@@ -163,6 +163,12 @@ impl Endpoint {
         true
     }
 
+    /// Whether an attempt could start now, without claiming the endpoint.
+    pub(crate) fn may_try(&self, now: Instant) -> bool {
+        let attempts = self.attempts();
+        !attempts.connecting && attempts.retry_at.is_none_or(|at| at <= now)
+    }
+
     /// Records a successful attempt.
     pub(crate) fn succeeded(&self) {
         let mut attempts = self.attempts();

@@ -128,5 +128,6 @@ fn maintain(shared: &Arc<Shared>, window: &mut LoadWindow, now: Instant) {
         *window = LoadWindow::new(now);
     }
 
+    shared.rebalance(now);
     shared.grow(0);
 }

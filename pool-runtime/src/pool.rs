@@ -198,6 +198,8 @@ pub(crate) enum Retirement {
     Unhealthy,
     /// Its endpoint left the pool.
     Removed,
+    /// It moved to an endpoint that had no connection.
+    Rebalanced,
 }
 
 #[derive(Debug, Default)]
@@ -475,7 +477,7 @@ impl Shared {
                 return;
             };
             self.connecting.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(self.clone().open(endpoint));
+            tokio::spawn(self.clone().open(endpoint, false));
         }
     }
 
@@ -504,8 +506,76 @@ impl Shared {
             .cloned()
     }
 
-    /// One connection attempt to `endpoint`.
-    async fn open(self: Arc<Self>, endpoint: Arc<Endpoint>) {
+    /// Moves one connection towards an endpoint that has none (it was
+    /// added, or it recovered) while another has two or more: opens one to
+    /// the empty endpoint and drains one of the fullest once it is up; at
+    /// `max_connections`, drains one of the fullest first, and the pool
+    /// regrows towards the empty endpoint as calls need.
+    pub(crate) fn rebalance(self: &Arc<Self>, now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        let endpoints = self.endpoints.load();
+        let Some((fullest, most)) = self.fullest_endpoint(&endpoints, None) else {
+            return;
+        };
+        if most < 2 {
+            return;
+        }
+        let rotation = self.rotation.load();
+        let Some(empty) = endpoints.iter().find(|endpoint| {
+            !rotation.iter().any(|c| Arc::ptr_eq(&c.endpoint, endpoint)) && endpoint.may_try(now)
+        }) else {
+            return;
+        };
+        if rotation.len() + self.connecting() < self.config.max_connections {
+            if empty.try_claim(now) {
+                self.connecting.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(self.clone().open(empty.clone(), true));
+            }
+        } else {
+            self.drain_one(&fullest);
+        }
+    }
+
+    /// The endpoint with the most connections in rotation, and how many,
+    /// leaving out `except`.
+    fn fullest_endpoint(
+        &self,
+        endpoints: &[Arc<Endpoint>],
+        except: Option<&Arc<Endpoint>>,
+    ) -> Option<(Arc<Endpoint>, usize)> {
+        let rotation = self.rotation.load();
+        endpoints
+            .iter()
+            .filter(|e| except.is_none_or(|except| !Arc::ptr_eq(e, except)))
+            .map(|e| {
+                let count = rotation
+                    .iter()
+                    .filter(|c| Arc::ptr_eq(&c.endpoint, e))
+                    .count();
+                (e.clone(), count)
+            })
+            .max_by_key(|(_, count)| *count)
+    }
+
+    /// Drains the least busy connection to `endpoint`.
+    fn drain_one(self: &Arc<Self>, endpoint: &Arc<Endpoint>) {
+        let victim = self
+            .rotation
+            .load()
+            .iter()
+            .filter(|c| Arc::ptr_eq(&c.endpoint, endpoint))
+            .min_by_key(|c| c.in_flight())
+            .map(|c| c.id);
+        if let Some(id) = victim {
+            self.retire(id, Retirement::Rebalanced);
+        }
+    }
+
+    /// One connection attempt to `endpoint`; `rebalance` says it replaces
+    /// a connection of the endpoint that has the most.
+    async fn open(self: Arc<Self>, endpoint: Arc<Endpoint>, rebalance: bool) {
         let result = connector::connect(&endpoint, &self.config, self.tls.as_ref()).await;
         match result {
             Ok(connected) => {
@@ -569,6 +639,13 @@ impl Shared {
                 if !connected.link.is_ready() {
                     self.retire(id, Retirement::Broken);
                 }
+                if rebalance
+                    && let Some((fullest, most)) =
+                        self.fullest_endpoint(&self.endpoints.load(), Some(&endpoint))
+                    && most >= 2
+                {
+                    self.drain_one(&fullest);
+                }
                 self.notify();
                 self.serve_waiters();
                 self.grow(0);
@@ -613,6 +690,7 @@ impl Shared {
             Retirement::Expired => &self.counters.expired,
             Retirement::Unhealthy => &self.counters.unhealthy,
             Retirement::Removed => &self.counters.evictions,
+            Retirement::Rebalanced => &self.counters.idle_closes,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(

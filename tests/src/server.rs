@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
+use tonic_health::server::HealthReporter;
 
 use crate::helloworld::greeter_server::{Greeter, GreeterServer};
 use crate::helloworld::{HelloReply, HelloRequest};
@@ -119,12 +120,32 @@ impl TestServer {
 
     /// Serves on `listener`.
     pub fn serve(listener: TcpListener, options: ServerOptions) -> Self {
+        let router = tonic::transport::Server::builder()
+            .max_concurrent_streams(options.max_concurrent_streams)
+            .add_service(GreeterServer::new(GreeterService));
+        Self::serve_router(listener, router)
+    }
+
+    /// Starts a greeter server on a free loopback port that also serves the
+    /// standard health service; the greeter starts `SERVING`, and the
+    /// reporter changes that.
+    pub async fn start_with_health() -> (Self, HealthReporter) {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter.set_serving::<GreeterServer<GreeterService>>().await;
+        let router = tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(GreeterServer::new(GreeterService));
+        (Self::serve_router(listener, router), reporter)
+    }
+
+    fn serve_router(listener: TcpListener, router: tonic::transport::server::Router) -> Self {
         let addr = listener.local_addr().expect("local addr");
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .max_concurrent_streams(options.max_concurrent_streams)
-                .add_service(GreeterServer::new(GreeterService))
+            let _ = router
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                     let _ = shutdown_rx.await;
                 })

@@ -2,6 +2,7 @@
 //! and starting server processes.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use pooled_client::{Pool, PoolBuilder, PoolStats};
 
 use crate::server::{ServerOptions, TestServer};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdout, Command};
 
 /// Runs `test`, failing it if it takes longer than `limit`.
 pub async fn bounded<F: Future>(limit: Duration, test: F) -> F::Output {
@@ -39,6 +40,14 @@ pub async fn wait_for_stats(
 /// Starts a server process that prints `listening on ADDR` once it accepts
 /// connections, and returns it with that address. It is killed on drop.
 pub async fn spawn_listening(command: &mut Command) -> (Child, String) {
+    let (child, addr, _) = spawn_listening_with_output(command).await;
+    (child, addr)
+}
+
+/// Like [`spawn_listening`], and returns the rest of the process's output.
+pub async fn spawn_listening_with_output(
+    command: &mut Command,
+) -> (Child, String, BufReader<ChildStdout>) {
     let mut child = command
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -46,7 +55,8 @@ pub async fn spawn_listening(command: &mut Command) -> (Child, String) {
         .expect("start the server process");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
-    BufReader::new(stdout)
+    let mut stdout = BufReader::new(stdout);
+    stdout
         .read_line(&mut line)
         .await
         .expect("read the server's first line");
@@ -55,7 +65,7 @@ pub async fn spawn_listening(command: &mut Command) -> (Child, String) {
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected server output {line:?}"))
         .to_owned();
-    (child, addr)
+    (child, addr, stdout)
 }
 
 /// Starts `calls` calls through `pool` and drops each at a random point
@@ -123,4 +133,36 @@ pub async fn server_and_pool(
         .expect("valid pool settings");
     pool.ready().await.expect("the server is up");
     (server, pool)
+}
+
+/// The Python of a virtual environment with grpcio and its health service
+/// (tests/python/requirements.txt), made on first use under `target/`.
+pub fn python_with_grpcio() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("../target"));
+    let venv = target.join("grpcio-venv");
+    let python = venv.join("bin/python");
+    let has_grpcio = |python: &PathBuf| {
+        std::process::Command::new(python)
+            .args(["-c", "import grpc, grpc_health"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_grpcio(&python) {
+        let made = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(made, "python3 -m venv failed: install python3-venv");
+        let installed = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "-r"])
+            .arg(manifest.join("python/requirements.txt"))
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(installed, "pip could not install grpcio from PyPI");
+    }
+    python
 }

@@ -7,40 +7,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use pooled_client::Pool;
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
-use pooled_client_tests::support::spawn_listening;
+use pooled_client_tests::support::{python_with_grpcio, spawn_listening};
 use tokio::process::{Child, Command};
 use tonic::Code;
-
-/// The virtual environment with grpcio, made on first use under `target/`.
-fn python_with_grpcio() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest.join("../target"));
-    let venv = target.join("grpcio-venv");
-    let python = venv.join("bin/python");
-    let has_grpcio = |python: &PathBuf| {
-        std::process::Command::new(python)
-            .args(["-c", "import grpc"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has_grpcio(&python) {
-        let made = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(made, "python3 -m venv failed: install python3-venv");
-        let installed = std::process::Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "-r"])
-            .arg(manifest.join("python/requirements.txt"))
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(installed, "pip could not install grpcio from PyPI");
-    }
-    python
-}
 
 async fn start_python_server(python: &PathBuf, addr: &str) -> (Child, String) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/greeter_server.py");
