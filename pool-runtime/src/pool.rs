@@ -414,6 +414,10 @@ impl Shared {
                     "the pool was dropped while the call waited",
                 ))
             }
+            // Nothing to connect to is an outage, not overload.
+            Err(_) if self.endpoints.load().is_empty() => Err(Status::unavailable(format!(
+                "the pool has no endpoints and none was discovered within {timeout:?} (acquire_timeout)"
+            ))),
             Err(_) => Err(Status::resource_exhausted(format!(
                 "no stream became free within {timeout:?} (acquire_timeout); {}",
                 self.describe()
