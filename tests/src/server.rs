@@ -134,7 +134,9 @@ impl TestServer {
             .await
             .expect("bind loopback");
         let (reporter, health) = tonic_health::server::health_reporter();
-        reporter.set_serving::<GreeterServer<GreeterService>>().await;
+        reporter
+            .set_serving::<GreeterServer<GreeterService>>()
+            .await;
         let router = tonic::transport::Server::builder()
             .add_service(health)
             .add_service(GreeterServer::new(GreeterService));

@@ -74,7 +74,9 @@ async fn an_added_endpoint_takes_connections_and_a_removed_one_drains() {
             greeter.say_hello(hello(0)).await.unwrap();
         }
         for call in slow {
-            call.await.unwrap().expect("a call in flight on a removed endpoint finishes");
+            call.await
+                .unwrap()
+                .expect("a call in flight on a removed endpoint finishes");
         }
         assert!(
             wait_for_stats(&pool, Duration::from_secs(5), |s| s.draining == 0
@@ -118,7 +120,10 @@ async fn a_discovery_stream_adds_replaces_and_removes_endpoints() {
         changes
             .send(Ok(Change::Insert("pod-1", Target::from(proxy_a.uri()))))
             .unwrap();
-        early.await.unwrap().expect("the waiting call used the discovered endpoint");
+        early
+            .await
+            .unwrap()
+            .expect("the waiting call used the discovered endpoint");
         assert_eq!(pool.endpoints(), vec![proxy_a.uri()]);
 
         // The same key with a new address replaces the endpoint.

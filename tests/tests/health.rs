@@ -84,15 +84,19 @@ async fn endpoint_saying_not_serving_leaves_the_rotation_and_returns_on_serving(
         assert!(stats.connections >= 1, "{stats:?}");
         // A new connection to A may be attempted, but it never joins.
         assert!(
-            wait_for_stats(&pool, Duration::from_secs(2), |_| proxy_a.open_connections() == 0)
-                .await
+            wait_for_stats(&pool, Duration::from_secs(2), |_| proxy_a
+                .open_connections()
+                == 0)
+            .await
                 || proxy_a.accepted() > accepted_a,
             "A's connection stayed open"
         );
 
         // A serves again: it rejoins after the backoff.
         let back = Instant::now();
-        reporter_a.set_serving::<GreeterServer<GreeterService>>().await;
+        reporter_a
+            .set_serving::<GreeterServer<GreeterService>>()
+            .await;
         let balanced = || proxy_a.open_connections() == 1 && proxy_b.open_connections() == 1;
         assert!(
             wait_for_stats(&pool, Duration::from_secs(5), |s| s.connections == 2

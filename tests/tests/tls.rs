@@ -1,0 +1,181 @@
+//! `https://` endpoints through rustls, against a tonic server using a
+//! certificate made here: custom roots, server name override, client
+//! certificates, and the errors when verification fails.
+
+use std::time::Duration;
+
+use pooled_client::{Pool, TlsConfig};
+use pooled_client_tests::helloworld::greeter_server::GreeterServer;
+use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
+use pooled_client_tests::server::GreeterService;
+use pooled_client_tests::support::bounded;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+/// A certificate authority, and PEM certificates with keys it issued.
+struct Pki {
+    ca_pem: String,
+    server: (String, String),
+    client: (String, String),
+}
+
+fn pki() -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let issue = |names: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    Pki {
+        ca_pem: ca.pem(),
+        server: issue(vec!["localhost".into(), "pool.test".into()]),
+        client: issue(vec!["client.test".into()]),
+    }
+}
+
+/// Serves the greeter over TLS on a free loopback port; with `client_ca`,
+/// clients must present a certificate it issued. Returns the port.
+async fn tls_server(pki: &Pki, client_ca: bool) -> u16 {
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(&pki.server.0, &pki.server.1));
+    if client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(&pki.ca_pem));
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let router = Server::builder()
+        .tls_config(tls)
+        .unwrap()
+        .add_service(GreeterServer::new(GreeterService));
+    tokio::spawn(router.serve_with_incoming(TcpListenerStream::new(listener)));
+    port
+}
+
+fn hello() -> HelloRequest {
+    HelloRequest {
+        name: "tls".into(),
+        delay_ms: 0,
+        count: 0,
+    }
+}
+
+async fn call(pool: &Pool) -> Result<String, tonic::Status> {
+    let greeter = PooledGreeterClient::new(pool.clone()).with_timeout(Duration::from_secs(5));
+    Ok(greeter.say_hello(hello()).await?.into_inner().message)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_endpoint_with_a_custom_root_works_and_unknown_issuers_fail() {
+    bounded(Duration::from_secs(30), async {
+        let pki = pki();
+        let port = tls_server(&pki, false).await;
+        let pool = Pool::builder()
+            .endpoint(format!("https://localhost:{port}"))
+            .tls(TlsConfig::new().ca_certificate_pem(pki.ca_pem.clone()))
+            .build()
+            .unwrap();
+        assert_eq!(call(&pool).await.unwrap(), "Hello tls");
+        // Many calls share the TLS connection.
+        for _ in 0..20 {
+            call(&pool).await.unwrap();
+        }
+        assert_eq!(pool.stats().connects_total, 1);
+
+        // With only the bundled public roots, the private CA is not trusted.
+        let untrusted = Pool::builder()
+            .endpoint(format!("https://localhost:{port}"))
+            .build()
+            .unwrap();
+        let error = untrusted.ready().await.unwrap_err();
+        let message = format!("{error}");
+        println!("{message}");
+        assert!(message.contains("tls handshake failed"), "{message}");
+        assert!(message.contains("UnknownIssuer"), "{message}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_name_override_verifies_a_name_the_address_lacks() {
+    bounded(Duration::from_secs(30), async {
+        let pki = pki();
+        let port = tls_server(&pki, false).await;
+        // The certificate names localhost and pool.test, not 127.0.0.1.
+        let by_address = Pool::builder()
+            .endpoint(format!("https://127.0.0.1:{port}"))
+            .tls(TlsConfig::new().ca_certificate_pem(pki.ca_pem.clone()))
+            .build()
+            .unwrap();
+        let error = format!("{}", by_address.ready().await.unwrap_err());
+        assert!(error.contains("not valid for name"), "{error}");
+
+        let overridden = Pool::builder()
+            .endpoint(format!("https://127.0.0.1:{port}"))
+            .tls(
+                TlsConfig::new()
+                    .ca_certificate_pem(pki.ca_pem.clone())
+                    .server_name("pool.test"),
+            )
+            .authority("pool.test")
+            .build()
+            .unwrap();
+        assert_eq!(call(&overridden).await.unwrap(), "Hello tls");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_presented_when_the_server_requires_them() {
+    bounded(Duration::from_secs(30), async {
+        let pki = pki();
+        let port = tls_server(&pki, true).await;
+        let uri = format!("https://localhost:{port}");
+        let anonymous = Pool::builder()
+            .endpoint(&uri)
+            .tls(TlsConfig::new().ca_certificate_pem(pki.ca_pem.clone()))
+            .build()
+            .unwrap();
+        let status = call(&anonymous).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+
+        let identified = Pool::builder()
+            .endpoint(&uri)
+            .tls(
+                TlsConfig::new()
+                    .ca_certificate_pem(pki.ca_pem.clone())
+                    .identity_pem(pki.client.0.clone(), pki.client.1.clone()),
+            )
+            .build()
+            .unwrap();
+        assert_eq!(call(&identified).await.unwrap(), "Hello tls");
+    })
+    .await;
+}
+
+#[test]
+fn bad_tls_settings_are_rejected_when_the_pool_is_built() {
+    let pki = pki();
+    let build = |tls: TlsConfig| {
+        Pool::builder()
+            .endpoint("https://localhost:1")
+            .tls(tls)
+            .build()
+            .unwrap_err()
+            .to_string()
+    };
+    let not_pem = build(TlsConfig::new().ca_certificate_pem("not a certificate"));
+    assert!(not_pem.contains("tls ca_certificate_pem"), "{not_pem}");
+    let wrong_key =
+        build(TlsConfig::new().identity_pem(pki.client.0.clone(), pki.server.1.clone()));
+    assert!(wrong_key.contains("tls identity"), "{wrong_key}");
+    let no_key = build(TlsConfig::new().identity_pem(pki.client.0.clone(), "nothing"));
+    assert!(no_key.contains("tls identity key"), "{no_key}");
+    let bad_name = build(TlsConfig::new().server_name("not a name!"));
+    assert!(bad_name.contains("tls server_name"), "{bad_name}");
+}
