@@ -6,7 +6,29 @@ use std::time::Duration;
 ///
 /// Build one with [`Pool::builder`](crate::Pool::builder); the builder checks
 /// every value when [`build`](crate::PoolBuilder::build) is called.
+///
+/// With the `serde` feature it can be read from a configuration file: every
+/// field is optional (missing ones take their defaults), durations are
+/// written as `"5s"` or `"250ms"`, unknown fields are errors, and
+/// [`Pool::from_config`](crate::Pool::from_config) checks the values as the
+/// builder does.
+///
+/// ```
+/// # #[cfg(feature = "serde")] {
+/// let config: pooled_client::PoolConfig = toml::from_str(r#"
+///     endpoints = ["http://127.0.0.1:50051"]
+///     max_connections = 16
+///     acquire_timeout = "2s"
+///     keepalive = { interval = "30s", timeout = "10s" }
+///     health_check = { service = "helloworld.Greeter", interval = "5s" }
+/// "#).expect("valid TOML");
+/// assert_eq!(config.acquire_timeout, std::time::Duration::from_secs(2));
+/// let pool = pooled_client::Pool::from_config(config).expect("valid settings");
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 #[non_exhaustive]
 pub struct PoolConfig {
     /// The servers to connect to, such as `http://127.0.0.1:50051`.
@@ -26,23 +48,27 @@ pub struct PoolConfig {
     /// server's first SETTINGS frame) may take.
     ///
     /// Default: 5 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub connect_timeout: Duration,
     /// How long the pool must have had more connections than its peak load
     /// needed before it closes one of them (one per period, never below
     /// `min_connections`).
     ///
     /// Default: 60 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub idle_timeout: Duration,
     /// The age after which a connection stops taking new calls and is
     /// replaced; each connection's age limit is jittered by up to 10 % so that
     /// connections opened together are not all replaced together.
     ///
     /// Default: none (connections live until they break or go idle).
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub max_connection_lifetime: Option<Duration>,
     /// How long a call may wait for a free stream when every connection is at
     /// its stream limit and the pool cannot grow.
     ///
     /// Default: 5 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub acquire_timeout: Duration,
     /// How many calls may wait for a stream at once; more fail at once with
     /// `RESOURCE_EXHAUSTED`.
@@ -69,6 +95,7 @@ pub struct PoolConfig {
     /// unprocessed, are retried once whatever this says.
     ///
     /// Default: 0.
+    #[cfg_attr(feature = "serde", serde(alias = "retry_idempotent"))]
     pub idempotent_retries: u32,
     /// How reconnection attempts to a failing endpoint are spaced.
     ///
@@ -135,18 +162,28 @@ impl Default for PoolConfig {
 
 /// HTTP/2 keepalive settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 #[non_exhaustive]
 pub struct Keepalive {
     /// Time between PINGs.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub interval: Duration,
     /// How long to wait for a PING's acknowledgement before the connection
     /// is considered dead.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub timeout: Duration,
     /// Whether PINGs are sent while no call is in flight, so that a dead idle
     /// connection is found before a call is sent on it.
     ///
     /// Default: true.
+    #[cfg_attr(feature = "serde", serde(default = "yes"))]
     pub while_idle: bool,
+}
+
+#[cfg(feature = "serde")]
+fn yes() -> bool {
+    true
 }
 
 impl Keepalive {
@@ -167,15 +204,19 @@ impl Keepalive {
 /// after `n` failures in a row the next attempt waits
 /// `min(initial * multiplier^(n-1), max)`, randomly spread by `± jitter`.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 #[non_exhaustive]
 pub struct Backoff {
     /// Delay after the first failure. Default: 1 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub initial: Duration,
     /// Growth factor per further failure. Default: 1.6.
     pub multiplier: f64,
     /// Relative spread, between 0 and 1. Default: 0.2.
     pub jitter: f64,
     /// The longest delay. Default: 5 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub max: Duration,
 }
 
@@ -229,6 +270,8 @@ impl Backoff {
 /// backoff, and a new connection joins only once the server answers
 /// `SERVING`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "HealthCheckFields"))]
 #[non_exhaustive]
 pub struct HealthCheck {
     /// The service name to check; the empty string asks about the server
@@ -256,5 +299,29 @@ impl HealthCheck {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+}
+
+/// A health check as written in a file: the timeout may be left out.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthCheckFields {
+    #[serde(default)]
+    service: String,
+    #[serde(with = "humantime_serde")]
+    interval: Duration,
+    #[serde(default, with = "humantime_serde")]
+    timeout: Option<Duration>,
+}
+
+#[cfg(feature = "serde")]
+impl From<HealthCheckFields> for HealthCheck {
+    fn from(fields: HealthCheckFields) -> Self {
+        let check = HealthCheck::new(fields.service, fields.interval);
+        match fields.timeout {
+            Some(timeout) => check.timeout(timeout),
+            None => check,
+        }
     }
 }

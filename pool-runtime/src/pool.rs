@@ -55,6 +55,17 @@ impl Pool {
         PoolBuilder::new()
     }
 
+    /// Builds a pool from settings read elsewhere, such as a configuration
+    /// file (see [`PoolConfig`] and the `serde` feature), checking them as
+    /// [`PoolBuilder::build`] does.
+    ///
+    /// # Errors
+    ///
+    /// The same as [`PoolBuilder::build`].
+    pub fn from_config(config: PoolConfig) -> Result<Self, Error> {
+        PoolBuilder::from_config(config).build()
+    }
+
     pub(crate) fn from_parts(
         config: PoolConfig,
         checked: Checked,

@@ -33,7 +33,21 @@ use crate::error::Error;
 ///     .build()?;
 /// # Ok(()) }
 /// ```
+///
+/// In a configuration file (feature `serde`), certificates are given as
+/// paths, read when the file is loaded:
+///
+/// ```toml
+/// [tls]
+/// ca_file = "/etc/ssl/private-ca.pem"   # roots to trust instead of the bundled ones
+/// cert_file = "/etc/app/client.pem"     # client certificate chain...
+/// key_file = "/etc/app/client.key"      # ...and its key
+/// server_name = "orders.internal"
+/// webpki_roots = false                  # also trust the bundled roots
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "TlsFiles"))]
 #[non_exhaustive]
 pub struct TlsConfig {
     /// PEM certificates to trust as roots. When any are given, only they
@@ -92,6 +106,47 @@ impl TlsConfig {
     pub fn with_webpki_roots(mut self) -> Self {
         self.webpki_roots = true;
         self
+    }
+}
+
+/// TLS settings as written in a configuration file: paths to PEM files.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFiles {
+    ca_file: Option<std::path::PathBuf>,
+    cert_file: Option<std::path::PathBuf>,
+    key_file: Option<std::path::PathBuf>,
+    server_name: Option<String>,
+    #[serde(default)]
+    webpki_roots: bool,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<TlsFiles> for TlsConfig {
+    type Error = String;
+
+    fn try_from(files: TlsFiles) -> Result<Self, String> {
+        let read = |name: &str, path: &std::path::Path| {
+            std::fs::read_to_string(path)
+                .map_err(|error| format!("cannot read tls {name} {:?}: {error}", path.display()))
+        };
+        let mut config = TlsConfig::new();
+        if let Some(path) = &files.ca_file {
+            config = config.ca_certificate_pem(read("ca_file", path)?);
+        }
+        match (&files.cert_file, &files.key_file) {
+            (Some(cert), Some(key)) => {
+                config = config.identity_pem(read("cert_file", cert)?, read("key_file", key)?);
+            }
+            (None, None) => {}
+            _ => return Err("tls cert_file and key_file must be given together".to_owned()),
+        }
+        if let Some(name) = files.server_name {
+            config = config.server_name(name);
+        }
+        config.webpki_roots = files.webpki_roots;
+        Ok(config)
     }
 }
 

@@ -1,0 +1,161 @@
+//! `PoolConfig` read from TOML (feature `serde`): durations as "5s", the
+//! defaults for what is left out, errors that name the field, and the same
+//! checks as the builder through `Pool::from_config`.
+
+use std::time::Duration;
+
+use pooled_client::{Backoff, Pool, PoolConfig};
+use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
+use pooled_client_tests::server::{ServerOptions, TestServer};
+use pooled_client_tests::support::bounded;
+
+const FULL: &str = r#"
+endpoints = ["http://127.0.0.1:50051", "http://127.0.0.1:50052"]
+min_connections = 2
+max_connections = 16
+connect_timeout = "2s"
+idle_timeout = "1m"
+max_connection_lifetime = "30m"
+acquire_timeout = "750ms"
+max_waiters = 512
+max_streams_per_connection = 50
+idempotent_retries = 2
+initial_stream_window_size = 1048576
+initial_connection_window_size = 4194304
+authority = "greeter.internal"
+keepalive = { interval = "20s", timeout = "5s" }
+backoff = { initial = "200ms", multiplier = 2.0, jitter = 0.1, max = "10s" }
+health_check = { service = "helloworld.Greeter", interval = "5s" }
+"#;
+
+#[test]
+fn every_setting_reads_from_toml_as_the_builder_would_set_it() {
+    let from_file: PoolConfig = toml::from_str(FULL).unwrap();
+    let built = Pool::builder()
+        .endpoint("http://127.0.0.1:50051")
+        .endpoint("http://127.0.0.1:50052")
+        .min_connections(2)
+        .max_connections(16)
+        .connect_timeout(Duration::from_secs(2))
+        .idle_timeout(Duration::from_secs(60))
+        .max_connection_lifetime(Duration::from_secs(30 * 60))
+        .acquire_timeout(Duration::from_millis(750))
+        .max_waiters(512)
+        .max_streams_per_connection(50)
+        .retry_idempotent(2)
+        .initial_window_sizes(1 << 20, 4 << 20)
+        .authority("greeter.internal")
+        .keepalive(Duration::from_secs(20), Duration::from_secs(5))
+        .backoff(Backoff::new(
+            Duration::from_millis(200),
+            2.0,
+            0.1,
+            Duration::from_secs(10),
+        ))
+        .health_check("helloworld.Greeter", Duration::from_secs(5));
+    assert_eq!(&from_file, built.config());
+    Pool::from_config(from_file).unwrap();
+}
+
+#[test]
+fn left_out_settings_take_their_defaults() {
+    let config: PoolConfig = toml::from_str(r#"endpoints = ["http://[::1]:9"]"#).unwrap();
+    let mut expected = PoolConfig::default();
+    expected.endpoints = vec!["http://[::1]:9".into()];
+    assert_eq!(config, expected);
+}
+
+#[test]
+fn mistakes_in_the_file_name_the_field() {
+    let bad_duration = toml::from_str::<PoolConfig>(r#"acquire_timeout = "5 parsecs""#)
+        .unwrap_err()
+        .to_string();
+    assert!(bad_duration.contains("acquire_timeout"), "{bad_duration}");
+    assert!(bad_duration.contains("parsecs"), "{bad_duration}");
+
+    let typo = toml::from_str::<PoolConfig>("max_conections = 4")
+        .unwrap_err()
+        .to_string();
+    assert!(typo.contains("max_conections"), "{typo}");
+
+    let nested = toml::from_str::<PoolConfig>(r#"keepalive = { interval = "1s" }"#)
+        .unwrap_err()
+        .to_string();
+    assert!(nested.contains("timeout"), "{nested}");
+
+    let missing_file = toml::from_str::<PoolConfig>(r#"tls = { ca_file = "/nonexistent/ca.pem" }"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing_file.contains("/nonexistent/ca.pem"),
+        "{missing_file}"
+    );
+}
+
+#[test]
+fn from_config_checks_values_as_the_builder_does() {
+    for (toml_text, builder) in [
+        (
+            "endpoints = [\"http://h:1\"]\nmax_connections = 0",
+            Pool::builder().endpoint("http://h:1").max_connections(0),
+        ),
+        (
+            "endpoints = [\"http://h:1\"]\nacquire_timeout = \"0s\"",
+            Pool::builder()
+                .endpoint("http://h:1")
+                .acquire_timeout(Duration::ZERO),
+        ),
+        (
+            "endpoints = [\"ftp://h:1\"]",
+            Pool::builder().endpoint("ftp://h:1"),
+        ),
+        ("endpoints = []", Pool::builder()),
+    ] {
+        let config: PoolConfig = toml::from_str(toml_text).unwrap();
+        let from_file = Pool::from_config(config).unwrap_err().to_string();
+        let from_builder = builder.build().unwrap_err().to_string();
+        assert_eq!(from_file, from_builder);
+    }
+}
+
+#[test]
+fn tls_certificates_are_read_from_the_files_named() {
+    let dir = std::env::temp_dir().join(format!("pooled-client-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, certified.cert.pem()).unwrap();
+    let text = format!(
+        "endpoints = [\"https://localhost:1\"]\n[tls]\nca_file = {:?}\nserver_name = \"pool.test\"\n",
+        ca.display().to_string()
+    );
+    let config: PoolConfig = toml::from_str(&text).unwrap();
+    let tls = config.tls.clone().unwrap();
+    assert_eq!(tls.ca_certificates_pem, vec![certified.cert.pem()]);
+    assert_eq!(tls.server_name.as_deref(), Some("pool.test"));
+    Pool::from_config(config).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_from_a_file_makes_calls() {
+    bounded(Duration::from_secs(20), async {
+        let server = TestServer::start(ServerOptions::default()).await;
+        let text = format!(
+            "endpoints = [{:?}]\nmax_connections = 4\nacquire_timeout = \"1s\"\n",
+            server.uri()
+        );
+        let pool = Pool::from_config(toml::from_str(&text).unwrap()).unwrap();
+        let greeter = PooledGreeterClient::new(pool);
+        let reply = greeter
+            .say_hello(HelloRequest {
+                name: "file".into(),
+                delay_ms: 0,
+                count: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(reply.into_inner().message, "Hello file");
+    })
+    .await;
+}
