@@ -59,6 +59,13 @@ impl PoolBuilder {
         }
     }
 
+    /// Names the pool in logs and in the `pool` label of its metrics.
+    /// Default: `"default"`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
     /// Adds a server, such as `"http://127.0.0.1:50051"`; call it once per
     /// server. Connections are spread over the endpoints.
     pub fn endpoint(mut self, uri: impl Into<String>) -> Self {
@@ -280,6 +287,9 @@ pub(crate) fn validate(config: &PoolConfig, discovered: bool) -> Result<Checked,
     #[cfg(not(feature = "tls"))]
     let tls = None;
 
+    if config.name.is_empty() {
+        return Err(invalid("name", "", "must not be empty"));
+    }
     if config.max_connections == 0 {
         return Err(invalid("max_connections", 0, "must be at least 1"));
     }

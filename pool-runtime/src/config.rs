@@ -31,6 +31,10 @@ use std::time::Duration;
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 #[non_exhaustive]
 pub struct PoolConfig {
+    /// The pool's name, in logs and as the `pool` label of its metrics.
+    ///
+    /// Default: `"default"`.
+    pub name: String,
     /// The servers to connect to, such as `http://127.0.0.1:50051`.
     ///
     /// Default: none; at least one is required.
@@ -137,6 +141,7 @@ pub struct PoolConfig {
 impl Default for PoolConfig {
     fn default() -> Self {
         Self {
+            name: "default".to_owned(),
             endpoints: Vec::new(),
             min_connections: 1,
             max_connections: 8,

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::client::conn::http2::{self, SendRequest};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+use tracing::Instrument;
 
 use crate::call::RequestBody;
 #[cfg(feature = "tls")]
@@ -24,7 +25,23 @@ use crate::wire::{Link, WatchedIo};
 /// The task that drives a connection's request dispatch; it ends when the
 /// connection can take no more requests.
 pub(crate) type Driver =
-    http2::Connection<TokioIo<WatchedIo<Transport>>, RequestBody, TokioExecutor>;
+    http2::Connection<TokioIo<WatchedIo<Transport>>, RequestBody, SpanExecutor>;
+
+/// Runs hyper's tasks on tokio inside the span current when hyper spawns
+/// them, so that what the connection's I/O task logs (a GOAWAY, a failure)
+/// carries the connection's span.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpanExecutor;
+
+impl<F> hyper::rt::Executor<F> for SpanExecutor
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::spawn(future.instrument(tracing::Span::current()));
+    }
+}
 
 /// A connection that completed its handshake and received the server's
 /// SETTINGS, so its stream limit is known.
@@ -138,8 +155,8 @@ async fn secure(
     Err(ConnectError::NoTls)
 }
 
-fn builder(config: &PoolConfig) -> http2::Builder<TokioExecutor> {
-    let mut builder = http2::Builder::new(TokioExecutor::new());
+fn builder(config: &PoolConfig) -> http2::Builder<SpanExecutor> {
+    let mut builder = http2::Builder::new(SpanExecutor);
     builder.timer(TokioTimer::new());
     if let Some(keepalive) = config.keepalive {
         builder

@@ -67,6 +67,8 @@ mod health;
 #[cfg(feature = "runtime")]
 mod maintenance;
 #[cfg(feature = "runtime")]
+mod metrics;
+#[cfg(feature = "runtime")]
 mod picker;
 #[cfg(feature = "runtime")]
 mod pool;

@@ -130,4 +130,5 @@ fn maintain(shared: &Arc<Shared>, window: &mut LoadWindow, now: Instant) {
 
     shared.rebalance(now);
     shared.grow(0);
+    shared.publish_metrics();
 }

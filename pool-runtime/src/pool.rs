@@ -7,6 +7,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tonic::Status;
+use tracing::Instrument;
 
 use crate::builder::{Checked, PoolBuilder};
 use crate::config::PoolConfig;
@@ -17,6 +18,7 @@ use crate::discovery::{self, Target};
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::maintenance;
+use crate::metrics;
 use crate::picker::{self, StreamGuard};
 use crate::stats::PoolStats;
 use crate::status;
@@ -221,6 +223,7 @@ struct Counters {
     idle_closes: AtomicU64,
     expired: AtomicU64,
     unhealthy: AtomicU64,
+    rejected: AtomicU64,
 }
 
 /// The state behind every clone of a [`Pool`].
@@ -277,6 +280,15 @@ impl Shared {
     fn notify(&self) {
         self.events
             .send_modify(|generation| *generation = generation.wrapping_add(1));
+        self.publish_metrics();
+    }
+
+    /// Publishes the pool's state to the `metrics` facade (feature
+    /// `metrics`).
+    pub(crate) fn publish_metrics(&self) {
+        if cfg!(feature = "metrics") {
+            metrics::publish(&self.config.name, &self.stats());
+        }
     }
 
     /// Subscribes to the pool's events (connections coming, going, failing).
@@ -365,6 +377,7 @@ impl Shared {
         if self.started.swap(true, Ordering::AcqRel) {
             return;
         }
+        metrics::describe();
         tokio::spawn(maintenance::run(Arc::downgrade(self)));
         let discoveries =
             std::mem::take(&mut *self.discoveries.lock().unwrap_or_else(|p| p.into_inner()));
@@ -394,6 +407,7 @@ impl Shared {
     async fn acquire_slow(self: &Arc<Self>) -> Result<StreamGuard, Status> {
         self.start();
         let Some(ticket) = self.waiters.enqueue(self.config.max_waiters) else {
+            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(Status::resource_exhausted(format!(
                 "no stream is free and {} calls already wait for one (max_waiters); {}",
                 self.config.max_waiters,
@@ -414,9 +428,11 @@ impl Shared {
             return Err(self.unavailable_status());
         }
         let timeout = self.config.acquire_timeout;
+        let queued_at = Instant::now();
         match tokio::time::timeout(timeout, ticket.grant).await {
             Ok(Ok(grant)) => {
                 place.served = true;
+                metrics::record_wait(&self.config.name, queued_at.elapsed());
                 grant
             }
             Ok(Err(_)) => {
@@ -429,10 +445,14 @@ impl Shared {
             Err(_) if self.endpoints.load().is_empty() => Err(Status::unavailable(format!(
                 "the pool has no endpoints and none was discovered within {timeout:?} (acquire_timeout)"
             ))),
-            Err(_) => Err(Status::resource_exhausted(format!(
-                "no stream became free within {timeout:?} (acquire_timeout); {}",
-                self.describe()
-            ))),
+            Err(_) => {
+                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                metrics::record_wait(&self.config.name, queued_at.elapsed());
+                Err(Status::resource_exhausted(format!(
+                    "no stream became free within {timeout:?} (acquire_timeout); {}",
+                    self.describe()
+                )))
+            }
         }
     }
 
@@ -591,12 +611,26 @@ impl Shared {
     /// One connection attempt to `endpoint`; `rebalance` says it replaces
     /// a connection of the endpoint that has the most.
     async fn open(self: Arc<Self>, endpoint: Arc<Endpoint>, rebalance: bool) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // Everything the connection logs, from its attempt to its end,
+        // carries the pool, the connection and the endpoint.
+        let span = tracing::info_span!(
+            "connection",
+            pool = %self.config.name,
+            id,
+            endpoint = %endpoint.key
+        );
+        self.open_connection(endpoint, rebalance, id)
+            .instrument(span)
+            .await;
+    }
+
+    async fn open_connection(self: Arc<Self>, endpoint: Arc<Endpoint>, rebalance: bool, id: u64) {
         let result = connector::connect(&endpoint, &self.config, self.tls.as_ref()).await;
         match result {
             Ok(connected) => {
                 endpoint.succeeded();
                 self.counters.connects.fetch_add(1, Ordering::Relaxed);
-                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 let expires_at = self
                     .config
                     .max_connection_lifetime
@@ -616,19 +650,25 @@ impl Shared {
                     "connection opened"
                 );
                 let weak = Arc::downgrade(&self);
+                // Called from h2's read path, inside h2's own root span, so
+                // the connection's span is named as the parent.
+                let span = tracing::Span::current();
                 connected.link.on_goaway(Box::new(move || {
                     if let Some(shared) = weak.upgrade()
                         && shared.retire(id, Retirement::Broken)
                     {
-                        tracing::info!(connection = id, "server sent GOAWAY; draining");
+                        tracing::info!(parent: &span, connection = id, "server sent GOAWAY; draining");
                     }
                 }));
-                tokio::spawn(maintenance::drive(
-                    connected.driver,
-                    connected.link.clone(),
-                    Arc::downgrade(&self),
-                    id,
-                ));
+                tokio::spawn(
+                    maintenance::drive(
+                        connected.driver,
+                        connected.link.clone(),
+                        Arc::downgrade(&self),
+                        id,
+                    )
+                    .instrument(tracing::Span::current()),
+                );
                 {
                     let mut live = self.live();
                     live.retain(|weak| weak.strong_count() > 0);
@@ -643,11 +683,14 @@ impl Shared {
                 }
                 self.connecting.fetch_sub(1, Ordering::SeqCst);
                 if let Some(check) = &self.config.health_check {
-                    tokio::spawn(crate::health::watch(
-                        Arc::downgrade(&self),
-                        Arc::downgrade(&connection),
-                        check.clone(),
-                    ));
+                    tokio::spawn(
+                        crate::health::watch(
+                            Arc::downgrade(&self),
+                            Arc::downgrade(&connection),
+                            check.clone(),
+                        )
+                        .instrument(tracing::Span::current()),
+                    );
                 }
                 // A GOAWAY read before the callback was set left the state
                 // behind; act on it now.
@@ -803,6 +846,7 @@ impl Shared {
             idle_closes_total: self.counters.idle_closes.load(Ordering::Relaxed),
             expired_total: self.counters.expired.load(Ordering::Relaxed),
             unhealthy_total: self.counters.unhealthy.load(Ordering::Relaxed),
+            rejected_total: self.counters.rejected.load(Ordering::Relaxed),
             endpoints: self.endpoints.load().len(),
         }
     }

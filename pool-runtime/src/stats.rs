@@ -35,4 +35,7 @@ pub struct PoolStats {
     pub unhealthy_total: u64,
     /// Endpoints in the pool.
     pub endpoints: usize,
+    /// Calls refused with `RESOURCE_EXHAUSTED`: the wait queue was full, or
+    /// no stream became free within `acquire_timeout`.
+    pub rejected_total: u64,
 }

@@ -1,0 +1,130 @@
+//! Metrics through the `metrics` facade (feature `metrics`).
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
+use pooled_client_tests::support::{bounded, server_and_pool};
+
+/// The process-wide recorder every test here reads.
+fn snapshotter() -> &'static Snapshotter {
+    static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
+    SNAPSHOTTER.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().expect("the only recorder");
+        snapshotter
+    })
+}
+
+/// The values of the metrics labelled `pool = pool`, by name.
+fn metrics_of(pool: &str) -> HashMap<String, DebugValue> {
+    snapshotter()
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| {
+            key.key()
+                .labels()
+                .any(|l| l.key() == "pool" && l.value() == pool)
+        })
+        .map(|(key, _, _, value)| (key.key().name().to_owned(), value))
+        .collect()
+}
+
+fn hello(delay_ms: u32) -> HelloRequest {
+    HelloRequest {
+        name: "metrics".into(),
+        delay_ms,
+        count: 0,
+    }
+}
+
+/// Reads the pool's metrics until `until` holds (they are published at every
+/// maintenance tick), keeping every wait sample seen on the way.
+async fn metrics_until(
+    pool: &str,
+    waits: &mut Vec<f64>,
+    until: impl Fn(&HashMap<String, DebugValue>, usize) -> bool,
+) -> HashMap<String, DebugValue> {
+    let started = std::time::Instant::now();
+    loop {
+        let now = metrics_of(pool);
+        if let Some(DebugValue::Histogram(samples)) = now.get("pooled_client_wait_seconds") {
+            waits.extend(samples.iter().map(|s| s.0));
+        }
+        if until(&now, waits.len()) || started.elapsed() > Duration::from_secs(5) {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn gauge(metrics: &HashMap<String, DebugValue>, name: &str) -> f64 {
+    match metrics.get(name) {
+        Some(DebugValue::Gauge(value)) => value.0,
+        _ => f64::NAN,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gauges_counters_and_the_wait_histogram_follow_the_pool() {
+    snapshotter();
+    bounded(Duration::from_secs(30), async {
+        // One connection of one stream: of four concurrent calls, three wait.
+        // A short idle period makes the maintenance tick (and so the
+        // publishing) every 100 ms.
+        let (_server, pool) = server_and_pool(Some(1), |b| {
+            b.name("metrics-test")
+                .max_connections(1)
+                .idle_timeout(Duration::from_millis(800))
+                .acquire_timeout(Duration::from_secs(10))
+        })
+        .await;
+        let greeter = PooledGreeterClient::new(pool.clone());
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let greeter = greeter.clone();
+                tokio::spawn(async move { greeter.say_hello(hello(500)).await })
+            })
+            .collect();
+        let mut waits = Vec::new();
+        let busy = metrics_until("metrics-test", &mut waits, |m, _| {
+            gauge(m, "pooled_client_waiting") == 3.0
+        })
+        .await;
+        println!("{busy:#?}");
+        assert_eq!(gauge(&busy, "pooled_client_waiting"), 3.0);
+        assert_eq!(gauge(&busy, "pooled_client_in_flight"), 1.0);
+        assert_eq!(gauge(&busy, "pooled_client_connections"), 1.0);
+        assert_eq!(gauge(&busy, "pooled_client_capacity"), 1.0);
+        assert_eq!(gauge(&busy, "pooled_client_endpoints"), 1.0);
+        assert_eq!(busy["pooled_client_connects_total"], DebugValue::Counter(1));
+        for call in calls {
+            call.await.unwrap().unwrap();
+        }
+        // Three calls waited: three samples, each at least one call long.
+        let after = metrics_until("metrics-test", &mut waits, |m, waited| {
+            gauge(m, "pooled_client_in_flight") == 0.0 && waited >= 3
+        })
+        .await;
+        assert_eq!(waits.len(), 3, "{waits:?}");
+        assert!(waits.iter().all(|w| *w >= 0.45), "{waits:?}");
+        assert_eq!(gauge(&after, "pooled_client_waiting"), 0.0);
+        for name in [
+            "pooled_client_draining",
+            "pooled_client_connecting",
+            "pooled_client_connect_failures_total",
+            "pooled_client_evictions_total",
+            "pooled_client_idle_closes_total",
+            "pooled_client_expired_total",
+            "pooled_client_unhealthy_total",
+            "pooled_client_rejected_total",
+        ] {
+            assert!(after.contains_key(name), "{name} missing: {after:#?}");
+        }
+    })
+    .await;
+}
