@@ -82,6 +82,14 @@ impl Connection {
         }
     }
 
+    /// Takes one stream slot even past the connection's limit: a call bound
+    /// to this connection by its affinity key waits in HTTP/2's queue here
+    /// rather than move.
+    #[inline]
+    pub(crate) fn force_reserve(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Gives back a slot taken by [`try_reserve`](Self::try_reserve).
     ///
     /// Sequentially consistent, paired with the wait queue's length: either a

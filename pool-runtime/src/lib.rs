@@ -38,6 +38,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "runtime")]
+mod affinity;
+#[cfg(feature = "runtime")]
 mod body;
 #[cfg(feature = "build")]
 pub mod build;
@@ -93,6 +95,7 @@ mod wire;
 pub use crate::tls::TlsConfig;
 #[cfg(feature = "runtime")]
 pub use crate::{
+    affinity::AffinityKey,
     body::ResponseBody,
     builder::PoolBuilder,
     config::{Backoff, HealthCheck, Keepalive, PoolConfig},

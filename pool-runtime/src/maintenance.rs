@@ -125,6 +125,7 @@ fn maintain(shared: &Arc<Shared>, window: &mut LoadWindow, now: Instant) {
                 }
             }
         }
+        shared.affinity.prune(now, shared.config.idle_timeout);
         *window = LoadWindow::new(now);
     }
 

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tonic::Status;
 use tracing::Instrument;
 
+use crate::affinity::{AffinityKey, Bindings};
 use crate::builder::{Checked, PoolBuilder};
 use crate::config::PoolConfig;
 use crate::connection::Connection;
@@ -242,6 +243,8 @@ pub(crate) struct Shared {
     /// also serializes changes to `rotation`.
     live: Mutex<Vec<Weak<Connection>>>,
     pub(crate) waiters: Waiters<StreamGuard>,
+    /// Which connection each affinity key is bound to.
+    pub(crate) affinity: Bindings,
     connecting: AtomicUsize,
     closed: AtomicBool,
     started: AtomicBool,
@@ -263,6 +266,7 @@ impl Shared {
             rotation: ArcSwap::from_pointee(Vec::new()),
             live: Mutex::new(Vec::new()),
             waiters: Waiters::default(),
+            affinity: Bindings::default(),
             connecting: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             started: AtomicBool::new(false),
@@ -401,6 +405,24 @@ impl Shared {
         // Boxed so that every call's future stays small: only calls that
         // wait carry the queue's and the timer's state.
         Box::pin(self.acquire_slow()).await
+    }
+
+    /// Takes a stream slot on the connection `key` is bound to, or binds
+    /// it to the connection a plain call would take.
+    pub(crate) async fn acquire_for(
+        self: &Arc<Self>,
+        key: AffinityKey,
+    ) -> Result<StreamGuard, Status> {
+        if self.is_closed() {
+            return Err(closed_status());
+        }
+        if let Some(connection) = self.affinity.get(key) {
+            connection.force_reserve();
+            return Ok(StreamGuard::new(connection, self.clone()));
+        }
+        let guard = self.acquire().await?;
+        self.affinity.bind(key, guard.connection());
+        Ok(guard)
     }
 
     /// Joins the wait queue, growing the pool if it may.
@@ -847,6 +869,7 @@ impl Shared {
             expired_total: self.counters.expired.load(Ordering::Relaxed),
             unhealthy_total: self.counters.unhealthy.load(Ordering::Relaxed),
             rejected_total: self.counters.rejected.load(Ordering::Relaxed),
+            affinity_keys: self.affinity.len(),
             endpoints: self.endpoints.load().len(),
         }
     }

@@ -12,6 +12,7 @@ use http::{Request, Response, Uri};
 use tonic::Status;
 use tonic::body::Body;
 
+use crate::affinity::AffinityKey;
 use crate::body::ResponseBody;
 use crate::call::{CallEnd, RequestBody};
 use crate::endpoint::Endpoint;
@@ -112,8 +113,12 @@ async fn send_once_or_retry(
             .extensions()
             .get::<crate::codegen::UnaryCall>()
             .is_some();
+    let affinity = request.extensions().get::<AffinityKey>().copied();
     loop {
-        let mut guard = shared.acquire().await?;
+        let mut guard = match affinity {
+            None => shared.acquire().await?,
+            Some(key) => shared.acquire_for(key).await?,
+        };
         guard.bind(end.clone());
         let connection = guard.connection().clone();
         set_origin(&mut request, &connection.endpoint)?;

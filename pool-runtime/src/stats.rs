@@ -38,4 +38,6 @@ pub struct PoolStats {
     /// Calls refused with `RESOURCE_EXHAUSTED`: the wait queue was full, or
     /// no stream became free within `acquire_timeout`.
     pub rejected_total: u64,
+    /// Affinity keys bound to a connection.
+    pub affinity_keys: usize,
 }

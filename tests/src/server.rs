@@ -39,9 +39,18 @@ impl Greeter for GreeterService {
         &self,
         request: Request<HelloRequest>,
     ) -> Result<Response<HelloReply>, Status> {
+        // Which client port the call came from, so that tests can tell
+        // connections apart.
+        let peer = request.remote_addr();
         let request = request.into_inner();
         delay(&request).await;
-        Ok(Response::new(reply(&request)))
+        let mut response = Response::new(reply(&request));
+        if let Some(peer) = peer
+            && let Ok(value) = peer.port().to_string().parse()
+        {
+            response.metadata_mut().insert("peer-port", value);
+        }
+        Ok(response)
     }
 
     type SayHelloStreamStream = ReplyStream;

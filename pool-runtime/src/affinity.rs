@@ -1,0 +1,106 @@
+//! Keeping calls that share a key on one connection, for servers that tie
+//! state to a connection (session-bound streams, connection-scoped caches).
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use crate::connection::Connection;
+
+/// A key carried in a request's extensions: calls with the same key go to
+/// the same connection for as long as that connection takes calls.
+///
+/// The first call with a key takes the least-loaded connection, as any call
+/// does, and binds the key to it. Later calls with the key go there even
+/// when its streams are all taken: they then wait in HTTP/2's own queue on
+/// that connection, bounded by their deadline, rather than move. When the
+/// connection breaks, drains or closes, the next call binds the key afresh.
+/// Keys unused for `idle_timeout` are forgotten.
+///
+/// ```
+/// use pooled_client::AffinityKey;
+///
+/// let mut request = tonic::Request::new(());
+/// AffinityKey::new("session-42").attach(&mut request);
+/// assert_eq!(request.extensions().get::<AffinityKey>(), Some(&AffinityKey::new("session-42")));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AffinityKey(u64);
+
+impl AffinityKey {
+    /// The key for `value`, such as a session or user ID; equal values give
+    /// equal keys.
+    pub fn new(value: impl Hash) -> Self {
+        // SipHash with fixed keys: the same value maps to the same key in
+        // every process, which keeps logs comparable.
+        let mut hasher = DefaultHasher::new();
+        value.hash(&mut hasher);
+        Self(hasher.finish())
+    }
+
+    /// A key that is already a number.
+    pub const fn from_u64(value: u64) -> Self {
+        Self(value)
+    }
+
+    /// Puts the key in `request`'s extensions.
+    pub fn attach<T>(self, request: &mut tonic::Request<T>) {
+        request.extensions_mut().insert(self);
+    }
+}
+
+/// Which connection each key is bound to.
+#[derive(Debug, Default)]
+pub(crate) struct Bindings {
+    map: Mutex<HashMap<AffinityKey, Binding>>,
+}
+
+#[derive(Debug)]
+struct Binding {
+    connection: Weak<Connection>,
+    last_used: Instant,
+}
+
+impl Bindings {
+    /// The live connection `key` is bound to, if it still takes calls.
+    pub(crate) fn get(&self, key: AffinityKey) -> Option<Arc<Connection>> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let binding = map.get_mut(&key)?;
+        let connection = binding.connection.upgrade()?;
+        if !connection.link.is_ready() {
+            return None;
+        }
+        binding.last_used = Instant::now();
+        Some(connection)
+    }
+
+    /// Binds `key` to `connection`.
+    pub(crate) fn bind(&self, key: AffinityKey, connection: &Arc<Connection>) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(
+            key,
+            Binding {
+                connection: Arc::downgrade(connection),
+                last_used: Instant::now(),
+            },
+        );
+    }
+
+    /// Forgets keys whose connection is gone or that were unused for `idle`.
+    pub(crate) fn prune(&self, now: Instant, idle: Duration) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, binding| {
+            now.duration_since(binding.last_used) < idle
+                && binding
+                    .connection
+                    .upgrade()
+                    .is_some_and(|c| c.link.is_ready())
+        });
+    }
+
+    /// How many keys are bound.
+    pub(crate) fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
