@@ -58,6 +58,8 @@ mod connection;
 mod connector;
 #[cfg(feature = "runtime")]
 pub mod discovery;
+#[cfg(feature = "dns")]
+pub mod dns;
 #[cfg(feature = "runtime")]
 mod endpoint;
 #[cfg(feature = "runtime")]

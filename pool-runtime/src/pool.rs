@@ -315,6 +315,7 @@ impl Shared {
         }
         self.notify();
         self.grow(0);
+        self.rebalance(Instant::now());
         true
     }
 

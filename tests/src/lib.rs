@@ -2,6 +2,7 @@
 //! with every RPC shape, and servers on loopback.
 #![allow(missing_docs)]
 
+pub mod dns;
 pub mod proxy;
 pub mod server;
 pub mod support;

@@ -41,7 +41,9 @@ impl Greeter for GreeterService {
     ) -> Result<Response<HelloReply>, Status> {
         // Which client port the call came from, so that tests can tell
         // connections apart.
+        // and which server address it reached.
         let peer = request.remote_addr();
+        let local = request.local_addr();
         let request = request.into_inner();
         delay(&request).await;
         let mut response = Response::new(reply(&request));
@@ -49,6 +51,11 @@ impl Greeter for GreeterService {
             && let Ok(value) = peer.port().to_string().parse()
         {
             response.metadata_mut().insert("peer-port", value);
+        }
+        if let Some(local) = local
+            && let Ok(value) = local.ip().to_string().parse()
+        {
+            response.metadata_mut().insert("server-ip", value);
         }
         Ok(response)
     }

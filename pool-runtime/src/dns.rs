@@ -1,0 +1,201 @@
+//! Re-resolving an endpoint's host name on an interval (feature `dns`), so
+//! that the pool follows a service whose addresses change and spreads its
+//! connections over every address.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use futures_util::Stream;
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use http::uri::Scheme;
+
+use crate::discovery::{Change, Target};
+use crate::error::{BoxError, Error};
+
+/// A discovery source that resolves a URI's host name every
+/// `refresh_interval` and makes each address an endpoint: new addresses are
+/// added, vanished ones drained. Every connection still sends the host name
+/// as its `:authority` and TLS server name.
+///
+/// A failed lookup keeps the addresses known before, so a DNS outage does not
+/// empty the pool.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use pooled_client::dns::DnsDiscovery;
+///
+/// # fn demo() -> Result<(), pooled_client::Error> {
+/// let pool = pooled_client::Pool::builder()
+///     .discovery(
+///         DnsDiscovery::new("http://greeter.internal:50051")?
+///             .refresh_interval(Duration::from_secs(30))
+///             .into_stream(),
+///     )
+///     .min_connections(3)
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct DnsDiscovery {
+    uri: String,
+    host: String,
+    port: u16,
+    refresh_interval: Duration,
+    nameservers: Vec<SocketAddr>,
+}
+
+impl DnsDiscovery {
+    /// Resolves the host of `uri` (such as `http://greeter.internal:50051`)
+    /// with the system's resolver settings, every 30 s.
+    ///
+    /// # Errors
+    ///
+    /// The endpoint errors of [`PoolBuilder::build`](crate::PoolBuilder::build),
+    /// and [`Error::InvalidEndpoint`] when the host is an IP address.
+    pub fn new(uri: impl Into<String>) -> Result<Self, Error> {
+        let uri = uri.into();
+        let endpoint = crate::endpoint::Endpoint::parse(&uri)?;
+        let host = endpoint.authority.host().to_owned();
+        if host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok()
+        {
+            return Err(Error::InvalidEndpoint {
+                uri,
+                reason: "its host is an IP address: there is no name to resolve",
+            });
+        }
+        let default_port = if endpoint.scheme == Scheme::HTTPS {
+            443
+        } else {
+            80
+        };
+        let port = endpoint.authority.port_u16().unwrap_or(default_port);
+        Ok(Self {
+            uri,
+            host,
+            port,
+            refresh_interval: Duration::from_secs(30),
+            nameservers: Vec::new(),
+        })
+    }
+
+    /// How often the name is resolved again. Default: 30 s.
+    #[must_use]
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Asks the DNS server at `address` (UDP, then TCP) instead of the
+    /// system's; call it again to add more. Default: the system's servers.
+    #[must_use]
+    pub fn nameserver(mut self, address: SocketAddr) -> Self {
+        self.nameservers.push(address);
+        self
+    }
+
+    /// The stream of endpoint changes, for
+    /// [`PoolBuilder::discovery`](crate::PoolBuilder::discovery).
+    pub fn into_stream(
+        self,
+    ) -> impl Stream<Item = Result<Change<SocketAddr, Target>, BoxError>> + Send + 'static {
+        let state = Resolving {
+            discovery: self,
+            resolver: None,
+            known: BTreeSet::new(),
+            ready: VecDeque::new(),
+            first: true,
+        };
+        futures_util::stream::unfold(state, |mut state| async move {
+            let item = state.next().await;
+            Some((item, state))
+        })
+    }
+
+    fn resolver(&self) -> Result<TokioResolver, BoxError> {
+        let mut builder = if self.nameservers.is_empty() {
+            TokioResolver::builder_tokio()?
+        } else {
+            let servers = self
+                .nameservers
+                .iter()
+                .map(|address| {
+                    let mut udp = ConnectionConfig::udp();
+                    udp.port = address.port();
+                    let mut tcp = ConnectionConfig::tcp();
+                    tcp.port = address.port();
+                    NameServerConfig::new(address.ip(), true, vec![udp, tcp])
+                })
+                .collect();
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_parts(None, Vec::new(), servers),
+                TokioRuntimeProvider::default(),
+            )
+        };
+        // Answers are not kept past the refresh, so each refresh sees changes.
+        let options = builder.options_mut();
+        options.positive_max_ttl = Some(self.refresh_interval);
+        options.negative_max_ttl = Some(self.refresh_interval);
+        Ok(builder.build()?)
+    }
+}
+
+/// The state of a DNS discovery stream between items.
+struct Resolving {
+    discovery: DnsDiscovery,
+    resolver: Option<TokioResolver>,
+    known: BTreeSet<SocketAddr>,
+    ready: VecDeque<Change<SocketAddr, Target>>,
+    first: bool,
+}
+
+impl Resolving {
+    /// The next change, resolving again (after the interval) when none is
+    /// left; a failed lookup is reported once per attempt.
+    async fn next(&mut self) -> Result<Change<SocketAddr, Target>, BoxError> {
+        loop {
+            if let Some(change) = self.ready.pop_front() {
+                return Ok(change);
+            }
+            if !std::mem::take(&mut self.first) {
+                tokio::time::sleep(self.discovery.refresh_interval).await;
+            }
+            let addresses = self.lookup().await.map_err(|error| -> BoxError {
+                format!("resolving {:?} failed: {error}", self.discovery.host).into()
+            })?;
+            self.diff(addresses);
+        }
+    }
+
+    async fn lookup(&mut self) -> Result<BTreeSet<SocketAddr>, BoxError> {
+        let resolver = match &self.resolver {
+            Some(resolver) => resolver,
+            None => self.resolver.insert(self.discovery.resolver()?),
+        };
+        let answer = resolver.lookup_ip(self.discovery.host.as_str()).await?;
+        let port = self.discovery.port;
+        Ok(answer.iter().map(|ip| SocketAddr::new(ip, port)).collect())
+    }
+
+    /// Queues insertions of new addresses, then removals of vanished ones
+    /// (so that the pool can connect to the new before it drains the old).
+    fn diff(&mut self, addresses: BTreeSet<SocketAddr>) {
+        for new in addresses.difference(&self.known) {
+            let target = Target::new(self.discovery.uri.clone()).connect_to(*new);
+            self.ready.push_back(Change::Insert(*new, target));
+        }
+        for gone in self.known.difference(&addresses) {
+            self.ready.push_back(Change::Remove(*gone));
+        }
+        if self.known != addresses {
+            tracing::debug!(host = %self.discovery.host, ?addresses, "resolved new addresses");
+        }
+        self.known = addresses;
+    }
+}

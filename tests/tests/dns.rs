@@ -1,0 +1,171 @@
+//! DNS re-resolution (feature `dns`): a host name whose addresses change is
+//! followed, and connections spread over every address. A DNS server on
+//! loopback gives the answers; greeter servers listen on several loopback
+//! addresses with one port.
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use pooled_client::Pool;
+use pooled_client::dns::DnsDiscovery;
+use pooled_client_tests::dns::FakeDns;
+use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
+use pooled_client_tests::server::{ServerOptions, TestServer};
+use pooled_client_tests::support::{bounded, wait_for_stats};
+use tokio::net::TcpListener;
+
+const IPS: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(127, 0, 0, 1),
+    Ipv4Addr::new(127, 0, 0, 2),
+    Ipv4Addr::new(127, 0, 0, 3),
+];
+
+/// Greeter servers on 127.0.0.1, .2 and .3, all on one port.
+async fn servers_on_one_port() -> (u16, Vec<TestServer>) {
+    for _ in 0..20 {
+        let first = TcpListener::bind((IPS[0], 0)).await.unwrap();
+        let port = first.local_addr().unwrap().port();
+        let mut listeners = vec![first];
+        for ip in &IPS[1..] {
+            if let Ok(listener) = TcpListener::bind((*ip, port)).await {
+                listeners.push(listener);
+            }
+        }
+        if listeners.len() == IPS.len() {
+            let servers = listeners
+                .into_iter()
+                .map(|l| TestServer::serve(l, ServerOptions::default()))
+                .collect();
+            return (port, servers);
+        }
+    }
+    panic!("no port free on all three loopback addresses");
+}
+
+/// The server addresses that answered `calls` concurrent slow calls.
+async fn server_ips(greeter: &PooledGreeterClient, calls: usize) -> HashSet<String> {
+    let tasks: Vec<_> = (0..calls)
+        .map(|_| {
+            let greeter = greeter.clone();
+            tokio::spawn(async move {
+                let response = greeter
+                    .say_hello(HelloRequest {
+                        name: "dns".into(),
+                        delay_ms: 20,
+                        count: 0,
+                    })
+                    .await
+                    .unwrap();
+                response
+                    .metadata()
+                    .get("server-ip")
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned()
+            })
+        })
+        .collect();
+    let mut ips = HashSet::new();
+    for task in tasks {
+        ips.insert(task.await.unwrap());
+    }
+    ips
+}
+
+fn ips(list: &[&str]) -> HashSet<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_follows_a_name_whose_addresses_change() {
+    bounded(Duration::from_secs(30), async {
+        let (port, _servers) = servers_on_one_port().await;
+        let dns = FakeDns::start(&IPS[..2]).await;
+        let uri = format!("http://greeter.test:{port}");
+        let pool = Pool::builder()
+            .discovery(
+                DnsDiscovery::new(&uri)
+                    .unwrap()
+                    .nameserver(dns.addr)
+                    .refresh_interval(Duration::from_millis(100))
+                    .into_stream(),
+            )
+            .min_connections(2)
+            .build()
+            .unwrap();
+        let greeter = PooledGreeterClient::new(pool.clone());
+        let at = |ip: Ipv4Addr| format!("{uri} at {}", SocketAddr::from((ip, port)));
+
+        // Both addresses become endpoints, with a connection each.
+        assert!(
+            wait_for_stats(&pool, Duration::from_secs(5), |s| s.endpoints == 2
+                && s.connections == 2)
+            .await,
+            "{:?} {:?}",
+            pool.stats(),
+            pool.endpoints()
+        );
+        assert_eq!(pool.endpoints(), vec![at(IPS[0]), at(IPS[1])]);
+        assert_eq!(
+            server_ips(&greeter, 16).await,
+            ips(&["127.0.0.1", "127.0.0.2"])
+        );
+
+        // The name moves to .2 and .3: .1 drains, .3 takes a connection.
+        dns.set(&IPS[1..]);
+        assert!(
+            wait_for_stats(&pool, Duration::from_secs(5), |s| s.connections == 2
+                && s.draining == 0
+                && pool.endpoints() == vec![at(IPS[1]), at(IPS[2])])
+            .await,
+            "{:?} {:?}",
+            pool.stats(),
+            pool.endpoints()
+        );
+        let mut seen = HashSet::new();
+        for _ in 0..10 {
+            seen.extend(server_ips(&greeter, 16).await);
+            if seen.len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(seen, ips(&["127.0.0.2", "127.0.0.3"]));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_lookup_keeps_the_known_addresses() {
+    bounded(Duration::from_secs(30), async {
+        let (port, _servers) = servers_on_one_port().await;
+        let dns = FakeDns::start(&IPS[..1]).await;
+        let pool = Pool::builder()
+            .discovery(
+                DnsDiscovery::new(format!("http://greeter.test:{port}"))
+                    .unwrap()
+                    .nameserver(dns.addr)
+                    .refresh_interval(Duration::from_millis(50))
+                    .into_stream(),
+            )
+            .build()
+            .unwrap();
+        let greeter = PooledGreeterClient::new(pool.clone());
+        assert_eq!(server_ips(&greeter, 2).await, ips(&["127.0.0.1"]));
+        // The DNS server goes away: lookups fail, the endpoint stays.
+        drop(dns);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(pool.stats().endpoints, 1);
+        assert_eq!(server_ips(&greeter, 2).await, ips(&["127.0.0.1"]));
+    })
+    .await;
+}
+
+#[test]
+fn ip_addresses_and_bad_uris_are_refused() {
+    assert!(DnsDiscovery::new("http://127.0.0.1:50051").is_err());
+    assert!(DnsDiscovery::new("http://[::1]:50051").is_err());
+    assert!(DnsDiscovery::new("greeter.test:50051").is_err());
+    assert!(DnsDiscovery::new("http://greeter.test:50051").is_ok());
+}
