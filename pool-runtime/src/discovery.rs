@@ -4,7 +4,7 @@
 //! Consul or etcd watchers turn their events into `Change::Insert(key,
 //! target)` and `Change::Remove(key)` and hand the stream to
 //! [`PoolBuilder::discovery`](crate::PoolBuilder::discovery). The `dns`
-//! feature's [`DnsDiscovery`](crate::dns::DnsDiscovery) is one such source.
+//! feature's `dns::DnsDiscovery` is one such source.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -17,6 +17,7 @@
 //!   failures are `UNAVAILABLE`, as gRPC specifies.
 //!
 //! ```no_run
+//! # #[cfg(feature = "runtime")]
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //!
@@ -31,10 +32,22 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Beyond the core: health checking with `grpc.health.v1`
+//! ([`PoolBuilder::health_check`]), endpoints added and removed at run time
+//! and fed by discovery sources ([`Pool::add_endpoint`],
+//! [`PoolBuilder::discovery`], [`discovery`]), affinity keys
+//! ([`AffinityKey`]), and a tracing span per connection.
+//!
 //! # Features
 //! - `runtime` (default): the pool and the `#[pooled_client]` attribute.
 //! - `build`: the module `pooled_client::build`, the build-script helper that compiles protos into
 //!   tonic clients and pooled wrappers, without tokio or hyper.
+//! - `tls`: `https://` endpoints through rustls (`TlsConfig`).
+//! - `dns`: `dns::DnsDiscovery`, re-resolving a host name on an
+//!   interval and spreading connections over its addresses (hickory-resolver).
+//! - `serde`: [`PoolConfig`] from configuration files, durations as `"5s"`, with
+//!   [`Pool::from_config`].
+//! - `metrics`: gauges, counters and a wait-time histogram through the `metrics` crate's facade.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "runtime")]
