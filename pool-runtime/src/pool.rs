@@ -304,14 +304,11 @@ impl Shared {
     pub(crate) fn add_endpoint(self: &Arc<Self>, endpoint: Endpoint) -> bool {
         {
             let _live = self.live();
-            let current = self.endpoints.load();
-            if current.iter().any(|e| e.key == endpoint.key) {
+            if self.endpoints.load().iter().any(|e| e.key == endpoint.key) {
                 return false;
             }
-            let mut next = Vec::clone(&current);
             tracing::info!(endpoint = %endpoint.key, "endpoint added");
-            next.push(Arc::new(endpoint));
-            self.endpoints.store(Arc::new(next));
+            push_onto(&self.endpoints, Arc::new(endpoint));
         }
         self.notify();
         self.grow(0);
@@ -323,14 +320,10 @@ impl Shared {
     pub(crate) fn remove_endpoint(self: &Arc<Self>, key: &str) -> bool {
         let removed = {
             let _live = self.live();
-            let current = self.endpoints.load();
-            let Some(position) = current.iter().position(|e| e.key == key) else {
+            let Some(removed) = take_from(&self.endpoints, |e| e.key == key) else {
                 return false;
             };
-            let mut next = Vec::clone(&current);
-            let removed = next.remove(position);
             removed.remove();
-            self.endpoints.store(Arc::new(next));
             removed
         };
         tracing::info!(endpoint = %removed.key, "endpoint removed");
@@ -699,9 +692,7 @@ impl Shared {
                     if self.is_closed() || endpoint.is_removed() {
                         connection.link.advance(State::Draining);
                     } else {
-                        let mut next = Vec::clone(&self.rotation.load());
-                        next.push(connection.clone());
-                        self.rotation.store(Arc::new(next));
+                        push_onto(&self.rotation, connection.clone());
                     }
                 }
                 self.connecting.fetch_sub(1, Ordering::SeqCst);
@@ -755,13 +746,9 @@ impl Shared {
     pub(crate) fn retire(self: &Arc<Self>, id: u64, why: Retirement) -> bool {
         let removed = {
             let _live = self.live();
-            let current = self.rotation.load();
-            let Some(position) = current.iter().position(|c| c.id == id) else {
+            let Some(removed) = take_from(&self.rotation, |c| c.id == id) else {
                 return false;
             };
-            let mut next = Vec::clone(&current);
-            let removed = next.remove(position);
-            self.rotation.store(Arc::new(next));
             removed
         };
         removed.link.advance(State::Draining);
@@ -874,6 +861,25 @@ impl Shared {
             endpoints: self.endpoints.load().len(),
         }
     }
+}
+
+/// Adds `item` to a list that readers load without a lock; the caller holds
+/// the `live` lock, which serializes changes.
+fn push_onto<T>(list: &ArcSwap<Vec<Arc<T>>>, item: Arc<T>) {
+    let mut next = Vec::clone(&list.load());
+    next.push(item);
+    list.store(Arc::new(next));
+}
+
+/// Takes the first item that `matches` out of a list that readers load
+/// without a lock; the caller holds the `live` lock.
+fn take_from<T>(list: &ArcSwap<Vec<Arc<T>>>, matches: impl Fn(&T) -> bool) -> Option<Arc<T>> {
+    let current = list.load();
+    let position = current.iter().position(|item| matches(item))?;
+    let mut next = Vec::clone(&current);
+    let removed = next.remove(position);
+    list.store(Arc::new(next));
+    Some(removed)
 }
 
 /// A call's place in the wait queue; leaving without a grant gives it up.

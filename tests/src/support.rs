@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use pooled_client::{Pool, PoolBuilder, PoolStats};
+use pooled_client::{AffinityKey, Pool, PoolBuilder, PoolStats};
+
+use crate::helloworld::{HelloRequest, PooledGreeterClient};
 
 use crate::server::{ServerOptions, TestServer};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -165,4 +167,40 @@ pub fn python_with_grpcio() -> PathBuf {
         assert!(installed, "pip could not install grpcio from PyPI");
     }
     python
+}
+
+/// Makes `calls` concurrent `SayHello` calls that take `delay_ms` each,
+/// carrying `key` if given, and returns each response's `header` (the test
+/// server reports the client's port in `peer-port` and its own address in
+/// `server-ip`).
+pub async fn concurrent_headers(
+    greeter: &PooledGreeterClient,
+    calls: usize,
+    delay_ms: u32,
+    key: Option<AffinityKey>,
+    header: &'static str,
+) -> Vec<String> {
+    let tasks: Vec<_> = (0..calls)
+        .map(|_| {
+            let greeter = greeter.clone();
+            tokio::spawn(async move {
+                let mut request = tonic::Request::new(HelloRequest {
+                    name: "concurrent".into(),
+                    delay_ms,
+                    count: 0,
+                });
+                if let Some(key) = key {
+                    key.attach(&mut request);
+                }
+                let response = greeter.say_hello(request).await.expect("call succeeds");
+                let value = response.metadata().get(header).expect("the header");
+                value.to_str().expect("ascii").to_owned()
+            })
+        })
+        .collect();
+    let mut values = Vec::with_capacity(calls);
+    for task in tasks {
+        values.push(task.await.expect("a call's task panicked"));
+    }
+    values
 }

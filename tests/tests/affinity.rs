@@ -5,52 +5,20 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use pooled_client::{AffinityKey, Pool};
-use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
+use pooled_client_tests::helloworld::PooledGreeterClient;
 use pooled_client_tests::proxy::FaultProxy;
 use pooled_client_tests::server::{ServerOptions, TestServer};
-use pooled_client_tests::support::{bounded, wait_for_stats};
+use pooled_client_tests::support::{bounded, concurrent_headers, wait_for_stats};
 
-fn hello(delay_ms: u32) -> HelloRequest {
-    HelloRequest {
-        name: "affinity".into(),
-        delay_ms,
-        count: 0,
-    }
-}
-
-/// Calls `greeter` `calls` times at once, with `key` if given; returns the
-/// client ports (one per connection) the server saw.
+/// The client ports (one per connection) that `calls` concurrent calls
+/// came from, with `key` if given.
 async fn ports_used(
     greeter: &PooledGreeterClient,
     key: Option<AffinityKey>,
     calls: usize,
     delay_ms: u32,
-) -> Vec<u16> {
-    let tasks: Vec<_> = (0..calls)
-        .map(|_| {
-            let greeter = greeter.clone();
-            tokio::spawn(async move {
-                let mut request = tonic::Request::new(hello(delay_ms));
-                if let Some(key) = key {
-                    key.attach(&mut request);
-                }
-                let response = greeter.say_hello(request).await.unwrap();
-                response
-                    .metadata()
-                    .get("peer-port")
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .parse()
-                    .unwrap()
-            })
-        })
-        .collect();
-    let mut ports = Vec::new();
-    for task in tasks {
-        ports.push(task.await.unwrap());
-    }
-    ports
+) -> Vec<String> {
+    concurrent_headers(greeter, calls, delay_ms, key, "peer-port").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,7 +40,7 @@ async fn calls_with_one_key_share_a_connection_until_it_breaks() {
         let greeter = PooledGreeterClient::new(pool.clone());
 
         // Without a key, 16 concurrent calls spread over the connections.
-        let spread: HashSet<u16> = ports_used(&greeter, None, 16, 50)
+        let spread: HashSet<String> = ports_used(&greeter, None, 16, 50)
             .await
             .into_iter()
             .collect();
@@ -81,14 +49,14 @@ async fn calls_with_one_key_share_a_connection_until_it_breaks() {
         // With a key, 12 concurrent calls (three times the connection's
         // limit) all go to one connection, and all succeed.
         let session = AffinityKey::new("session-1");
-        let keyed: HashSet<u16> = ports_used(&greeter, Some(session), 12, 50)
+        let keyed: HashSet<String> = ports_used(&greeter, Some(session), 12, 50)
             .await
             .into_iter()
             .collect();
         assert_eq!(keyed.len(), 1, "{keyed:?}");
-        let bound = *keyed.iter().next().unwrap();
+        let bound = keyed.iter().next().unwrap().clone();
         // ... and the same connection later.
-        let again: HashSet<u16> = ports_used(&greeter, Some(session), 3, 0)
+        let again: HashSet<String> = ports_used(&greeter, Some(session), 3, 0)
             .await
             .into_iter()
             .collect();
@@ -97,7 +65,7 @@ async fn calls_with_one_key_share_a_connection_until_it_breaks() {
         assert_eq!(pool.stats().in_flight, 0);
 
         // Another key is bound on its own, possibly elsewhere.
-        let other: HashSet<u16> = ports_used(&greeter, Some(AffinityKey::from_u64(7)), 6, 20)
+        let other: HashSet<String> = ports_used(&greeter, Some(AffinityKey::from_u64(7)), 6, 20)
             .await
             .into_iter()
             .collect();
@@ -114,13 +82,13 @@ async fn calls_with_one_key_share_a_connection_until_it_breaks() {
             "{:?}",
             pool.stats()
         );
-        let moved: HashSet<u16> = ports_used(&greeter, Some(session), 8, 20)
+        let moved: HashSet<String> = ports_used(&greeter, Some(session), 8, 20)
             .await
             .into_iter()
             .collect();
         assert_eq!(moved.len(), 1, "{moved:?}");
         assert_ne!(moved, HashSet::from([bound]));
-        let stays: HashSet<u16> = ports_used(&greeter, Some(session), 4, 0)
+        let stays: HashSet<String> = ports_used(&greeter, Some(session), 4, 0)
             .await
             .into_iter()
             .collect();

@@ -10,9 +10,9 @@ use std::time::Duration;
 use pooled_client::Pool;
 use pooled_client::dns::DnsDiscovery;
 use pooled_client_tests::dns::FakeDns;
-use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
+use pooled_client_tests::helloworld::PooledGreeterClient;
 use pooled_client_tests::server::{ServerOptions, TestServer};
-use pooled_client_tests::support::{bounded, wait_for_stats};
+use pooled_client_tests::support::{bounded, concurrent_headers, wait_for_stats};
 use tokio::net::TcpListener;
 
 const IPS: [Ipv4Addr; 3] = [
@@ -45,33 +45,10 @@ async fn servers_on_one_port() -> (u16, Vec<TestServer>) {
 
 /// The server addresses that answered `calls` concurrent slow calls.
 async fn server_ips(greeter: &PooledGreeterClient, calls: usize) -> HashSet<String> {
-    let tasks: Vec<_> = (0..calls)
-        .map(|_| {
-            let greeter = greeter.clone();
-            tokio::spawn(async move {
-                let response = greeter
-                    .say_hello(HelloRequest {
-                        name: "dns".into(),
-                        delay_ms: 20,
-                        count: 0,
-                    })
-                    .await
-                    .unwrap();
-                response
-                    .metadata()
-                    .get("server-ip")
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .to_owned()
-            })
-        })
-        .collect();
-    let mut ips = HashSet::new();
-    for task in tasks {
-        ips.insert(task.await.unwrap());
-    }
-    ips
+    concurrent_headers(greeter, calls, 20, None, "server-ip")
+        .await
+        .into_iter()
+        .collect()
 }
 
 fn ips(list: &[&str]) -> HashSet<String> {
