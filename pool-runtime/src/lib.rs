@@ -38,6 +38,39 @@
 //! [`PoolBuilder::discovery`], [`discovery`]), affinity keys
 //! ([`AffinityKey`]), and a tracing span per connection.
 //!
+//! # Metrics
+//!
+//! With the `metrics` feature every pool publishes its state through the
+//! [`metrics`](https://docs.rs/metrics) facade, to whichever recorder the
+//! program installs (Prometheus, StatsD, OpenTelemetry...), labelled with the
+//! pool's [`name`](PoolBuilder::name): gauges `pooled_client_connections`,
+//! `_draining`, `_connecting`, `_in_flight`, `_waiting`, `_capacity` and
+//! `_endpoints`; counters `pooled_client_connects_total`,
+//! `_connect_failures_total`, `_evictions_total`, `_idle_closes_total`,
+//! `_expired_total`, `_unhealthy_total` and `_rejected_total`; and the
+//! histogram `pooled_client_wait_seconds` of calls that had to queue. Gauges
+//! and counters mirror [`Pool::stats`] at every connection change and at
+//! least once a second, so calls pay nothing for them.
+//!
+//! ```no_run
+//! # #[cfg(feature = "metrics")]
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! // Any recorder; this one keeps the values in memory.
+//! let recorder = metrics_util::debugging::DebuggingRecorder::new();
+//! let snapshotter = recorder.snapshotter();
+//! recorder.install()?;
+//!
+//! let pool = pooled_client::Pool::builder()
+//!     .name("orders")
+//!     .endpoint("http://127.0.0.1:50051")
+//!     .build()?;
+//! pool.ready().await?;
+//! for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+//!     println!("{} {:?}", key.key().name(), value); // pooled_client_connections Gauge(1.0) ...
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! # Features
 //! - `runtime` (default): the pool and the `#[pooled_client]` attribute.
 //! - `build`: the module `pooled_client::build`, the build-script helper that compiles protos into

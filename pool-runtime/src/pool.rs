@@ -584,7 +584,10 @@ impl Shared {
                 self.connecting.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(self.clone().open(empty.clone(), true));
             }
-        } else {
+        } else if !empty.is_failing() {
+            // A busy pool gives up a working connection only for an
+            // endpoint that has not failed; a failing one is tried again
+            // when there is room.
             self.drain_one(&fullest);
         }
     }
