@@ -159,3 +159,16 @@ async fn a_pool_from_a_file_makes_calls() {
     })
     .await;
 }
+
+#[test]
+fn the_example_file_loads_and_builds_a_pool() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/config/pool.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let config: PoolConfig = toml::from_str(&text).unwrap();
+    assert_eq!(config.max_connections, 8);
+    assert_eq!(
+        config.health_check.as_ref().map(|h| h.service.as_str()),
+        Some("helloworld.Greeter")
+    );
+    Pool::from_config(config).unwrap();
+}
