@@ -273,7 +273,8 @@ impl Backoff {
 /// `SERVING`, an error or no answer within `timeout` takes every connection
 /// to that endpoint out of the rotation; the pool then reconnects with its
 /// backoff, and a new connection joins only once the server answers
-/// `SERVING`.
+/// `SERVING`. A server that does not implement the health service
+/// (`UNIMPLEMENTED`) counts as serving, as in gRPC's own health checking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(from = "HealthCheckFields"))]

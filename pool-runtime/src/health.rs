@@ -57,6 +57,16 @@ pub(crate) async fn check(
             service,
             timeout: settings.timeout,
         }),
+        // As gRPC's own client-side health checking does (A17), a server
+        // without the health service counts as healthy, so that turning
+        // checks on cannot take down a pool of servers that lack it.
+        Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => {
+            tracing::warn!(
+                service,
+                "the server does not implement grpc.health.v1; treating it as serving"
+            );
+            Ok(())
+        }
         Ok(Err(status)) => Err(HealthError::Failed { service, status }),
         Ok(Ok(response)) => match response.into_inner().status() {
             ServingStatus::Serving => Ok(()),

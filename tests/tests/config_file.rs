@@ -90,6 +90,9 @@ fn mistakes_in_the_file_name_the_field() {
         missing_file.contains("/nonexistent/ca.pem"),
         "{missing_file}"
     );
+    for message in [&bad_duration, &typo, &nested, &missing_file] {
+        println!("{message}");
+    }
 }
 
 #[test]

@@ -211,3 +211,25 @@ async fn health_checks_work_against_a_grpcio_health_server() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_the_health_service_counts_as_serving() {
+    bounded(Duration::from_secs(20), async {
+        let server = TestServer::start(pooled_client_tests::server::ServerOptions::default()).await;
+        let pool = Pool::builder()
+            .endpoint(server.uri())
+            .health_check(GREETER, Duration::from_millis(50))
+            .build()
+            .unwrap();
+        pool.ready().await.unwrap();
+        let greeter = PooledGreeterClient::new(pool.clone());
+        for _ in 0..5 {
+            greeter.say_hello(hello()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let stats = pool.stats();
+        assert_eq!(stats.unhealthy_total, 0, "{stats:?}");
+        assert_eq!(stats.connects_total, 1, "{stats:?}");
+    })
+    .await;
+}
