@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::time::MissedTickBehavior;
 
 use crate::config::PoolConfig;
+use crate::connection::Connection;
 use crate::connector::Driver;
 use crate::pool::{Retirement, Shared};
 use crate::wire::{Link, State};
@@ -114,9 +115,22 @@ fn maintain(shared: &Arc<Shared>, window: &mut LoadWindow, now: Instant) {
     // without such hysteresis the size flaps (tower#456).
     if now.duration_since(window.started) >= shared.config.idle_timeout {
         if !window.saw_waiting && rotation.len() > shared.config.min_connections {
-            let victim = rotation
-                .iter()
-                .min_by_key(|c| (c.in_flight(), Reverse(c.opened_at)));
+            // The least busy, then from the endpoint with the most
+            // connections (so that shrinking keeps the spread), then the
+            // youngest.
+            let per_endpoint = |c: &Arc<Connection>| {
+                rotation
+                    .iter()
+                    .filter(|other| Arc::ptr_eq(&other.endpoint, &c.endpoint))
+                    .count()
+            };
+            let victim = rotation.iter().min_by_key(|c| {
+                (
+                    c.in_flight(),
+                    Reverse(per_endpoint(c)),
+                    Reverse(c.opened_at),
+                )
+            });
             if let Some(victim) = victim {
                 let total: usize = rotation.iter().map(|c| c.capacity()).sum();
                 let rest = total.saturating_sub(victim.capacity());

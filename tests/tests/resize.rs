@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use pooled_client::Pool;
 use pooled_client_tests::helloworld::HelloRequest;
 use pooled_client_tests::helloworld::greeter_client::GreeterClient;
+use pooled_client_tests::proxy::FaultProxy;
 use pooled_client_tests::server::{ServerOptions, TestServer};
+use pooled_client_tests::support::wait_for_stats;
 
 fn hello(delay_ms: u32) -> HelloRequest {
     HelloRequest {
@@ -109,6 +111,72 @@ async fn connections_are_replaced_at_their_lifetime_without_failing_calls() {
         assert!(stats.expired_total >= 2, "{stats:?}");
         assert!(stats.connects_total >= 3, "{stats:?}");
         assert!(stats.connections >= 1);
+    })
+    .await
+    .expect("test exceeded its time limit");
+}
+
+/// `calls` concurrent calls of `delay_ms` each, all succeeding.
+async fn burst(pool: &Pool, calls: usize, delay_ms: u32) {
+    let tasks: Vec<_> = (0..calls)
+        .map(|_| {
+            let mut client = GreeterClient::new(pool.clone());
+            tokio::spawn(async move { client.say_hello(hello(delay_ms)).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shrinking_keeps_connections_spread_over_endpoints_without_reconnecting() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let options = ServerOptions {
+            max_concurrent_streams: Some(2),
+        };
+        let server_a = TestServer::start(options).await;
+        let server_b = TestServer::start(options).await;
+        let proxy_a = FaultProxy::start(server_a.addr).await;
+        let proxy_b = FaultProxy::start(server_b.addr).await;
+        let open = || (proxy_a.open_connections(), proxy_b.open_connections());
+        let pool = Pool::builder()
+            .endpoint(proxy_a.uri())
+            .min_connections(2)
+            .max_connections(6)
+            .idle_timeout(Duration::from_millis(300))
+            .acquire_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        // A alone grows to 4; B joins and takes one over; the next burst
+        // grows both: A's first connections are the oldest, B's all young.
+        burst(&pool, 8, 200).await;
+        assert_eq!(open(), (4, 0));
+        pool.add_endpoint(proxy_b.uri()).unwrap();
+        assert!(wait_for_stats(&pool, Duration::from_secs(5), |_| open() == (3, 1)).await);
+        burst(&pool, 12, 200).await;
+        assert_eq!(pool.stats().connections, 6, "{:?}", pool.stats());
+        assert!(open().1 >= 2, "{:?}", open());
+        let opened = pool.stats().connects_total;
+
+        // Idle: down to 2, one on each endpoint, closing only: taking the
+        // youngest first would empty B, and moving a connection back to it
+        // would reconnect.
+        assert!(
+            wait_for_stats(&pool, Duration::from_secs(10), |s| s.connections == 2
+                && s.draining == 0
+                && open().0 + open().1 == 2)
+            .await,
+            "{:?} {:?}",
+            pool.stats(),
+            open()
+        );
+        assert_eq!(open(), (1, 1));
+        assert_eq!(
+            pool.stats().connects_total,
+            opened,
+            "no connection was reopened"
+        );
     })
     .await
     .expect("test exceeded its time limit");
