@@ -1,7 +1,8 @@
 //! A bounded soak: mixed faults at load, with counts by outcome and the
-//! pool's stats each second. `soak [--seconds N]` (default 60; CI runs 10).
+//! pool's stats each second. `soak [--seconds N]` (default 60; CI runs 14, each fault once).
 //!
-//! Faults cycle every two seconds: random connection resets, a burst of
+//! Faults cycle every two seconds: random connection resets, the endpoint
+//! moved to another address and back (the old one drains), a burst of
 //! cancelled calls, added latency, a burst of excess calls that must be
 //! rejected, a blackhole that keepalive must find, and refused connections.
 //! It exits non-zero if a call ends in an unexpected way or the pool leaks a
@@ -80,6 +81,8 @@ async fn main() {
     })
     .await;
     let proxy = Arc::new(FaultProxy::start(server.addr).await);
+    // A second way to the same server, for moving the endpoint under load.
+    let detour = FaultProxy::start(server.addr).await;
     let pool = Pool::builder()
         .endpoint(proxy.uri())
         .min_connections(2)
@@ -112,6 +115,7 @@ async fn main() {
 
     let faults = [
         "resets",
+        "endpoint move",
         "cancel storm",
         "latency",
         "overload",
@@ -129,6 +133,16 @@ async fn main() {
                 for _ in 0..10 {
                     proxy.reset_random();
                     tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            "endpoint move" => {
+                // To the detour and back; calls on the removed endpoint finish.
+                let pause = Duration::from_millis(150);
+                for (from, to) in [(proxy.uri(), detour.uri()), (detour.uri(), proxy.uri())] {
+                    let _ = pool.add_endpoint(to);
+                    tokio::time::sleep(pause).await;
+                    pool.remove_endpoint(&from);
+                    tokio::time::sleep(pause).await;
                 }
             }
             "latency" => proxy.set_latency(Duration::from_millis(20)),
