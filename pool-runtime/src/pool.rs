@@ -131,7 +131,7 @@ impl Pool {
     pub async fn close(&self) {
         let shared = &self.shared;
         if !shared.closed.swap(true, Ordering::AcqRel) {
-            tracing::info!("pool closing");
+            tracing::info!(pool = %shared.config.name, "pool closing");
             shared.waiters.fail_all(&closed_status());
             shared.notify();
         }
@@ -146,7 +146,7 @@ impl Pool {
             connection.link.advance(State::Draining);
         }
         drop(connections);
-        tracing::info!("pool closed");
+        tracing::info!(pool = %shared.config.name, "pool closed");
     }
 
     /// Takes a stream slot and gives it back at once, returning whether one
