@@ -75,16 +75,26 @@ impl Bindings {
         Some(connection)
     }
 
-    /// Binds `key` to `connection`.
-    pub(crate) fn bind(&self, key: AffinityKey, connection: &Arc<Connection>) {
+    /// Binds `key` to `connection` unless a call racing this one bound it
+    /// first; returns the connection the key is bound to.
+    pub(crate) fn bind(&self, key: AffinityKey, connection: &Arc<Connection>) -> Arc<Connection> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if let Some(binding) = map.get_mut(&key)
+            && let Some(bound) = binding.connection.upgrade()
+            && bound.link.is_ready()
+        {
+            binding.last_used = now;
+            return bound;
+        }
         map.insert(
             key,
             Binding {
                 connection: Arc::downgrade(connection),
-                last_used: Instant::now(),
+                last_used: now,
             },
         );
+        connection.clone()
     }
 
     /// Forgets keys whose connection is gone or that were unused for `idle`.

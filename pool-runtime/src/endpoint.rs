@@ -163,6 +163,16 @@ impl Endpoint {
         true
     }
 
+    /// Whether an attempt is under way, or `None` while the endpoint waits
+    /// out a backoff.
+    pub(crate) fn connecting_unless_backing_off(&self, now: Instant) -> Option<bool> {
+        let attempts = self.attempts();
+        if attempts.retry_at.is_some_and(|at| at > now) && !attempts.connecting {
+            return None;
+        }
+        Some(attempts.connecting)
+    }
+
     /// Whether an attempt could start now, without claiming the endpoint.
     pub(crate) fn may_try(&self, now: Instant) -> bool {
         let attempts = self.attempts();

@@ -415,8 +415,14 @@ impl Shared {
             return Ok(StreamGuard::new(connection, self.clone()));
         }
         let guard = self.acquire().await?;
-        self.affinity.bind(key, guard.connection());
-        Ok(guard)
+        let bound = self.affinity.bind(key, guard.connection());
+        if Arc::ptr_eq(&bound, guard.connection()) {
+            return Ok(guard);
+        }
+        // Another call with the key bound it first: follow it there.
+        drop(guard);
+        bound.force_reserve();
+        Ok(StreamGuard::new(bound, self.clone()))
     }
 
     /// Joins the wait queue, growing the pool if it may.
@@ -534,25 +540,31 @@ impl Shared {
 
     /// Claims the endpoint with the fewest connections among those that may
     /// be tried now.
+    ///
+    /// An attempt under way counts as a connection, and only the endpoints
+    /// with the fewest are tried: while the emptiest endpoint is busy
+    /// connecting, the pool waits for that attempt rather than pile onto a
+    /// fuller one. Endpoints waiting out a backoff are left out.
     fn claim_endpoint(&self) -> Option<Arc<Endpoint>> {
         let rotation = self.rotation.load();
         let endpoints = self.endpoints.load();
-        let mut order: Vec<(usize, usize)> = endpoints
+        let now = Instant::now();
+        let loads: Vec<(usize, &Arc<Endpoint>)> = endpoints
             .iter()
-            .enumerate()
-            .map(|(index, endpoint)| {
-                let count = rotation
+            .filter_map(|endpoint| {
+                let connecting = endpoint.connecting_unless_backing_off(now)?;
+                let open = rotation
                     .iter()
                     .filter(|c| Arc::ptr_eq(&c.endpoint, endpoint))
                     .count();
-                (count, index)
+                Some((open + usize::from(connecting), endpoint))
             })
             .collect();
-        order.sort_unstable();
-        let now = Instant::now();
-        order
+        let fewest = loads.iter().map(|(load, _)| *load).min()?;
+        loads
             .into_iter()
-            .map(|(_, index)| &endpoints[index])
+            .filter(|(load, _)| *load == fewest)
+            .map(|(_, endpoint)| endpoint)
             .find(|endpoint| endpoint.try_claim(now))
             .cloned()
     }
