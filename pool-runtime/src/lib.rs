@@ -84,7 +84,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "runtime")]
+mod acquire;
+#[cfg(feature = "runtime")]
 mod affinity;
+#[cfg(feature = "runtime")]
+mod balance;
 #[cfg(feature = "runtime")]
 mod body;
 #[cfg(feature = "build")]
@@ -122,6 +126,8 @@ mod metrics;
 mod picker;
 #[cfg(feature = "runtime")]
 mod pool;
+#[cfg(feature = "runtime")]
+mod rotation;
 #[cfg(feature = "runtime")]
 mod rpc;
 #[cfg(feature = "runtime")]

@@ -10,7 +10,8 @@ use tokio::time::MissedTickBehavior;
 use crate::config::PoolConfig;
 use crate::connection::Connection;
 use crate::connector::Driver;
-use crate::pool::{Retirement, Shared};
+use crate::pool::Shared;
+use crate::rotation::Retirement;
 use crate::wire::{Link, State};
 
 /// Drives one connection's request dispatch until it ends, then takes the

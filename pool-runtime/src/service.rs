@@ -17,7 +17,8 @@ use crate::body::ResponseBody;
 use crate::call::{CallEnd, RequestBody};
 use crate::endpoint::Endpoint;
 use crate::grpc_timeout;
-use crate::pool::{Pool, Retirement, Shared};
+use crate::pool::{Pool, Shared};
+use crate::rotation::Retirement;
 use crate::status;
 
 const DEFAULT_USER_AGENT: &str = concat!("pooled-client/", env!("CARGO_PKG_VERSION"));
