@@ -190,3 +190,82 @@ async fn with_every_endpoint_removed_calls_fail_with_a_clear_status() {
     })
     .await;
 }
+
+/// A stream of changes that records when the pool drops it.
+struct Watched {
+    inner: UnboundedReceiverStream<Result<Change<&'static str, Target>, std::io::Error>>,
+    dropped: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl futures_util::Stream for Watched {
+    type Item = Result<Change<&'static str, Target>, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Some(dropped) = self.dropped.take() {
+            let _ = dropped.send(());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_errors_and_invalid_targets_leave_endpoints_alone_and_the_source_ends_with_the_pool()
+{
+    bounded(Duration::from_secs(30), async {
+        let (_a, proxy_a) = counted_server().await;
+        let (changes, rx) = mpsc::unbounded_channel();
+        let (dropped_tx, dropped) = tokio::sync::oneshot::channel();
+        let pool = Pool::builder()
+            .discovery(Watched {
+                inner: UnboundedReceiverStream::new(rx),
+                dropped: Some(dropped_tx),
+            })
+            .build()
+            .unwrap();
+        let greeter = PooledGreeterClient::new(pool.clone());
+        changes
+            .send(Ok(Change::Insert("a", Target::from(proxy_a.uri()))))
+            .unwrap();
+        greeter.say_hello(hello(0)).await.unwrap();
+
+        // The watcher fails, then sends nonsense: the endpoint stays.
+        changes
+            .send(Err(std::io::Error::other("watch connection lost")))
+            .unwrap();
+        changes
+            .send(Ok(Change::Insert("b", Target::from("not a uri"))))
+            .unwrap();
+        changes.send(Ok(Change::Remove("never inserted"))).unwrap();
+        // A last, valid change shows that all before it were applied.
+        let by_address = Target::new("http://greeter.test").connect_to(proxy_a.addr);
+        changes.send(Ok(Change::Insert("c", by_address))).unwrap();
+        assert!(wait_for_stats(&pool, Duration::from_secs(5), |s| s.endpoints == 2).await);
+        assert_eq!(
+            pool.endpoints(),
+            vec![
+                proxy_a.uri(),
+                format!("http://greeter.test at {}", proxy_a.addr)
+            ]
+        );
+        greeter.say_hello(hello(0)).await.unwrap();
+
+        // Dropping the last handle to the pool stops the source, although
+        // it never ended.
+        drop(greeter);
+        drop(pool);
+        tokio::time::timeout(Duration::from_secs(5), dropped)
+            .await
+            .expect("the discovery source outlived its pool")
+            .unwrap();
+        drop(changes);
+    })
+    .await;
+}
