@@ -114,3 +114,16 @@ impl Bindings {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_values_give_equal_keys() {
+        assert_eq!(AffinityKey::new("session-1"), AffinityKey::new("session-1"));
+        assert_ne!(AffinityKey::new("session-1"), AffinityKey::new("session-2"));
+        assert_eq!(AffinityKey::new(42u64), AffinityKey::new(42u64));
+        assert_eq!(AffinityKey::from_u64(7), AffinityKey::from_u64(7));
+    }
+}

@@ -199,3 +199,56 @@ impl Resolving {
         self.known = addresses;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolving() -> Resolving {
+        Resolving {
+            discovery: DnsDiscovery::new("http://greeter.test:7").unwrap(),
+            resolver: None,
+            known: BTreeSet::new(),
+            ready: VecDeque::new(),
+            first: true,
+        }
+    }
+
+    fn addresses(last_octets: &[u8]) -> BTreeSet<SocketAddr> {
+        last_octets
+            .iter()
+            .map(|o| SocketAddr::from(([10, 0, 0, *o], 7)))
+            .collect()
+    }
+
+    #[test]
+    fn new_addresses_are_inserted_before_vanished_ones_are_removed() {
+        let mut state = resolving();
+        state.diff(addresses(&[1, 2]));
+        state.ready.clear();
+        state.diff(addresses(&[2, 3]));
+        let changes: Vec<String> = state
+            .ready
+            .iter()
+            .map(|change| match change {
+                Change::Insert(address, target) => {
+                    assert_eq!(target.uri(), "http://greeter.test:7");
+                    assert_eq!(target.address(), Some(*address));
+                    format!("insert {address}")
+                }
+                Change::Remove(address) => format!("remove {address}"),
+            })
+            .collect();
+        assert_eq!(changes, ["insert 10.0.0.3:7", "remove 10.0.0.1:7"]);
+        // The same answer again changes nothing.
+        state.ready.clear();
+        state.diff(addresses(&[2, 3]));
+        assert!(state.ready.is_empty());
+    }
+
+    #[test]
+    fn the_port_defaults_by_scheme() {
+        assert_eq!(DnsDiscovery::new("http://h.test").unwrap().port, 80);
+        assert_eq!(DnsDiscovery::new("http://h.test:9").unwrap().port, 9);
+    }
+}
