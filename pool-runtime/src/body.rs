@@ -71,7 +71,7 @@ impl ResponseBody {
     fn endpoint(&self) -> String {
         self.guard.as_ref().map_or_else(
             || "the server".to_owned(),
-            |g| g.connection().endpoint.uri.clone(),
+            |g| g.connection().endpoint.key.clone(),
         )
     }
 }

@@ -110,7 +110,7 @@ impl Shared {
                     expires_at,
                 ));
                 tracing::debug!(
-                    endpoint = %endpoint.uri,
+                    endpoint = %endpoint.key,
                     connection = id,
                     max_streams = connection.capacity(),
                     "connection opened"
@@ -176,7 +176,7 @@ impl Shared {
                 self.counters
                     .connect_failures
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(endpoint = %endpoint.uri, error = %error, "connection attempt failed");
+                tracing::warn!(endpoint = %endpoint.key, error = %error, "connection attempt failed");
                 let retry_at = endpoint.failed(error.into(), &self.config.backoff);
                 self.connecting.fetch_sub(1, Ordering::SeqCst);
                 if self.rotation.load().is_empty()

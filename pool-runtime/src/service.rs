@@ -137,7 +137,7 @@ async fn send_once_or_retry(
             }
             Err(mut error) => (error.take_message(), error.into_error()),
         };
-        let endpoint = connection.endpoint.uri.clone();
+        let endpoint = connection.endpoint.key.clone();
         let refused = status::refused_unprocessed(&error);
         if unsent.is_some() || refused || error.is_closed() {
             shared.retire(connection.id, Retirement::Broken);
