@@ -241,9 +241,21 @@ impl PoolBuilder {
     /// or [`Error::UnsupportedScheme`] for the endpoints, and
     /// [`Error::InvalidSetting`] naming the first setting out of range.
     pub fn build(self) -> Result<Pool, Error> {
-        let checked = validate(&self.config, !self.discoveries.is_empty())?;
-        Ok(Pool::from_parts(self.config, checked, self.discoveries))
+        let mut discoveries = self.discoveries;
+        discoveries.extend(configured_discoveries(&self.config)?);
+        let checked = validate(&self.config, !discoveries.is_empty())?;
+        Ok(Pool::from_parts(self.config, checked, discoveries))
     }
+}
+
+/// The discovery sources the settings themselves name (`dns`).
+fn configured_discoveries(config: &PoolConfig) -> Result<Vec<discovery::Start>, Error> {
+    #[cfg(feature = "dns")]
+    if let Some(dns) = &config.dns {
+        return Ok(vec![discovery::start(dns.discovery()?.into_stream())]);
+    }
+    let _ = config;
+    Ok(Vec::new())
 }
 
 fn invalid(name: &'static str, value: impl std::fmt::Debug, reason: &'static str) -> Error {

@@ -136,6 +136,13 @@ pub struct PoolConfig {
     /// Default: none (`https://` endpoints trust the bundled Mozilla roots).
     #[cfg(feature = "tls")]
     pub tls: Option<crate::tls::TlsConfig>,
+    /// A host name to resolve on an interval, each address an endpoint
+    /// (feature `dns`), in addition to `endpoints`: the configuration-file
+    /// form of [`DnsDiscovery`](crate::dns::DnsDiscovery).
+    ///
+    /// Default: none.
+    #[cfg(feature = "dns")]
+    pub dns: Option<crate::dns::DnsConfig>,
 }
 
 impl Default for PoolConfig {
@@ -161,6 +168,8 @@ impl Default for PoolConfig {
             authority: None,
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "dns")]
+            dns: None,
         }
     }
 }

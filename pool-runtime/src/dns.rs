@@ -80,7 +80,7 @@ impl DnsDiscovery {
             uri,
             host,
             port,
-            refresh_interval: Duration::from_secs(30),
+            refresh_interval: DEFAULT_REFRESH,
             nameservers: Vec::new(),
         })
     }
@@ -143,6 +143,77 @@ impl DnsDiscovery {
         options.positive_max_ttl = Some(self.refresh_interval);
         options.negative_max_ttl = Some(self.refresh_interval);
         Ok(builder.build()?)
+    }
+}
+
+/// DNS discovery as plain data, for [`PoolConfig::dns`](crate::PoolConfig)
+/// and configuration files:
+///
+/// ```toml
+/// [dns]
+/// uri = "http://greeter.internal:50051"
+/// refresh_interval = "30s"          # optional
+/// nameservers = ["10.0.0.2:53"]     # optional: the system's by default
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+#[non_exhaustive]
+pub struct DnsConfig {
+    /// The URI whose host is resolved, such as `http://greeter.internal:50051`.
+    pub uri: String,
+    /// How often the name is resolved again.
+    ///
+    /// Default: 30 s.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default = "default_refresh", with = "humantime_serde")
+    )]
+    pub refresh_interval: Duration,
+    /// DNS servers to ask instead of the system's.
+    ///
+    /// Default: none (the system's).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub nameservers: Vec<SocketAddr>,
+}
+
+#[cfg(feature = "serde")]
+fn default_refresh() -> Duration {
+    DEFAULT_REFRESH
+}
+
+const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
+
+impl DnsConfig {
+    /// Resolves `uri`'s host every 30 s with the system's servers.
+    pub fn new(uri: impl Into<String>) -> Self {
+        Self {
+            uri: uri.into(),
+            refresh_interval: DEFAULT_REFRESH,
+            nameservers: Vec::new(),
+        }
+    }
+
+    /// The discovery source these settings describe.
+    ///
+    /// # Errors
+    ///
+    /// As [`DnsDiscovery::new`], and [`Error::InvalidSetting`] for a zero
+    /// refresh interval.
+    pub fn discovery(&self) -> Result<DnsDiscovery, Error> {
+        if self.refresh_interval.is_zero() {
+            return Err(Error::InvalidSetting {
+                name: "dns refresh_interval",
+                value: format!("{:?}", self.refresh_interval),
+                reason: "must be greater than zero",
+            });
+        }
+        let mut discovery =
+            DnsDiscovery::new(self.uri.clone())?.refresh_interval(self.refresh_interval);
+        for server in &self.nameservers {
+            discovery = discovery.nameserver(*server);
+        }
+        Ok(discovery)
     }
 }
 

@@ -175,3 +175,47 @@ fn the_example_file_loads_and_builds_a_pool() {
     );
     Pool::from_config(config).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_can_name_a_host_to_resolve_instead_of_endpoints() {
+    bounded(Duration::from_secs(20), async {
+        let server = TestServer::start(ServerOptions::default()).await;
+        let dns = pooled_client_tests::dns::FakeDns::start(&[std::net::Ipv4Addr::LOCALHOST]).await;
+        let text = format!(
+            "[dns]\nuri = \"http://greeter.test:{}\"\nrefresh_interval = \"100ms\"\nnameservers = [\"{}\"]\n",
+            server.addr.port(),
+            dns.addr
+        );
+        let config: PoolConfig = toml::from_str(&text).unwrap();
+        assert_eq!(
+            config.dns.as_ref().map(|d| d.refresh_interval),
+            Some(Duration::from_millis(100))
+        );
+        let pool = Pool::from_config(config).unwrap();
+        let reply = PooledGreeterClient::new(pool.clone())
+            .say_hello(HelloRequest {
+                name: "dns file".into(),
+                delay_ms: 0,
+                count: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(reply.into_inner().message, "Hello dns file");
+        assert_eq!(
+            pool.endpoints(),
+            vec![format!(
+                "http://greeter.test:{} at 127.0.0.1:{}",
+                server.addr.port(),
+                server.addr.port()
+            )]
+        );
+
+        let zero: PoolConfig =
+            toml::from_str("[dns]\nuri = \"http://greeter.test:1\"\nrefresh_interval = \"0s\"").unwrap();
+        let error = Pool::from_config(zero).unwrap_err().to_string();
+        assert!(error.contains("dns refresh_interval"), "{error}");
+        let by_ip: PoolConfig = toml::from_str("[dns]\nuri = \"http://127.0.0.1:1\"").unwrap();
+        assert!(Pool::from_config(by_ip).is_err());
+    })
+    .await;
+}
