@@ -13,6 +13,7 @@ use pooled_client_tests::a::b::v1::{ItemRef, PooledCatalogClient, PooledInventor
 use pooled_client_tests::common::v1::Item;
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::server::{ServerOptions, TestServer, serve_router};
+use pooled_client_tests::support::server_and_pool;
 use tonic::transport::Server;
 use tonic::{Code, Request, Response, Status, Streaming};
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -212,8 +213,7 @@ async fn generated_greeter_client_is_shared_across_tasks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_timeout_applies_when_the_request_sets_none() {
     tokio::time::timeout(TEST_LIMIT, async {
-        let server = TestServer::start(ServerOptions::default()).await;
-        let pool = Pool::builder().endpoint(server.uri()).build().unwrap();
+        let (_server, pool) = server_and_pool(None, |b| b).await;
         let greeter = PooledGreeterClient::new(pool).with_timeout(Duration::from_millis(50));
         let slow = HelloRequest {
             name: "slow".into(),

@@ -404,15 +404,7 @@ async fn cancelled_streams_with_open_request_streams_do_not_wedge_the_connection
     bounded(async {
         // Two streams per connection and one connection: two leaked streams
         // would block every later call.
-        let server = TestServer::start(ServerOptions {
-            max_concurrent_streams: Some(2),
-        })
-        .await;
-        let pool = Pool::builder()
-            .endpoint(server.uri())
-            .max_connections(1)
-            .build()
-            .unwrap();
+        let (_server, pool) = server_and_pool(Some(2), |b| b.max_connections(1)).await;
         let mut client = GreeterClient::new(pool.clone());
         for _ in 0..10 {
             // The request stream never ends; the caller reads one reply and

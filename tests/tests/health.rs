@@ -11,7 +11,7 @@ use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::proxy::FaultProxy;
 use pooled_client_tests::server::{GreeterService, TestServer};
 use pooled_client_tests::support::{
-    bounded, python_with_grpcio, spawn_listening_with_output, wait_for_stats,
+    bounded, python_with_grpcio, server_and_pool, spawn_listening_with_output, wait_for_stats,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdout, Command};
@@ -215,13 +215,8 @@ async fn health_checks_work_against_a_grpcio_health_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_without_the_health_service_counts_as_serving() {
     bounded(Duration::from_secs(20), async {
-        let server = TestServer::start(pooled_client_tests::server::ServerOptions::default()).await;
-        let pool = Pool::builder()
-            .endpoint(server.uri())
-            .health_check(GREETER, Duration::from_millis(50))
-            .build()
-            .unwrap();
-        pool.ready().await.unwrap();
+        let (_server, pool) =
+            server_and_pool(None, |b| b.health_check(GREETER, Duration::from_millis(50))).await;
         let greeter = PooledGreeterClient::new(pool.clone());
         for _ in 0..5 {
             greeter.say_hello(hello()).await.unwrap();

@@ -7,7 +7,7 @@ use pooled_client_tests::helloworld::HelloRequest;
 use pooled_client_tests::helloworld::greeter_client::GreeterClient;
 use pooled_client_tests::proxy::FaultProxy;
 use pooled_client_tests::server::{ServerOptions, TestServer};
-use pooled_client_tests::support::wait_for_stats;
+use pooled_client_tests::support::{server_and_pool, wait_for_stats};
 
 fn hello(delay_ms: u32) -> HelloRequest {
     HelloRequest {
@@ -20,29 +20,16 @@ fn hello(delay_ms: u32) -> HelloRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spare_connections_close_one_per_idle_period_down_to_the_minimum() {
     tokio::time::timeout(Duration::from_secs(60), async {
-        let server = TestServer::start(ServerOptions {
-            max_concurrent_streams: Some(4),
+        let idle = Duration::from_millis(300);
+        let (_server, pool) = server_and_pool(Some(4), |b| {
+            b.min_connections(1)
+                .max_connections(8)
+                .idle_timeout(idle)
+                .acquire_timeout(Duration::from_secs(10))
         })
         .await;
-        let idle = Duration::from_millis(300);
-        let pool = Pool::builder()
-            .endpoint(server.uri())
-            .min_connections(1)
-            .max_connections(8)
-            .idle_timeout(idle)
-            .acquire_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
         // 16 slow calls at 4 streams per connection: the pool grows to 4.
-        let burst: Vec<_> = (0..16)
-            .map(|_| {
-                let mut client = GreeterClient::new(pool.clone());
-                tokio::spawn(async move { client.say_hello(hello(200)).await })
-            })
-            .collect();
-        for call in burst {
-            call.await.unwrap().unwrap();
-        }
+        burst(&pool, 16, 200).await;
         let grown = pool.stats().connections;
         assert_eq!(grown, 4, "{:?}", pool.stats());
 
@@ -82,13 +69,11 @@ async fn spare_connections_close_one_per_idle_period_down_to_the_minimum() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_replaced_at_their_lifetime_without_failing_calls() {
     tokio::time::timeout(Duration::from_secs(60), async {
-        let server = TestServer::start(ServerOptions::default()).await;
-        let pool = Pool::builder()
-            .endpoint(server.uri())
-            .min_connections(1)
-            .max_connection_lifetime(Duration::from_millis(300))
-            .build()
-            .unwrap();
+        let (_server, pool) = server_and_pool(None, |b| {
+            b.min_connections(1)
+                .max_connection_lifetime(Duration::from_millis(300))
+        })
+        .await;
         let mut client = GreeterClient::new(pool.clone());
         let started = Instant::now();
         let mut calls = 0;

@@ -28,8 +28,7 @@ async fn bounded<F: std::future::Future>(test: F) -> F::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_four_rpc_kinds_work_through_the_pool() {
     bounded(async {
-        let server = TestServer::start(ServerOptions::default()).await;
-        let pool = Pool::builder().endpoint(server.uri()).build().unwrap();
+        let (_server, pool) = server_and_pool(None, |b| b).await;
         let mut client = GreeterClient::new(pool.clone());
 
         let unary = client.say_hello(hello("unary", 0)).await.unwrap();
@@ -78,8 +77,7 @@ async fn all_four_rpc_kinds_work_through_the_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interceptors_see_every_call() {
     bounded(async {
-        let server = TestServer::start(ServerOptions::default()).await;
-        let pool = Pool::builder().endpoint(server.uri()).build().unwrap();
+        let (_server, pool) = server_and_pool(None, |b| b).await;
         let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = seen.clone();
         let mut client = GreeterClient::with_interceptor(pool, move |request| {
@@ -96,16 +94,11 @@ async fn interceptors_see_every_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grows_to_the_servers_stream_limit_without_a_herd() {
     bounded(async {
-        let server = TestServer::start(ServerOptions {
-            max_concurrent_streams: Some(4),
+        let (_server, pool) = server_and_pool(Some(4), |b| {
+            b.max_connections(32)
+                .acquire_timeout(Duration::from_secs(30))
         })
         .await;
-        let pool = Pool::builder()
-            .endpoint(server.uri())
-            .max_connections(32)
-            .acquire_timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
         let calls: Vec<_> = (0..64)
             .map(|i| {
                 let mut client = GreeterClient::new(pool.clone());
@@ -226,9 +219,7 @@ async fn waiting_past_acquire_timeout_fails_with_resource_exhausted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_lets_calls_in_flight_finish_and_refuses_new_ones() {
     bounded(async {
-        let server = TestServer::start(ServerOptions::default()).await;
-        let pool = Pool::builder().endpoint(server.uri()).build().unwrap();
-        pool.ready().await.unwrap();
+        let (_server, pool) = server_and_pool(None, |b| b).await;
         let mut client = GreeterClient::new(pool.clone());
         let in_flight = tokio::spawn(async move { client.say_hello(hello("slow", 300)).await });
         while pool.stats().in_flight < 1 {
