@@ -52,6 +52,8 @@ impl Greeter for SlowGreeter {
 }
 
 /// Starts a greeter server on a free loopback port and returns its address.
+/// It also serves the standard `grpc.health.v1` service, reporting the
+/// greeter as `SERVING`, for pools that check health.
 ///
 /// `max_concurrent_streams` is the per-connection limit it advertises.
 ///
@@ -64,28 +66,11 @@ pub async fn start_greeter(
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .max_concurrent_streams(max_concurrent_streams)
-            .add_service(GreeterServer::new(SlowGreeter { latency }))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
-    Ok(addr)
-}
-
-/// Starts a greeter on a free loopback port that also serves the standard
-/// `grpc.health.v1` service, reporting the greeter as `SERVING`.
-///
-/// # Errors
-///
-/// When no loopback port can be bound.
-pub async fn start_greeter_with_health(latency: Duration) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<GreeterServer<SlowGreeter>>().await;
     tokio::spawn(
         tonic::transport::Server::builder()
+            .max_concurrent_streams(max_concurrent_streams)
             .add_service(health)
             .add_service(GreeterServer::new(SlowGreeter { latency }))
             .serve_with_incoming(TcpListenerStream::new(listener)),

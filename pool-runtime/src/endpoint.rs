@@ -14,10 +14,9 @@ use crate::error::{BoxError, Error};
 /// A parsed endpoint and the bookkeeping of its connection attempts.
 #[derive(Debug)]
 pub(crate) struct Endpoint {
-    /// The URI as the user wrote it, for messages.
-    pub(crate) uri: String,
-    /// What identifies the endpoint in the pool: the URI, and the address
-    /// connected to when it differs from the URI's host (a resolved name).
+    /// What identifies the endpoint in the pool and names it in messages:
+    /// the URI as given, and the address connected to when it is not the
+    /// URI's host (a resolved name).
     pub(crate) key: String,
     pub(crate) scheme: Scheme,
     pub(crate) authority: Authority,
@@ -40,6 +39,17 @@ pub(crate) struct Attempts {
     pub(crate) retry_at: Option<Instant>,
     /// Why the last attempt failed.
     pub(crate) last_error: Option<Arc<BoxError>>,
+}
+
+impl Attempts {
+    /// Counts one more failure and returns when the next attempt may start.
+    fn back_off(&mut self, error: BoxError, backoff: &Backoff) -> Instant {
+        self.failures = self.failures.saturating_add(1);
+        let retry_at = Instant::now() + backoff.delay(self.failures, fastrand::f64());
+        self.retry_at = Some(retry_at);
+        self.last_error = Some(Arc::new(error));
+        retry_at
+    }
 }
 
 impl Endpoint {
@@ -92,7 +102,6 @@ impl Endpoint {
         let port = authority.port_u16().unwrap_or(default_port);
         let address = format!("{}:{port}", authority.host());
         Ok(Self {
-            uri: uri.to_owned(),
             key: uri.to_owned(),
             scheme,
             authority,
@@ -175,8 +184,7 @@ impl Endpoint {
 
     /// Whether an attempt could start now, without claiming the endpoint.
     pub(crate) fn may_try(&self, now: Instant) -> bool {
-        let attempts = self.attempts();
-        !attempts.connecting && attempts.retry_at.is_none_or(|at| at <= now)
+        self.connecting_unless_backing_off(now) == Some(false)
     }
 
     /// Records a successful attempt.
@@ -192,22 +200,13 @@ impl Endpoint {
     pub(crate) fn failed(&self, error: BoxError, backoff: &Backoff) -> Instant {
         let mut attempts = self.attempts();
         attempts.connecting = false;
-        attempts.failures = attempts.failures.saturating_add(1);
-        let retry_at = Instant::now() + backoff.delay(attempts.failures, fastrand::f64());
-        attempts.retry_at = Some(retry_at);
-        attempts.last_error = Some(Arc::new(error));
-        retry_at
+        attempts.back_off(error, backoff)
     }
 
     /// Records that the endpoint failed its health check: attempts wait as
     /// after a failed connection attempt, without touching one under way.
     pub(crate) fn unhealthy(&self, error: BoxError, backoff: &Backoff) -> Instant {
-        let mut attempts = self.attempts();
-        attempts.failures = attempts.failures.saturating_add(1);
-        let retry_at = Instant::now() + backoff.delay(attempts.failures, fastrand::f64());
-        attempts.retry_at = Some(retry_at);
-        attempts.last_error = Some(Arc::new(error));
-        retry_at
+        self.attempts().back_off(error, backoff)
     }
 
     /// Whether the last attempt failed (and none has succeeded since).

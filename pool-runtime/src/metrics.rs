@@ -10,61 +10,99 @@ use std::time::Duration;
 
 use crate::stats::PoolStats;
 
+/// A metric: its name, its help text, and where its value comes from.
+#[cfg(feature = "metrics")]
+type Metric<T> = (&'static str, &'static str, fn(&PoolStats) -> T);
+
 /// Gauges: the pool's state now.
 #[cfg(feature = "metrics")]
-pub(crate) const GAUGES: [&str; 7] = [
-    "pooled_client_connections",
-    "pooled_client_draining",
-    "pooled_client_connecting",
-    "pooled_client_in_flight",
-    "pooled_client_waiting",
-    "pooled_client_capacity",
-    "pooled_client_endpoints",
+const GAUGES: [Metric<usize>; 7] = [
+    (
+        "pooled_client_connections",
+        "connections open and taking calls",
+        |s| s.connections,
+    ),
+    (
+        "pooled_client_draining",
+        "connections finishing their calls before they close",
+        |s| s.draining,
+    ),
+    (
+        "pooled_client_connecting",
+        "connection attempts under way",
+        |s| s.connecting,
+    ),
+    (
+        "pooled_client_in_flight",
+        "streams held by calls in flight",
+        |s| s.in_flight,
+    ),
+    (
+        "pooled_client_waiting",
+        "calls waiting for a free stream",
+        |s| s.waiting,
+    ),
+    (
+        "pooled_client_capacity",
+        "the sum of the stream limits of the open connections",
+        |s| s.capacity,
+    ),
+    ("pooled_client_endpoints", "endpoints in the pool", |s| {
+        s.endpoints
+    }),
 ];
 
 /// Counters: what the pool has done since it was built.
 #[cfg(feature = "metrics")]
-pub(crate) const COUNTERS: [&str; 7] = [
-    "pooled_client_connects_total",
-    "pooled_client_connect_failures_total",
-    "pooled_client_evictions_total",
-    "pooled_client_idle_closes_total",
-    "pooled_client_expired_total",
-    "pooled_client_unhealthy_total",
-    "pooled_client_rejected_total",
+const COUNTERS: [Metric<u64>; 7] = [
+    ("pooled_client_connects_total", "connections opened", |s| {
+        s.connects_total
+    }),
+    (
+        "pooled_client_connect_failures_total",
+        "connection attempts that failed",
+        |s| s.connect_failures_total,
+    ),
+    (
+        "pooled_client_evictions_total",
+        "connections taken out of rotation because they broke or their endpoint left",
+        |s| s.evictions_total,
+    ),
+    (
+        "pooled_client_idle_closes_total",
+        "connections closed because the load no longer needed them",
+        |s| s.idle_closes_total,
+    ),
+    (
+        "pooled_client_expired_total",
+        "connections replaced at max_connection_lifetime",
+        |s| s.expired_total,
+    ),
+    (
+        "pooled_client_unhealthy_total",
+        "connections taken out of rotation by a failed health check",
+        |s| s.unhealthy_total,
+    ),
+    (
+        "pooled_client_rejected_total",
+        "calls refused with RESOURCE_EXHAUSTED (queue full or acquire_timeout)",
+        |s| s.rejected_total,
+    ),
 ];
 
 /// The histogram of how long calls that queued waited for a stream.
 #[cfg(feature = "metrics")]
-pub(crate) const WAIT_SECONDS: &str = "pooled_client_wait_seconds";
+const WAIT_SECONDS: &str = "pooled_client_wait_seconds";
 
 /// Describes every metric to the installed recorder, once per pool.
 pub(crate) fn describe() {
     #[cfg(feature = "metrics")]
     {
         use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-        let gauges = [
-            "connections open and taking calls",
-            "connections finishing their calls before they close",
-            "connection attempts under way",
-            "streams held by calls in flight",
-            "calls waiting for a free stream",
-            "the sum of the stream limits of the open connections",
-            "endpoints in the pool",
-        ];
-        for (name, help) in GAUGES.into_iter().zip(gauges) {
+        for (name, help, _) in GAUGES {
             describe_gauge!(name, Unit::Count, help);
         }
-        let counters = [
-            "connections opened",
-            "connection attempts that failed",
-            "connections taken out of rotation because they broke or their endpoint left",
-            "connections closed because the load no longer needed them",
-            "connections replaced at max_connection_lifetime",
-            "connections taken out of rotation by a failed health check",
-            "calls refused with RESOURCE_EXHAUSTED (queue full or acquire_timeout)",
-        ];
-        for (name, help) in COUNTERS.into_iter().zip(counters) {
+        for (name, help, _) in COUNTERS {
             describe_counter!(name, Unit::Count, help);
         }
         describe_histogram!(
@@ -79,29 +117,11 @@ pub(crate) fn describe() {
 pub(crate) fn publish(pool: &str, stats: &PoolStats) {
     #[cfg(feature = "metrics")]
     {
-        let gauges = [
-            stats.connections,
-            stats.draining,
-            stats.connecting,
-            stats.in_flight,
-            stats.waiting,
-            stats.capacity,
-            stats.endpoints,
-        ];
-        for (name, value) in GAUGES.into_iter().zip(gauges) {
-            metrics::gauge!(name, "pool" => pool.to_owned()).set(value as f64);
+        for (name, _, value) in GAUGES {
+            metrics::gauge!(name, "pool" => pool.to_owned()).set(value(stats) as f64);
         }
-        let counters = [
-            stats.connects_total,
-            stats.connect_failures_total,
-            stats.evictions_total,
-            stats.idle_closes_total,
-            stats.expired_total,
-            stats.unhealthy_total,
-            stats.rejected_total,
-        ];
-        for (name, value) in COUNTERS.into_iter().zip(counters) {
-            metrics::counter!(name, "pool" => pool.to_owned()).absolute(value);
+        for (name, _, value) in COUNTERS {
+            metrics::counter!(name, "pool" => pool.to_owned()).absolute(value(stats));
         }
     }
     #[cfg(not(feature = "metrics"))]

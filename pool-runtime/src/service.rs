@@ -198,6 +198,6 @@ pub(crate) fn set_origin<B>(request: &mut Request<B>, target: &Endpoint) -> Resu
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     }
     *request.uri_mut() = Uri::from_parts(parts)
-        .map_err(|e| Status::internal(format!("cannot address {}: {e}", target.uri)))?;
+        .map_err(|e| Status::internal(format!("cannot address {}: {e}", target.key)))?;
     Ok(())
 }

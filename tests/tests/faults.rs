@@ -76,6 +76,13 @@ impl Outcomes {
         counter.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// Calls in all, calls that succeeded, and the share that did.
+    fn success_rate(&self) -> (u64, u64, f64) {
+        let total = self.total();
+        let ok = self.ok.load(Ordering::SeqCst);
+        (total, ok, ok as f64 / total as f64)
+    }
+
     fn total(&self) -> u64 {
         [
             &self.ok,
@@ -328,13 +335,22 @@ async fn behind_proxy(retries: u32) -> (TestServer, FaultProxy, Pool) {
     (server, proxy, pool)
 }
 
-/// Resets a random connection ten times a second for five seconds;
-/// returns how many resets found a connection.
-async fn reset_storm(proxy: &FaultProxy) -> usize {
+/// Resets a random connection ten times a second for five seconds while
+/// `load` runs, then stops the load and waits for it; returns how many
+/// resets found a connection.
+async fn reset_storm(
+    proxy: &FaultProxy,
+    stop: &AtomicBool,
+    load: Vec<tokio::task::JoinHandle<()>>,
+) -> usize {
     let mut resets = 0;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         resets += usize::from(proxy.reset_random());
+    }
+    stop.store(true, Ordering::SeqCst);
+    for task in load {
+        task.await.unwrap();
     }
     resets
 }
@@ -356,14 +372,8 @@ async fn f2_random_resets_under_load_and_the_pool_recovers_its_size() {
             outcomes.clone(),
             epoch,
         );
-        let resets = reset_storm(&proxy).await;
-        stop.store(true, Ordering::SeqCst);
-        for task in load {
-            task.await.unwrap();
-        }
-        let total = outcomes.total();
-        let ok = outcomes.ok.load(Ordering::SeqCst);
-        let rate = ok as f64 / total as f64;
+        let resets = reset_storm(&proxy, &stop, load).await;
+        let (total, ok, rate) = outcomes.success_rate();
         println!(
             "F2: {resets} resets; {total} calls, {ok} ok ({:.3} %), {} unavailable, {} other; {:?}",
             100.0 * rate,
@@ -449,14 +459,8 @@ async fn f2_resets_with_idempotent_retries_lose_almost_no_call() {
                 })
             })
             .collect();
-        let resets = reset_storm(&proxy).await;
-        stop.store(true, Ordering::SeqCst);
-        for task in load {
-            task.await.unwrap();
-        }
-        let total = outcomes.total();
-        let ok = outcomes.ok.load(Ordering::SeqCst);
-        let rate = ok as f64 / total as f64;
+        let resets = reset_storm(&proxy, &stop, load).await;
+        let (total, ok, rate) = outcomes.success_rate();
         println!(
             "F2 with retries: {resets} resets; {total} calls, {ok} ok ({:.3} %), {} unavailable; {:?}",
             100.0 * rate,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pooled_client::{Pool, PoolConfig};
 use pooled_client_examples::helloworld::{HelloRequest, PooledGreeterClient};
-use pooled_client_examples::start_greeter_with_health;
+use pooled_client_examples::start_greeter;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config: PoolConfig =
         toml::from_str(&text).map_err(|error| format!("{path}: {error}"))?;
 
-    let addr = start_greeter_with_health(Duration::ZERO).await?;
+    let addr = start_greeter(Duration::ZERO, None).await?;
     println!(
         "{path} lists {:?}; using the embedded server at {addr} instead",
         config.endpoints
