@@ -17,6 +17,8 @@ pub(crate) fn client(client: &Client<'_>) -> TokenStream {
     } = client;
     let name = ident.to_string();
     let declared_types = methods.iter().map(|m| &m.field.ty);
+    let constructors = constructors(tonic_client);
+    let settings = settings();
     let methods = methods.iter().map(method);
     quote! {
         // The declared field types, used here so that the user's imports of
@@ -26,8 +28,8 @@ pub(crate) fn client(client: &Client<'_>) -> TokenStream {
         #(#attrs)*
         #[derive(Clone)]
         #vis struct #ident {
-            inner: #tonic_client<::pooled_client::codegen::Pool>,
-            pool: ::pooled_client::codegen::Pool,
+            inner: #tonic_client<::pooled_client::__private::Pool>,
+            pool: ::pooled_client::__private::Pool,
             timeout: ::core::option::Option<::core::time::Duration>,
         }
 
@@ -42,40 +44,55 @@ pub(crate) fn client(client: &Client<'_>) -> TokenStream {
 
         #[allow(dead_code)]
         impl #ident {
-            /// A client whose calls go through `pool`; cheap, like cloning the pool.
-            pub fn new(pool: ::pooled_client::codegen::Pool) -> Self {
-                Self {
-                    inner: #tonic_client::new(::core::clone::Clone::clone(&pool)),
-                    pool,
-                    timeout: ::core::option::Option::None,
-                }
-            }
+            #constructors
+            #settings
+            #(#methods)*
+        }
+    }
+}
 
-            /// Builds a pool with default settings for `uri` and waits until
-            /// its first connection is up.
-            ///
-            /// # Errors
-            ///
-            /// When `uri` is not a valid endpoint or the server cannot be reached.
-            pub async fn connect(
-                uri: impl ::core::convert::Into<::std::string::String>,
-            ) -> ::core::result::Result<Self, ::pooled_client::codegen::Error> {
-                ::pooled_client::codegen::connect(uri.into()).await.map(Self::new)
+/// `new`, `connect` and `pool`.
+fn constructors(tonic_client: &syn::Path) -> TokenStream {
+    quote! {
+        /// A client whose calls go through `pool`; cheap, like cloning the pool.
+        pub fn new(pool: ::pooled_client::__private::Pool) -> Self {
+            Self {
+                inner: #tonic_client::new(::core::clone::Clone::clone(&pool)),
+                pool,
+                timeout: ::core::option::Option::None,
             }
+        }
 
-            /// The pool this client sends through.
-            pub fn pool(&self) -> &::pooled_client::codegen::Pool {
-                &self.pool
-            }
+        /// Builds a pool with default settings for `uri` and waits until
+        /// its first connection is up.
+        ///
+        /// # Errors
+        ///
+        /// When `uri` is not a valid endpoint or the server cannot be reached.
+        pub async fn connect(
+            uri: impl ::core::convert::Into<::std::string::String>,
+        ) -> ::core::result::Result<Self, ::pooled_client::__private::Error> {
+            ::pooled_client::__private::connect(uri.into()).await.map(Self::new)
+        }
 
+        /// The pool this client sends through.
+        pub fn pool(&self) -> &::pooled_client::__private::Pool {
+            &self.pool
+        }
+    }
+}
+
+/// tonic's per-client settings, and the default deadline.
+fn settings() -> TokenStream {
+    quote! {
             /// Compresses requests with `encoding`.
-            pub fn send_compressed(mut self, encoding: ::pooled_client::codegen::tonic::codec::CompressionEncoding) -> Self {
+            pub fn send_compressed(mut self, encoding: ::pooled_client::__private::tonic::codec::CompressionEncoding) -> Self {
                 self.inner = self.inner.send_compressed(encoding);
                 self
             }
 
             /// Accepts responses compressed with `encoding`.
-            pub fn accept_compressed(mut self, encoding: ::pooled_client::codegen::tonic::codec::CompressionEncoding) -> Self {
+            pub fn accept_compressed(mut self, encoding: ::pooled_client::__private::tonic::codec::CompressionEncoding) -> Self {
                 self.inner = self.inner.accept_compressed(encoding);
                 self
             }
@@ -97,9 +114,6 @@ pub(crate) fn client(client: &Client<'_>) -> TokenStream {
                 self.timeout = ::core::option::Option::Some(timeout);
                 self
             }
-
-            #(#methods)*
-        }
     }
 }
 
@@ -112,34 +126,34 @@ fn method(method: &Method<'_>) -> TokenStream {
         response,
         attrs,
     } = method;
-    let codegen = quote!(::pooled_client::codegen);
+    let private = quote!(::pooled_client::__private);
     let (parameter, into_request) = if kind.streams_requests() {
         (
-            quote!(impl #codegen::tonic::IntoStreamingRequest<Message = #request>),
-            quote!(#codegen::tonic::IntoStreamingRequest::into_streaming_request(request)),
+            quote!(impl #private::tonic::IntoStreamingRequest<Message = #request>),
+            quote!(#private::tonic::IntoStreamingRequest::into_streaming_request(request)),
         )
     } else {
         (
-            quote!(impl #codegen::tonic::IntoRequest<#request>),
-            quote!(#codegen::tonic::IntoRequest::into_request(request)),
+            quote!(impl #private::tonic::IntoRequest<#request>),
+            quote!(#private::tonic::IntoRequest::into_request(request)),
         )
     };
     let mark_unary = (!kind.streams_requests() && !kind.streams_responses())
-        .then(|| quote!(#codegen::mark_unary(&self.pool, &mut request);));
+        .then(|| quote!(#private::mark_unary(&self.pool, &mut request);));
     let output = if kind.streams_responses() {
-        quote!(#codegen::tonic::Response<#codegen::tonic::Streaming<#response>>)
+        quote!(#private::tonic::Response<#private::tonic::Streaming<#response>>)
     } else {
-        quote!(#codegen::tonic::Response<#response>)
+        quote!(#private::tonic::Response<#response>)
     };
     quote_spanned! {field.span()=>
         #(#attrs)*
         pub async fn #name(
             &self,
             request: #parameter,
-        ) -> ::core::result::Result<#output, #codegen::tonic::Status> {
+        ) -> ::core::result::Result<#output, #private::tonic::Status> {
             let mut request = #into_request;
             #mark_unary
-            #codegen::apply_default_timeout(&mut request, self.timeout);
+            #private::apply_default_timeout(&mut request, self.timeout);
             let mut client = ::core::clone::Clone::clone(&self.inner);
             // A deprecated RPC warns where the user calls it, not here.
             #[allow(deprecated)]
@@ -184,13 +198,13 @@ mod tests {
         let squeezed: String = expanded.split_whitespace().collect();
         for expected in [
             "pub struct PooledGreeterClient {",
-            "inner: greeter_client::GreeterClient<::pooled_client::codegen::Pool>,",
-            "/// Says hello. pub async fn say_hello(&self, request: impl ::pooled_client::codegen::tonic::IntoRequest<HelloRequest>,",
-            ") -> ::core::result::Result<::pooled_client::codegen::tonic::Response<HelloReply>,",
+            "inner: greeter_client::GreeterClient<::pooled_client::__private::Pool>,",
+            "/// Says hello. pub async fn say_hello(&self, request: impl ::pooled_client::__private::tonic::IntoRequest<HelloRequest>,",
+            ") -> ::core::result::Result<::pooled_client::__private::tonic::Response<HelloReply>,",
             "#[deprecated] pub async fn chat(",
-            "impl ::pooled_client::codegen::tonic::IntoStreamingRequest<Message = HelloRequest,>",
-            "::pooled_client::codegen::tonic::Streaming<HelloReply>",
-            "pub fn new(pool: ::pooled_client::codegen::Pool) -> Self",
+            "impl ::pooled_client::__private::tonic::IntoStreamingRequest<Message = HelloRequest,>",
+            "::pooled_client::__private::tonic::Streaming<HelloReply>",
+            "pub fn new(pool: ::pooled_client::__private::Pool) -> Self",
         ] {
             let squeezed_expected: String = expected.split_whitespace().collect();
             assert!(

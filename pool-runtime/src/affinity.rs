@@ -1,12 +1,7 @@
 //! Keeping calls that share a key on one connection, for servers that tie
 //! state to a connection (session-bound streams, connection-scoped caches).
 
-use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
-
-use crate::connection::Connection;
 
 /// A key carried in a request's extensions: calls with the same key go to
 /// the same connection for as long as that connection takes calls.
@@ -47,71 +42,6 @@ impl AffinityKey {
     /// Puts the key in `request`'s extensions.
     pub fn attach<T>(self, request: &mut tonic::Request<T>) {
         request.extensions_mut().insert(self);
-    }
-}
-
-/// Which connection each key is bound to.
-#[derive(Debug, Default)]
-pub(crate) struct Bindings {
-    map: Mutex<HashMap<AffinityKey, Binding>>,
-}
-
-#[derive(Debug)]
-struct Binding {
-    connection: Weak<Connection>,
-    last_used: Instant,
-}
-
-impl Bindings {
-    /// The live connection `key` is bound to, if it still takes calls.
-    pub(crate) fn get(&self, key: AffinityKey) -> Option<Arc<Connection>> {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let binding = map.get_mut(&key)?;
-        let connection = binding.connection.upgrade()?;
-        if !connection.link.is_ready() {
-            return None;
-        }
-        binding.last_used = Instant::now();
-        Some(connection)
-    }
-
-    /// Binds `key` to `connection` unless a call racing this one bound it
-    /// first; returns the connection the key is bound to.
-    pub(crate) fn bind(&self, key: AffinityKey, connection: &Arc<Connection>) -> Arc<Connection> {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if let Some(binding) = map.get_mut(&key)
-            && let Some(bound) = binding.connection.upgrade()
-            && bound.link.is_ready()
-        {
-            binding.last_used = now;
-            return bound;
-        }
-        map.insert(
-            key,
-            Binding {
-                connection: Arc::downgrade(connection),
-                last_used: now,
-            },
-        );
-        connection.clone()
-    }
-
-    /// Forgets keys whose connection is gone or that were unused for `idle`.
-    pub(crate) fn prune(&self, now: Instant, idle: Duration) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, binding| {
-            now.duration_since(binding.last_used) < idle
-                && binding
-                    .connection
-                    .upgrade()
-                    .is_some_and(|c| c.link.is_ready())
-        });
-    }
-
-    /// How many keys are bound.
-    pub(crate) fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 

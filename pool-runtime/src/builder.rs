@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use crate::config::{Backoff, HealthCheck, Keepalive, PoolConfig};
-use crate::connector::Tls;
-use crate::discovery::{self, Change, Target};
-use crate::endpoint::Endpoint;
+use crate::conn::{Endpoint, Tls};
+use crate::discovery::{Change, Target};
 use crate::error::Error;
 use crate::pool::Pool;
+use crate::state::discover::{self, Start};
+use crate::state::{Inner, endpoint_for};
 
 /// The longest duration a timeout setting accepts.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -33,7 +34,7 @@ const MAX_WAITERS: usize = 1 << 24;
 #[must_use = "a builder does nothing until `build()` is called"]
 pub struct PoolBuilder {
     config: PoolConfig,
-    discoveries: Vec<discovery::Start>,
+    discoveries: Vec<Start>,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -207,7 +208,7 @@ impl PoolBuilder {
         V: Into<Target>,
         E: Into<crate::error::BoxError>,
     {
-        self.discoveries.push(discovery::start(changes));
+        self.discoveries.push(discover::start(changes));
         self
     }
 
@@ -221,7 +222,7 @@ impl PoolBuilder {
     /// TLS settings for `https://` endpoints: roots to trust, a client
     /// certificate, the server name. Default: the bundled Mozilla roots.
     #[cfg(feature = "tls")]
-    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
+    pub fn tls(mut self, tls: crate::config::TlsConfig) -> Self {
         self.config.tls = Some(tls);
         self
     }
@@ -243,16 +244,17 @@ impl PoolBuilder {
     pub fn build(self) -> Result<Pool, Error> {
         let mut discoveries = self.discoveries;
         discoveries.extend(configured_discoveries(&self.config)?);
-        let checked = validate(&self.config, !discoveries.is_empty())?;
-        Ok(Pool::from_parts(self.config, checked, discoveries))
+        let Checked { endpoints, tls } = validate(&self.config, !discoveries.is_empty())?;
+        let inner = Inner::new(self.config, endpoints, tls, discoveries);
+        Ok(Pool::from_inner(inner))
     }
 }
 
 /// The discovery sources the settings themselves name (`dns`).
-fn configured_discoveries(config: &PoolConfig) -> Result<Vec<discovery::Start>, Error> {
+fn configured_discoveries(config: &PoolConfig) -> Result<Vec<Start>, Error> {
     #[cfg(feature = "dns")]
     if let Some(dns) = &config.dns {
-        return Ok(vec![discovery::start(dns.discovery()?.into_stream())]);
+        return Ok(vec![discover::start(dns.discovery()?.into_stream())]);
     }
     let _ = config;
     Ok(Vec::new())
@@ -278,27 +280,33 @@ fn check_duration(name: &'static str, value: Duration) -> Result<(), Error> {
 
 /// Settings checked and turned into what the pool works with.
 #[derive(Debug)]
-pub(crate) struct Checked {
-    pub(crate) endpoints: Vec<Endpoint>,
-    pub(crate) tls: Option<Tls>,
+struct Checked {
+    endpoints: Vec<Endpoint>,
+    tls: Option<Tls>,
 }
 
 /// Checks the settings and parses the endpoints; `discovered` says whether
 /// a discovery source will supply endpoints.
-pub(crate) fn validate(config: &PoolConfig, discovered: bool) -> Result<Checked, Error> {
+fn validate(config: &PoolConfig, discovered: bool) -> Result<Checked, Error> {
     if config.endpoints.is_empty() && !discovered {
         return Err(Error::NoEndpoint);
     }
     let endpoints = config
         .endpoints
         .iter()
-        .map(|uri| Endpoint::for_target(&Target::from(uri.as_str()), config))
+        .map(|uri| endpoint_for(&Target::from(uri.as_str()), config))
         .collect::<Result<Vec<_>, _>>()?;
     #[cfg(feature = "tls")]
     let tls = Some(Tls::new(&config.tls.clone().unwrap_or_default())?);
     #[cfg(not(feature = "tls"))]
     let tls = None;
+    check_limits(config)?;
+    check_durations(config)?;
+    Ok(Checked { endpoints, tls })
+}
 
+/// Checks the name and the counts.
+fn check_limits(config: &PoolConfig) -> Result<(), Error> {
     if config.name.is_empty() {
         return Err(invalid("name", "", "must not be empty"));
     }
@@ -340,6 +348,11 @@ pub(crate) fn validate(config: &PoolConfig, discovered: bool) -> Result<Checked,
             "must be at most 4",
         ));
     }
+    Ok(())
+}
+
+/// Checks every duration, and the backoff.
+fn check_durations(config: &PoolConfig) -> Result<(), Error> {
     check_duration("connect_timeout", config.connect_timeout)?;
     check_duration("idle_timeout", config.idle_timeout)?;
     check_duration("acquire_timeout", config.acquire_timeout)?;
@@ -355,7 +368,7 @@ pub(crate) fn validate(config: &PoolConfig, discovered: bool) -> Result<Checked,
         check_duration("health_check interval", check.interval)?;
         check_duration("health_check timeout", check.timeout)?;
     }
-    Ok(Checked { endpoints, tls })
+    Ok(())
 }
 
 fn check_backoff(backoff: &Backoff) -> Result<(), Error> {

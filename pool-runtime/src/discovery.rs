@@ -6,21 +6,9 @@
 //! [`PoolBuilder::discovery`](crate::PoolBuilder::discovery). The `dns`
 //! feature's `dns::DnsDiscovery` is one such source.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::hash::Hash;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Weak;
-
-use futures_util::{Stream, StreamExt};
-use tokio::sync::watch;
 
 pub use tower::discover::Change;
-
-use crate::endpoint::Endpoint;
-use crate::error::BoxError;
-use crate::pool::Shared;
 
 /// An endpoint as a discovery source names it: a URI, and optionally the
 /// address to connect to instead of resolving the URI's host.
@@ -80,111 +68,5 @@ impl From<String> for Target {
 impl From<&str> for Target {
     fn from(uri: &str) -> Self {
         Self::new(uri)
-    }
-}
-
-type Run = Box<
-    dyn FnOnce(Weak<Shared>, watch::Receiver<u64>) -> Pin<Box<dyn Future<Output = ()> + Send>>
-        + Send,
->;
-
-/// A discovery source waiting for the pool's background work to start.
-pub(crate) struct Start(Run);
-
-impl Start {
-    /// The task applying the source's changes to the pool.
-    pub(crate) fn run(
-        self,
-        shared: Weak<Shared>,
-        events: watch::Receiver<u64>,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        (self.0)(shared, events)
-    }
-}
-
-impl std::fmt::Debug for Start {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DiscoverySource")
-    }
-}
-
-/// Wraps a stream of changes for the pool to start.
-pub(crate) fn start<S, K, V, E>(changes: S) -> Start
-where
-    S: Stream<Item = Result<Change<K, V>, E>> + Send + 'static,
-    K: Hash + Eq + Send + 'static,
-    V: Into<Target>,
-    E: Into<BoxError>,
-{
-    let changes = changes.map(|item| match item {
-        Ok(Change::Insert(key, target)) => Ok(Change::Insert(key, target.into())),
-        Ok(Change::Remove(key)) => Ok(Change::Remove(key)),
-        Err(error) => Err(error.into()),
-    });
-    Start(Box::new(move |shared, events| {
-        Box::pin(run(shared, events, changes))
-    }))
-}
-
-/// Applies changes until the source ends or the pool closes or is dropped.
-async fn run<S, K>(shared: Weak<Shared>, mut events: watch::Receiver<u64>, changes: S)
-where
-    S: Stream<Item = Result<Change<K, Target>, BoxError>> + Send,
-    K: Hash + Eq,
-{
-    let mut changes = std::pin::pin!(changes);
-    // Endpoint keys by the source's keys, to remove what the source removes.
-    let mut known: HashMap<K, String> = HashMap::new();
-    loop {
-        let next = tokio::select! {
-            next = changes.next() => next,
-            () = pool_gone(&shared, &mut events) => return,
-        };
-        let Some(change) = next else {
-            tracing::debug!("endpoint discovery ended; its endpoints stay");
-            return;
-        };
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        match change {
-            Ok(Change::Insert(key, target)) => {
-                match Endpoint::for_target(&target, &shared.config) {
-                    Ok(endpoint) => {
-                        let new_key = endpoint.key.clone();
-                        if let Some(old) = known.insert(key, new_key.clone())
-                            && old != new_key
-                        {
-                            shared.remove_endpoint(&old);
-                        }
-                        shared.add_endpoint(endpoint);
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "endpoint discovery supplied an invalid endpoint; ignored");
-                    }
-                }
-            }
-            Ok(Change::Remove(key)) => {
-                if let Some(old) = known.remove(&key) {
-                    shared.remove_endpoint(&old);
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "endpoint discovery failed; endpoints unchanged");
-            }
-        }
-    }
-}
-
-/// Resolves once the pool is closed or dropped.
-async fn pool_gone(shared: &Weak<Shared>, events: &mut watch::Receiver<u64>) {
-    loop {
-        match shared.upgrade() {
-            Some(shared) if !shared.is_closed() => {}
-            _ => return,
-        }
-        if events.changed().await.is_err() {
-            return;
-        }
     }
 }

@@ -10,10 +10,17 @@ use futures_util::Stream;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use http::uri::Scheme;
 
+pub use crate::config::DnsConfig;
+use crate::config::dns::DEFAULT_REFRESH;
+use crate::conn::{Endpoint, default_port};
 use crate::discovery::{Change, Target};
 use crate::error::{BoxError, Error};
+
+/// The shortest refresh interval: one rule for both ways of setting it (the
+/// builder method raises shorter ones to it, a configuration file that asks
+/// for less is an error).
+const MIN_REFRESH: Duration = Duration::from_millis(10);
 
 /// A discovery source that resolves a URI's host name every
 /// `refresh_interval` and makes each address an endpoint: new addresses are
@@ -57,7 +64,7 @@ impl DnsDiscovery {
     /// and [`Error::InvalidEndpoint`] when the host is an IP address.
     pub fn new(uri: impl Into<String>) -> Result<Self, Error> {
         let uri = uri.into();
-        let endpoint = crate::endpoint::Endpoint::parse(&uri)?;
+        let endpoint = Endpoint::parse(&uri)?;
         let host = endpoint.authority.host().to_owned();
         if host
             .trim_start_matches('[')
@@ -70,12 +77,11 @@ impl DnsDiscovery {
                 reason: "its host is an IP address: there is no name to resolve",
             });
         }
-        let default_port = if endpoint.scheme == Scheme::HTTPS {
-            443
-        } else {
-            80
-        };
-        let port = endpoint.authority.port_u16().unwrap_or(default_port);
+        let port = endpoint
+            .authority
+            .port_u16()
+            .or_else(|| default_port(&endpoint.scheme))
+            .unwrap_or(80);
         Ok(Self {
             uri,
             host,
@@ -85,10 +91,11 @@ impl DnsDiscovery {
         })
     }
 
-    /// How often the name is resolved again. Default: 30 s.
+    /// How often the name is resolved again, at least every 10 ms (shorter
+    /// intervals are raised to it). Default: 30 s.
     #[must_use]
     pub fn refresh_interval(mut self, interval: Duration) -> Self {
-        self.refresh_interval = interval.max(Duration::from_millis(10));
+        self.refresh_interval = interval.max(MIN_REFRESH);
         self
     }
 
@@ -146,66 +153,19 @@ impl DnsDiscovery {
     }
 }
 
-/// DNS discovery as plain data, for [`PoolConfig::dns`](crate::PoolConfig)
-/// and configuration files:
-///
-/// ```toml
-/// [dns]
-/// uri = "http://greeter.internal:50051"
-/// refresh_interval = "30s"          # optional
-/// nameservers = ["10.0.0.2:53"]     # optional: the system's by default
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
-#[non_exhaustive]
-pub struct DnsConfig {
-    /// The URI whose host is resolved, such as `http://greeter.internal:50051`.
-    pub uri: String,
-    /// How often the name is resolved again.
-    ///
-    /// Default: 30 s.
-    #[cfg_attr(
-        feature = "serde",
-        serde(default = "default_refresh", with = "humantime_serde")
-    )]
-    pub refresh_interval: Duration,
-    /// DNS servers to ask instead of the system's.
-    ///
-    /// Default: none (the system's).
-    #[cfg_attr(feature = "serde", serde(default))]
-    pub nameservers: Vec<SocketAddr>,
-}
-
-#[cfg(feature = "serde")]
-fn default_refresh() -> Duration {
-    DEFAULT_REFRESH
-}
-
-const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
-
 impl DnsConfig {
-    /// Resolves `uri`'s host every 30 s with the system's servers.
-    pub fn new(uri: impl Into<String>) -> Self {
-        Self {
-            uri: uri.into(),
-            refresh_interval: DEFAULT_REFRESH,
-            nameservers: Vec::new(),
-        }
-    }
-
     /// The discovery source these settings describe.
     ///
     /// # Errors
     ///
-    /// As [`DnsDiscovery::new`], and [`Error::InvalidSetting`] for a zero
-    /// refresh interval.
+    /// As [`DnsDiscovery::new`], and [`Error::InvalidSetting`] for a
+    /// refresh interval under 10 ms.
     pub fn discovery(&self) -> Result<DnsDiscovery, Error> {
-        if self.refresh_interval.is_zero() {
+        if self.refresh_interval < MIN_REFRESH {
             return Err(Error::InvalidSetting {
                 name: "dns refresh_interval",
                 value: format!("{:?}", self.refresh_interval),
-                reason: "must be greater than zero",
+                reason: "must be at least 10ms",
             });
         }
         let mut discovery =

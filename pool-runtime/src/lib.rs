@@ -82,15 +82,21 @@
 //!   [`Pool::from_config`].
 //! - `metrics`: gauges, counters and a wait-time histogram through the `metrics` crate's facade.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+//!
+//! # Layout
+//!
+//! The crate is built in layers, each importing only from those below it:
+//! `conn` (one HTTP/2 connection, knowing nothing of the pool), `state` (the
+//! pool's shared state and one file per behaviour: pick, wait, grow, shrink,
+//! balance...), `call` (one call: the tower `Service`, the attempt loop, the
+//! response body), and the public faces at the top (`Pool`, `PoolBuilder`,
+//! `PoolStats`...). `config` is plain data that every layer reads.
 
 #[cfg(feature = "runtime")]
-mod acquire;
+#[doc(hidden)]
+pub mod __private;
 #[cfg(feature = "runtime")]
 mod affinity;
-#[cfg(feature = "runtime")]
-mod balance;
-#[cfg(feature = "runtime")]
-mod body;
 #[cfg(feature = "build")]
 pub mod build;
 #[cfg(feature = "runtime")]
@@ -98,65 +104,37 @@ mod builder;
 #[cfg(feature = "runtime")]
 mod call;
 #[cfg(feature = "runtime")]
-#[doc(hidden)]
-pub mod codegen;
-#[cfg(feature = "runtime")]
 mod config;
 #[cfg(feature = "runtime")]
-mod connection;
-#[cfg(feature = "runtime")]
-mod connector;
+mod conn;
 #[cfg(feature = "runtime")]
 pub mod discovery;
 #[cfg(feature = "dns")]
 pub mod dns;
 #[cfg(feature = "runtime")]
-mod endpoint;
-#[cfg(feature = "runtime")]
 mod error;
 #[cfg(feature = "runtime")]
-mod grpc_timeout;
-#[cfg(feature = "runtime")]
-mod health;
-#[cfg(feature = "runtime")]
-mod maintenance;
-#[cfg(feature = "runtime")]
-mod metrics;
-#[cfg(feature = "runtime")]
-mod picker;
+mod lock;
 #[cfg(feature = "runtime")]
 mod pool;
 #[cfg(feature = "runtime")]
-mod rotation;
-#[cfg(feature = "runtime")]
 mod rpc;
 #[cfg(feature = "runtime")]
-mod service;
+mod state;
 #[cfg(feature = "runtime")]
 mod stats;
-#[cfg(feature = "runtime")]
-mod status;
-#[cfg(feature = "tls")]
-mod tls;
-#[cfg(feature = "runtime")]
-mod transport;
-#[cfg(feature = "runtime")]
-mod waiters;
-#[cfg(feature = "runtime")]
-mod wire;
 
 #[cfg(feature = "tls")]
-pub use crate::tls::TlsConfig;
+pub use crate::config::TlsConfig;
 #[cfg(feature = "runtime")]
 pub use crate::{
     affinity::AffinityKey,
-    body::ResponseBody,
     builder::PoolBuilder,
+    call::{ResponseBody, ResponseFuture},
     config::{Backoff, HealthCheck, Keepalive, PoolConfig},
     error::Error,
     pool::Pool,
     rpc::{BidiStreaming, ClientStreaming, ServerStreaming, Unary},
-    service::ResponseFuture,
     stats::PoolStats,
 };
 

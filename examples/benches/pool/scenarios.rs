@@ -496,7 +496,7 @@ pub(crate) async fn s4(ctx: &Context, cores: usize) -> Section {
         for _ in 0..ctx.rounds {
             ours.push(tokio::task::block_in_place(|| {
                 ns_per_op(threads, N, || {
-                    assert!(pool.bench_pick_release());
+                    assert!(pooled_client::__private::bench_pick_release(&pool));
                 })
             }));
             dp.push(tokio::task::block_in_place(|| {

@@ -7,7 +7,9 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::oneshot;
 use tonic::Status;
 
-/// What a waiting call receives: a slot (`G`, a stream guard in the pool),
+use crate::lock::lock;
+
+/// What a waiting call receives: a slot (`G`, a [`Slot`](super::Slot) in the pool),
 /// or the reason it will get none.
 pub(crate) type Grant<G> = Result<G, Status>;
 
@@ -49,7 +51,7 @@ impl<G> Waiters<G> {
     fn lock(&self) -> MutexGuard<'_, VecDeque<Waiter<G>>> {
         // Every critical section leaves the queue and `len` consistent before
         // it can panic, so a poisoned lock is still sound.
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.queue)
     }
 
     /// Calls waiting right now.

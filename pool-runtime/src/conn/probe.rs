@@ -1,9 +1,9 @@
-//! Health checking with the standard `grpc.health.v1` protocol, sent on the
-//! connection it is about.
+//! One `grpc.health.v1` check, sent on the connection it is about: at
+//! connect time, and on an interval by the pool.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,14 +14,10 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::call::{CallEnd, RequestBody};
+use super::endpoint::Endpoint;
+use super::request_body::{BodyHandle, RequestBody};
 use crate::config::HealthCheck;
-use crate::connection::Connection;
-use crate::endpoint::Endpoint;
 use crate::error::BoxError;
-use crate::picker::StreamGuard;
-use crate::pool::Shared;
-use crate::service::set_origin;
 
 /// Why a health check failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,42 +74,6 @@ pub(crate) async fn check(
     }
 }
 
-/// Checks `connection`'s server every interval while the connection takes
-/// calls; a failed check takes its endpoint out of the rotation.
-pub(crate) async fn watch(
-    shared: Weak<Shared>,
-    connection: Weak<Connection>,
-    settings: HealthCheck,
-) {
-    let mut interval = tokio::time::interval(settings.interval);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick is immediate, and the connection was checked just now.
-    interval.tick().await;
-    loop {
-        interval.tick().await;
-        let (Some(shared), Some(connection)) = (shared.upgrade(), connection.upgrade()) else {
-            return;
-        };
-        if !connection.link.is_ready() || shared.is_closed() {
-            return;
-        }
-        // The check takes a stream slot like a call; when none is free the
-        // calls in flight show whether the connection works.
-        if !connection.try_reserve() {
-            continue;
-        }
-        let slot = StreamGuard::new(connection.clone(), shared.clone());
-        let result = check(connection.sender(), connection.endpoint.clone(), &settings).await;
-        drop(slot);
-        if let Err(error) = result
-            && connection.link.is_ready()
-        {
-            shared.endpoint_unhealthy(&connection.endpoint, Box::new(error));
-            return;
-        }
-    }
-}
-
 /// A tower service sending requests on one connection, for the health
 /// client.
 #[derive(Clone)]
@@ -136,9 +96,9 @@ impl tower_service::Service<Request<tonic::body::Body>> for OneConnection {
         let endpoint = self.endpoint.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let body = RequestBody::new(body, Arc::new(CallEnd::default()));
+            let body = RequestBody::new(body, Arc::new(BodyHandle::default()));
             let mut request = Request::from_parts(parts, body);
-            set_origin(&mut request, &endpoint)?;
+            endpoint.address_request(&mut request)?;
             Ok(sender.send_request(request).await?)
         })
     }

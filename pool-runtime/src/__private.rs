@@ -3,13 +3,8 @@
 
 pub use tonic;
 
+pub use crate::call::UnaryCall;
 pub use crate::{Error, Pool};
-
-/// Marks a request as a unary call: with `retry_idempotent`, the pool reads
-/// such a response whole before handing it on, so that it can retry a call
-/// whose connection was lost mid-response.
-#[derive(Debug, Clone, Copy)]
-pub struct UnaryCall;
 
 /// Marks `request` as a unary call when the pool retries idempotent calls
 /// (the mark costs an allocation, so only then).
@@ -40,4 +35,10 @@ pub async fn connect(uri: String) -> Result<Pool, Error> {
     let pool = Pool::builder().endpoint(uri).build()?;
     pool.ready().await?;
     Ok(pool)
+}
+
+/// Takes a stream slot and gives it back at once, returning whether one
+/// was free: the pool's hot path without any I/O, for the benchmarks.
+pub fn bench_pick_release(pool: &Pool) -> bool {
+    pool.inner.pick().is_some()
 }

@@ -9,18 +9,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use crate::call::RequestBody;
-#[cfg(feature = "tls")]
-pub(crate) use crate::tls::Tls;
-/// Without the `tls` feature there are no TLS settings.
-#[cfg(not(feature = "tls"))]
-#[derive(Debug, Clone)]
-pub(crate) enum Tls {}
+use super::Tls;
+use super::endpoint::Endpoint;
+use super::frames::WatchedIo;
+use super::link::Link;
+use super::probe::{self, HealthError};
+use super::request_body::RequestBody;
+use super::transport::Transport;
 use crate::config::PoolConfig;
-use crate::endpoint::Endpoint;
-use crate::health::{self, HealthError};
-use crate::transport::Transport;
-use crate::wire::{Link, WatchedIo};
 
 /// The task that drives a connection's request dispatch; it ends when the
 /// connection can take no more requests.
@@ -120,7 +116,7 @@ async fn connect_unbounded(
     // With health checking, a connection joins only once its server says
     // it is serving.
     if let Some(settings) = &config.health_check {
-        let check = health::check(sender.clone(), endpoint.clone(), settings);
+        let check = probe::check(sender.clone(), endpoint.clone(), settings);
         tokio::pin!(check);
         tokio::select! {
             result = &mut check => result.map_err(ConnectError::Unhealthy)?,

@@ -1,6 +1,24 @@
-//! The pool's settings as plain data, with their defaults.
+//! The pool's settings as plain data, with their defaults. Nothing here
+//! imports the rest of the crate: the builder checks these values, and the
+//! layers below read them.
+
+mod backoff;
+#[cfg(feature = "dns")]
+pub(crate) mod dns;
+mod health_check;
+mod keepalive;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::time::Duration;
+
+pub use self::backoff::Backoff;
+#[cfg(feature = "dns")]
+pub use self::dns::DnsConfig;
+pub use self::health_check::HealthCheck;
+pub use self::keepalive::Keepalive;
+#[cfg(feature = "tls")]
+pub use self::tls::TlsConfig;
 
 /// Every setting of a [`Pool`](crate::Pool), as plain data.
 ///
@@ -26,7 +44,7 @@ use std::time::Duration;
 /// let pool = pooled_client::Pool::from_config(config).expect("valid settings");
 /// # }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 #[non_exhaustive]
@@ -135,14 +153,14 @@ pub struct PoolConfig {
     ///
     /// Default: none (`https://` endpoints trust the bundled Mozilla roots).
     #[cfg(feature = "tls")]
-    pub tls: Option<crate::tls::TlsConfig>,
+    pub tls: Option<TlsConfig>,
     /// A host name to resolve on an interval, each address an endpoint
     /// (feature `dns`), in addition to `endpoints`: the configuration-file
     /// form of [`DnsDiscovery`](crate::dns::DnsDiscovery).
     ///
     /// Default: none.
     #[cfg(feature = "dns")]
-    pub dns: Option<crate::dns::DnsConfig>,
+    pub dns: Option<DnsConfig>,
 }
 
 impl Default for PoolConfig {
@@ -170,173 +188,6 @@ impl Default for PoolConfig {
             tls: None,
             #[cfg(feature = "dns")]
             dns: None,
-        }
-    }
-}
-
-/// HTTP/2 keepalive settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
-#[non_exhaustive]
-pub struct Keepalive {
-    /// Time between PINGs.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
-    pub interval: Duration,
-    /// How long to wait for a PING's acknowledgement before the connection
-    /// is considered dead.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
-    pub timeout: Duration,
-    /// Whether PINGs are sent while no call is in flight, so that a dead idle
-    /// connection is found before a call is sent on it.
-    ///
-    /// Default: true.
-    #[cfg_attr(feature = "serde", serde(default = "yes"))]
-    pub while_idle: bool,
-}
-
-#[cfg(feature = "serde")]
-fn yes() -> bool {
-    true
-}
-
-impl Keepalive {
-    /// Keepalive with the given interval and timeout, pinging while idle.
-    pub fn new(interval: Duration, timeout: Duration) -> Self {
-        Self {
-            interval,
-            timeout,
-            while_idle: true,
-        }
-    }
-}
-
-/// Exponential backoff with jitter between connection attempts to an
-/// endpoint whose previous attempt failed.
-///
-/// The first reconnection after a working connection breaks is immediate;
-/// after `n` failures in a row the next attempt waits
-/// `min(initial * multiplier^(n-1), max)`, randomly spread by `± jitter`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
-#[non_exhaustive]
-pub struct Backoff {
-    /// Delay after the first failure. Default: 1 s.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
-    pub initial: Duration,
-    /// Growth factor per further failure. Default: 1.6.
-    pub multiplier: f64,
-    /// Relative spread, between 0 and 1. Default: 0.2.
-    pub jitter: f64,
-    /// The longest delay. Default: 5 s.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
-    pub max: Duration,
-}
-
-impl Eq for Backoff {}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_secs(1),
-            multiplier: 1.6,
-            jitter: 0.2,
-            max: Duration::from_secs(5),
-        }
-    }
-}
-
-impl Backoff {
-    /// A backoff with the given delays, multiplier and jitter.
-    pub fn new(initial: Duration, multiplier: f64, jitter: f64, max: Duration) -> Self {
-        Self {
-            initial,
-            multiplier,
-            jitter,
-            max,
-        }
-    }
-
-    /// The delay before the next attempt after `failures` failures in a row
-    /// (at least 1), before jitter.
-    pub fn base_delay(&self, failures: u32) -> Duration {
-        let exponent = failures.saturating_sub(1).min(64) as i32;
-        let secs = self.initial.as_secs_f64() * self.multiplier.powi(exponent);
-        Duration::from_secs_f64(secs.min(self.max.as_secs_f64()))
-    }
-
-    /// The delay before the next attempt after `failures` failures in a row,
-    /// spread by a random factor in `1 ± jitter` drawn from `unit` in `[0, 1)`.
-    pub fn delay(&self, failures: u32, unit: f64) -> Duration {
-        let spread = 1.0 + self.jitter * (2.0 * unit - 1.0);
-        self.base_delay(failures).mul_f64(spread.max(0.0))
-    }
-}
-
-/// Health checking settings: which service to ask about, and how often.
-///
-/// Each connection sends `grpc.health.v1.Health/Check` for `service` once
-/// per `interval` (skipped while every stream of the connection is taken:
-/// the calls in flight show whether it works). An answer other than
-/// `SERVING`, an error or no answer within `timeout` takes every connection
-/// to that endpoint out of the rotation; the pool then reconnects with its
-/// backoff, and a new connection joins only once the server answers
-/// `SERVING`. A server that does not implement the health service
-/// (`UNIMPLEMENTED`) counts as serving, as in gRPC's own health checking.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(from = "HealthCheckFields"))]
-#[non_exhaustive]
-pub struct HealthCheck {
-    /// The service name to check; the empty string asks about the server
-    /// as a whole.
-    pub service: String,
-    /// Time between checks on one connection.
-    pub interval: Duration,
-    /// How long to wait for an answer. Default: the interval, at most 5 s.
-    pub timeout: Duration,
-}
-
-impl HealthCheck {
-    /// Checks `service` every `interval`, waiting up to the interval (at
-    /// most 5 s) for each answer.
-    pub fn new(service: impl Into<String>, interval: Duration) -> Self {
-        Self {
-            service: service.into(),
-            interval,
-            timeout: interval.min(Duration::from_secs(5)),
-        }
-    }
-
-    /// Sets how long to wait for each answer.
-    #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-}
-
-/// A health check as written in a file: the timeout may be left out.
-#[cfg(feature = "serde")]
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HealthCheckFields {
-    #[serde(default)]
-    service: String,
-    #[serde(with = "humantime_serde")]
-    interval: Duration,
-    #[serde(default, with = "humantime_serde")]
-    timeout: Option<Duration>,
-}
-
-#[cfg(feature = "serde")]
-impl From<HealthCheckFields> for HealthCheck {
-    fn from(fields: HealthCheckFields) -> Self {
-        let check = HealthCheck::new(fields.service, fields.interval);
-        match fields.timeout {
-            Some(timeout) => check.timeout(timeout),
-            None => check,
         }
     }
 }

@@ -1,4 +1,6 @@
-//! Ending a call's request stream when the call ends.
+//! The request body the pool hands to hyper, and the caller's handle on it
+//! ([`BodyHandle`]): ending it when the call ends, taking it back to send
+//! it again.
 //!
 //! hyper sends a request body from a task of its own until the body ends.
 //! A streaming request whose caller gave up (dropped the call, or its
@@ -23,6 +25,8 @@ use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use tonic::Status;
 
+use crate::lock::lock;
+
 /// The most request bytes kept for sending a refused request again; a
 /// larger request is not retried once any of it was read.
 pub(crate) const REPLAY_LIMIT: usize = 64 * 1024;
@@ -30,9 +34,10 @@ pub(crate) const REPLAY_LIMIT: usize = 64 * 1024;
 /// How long a retry waits for hyper to give the request body back.
 const RECLAIM_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Whether a call has ended, shared by its request body and its stream slot.
+/// The caller's handle on a request body that hyper owns: it ends the body
+/// when the call ends, and takes it back to send it again.
 #[derive(Default)]
-pub(crate) struct CallEnd {
+pub(crate) struct BodyHandle {
     ended: AtomicBool,
     waker: AtomicWaker,
     /// The body as it can be sent again, left here when hyper drops it:
@@ -47,16 +52,16 @@ pub(crate) struct CallEnd {
     dropped: tokio::sync::Notify,
 }
 
-impl std::fmt::Debug for CallEnd {
+impl std::fmt::Debug for BodyHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallEnd")
+        f.debug_struct("BodyHandle")
             .field("ended", &self.has_ended())
             .finish_non_exhaustive()
     }
 }
 
-impl CallEnd {
-    /// Marks the call ended and wakes its request body.
+impl BodyHandle {
+    /// Ends the request body: the call is over.
     pub(crate) fn end(&self) {
         self.ended.store(true, Ordering::Release);
         self.waker.wake();
@@ -68,11 +73,7 @@ impl CallEnd {
 
     /// The request body to send again, if hyper dropped one that can be.
     pub(crate) fn take_unread(&self) -> Option<tonic::body::Body> {
-        let replay = self
-            .unread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()?;
+        let replay = lock(&self.unread).take()?;
         Some(match replay {
             ReplayBody {
                 chunks,
@@ -106,7 +107,7 @@ pub(crate) struct RequestBody {
     inner: Option<tonic::body::Body>,
     /// What hyper has read, while it stays under [`REPLAY_LIMIT`].
     sent: Replay,
-    end: Arc<CallEnd>,
+    end: Arc<BodyHandle>,
 }
 
 /// The part of a body already read, kept for sending it again.
@@ -164,7 +165,7 @@ impl Replay {
 }
 
 impl RequestBody {
-    pub(crate) fn new(inner: tonic::body::Body, end: Arc<CallEnd>) -> Self {
+    pub(crate) fn new(inner: tonic::body::Body, end: Arc<BodyHandle>) -> Self {
         end.body_dropped.store(false, Ordering::SeqCst);
         Self {
             inner: Some(inner),
@@ -192,7 +193,7 @@ impl Drop for RequestBody {
             Replay::Lost => None,
         };
         if let Some(again) = again {
-            *self.end.unread.lock().unwrap_or_else(|p| p.into_inner()) = Some(again);
+            *lock(&self.end.unread) = Some(again);
         }
         self.end.body_dropped.store(true, Ordering::SeqCst);
         if self.end.reclaiming.load(Ordering::SeqCst) {

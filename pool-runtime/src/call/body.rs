@@ -1,18 +1,16 @@
 //! The response body, which holds the call's stream slot until it ends.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::time::Sleep;
 use tonic::Status;
 
-use crate::picker::StreamGuard;
-use crate::status;
+use super::end::CallEnd;
+use crate::conn::status;
 
 /// The body of a response received through a [`Pool`](crate::Pool).
 ///
@@ -29,21 +27,16 @@ pub struct ResponseBody {
     /// `None` once the body has ended; dropping it resets a stream that was
     /// still open.
     inner: Option<Incoming>,
-    guard: Option<StreamGuard>,
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// The call's slot, request stream and deadline, until the body ends.
+    end: Option<CallEnd>,
 }
 
 impl ResponseBody {
-    pub(crate) fn new(
-        inner: Incoming,
-        guard: StreamGuard,
-        deadline: Option<Pin<Box<Sleep>>>,
-    ) -> Self {
+    pub(crate) fn new(inner: Incoming, end: CallEnd) -> Self {
         Self {
             whole: VecDeque::new(),
             inner: Some(inner),
-            guard: Some(guard),
-            deadline,
+            end: Some(end),
         }
     }
 
@@ -64,14 +57,13 @@ impl ResponseBody {
 
     fn finish(&mut self) {
         self.inner = None;
-        self.guard = None;
-        self.deadline = None;
+        self.end = None;
     }
 
     fn endpoint(&self) -> String {
-        self.guard.as_ref().map_or_else(
+        self.end.as_ref().map_or_else(
             || "the server".to_owned(),
-            |g| g.connection().endpoint.key.clone(),
+            |end| end.connection().endpoint.key.clone(),
         )
     }
 }
@@ -91,8 +83,8 @@ impl Body for ResponseBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        if let Some(deadline) = this.deadline.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
+        if let Some(end) = this.end.as_mut()
+            && end.poll_deadline(cx).is_ready()
         {
             this.finish();
             return Poll::Ready(Some(Err(Status::deadline_exceeded(
@@ -107,9 +99,8 @@ impl Body for ResponseBody {
             }
             Some(Ok(frame)) => {
                 if frame.is_trailers() {
-                    // Trailers end a gRPC response: the stream is done.
-                    this.guard = None;
-                    this.deadline = None;
+                    // Trailers end a gRPC response: the call is done.
+                    this.end = None;
                 }
                 Some(Ok(frame))
             }

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use hyper::client::conn::http2::SendRequest;
 
-use crate::call::RequestBody;
-use crate::endpoint::Endpoint;
-use crate::wire::Link;
+use super::endpoint::Endpoint;
+use super::link::Link;
+use super::request_body::RequestBody;
 
 /// A connection shared by every call that picks it; never checked out.
 #[derive(Debug)]

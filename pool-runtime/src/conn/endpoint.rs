@@ -5,11 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use http::uri::{Authority, Scheme, Uri};
+use http::Request;
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use tonic::Status;
 
-use crate::config::{Backoff, PoolConfig};
-use crate::discovery::Target;
+use crate::config::Backoff;
 use crate::error::{BoxError, Error};
+use crate::lock::lock;
 
 /// A parsed endpoint and the bookkeeping of its connection attempts.
 #[derive(Debug)]
@@ -67,11 +69,7 @@ impl Endpoint {
             .scheme()
             .cloned()
             .ok_or_else(|| invalid("it has no scheme: write \"http://host:port\""))?;
-        let default_port = if scheme == Scheme::HTTP {
-            80
-        } else if scheme == Scheme::HTTPS && cfg!(feature = "tls") {
-            443
-        } else {
+        let Some(default_port) = default_port(&scheme) else {
             return Err(Error::UnsupportedScheme {
                 uri: uri.to_owned(),
                 scheme: scheme.as_str().to_owned(),
@@ -122,13 +120,22 @@ impl Endpoint {
         Ok(endpoint)
     }
 
-    /// The endpoint for `target` with the pool's settings applied.
-    pub(crate) fn for_target(target: &Target, config: &PoolConfig) -> Result<Self, Error> {
-        let mut endpoint = Self::parse_at(target.uri(), target.address())?;
-        if let Some(authority) = &config.authority {
-            endpoint.authority = parse_authority(authority)?;
+    /// Replaces the `:authority` every call to this endpoint sends.
+    pub(crate) fn set_authority(&mut self, authority: Authority) {
+        self.authority = authority;
+    }
+
+    /// Points `request` at this endpoint, keeping its path.
+    pub(crate) fn address_request<B>(&self, request: &mut Request<B>) -> Result<(), Status> {
+        let mut parts = std::mem::take(request.uri_mut()).into_parts();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
         }
-        Ok(endpoint)
+        *request.uri_mut() = Uri::from_parts(parts)
+            .map_err(|e| Status::internal(format!("cannot address {}: {e}", self.key)))?;
+        Ok(())
     }
 
     /// Whether connections use TLS (`https`).
@@ -157,9 +164,7 @@ impl Endpoint {
 
     /// The attempt bookkeeping; never held across an await.
     pub(crate) fn attempts(&self) -> MutexGuard<'_, Attempts> {
-        // A panic while holding this lock cannot leave the counters torn,
-        // so a poisoned lock is still usable.
-        self.attempts.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.attempts)
     }
 
     /// Whether an attempt may start now; claims the endpoint if so.
@@ -212,6 +217,18 @@ impl Endpoint {
     /// Whether the last attempt failed (and none has succeeded since).
     pub(crate) fn is_failing(&self) -> bool {
         self.attempts().failures > 0
+    }
+}
+
+/// The port a scheme implies when the URI gives none, or `None` for a
+/// scheme the pool cannot connect with (`https` needs the `tls` feature).
+pub(crate) fn default_port(scheme: &Scheme) -> Option<u16> {
+    if *scheme == Scheme::HTTP {
+        Some(80)
+    } else if *scheme == Scheme::HTTPS && cfg!(feature = "tls") {
+        Some(443)
+    } else {
+        None
     }
 }
 

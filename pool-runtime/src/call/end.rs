@@ -1,0 +1,77 @@
+//! When a call ends, and what it gives back.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::time::{Instant, Sleep};
+
+use crate::conn::{BodyHandle, Connection};
+use crate::state::Slot;
+
+/// Everything a call holds until it ends, given back in one place when it
+/// is dropped: the stream slot (to the pool and the first waiting call),
+/// and the request stream (ended, so that hyper stops sending it). It also
+/// carries the call's deadline while the response is read.
+///
+/// A call ends when its response ends or fails, when its deadline passes,
+/// or when the caller drops the call or its response.
+#[derive(Debug)]
+pub(crate) struct CallEnd {
+    slot: Slot,
+    /// `None` once the attempt was given up to send the request again.
+    request: Option<Arc<BodyHandle>>,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl CallEnd {
+    /// An attempt holding `slot` and sending the request behind `request`.
+    pub(crate) fn new(slot: Slot, request: Arc<BodyHandle>) -> Self {
+        Self {
+            slot,
+            request: Some(request),
+            deadline: None,
+        }
+    }
+
+    /// Ends the call at `deadline` too.
+    pub(crate) fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
+        self
+    }
+
+    /// The connection the call is on.
+    pub(crate) fn connection(&self) -> &Arc<Connection> {
+        self.slot.connection()
+    }
+
+    /// Takes the call's connection out of the rotation: it broke under it.
+    pub(crate) fn retire_connection(&self) {
+        self.slot.retire_connection();
+    }
+
+    /// Gives the slot back but keeps the request: it is sent again.
+    pub(crate) fn release_for_retry(mut self) {
+        self.request = None;
+    }
+
+    /// Ready once the call's deadline has passed; never without one.
+    pub(crate) fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.deadline.as_mut() {
+            Some(deadline) => deadline.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for CallEnd {
+    fn drop(&mut self) {
+        // The request stream first, then the slot (released when `slot`
+        // drops right after): a waiting call that takes the slot must not
+        // find this call's stream still open.
+        if let Some(request) = self.request.take() {
+            request.end();
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! One call through the pool, above the pool's state: the tower `Service`
+//! and its future, the attempt loop and its retry policy, the deadline,
+//! what a call holds until it ends, and the response body.
+//!
+//! | file | what |
+//! |---|---|
+//! | `service.rs` | `impl Service for Pool`, `ResponseFuture`, the call's deadline |
+//! | `deadline.rs` | the `grpc-timeout` header |
+//! | `send.rs` | the attempt loop |
+//! | `retry.rs` | whether a failed attempt is sent again |
+//! | `end.rs` | `CallEnd`: the slot, the request stream and the deadline |
+//! | `body.rs` | `ResponseBody`, which holds the `CallEnd` until it ends |
+
+mod body;
+mod deadline;
+mod end;
+mod retry;
+mod send;
+mod service;
+
+pub use self::body::ResponseBody;
+pub use self::retry::UnaryCall;
+pub use self::service::ResponseFuture;

@@ -1,0 +1,171 @@
+//! The attempt loop: take a slot, send on its connection, and on failure
+//! ask the retry policy whether to send again.
+
+use std::sync::Arc;
+
+use http::header::{HeaderValue, USER_AGENT};
+use http::request::Parts;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+use tonic::Status;
+use tonic::body::Body;
+
+use super::body::ResponseBody;
+use super::end::CallEnd;
+use super::retry::{Failure, RetryPolicy, UnaryCall};
+use crate::affinity::AffinityKey;
+use crate::conn::{BodyHandle, RequestBody, status};
+use crate::state::Inner;
+
+const DEFAULT_USER_AGENT: &str = concat!("pooled-client/", env!("CARGO_PKG_VERSION"));
+
+/// Sends `request` on the least-loaded connection, again elsewhere when the
+/// retry policy allows it, until it has a response or a final status.
+pub(super) async fn send(
+    inner: Arc<Inner>,
+    request: Request<Body>,
+    deadline: Option<Instant>,
+) -> Result<Response<ResponseBody>, Status> {
+    let (mut call, mut request) = Call::new(&inner, request);
+    loop {
+        let end = CallEnd::new(inner.acquire(call.affinity).await?, call.handle.clone());
+        end.connection().endpoint.address_request(&mut request)?;
+        match attempt(end, request, call.read_whole, deadline).await {
+            Ok(response) => return Ok(response),
+            Err(failed) => request = call.again(failed).await?,
+        }
+    }
+}
+
+/// What a failed attempt leaves: its error, the request if it never left
+/// the client, and the call's hold on the connection.
+struct Failed {
+    error: hyper::Error,
+    unsent: Option<Request<RequestBody>>,
+    end: CallEnd,
+}
+
+/// One attempt on the connection `end` holds a slot on.
+async fn attempt(
+    end: CallEnd,
+    request: Request<RequestBody>,
+    read_whole: bool,
+    deadline: Option<Instant>,
+) -> Result<Response<ResponseBody>, Failed> {
+    let response = match end.connection().sender().try_send_request(request).await {
+        Ok(response) => response,
+        Err(mut error) => {
+            let unsent = error.take_message();
+            let error = error.into_error();
+            return Err(Failed { error, unsent, end });
+        }
+    };
+    if !read_whole {
+        return Ok(response.map(|body| ResponseBody::new(body, end.with_deadline(deadline))));
+    }
+    let (head, incoming): (_, Incoming) = response.into_parts();
+    match ResponseBody::read_whole(incoming).await {
+        // The whole response is here: the call's slot goes back now.
+        Ok(body) => Ok(Response::from_parts(head, body)),
+        Err(error) => Err(Failed {
+            error,
+            unsent: None,
+            end,
+        }),
+    }
+}
+
+/// What the attempt loop keeps between attempts.
+struct Call {
+    handle: Arc<BodyHandle>,
+    policy: RetryPolicy,
+    /// A copy of the request's head for sending it again; the body comes
+    /// back from hyper or through `handle`.
+    spare_head: Option<Parts>,
+    /// A unary call that may be retried after it was sent is read whole
+    /// before it is handed on, so that a connection lost mid-response can
+    /// be retried too.
+    read_whole: bool,
+    affinity: Option<AffinityKey>,
+}
+
+impl Call {
+    /// The call's state and its first request.
+    fn new(inner: &Inner, mut request: Request<Body>) -> (Self, Request<RequestBody>) {
+        if !request.headers().contains_key(USER_AGENT) {
+            request
+                .headers_mut()
+                .insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
+        }
+        let retries = inner.config.idempotent_retries;
+        let call = Self {
+            handle: Arc::new(BodyHandle::default()),
+            policy: RetryPolicy::new(retries),
+            spare_head: Some(copy_head(&request)),
+            read_whole: retries > 0 && request.extensions().get::<UnaryCall>().is_some(),
+            affinity: request.extensions().get::<AffinityKey>().copied(),
+        };
+        let request = request.map(|body| RequestBody::new(body, call.handle.clone()));
+        (call, request)
+    }
+
+    /// The request to send next after `failed`, or the call's final status.
+    async fn again(&mut self, failed: Failed) -> Result<Request<RequestBody>, Status> {
+        let Failed { error, unsent, end } = failed;
+        let refused = status::refused_unprocessed(&error);
+        if unsent.is_some() || refused || error.is_closed() {
+            end.retire_connection();
+        }
+        let failure = if unsent.is_some() || refused {
+            Failure::Unprocessed
+        } else {
+            Failure::Sent(status::code_for(&error))
+        };
+        let endpoint = end.connection().endpoint.key.clone();
+        let again = match self.policy.retry(failure) {
+            Some(budget) => self.recover(unsent).await.map(|again| (budget, again)),
+            None => None,
+        };
+        // Dropping `end` here ends the call: no retry.
+        let Some((budget, again)) = again else {
+            return Err(status::from_transport(error, &endpoint));
+        };
+        self.policy.spend(budget);
+        tracing::debug!(endpoint = %endpoint, ?failure, "sending the request again");
+        end.release_for_retry();
+        if self.spare_head.is_none() && self.policy.any_left() {
+            self.spare_head = Some(copy_head(&again));
+        }
+        Ok(again)
+    }
+
+    /// The request to send again: the one hyper handed back unsent, or the
+    /// spare head with the body taken back from hyper.
+    async fn recover(
+        &mut self,
+        unsent: Option<Request<RequestBody>>,
+    ) -> Option<Request<RequestBody>> {
+        if unsent.is_some() {
+            return unsent;
+        }
+        let head = self.spare_head.take()?;
+        let body = self.handle.reclaim().await?;
+        Some(Request::from_parts(
+            head,
+            RequestBody::new(body, self.handle.clone()),
+        ))
+    }
+}
+
+/// A copy of a request's head for sending it again. Extensions are left
+/// out: they cost a map copy on every call, and the layers that read them
+/// ran before the pool.
+fn copy_head<B>(request: &Request<B>) -> Parts {
+    let (mut head, ()) = Request::new(()).into_parts();
+    head.method = request.method().clone();
+    head.uri = request.uri().clone();
+    head.version = request.version();
+    head.headers = request.headers().clone();
+    head
+}

@@ -1,0 +1,71 @@
+//! `Pool` as a tower `Service`: what every tonic client calls.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tonic::Status;
+use tonic::body::Body;
+
+use super::body::ResponseBody;
+use super::{deadline, send};
+use crate::pool::Pool;
+use crate::state::Inner;
+
+impl tower_service::Service<Request<Body>> for Pool {
+    type Response = Response<ResponseBody>;
+    type Error = Status;
+    type Future = ResponseFuture;
+
+    /// Always ready: a call waits for a stream inside its own future, with
+    /// its own timeout. (tonic's generated clients turn an error from here
+    /// into `UNKNOWN`, so errors are reported by the call instead.)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> ResponseFuture {
+        ResponseFuture {
+            inner: Box::pin(call(self.inner.clone(), request)),
+        }
+    }
+}
+
+/// The future of one call through a [`Pool`].
+#[must_use = "futures do nothing unless polled"]
+pub struct ResponseFuture {
+    inner: Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Status>> + Send>>,
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<ResponseBody>, Status>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+/// One call, its `grpc-timeout` enforced over the whole of it: waiting for
+/// a stream, the response headers and the body (tonic's own transport does
+/// the same; a pool under tonic's transport must too).
+async fn call(inner: Arc<Inner>, request: Request<Body>) -> Result<Response<ResponseBody>, Status> {
+    let Some(timeout) = deadline::from_headers(request.headers()) else {
+        return send::send(inner, request, None).await;
+    };
+    let at = tokio::time::Instant::now() + timeout;
+    match tokio::time::timeout_at(at, send::send(inner, request, Some(at))).await {
+        Ok(result) => result,
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "the call's deadline of {timeout:?} passed before the server answered"
+        ))),
+    }
+}

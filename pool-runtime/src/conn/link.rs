@@ -1,0 +1,162 @@
+//! What a connection's I/O and the pool share: its state, the server's
+//! stream limit, and what to do on GOAWAY.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
+
+/// The stream limit assumed when a server advertises none (hyper's and
+/// h2's own assumption, so the pool and h2 agree).
+pub(crate) const DEFAULT_MAX_STREAMS: usize = 100;
+
+/// A connection's lifecycle, readable without a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum State {
+    /// Takes new calls.
+    Ready = 0,
+    /// Takes no new calls; calls in flight finish.
+    Draining = 1,
+    /// The connection is gone.
+    Closed = 2,
+}
+
+/// Called once when the server sends GOAWAY.
+pub(crate) type OnGoAway = Box<dyn Fn() + Send + Sync>;
+
+/// What a connection's I/O and the pool share: the server's stream limit,
+/// the connection's state, and what to do when the server says GOAWAY.
+pub(crate) struct Link {
+    state: AtomicU8,
+    max_streams: AtomicUsize,
+    settings_seen: AtomicBool,
+    /// Signalled once, when the first SETTINGS frame has been read.
+    pub(crate) settings: Notify,
+    /// Takes the connection out of the pool's rotation; called from the read
+    /// path so that no task has to watch for GOAWAY on every request.
+    on_goaway: OnceLock<OnGoAway>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("state", &self.state())
+            .field("max_streams", &self.max_streams())
+            .field("settings_seen", &self.settings_seen())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Self {
+            state: AtomicU8::new(State::Ready as u8),
+            max_streams: AtomicUsize::new(DEFAULT_MAX_STREAMS),
+            settings_seen: AtomicBool::new(false),
+            settings: Notify::new(),
+            on_goaway: OnceLock::new(),
+        }
+    }
+}
+
+impl Link {
+    /// The connection's state.
+    pub(crate) fn state(&self) -> State {
+        match self.state.load(Ordering::Acquire) {
+            0 => State::Ready,
+            1 => State::Draining,
+            _ => State::Closed,
+        }
+    }
+
+    /// Whether new calls may use the connection.
+    #[inline]
+    pub(crate) fn is_ready(&self) -> bool {
+        self.state.load(Ordering::Acquire) == State::Ready as u8
+    }
+
+    /// Moves to `to` if that is a step forward; returns whether it moved.
+    pub(crate) fn advance(&self, to: State) -> bool {
+        let to = to as u8;
+        let mut current = self.state.load(Ordering::Acquire);
+        while current < to {
+            match self
+                .state
+                .compare_exchange_weak(current, to, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+        false
+    }
+
+    /// Sets what happens on GOAWAY; a GOAWAY read before this is set shows
+    /// in [`state`](Self::state), which the caller checks afterwards.
+    pub(crate) fn on_goaway(&self, action: OnGoAway) {
+        let _ = self.on_goaway.set(action);
+    }
+
+    /// The server's advertised `SETTINGS_MAX_CONCURRENT_STREAMS`.
+    #[inline]
+    pub(crate) fn max_streams(&self) -> usize {
+        self.max_streams.load(Ordering::Relaxed)
+    }
+
+    /// Whether the server's first SETTINGS frame has been read.
+    pub(crate) fn settings_seen(&self) -> bool {
+        self.settings_seen.load(Ordering::Acquire)
+    }
+
+    pub(super) fn on_frame(&self, event: FrameEvent) {
+        match event {
+            FrameEvent::Settings { max_streams } => {
+                if let Some(max) = max_streams {
+                    self.max_streams.store(max as usize, Ordering::Relaxed);
+                }
+                if !self.settings_seen.swap(true, Ordering::AcqRel) {
+                    self.settings.notify_one();
+                }
+            }
+            FrameEvent::GoAway => {
+                if self.advance(State::Draining)
+                    && let Some(action) = self.on_goaway.get()
+                {
+                    action();
+                }
+            }
+        }
+    }
+}
+
+/// A frame the pool reacts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FrameEvent {
+    /// A SETTINGS frame (not an ACK), with its stream limit if it set one.
+    Settings {
+        /// `SETTINGS_MAX_CONCURRENT_STREAMS`, if present.
+        max_streams: Option<u32>,
+    },
+    /// A GOAWAY frame.
+    GoAway,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_applies_settings_and_goaway() {
+        let link = Link::default();
+        assert_eq!(link.max_streams(), DEFAULT_MAX_STREAMS);
+        link.on_frame(FrameEvent::Settings {
+            max_streams: Some(4),
+        });
+        assert!(link.settings_seen());
+        assert_eq!(link.max_streams(), 4);
+        link.on_frame(FrameEvent::GoAway);
+        assert_eq!(link.state(), State::Draining);
+        assert!(!link.advance(State::Ready), "state never moves backwards");
+    }
+}

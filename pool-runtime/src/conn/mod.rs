@@ -1,0 +1,44 @@
+//! One HTTP/2 connection, knowing nothing of the pool: the server it goes
+//! to, opening it, what its I/O learns, sending on it, and turning its
+//! failures into gRPC statuses.
+//!
+//! | file | what |
+//! |---|---|
+//! | `endpoint.rs` | a server address and the bookkeeping of attempts to it |
+//! | `connect.rs` | TCP, TLS, the HTTP/2 handshake and the first SETTINGS |
+//! | `tls.rs` | rustls glue (feature `tls`) |
+//! | `transport.rs` | the byte stream: TCP or TLS over TCP |
+//! | `frames.rs` | the frame scanner that reads SETTINGS and GOAWAY |
+//! | `link.rs` | what the connection's I/O and its users share |
+//! | `probe.rs` | a `grpc.health.v1` check sent on one connection |
+//! | `connection.rs` | an open connection: send handle, stream count, limit |
+//! | `request_body.rs` | the request body handed to hyper, and the handle on it |
+//! | `status.rs` | transport errors as gRPC statuses |
+
+mod connect;
+mod connection;
+mod endpoint;
+mod frames;
+mod link;
+mod probe;
+mod request_body;
+pub(crate) mod status;
+#[cfg(feature = "tls")]
+mod tls;
+mod transport;
+
+pub(crate) use self::connect::{ConnectError, Connected, Driver, connect};
+pub(crate) use self::connection::Connection;
+#[cfg(feature = "dns")]
+pub(crate) use self::endpoint::default_port;
+pub(crate) use self::endpoint::{Endpoint, parse_authority};
+pub(crate) use self::link::{DEFAULT_MAX_STREAMS, Link, State};
+pub(crate) use self::probe::check as probe;
+pub(crate) use self::request_body::{BodyHandle, RequestBody};
+#[cfg(feature = "tls")]
+pub(crate) use self::tls::Tls;
+
+/// Without the `tls` feature there are no TLS settings.
+#[cfg(not(feature = "tls"))]
+#[derive(Debug, Clone)]
+pub(crate) enum Tls {}

@@ -1,0 +1,119 @@
+//! Applying a discovery source's changes to the pool, from the moment the
+//! pool starts until the source ends or the pool closes.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::Pin;
+use std::sync::Weak;
+
+use futures_util::{Stream, StreamExt};
+use tokio::sync::watch;
+
+use super::Inner;
+use crate::discovery::{Change, Target};
+use crate::error::BoxError;
+
+type Run = Box<
+    dyn FnOnce(Weak<Inner>, watch::Receiver<u64>) -> Pin<Box<dyn Future<Output = ()> + Send>>
+        + Send,
+>;
+
+/// A discovery source waiting for the pool's background work to start.
+pub(crate) struct Start(Run);
+
+impl Start {
+    /// The task applying the source's changes to the pool.
+    pub(crate) fn run(
+        self,
+        pool: Weak<Inner>,
+        events: watch::Receiver<u64>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        (self.0)(pool, events)
+    }
+}
+
+impl std::fmt::Debug for Start {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DiscoverySource")
+    }
+}
+
+/// Wraps a stream of changes for the pool to start.
+pub(crate) fn start<S, K, V, E>(changes: S) -> Start
+where
+    S: Stream<Item = Result<Change<K, V>, E>> + Send + 'static,
+    K: Hash + Eq + Send + 'static,
+    V: Into<Target>,
+    E: Into<BoxError>,
+{
+    let changes = changes.map(|item| match item {
+        Ok(Change::Insert(key, target)) => Ok(Change::Insert(key, target.into())),
+        Ok(Change::Remove(key)) => Ok(Change::Remove(key)),
+        Err(error) => Err(error.into()),
+    });
+    Start(Box::new(move |pool, events| {
+        Box::pin(run(pool, events, changes))
+    }))
+}
+
+/// Applies changes until the source ends or the pool closes or is dropped.
+async fn run<S, K>(pool: Weak<Inner>, mut events: watch::Receiver<u64>, changes: S)
+where
+    S: Stream<Item = Result<Change<K, Target>, BoxError>> + Send,
+    K: Hash + Eq,
+{
+    let mut changes = std::pin::pin!(changes);
+    // Endpoint keys by the source's keys, to remove what the source removes.
+    let mut known: HashMap<K, String> = HashMap::new();
+    loop {
+        let next = tokio::select! {
+            next = changes.next() => next,
+            () = pool_gone(&pool, &mut events) => return,
+        };
+        let Some(change) = next else {
+            tracing::debug!("endpoint discovery ended; its endpoints stay");
+            return;
+        };
+        let Some(inner) = pool.upgrade() else {
+            return;
+        };
+        match change {
+            Ok(Change::Insert(key, target)) => match inner.endpoint_for(&target) {
+                Ok(endpoint) => {
+                    let new_key = endpoint.key.clone();
+                    if let Some(old) = known.insert(key, new_key.clone())
+                        && old != new_key
+                    {
+                        inner.remove_endpoint(&old);
+                    }
+                    inner.add_endpoint(endpoint);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "endpoint discovery supplied an invalid endpoint; ignored");
+                }
+            },
+            Ok(Change::Remove(key)) => {
+                if let Some(old) = known.remove(&key) {
+                    inner.remove_endpoint(&old);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "endpoint discovery failed; endpoints unchanged");
+            }
+        }
+    }
+}
+
+/// Resolves once the pool is closed or dropped.
+async fn pool_gone(pool: &Weak<Inner>, events: &mut watch::Receiver<u64>) {
+    loop {
+        match pool.upgrade() {
+            Some(inner) if !inner.is_closed() => {}
+            _ => return,
+        }
+        if events.changed().await.is_err() {
+            return;
+        }
+    }
+}

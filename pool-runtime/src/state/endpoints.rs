@@ -1,0 +1,87 @@
+//! The endpoints the pool connects to: added, removed, and taken out for a
+//! while when they fail their health check.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::list::{push_onto, take_from};
+use super::{Inner, Retirement, maintain};
+use crate::conn::{Endpoint, parse_authority};
+use crate::discovery::Target;
+use crate::error::{BoxError, Error};
+
+impl Inner {
+    /// The endpoint for `target` with the pool's settings applied.
+    pub(crate) fn endpoint_for(&self, target: &Target) -> Result<Endpoint, Error> {
+        endpoint_for(target, &self.config)
+    }
+
+    /// Adds `endpoint` unless one with its key is in the pool already.
+    pub(crate) fn add_endpoint(self: &Arc<Self>, endpoint: Endpoint) -> bool {
+        {
+            let _live = self.live();
+            if self.endpoints.load().iter().any(|e| e.key == endpoint.key) {
+                return false;
+            }
+            tracing::info!(endpoint = %endpoint.key, "endpoint added");
+            push_onto(&self.endpoints, Arc::new(endpoint));
+        }
+        self.notify();
+        self.grow(0);
+        self.rebalance(Instant::now());
+        true
+    }
+
+    /// Removes the endpoint with `key` and drains its connections.
+    pub(crate) fn remove_endpoint(self: &Arc<Self>, key: &str) -> bool {
+        let removed = {
+            let _live = self.live();
+            let Some(removed) = take_from(&self.endpoints, |e| e.key == key) else {
+                return false;
+            };
+            removed.remove();
+            removed
+        };
+        tracing::info!(endpoint = %removed.key, "endpoint removed");
+        self.retire_endpoint(&removed, Retirement::Removed);
+        self.notify();
+        self.grow(0);
+        true
+    }
+
+    /// Takes every connection to `endpoint` out of rotation.
+    pub(crate) fn retire_endpoint(self: &Arc<Self>, endpoint: &Arc<Endpoint>, why: Retirement) {
+        let ids: Vec<u64> = self
+            .rotation
+            .load()
+            .iter()
+            .filter(|c| Arc::ptr_eq(&c.endpoint, endpoint))
+            .map(|c| c.id)
+            .collect();
+        for id in ids {
+            self.retire(id, why);
+        }
+    }
+
+    /// Takes `endpoint` out of rotation after a failed health check; it is
+    /// tried again after the usual backoff.
+    pub(crate) fn endpoint_unhealthy(self: &Arc<Self>, endpoint: &Arc<Endpoint>, error: BoxError) {
+        tracing::warn!(endpoint = %endpoint.key, error = %error, "endpoint failed its health check");
+        let retry_at = endpoint.unhealthy(error, &self.config.backoff);
+        self.retire_endpoint(endpoint, Retirement::Unhealthy);
+        tokio::spawn(maintain::retry_at(Arc::downgrade(self), retry_at));
+    }
+}
+
+/// The endpoint for `target` with `config`'s settings applied: where it
+/// connects, and the `:authority` its calls send.
+pub(crate) fn endpoint_for(
+    target: &Target,
+    config: &crate::config::PoolConfig,
+) -> Result<Endpoint, Error> {
+    let mut endpoint = Endpoint::parse_at(target.uri(), target.address())?;
+    if let Some(authority) = &config.authority {
+        endpoint.set_authority(parse_authority(authority)?);
+    }
+    Ok(endpoint)
+}

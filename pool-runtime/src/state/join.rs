@@ -1,0 +1,154 @@
+//! One connection attempt, from start to joining the rotation, or to the
+//! endpoint's backoff when it fails.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use tracing::Instrument;
+
+use super::list::push_onto;
+use super::{Inner, Retirement, health, maintain};
+use crate::conn::{self, ConnectError, Connected, Connection, Endpoint, State};
+
+impl Inner {
+    /// One connection attempt to `endpoint`, whose claim the caller holds;
+    /// `rebalance` says it replaces a connection of the endpoint that has
+    /// the most.
+    pub(super) async fn open(self: Arc<Self>, endpoint: Arc<Endpoint>, rebalance: bool) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // Everything the connection logs, from its attempt to its end,
+        // carries the pool, the connection and the endpoint.
+        let span = tracing::info_span!(
+            "connection",
+            pool = %self.config.name,
+            id,
+            endpoint = %endpoint.key
+        );
+        async move {
+            match conn::connect(&endpoint, &self.config, self.tls.as_ref()).await {
+                Ok(connected) => self.admit(endpoint, connected, id, rebalance),
+                Err(error) => self.attempt_failed(&endpoint, error),
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Puts a fresh connection to work: watched, in the rotation, serving
+    /// the calls that wait.
+    fn admit(
+        self: &Arc<Self>,
+        endpoint: Arc<Endpoint>,
+        connected: Connected,
+        id: u64,
+        rebalance: bool,
+    ) {
+        endpoint.succeeded();
+        self.counters.connects.fetch_add(1, Ordering::Relaxed);
+        let connection = self.new_connection(id, endpoint.clone(), &connected);
+        tracing::debug!(
+            endpoint = %endpoint.key,
+            connection = id,
+            max_streams = connection.capacity(),
+            "connection opened"
+        );
+        self.watch(&connection, connected);
+        self.join_rotation(&connection);
+        self.connecting.fetch_sub(1, Ordering::SeqCst);
+        // A GOAWAY read before the watch was set left the state behind; act
+        // on it now.
+        if !connection.link.is_ready() {
+            self.retire(id, Retirement::Broken);
+        }
+        if rebalance
+            && let Some((fullest, most)) =
+                self.fullest_endpoint(&self.endpoints.load(), Some(&endpoint))
+            && most >= 2
+        {
+            self.drain_one(&fullest);
+        }
+        self.notify();
+        self.serve_waiters();
+        self.grow(0);
+    }
+
+    /// The pool's record of a connection, with its lifetime jittered by up
+    /// to 10 % so that connections opened together do not expire together.
+    fn new_connection(
+        &self,
+        id: u64,
+        endpoint: Arc<Endpoint>,
+        connected: &Connected,
+    ) -> Arc<Connection> {
+        let expires_at = self
+            .config
+            .max_connection_lifetime
+            .map(|lifetime| Instant::now() + lifetime.mul_f64(1.0 - 0.1 * fastrand::f64()));
+        Arc::new(Connection::new(
+            id,
+            endpoint,
+            connected.link.clone(),
+            connected.sender.clone(),
+            self.stream_cap,
+            expires_at,
+        ))
+    }
+
+    /// Watches the connection for its end: GOAWAY (from the read path), the
+    /// end of its I/O task, and failed health checks.
+    fn watch(self: &Arc<Self>, connection: &Arc<Connection>, connected: Connected) {
+        let id = connection.id;
+        let weak = Arc::downgrade(self);
+        // Called from h2's read path, inside h2's own root span, so the
+        // connection's span is named as the parent.
+        let span = tracing::Span::current();
+        connected.link.on_goaway(Box::new(move || {
+            if let Some(inner) = weak.upgrade()
+                && inner.retire(id, Retirement::Broken)
+            {
+                tracing::info!(parent: &span, connection = id, "server sent GOAWAY; draining");
+            }
+        }));
+        let drive = maintain::drive(connected.driver, connected.link, Arc::downgrade(self), id);
+        tokio::spawn(drive.instrument(tracing::Span::current()));
+        if let Some(check) = &self.config.health_check {
+            let watch = health::watch(
+                Arc::downgrade(self),
+                Arc::downgrade(connection),
+                check.clone(),
+            );
+            tokio::spawn(watch.instrument(tracing::Span::current()));
+        }
+    }
+
+    /// Adds the connection to the rotation, unless the pool closed or its
+    /// endpoint left meanwhile (then it only drains).
+    fn join_rotation(&self, connection: &Arc<Connection>) {
+        let mut live = self.live();
+        live.retain(|weak| weak.strong_count() > 0);
+        live.push(Arc::downgrade(connection));
+        if self.is_closed() || connection.endpoint.is_removed() {
+            connection.link.advance(State::Draining);
+        } else {
+            push_onto(&self.rotation, connection.clone());
+        }
+    }
+
+    /// Puts the endpoint in backoff after a failed attempt; when nothing is
+    /// reachable any more, waiting calls fail at once.
+    fn attempt_failed(self: &Arc<Self>, endpoint: &Arc<Endpoint>, error: ConnectError) {
+        self.counters
+            .connect_failures
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(endpoint = %endpoint.key, error = %error, "connection attempt failed");
+        let retry_at = endpoint.failed(error.into(), &self.config.backoff);
+        self.connecting.fetch_sub(1, Ordering::SeqCst);
+        if self.nothing_reachable() {
+            self.waiters.fail_all(&self.unavailable_status());
+        }
+        self.notify();
+        tokio::spawn(maintain::retry_at(Arc::downgrade(self), retry_at));
+        self.grow(0);
+    }
+}

@@ -1,0 +1,153 @@
+//! The pool's shared state, [`Inner`], and what changes it: one file per
+//! behaviour, each an `impl Inner` of its own.
+//!
+//! | file | what it answers |
+//! |---|---|
+//! | `pick.rs` | which connection a call takes, and the slot it holds |
+//! | `wait.rs`, `queue.rs` | how a call waits when no stream is free |
+//! | `affinity.rs` | keeping calls with one key on one connection |
+//! | `grow.rs` | when the pool opens a connection, and to which endpoint |
+//! | `join.rs` | one connection attempt, up to joining the rotation |
+//! | `retire.rs` | a connection leaving the rotation |
+//! | `endpoints.rs` | endpoints added, removed, failing their health check |
+//! | `balance.rs` | moving connections so that they stay spread |
+//! | `shrink.rs` | closing a connection the load no longer needs |
+//! | `maintain.rs` | the periodic tick: lifetimes, shrinking, rebalancing |
+//! | `health.rs` | health-checking each connection on an interval |
+//! | `discover.rs` | applying a discovery source's changes |
+//! | `lifecycle.rs` | starting, waiting until ready, closing |
+//! | `outage.rs` | what calls are told when nothing can be reached |
+//! | `snapshot.rs`, `metrics.rs` | statistics and their publication |
+
+mod affinity;
+mod balance;
+pub(crate) mod discover;
+mod endpoints;
+mod grow;
+mod health;
+mod join;
+mod lifecycle;
+mod list;
+mod maintain;
+mod metrics;
+mod outage;
+mod pick;
+mod queue;
+mod retire;
+mod shrink;
+mod snapshot;
+mod wait;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::{Mutex, MutexGuard, Weak};
+
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+pub(crate) use self::affinity::Bindings;
+pub(crate) use self::endpoints::endpoint_for;
+pub(crate) use self::pick::Slot;
+use self::queue::Waiters;
+pub(crate) use self::retire::Retirement;
+use crate::config::PoolConfig;
+use crate::conn::{Connection, Endpoint, Tls};
+use crate::lock::lock;
+
+/// What the pool has done, counted as it happens.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) connects: AtomicU64,
+    pub(crate) connect_failures: AtomicU64,
+    pub(crate) evictions: AtomicU64,
+    pub(crate) idle_closes: AtomicU64,
+    pub(crate) expired: AtomicU64,
+    pub(crate) unhealthy: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+}
+
+/// The state behind every clone of a [`Pool`](crate::Pool).
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: PoolConfig,
+    /// The endpoints connections may go to; changed under the `live` lock.
+    pub(crate) endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
+    /// The checked TLS settings, for `https` endpoints.
+    tls: Option<Tls>,
+    /// Discovery sources, started with the background work.
+    discoveries: Mutex<Vec<discover::Start>>,
+    /// The connections taking calls, read lock-free on every call.
+    rotation: ArcSwap<Vec<Arc<Connection>>>,
+    /// Every connection not yet dropped, including draining ones; the lock
+    /// also serializes changes to `rotation` and `endpoints`.
+    live: Mutex<Vec<Weak<Connection>>>,
+    waiters: Waiters<Slot>,
+    /// Which connection each affinity key is bound to.
+    affinity: Bindings,
+    connecting: AtomicUsize,
+    closed: AtomicBool,
+    started: AtomicBool,
+    /// Bumped when connections come, go or fail, or a call ends after close.
+    events: watch::Sender<u64>,
+    counters: Counters,
+    next_id: AtomicU64,
+    /// The user's cap on streams per connection (`usize::MAX` if none).
+    stream_cap: usize,
+}
+
+impl Inner {
+    /// The state of a new pool; nothing starts until [`start`](Self::start).
+    pub(crate) fn new(
+        config: PoolConfig,
+        endpoints: Vec<Endpoint>,
+        tls: Option<Tls>,
+        discoveries: Vec<discover::Start>,
+    ) -> Self {
+        let stream_cap = config.max_streams_per_connection.unwrap_or(usize::MAX);
+        Self {
+            config,
+            tls,
+            endpoints: ArcSwap::from_pointee(endpoints.into_iter().map(Arc::new).collect()),
+            discoveries: Mutex::new(discoveries),
+            rotation: ArcSwap::from_pointee(Vec::new()),
+            live: Mutex::new(Vec::new()),
+            waiters: Waiters::default(),
+            affinity: Bindings::default(),
+            connecting: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            started: AtomicBool::new(false),
+            events: watch::Sender::new(0),
+            counters: Counters::default(),
+            next_id: AtomicU64::new(1),
+            stream_cap,
+        }
+    }
+
+    /// Every live connection; holding the guard serializes changes to the
+    /// rotation and the endpoints.
+    fn live(&self) -> MutexGuard<'_, Vec<Weak<Connection>>> {
+        lock(&self.live)
+    }
+
+    /// Tells whoever waits on the pool's events that something changed.
+    fn notify(&self) {
+        self.events
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
+        self.publish_metrics();
+    }
+
+    /// Subscribes to the pool's events (connections coming, going, failing).
+    pub(crate) fn events(&self) -> watch::Receiver<u64> {
+        self.events.subscribe()
+    }
+
+    /// Connection attempts under way.
+    fn connecting(&self) -> usize {
+        self.connecting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether the pool was closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+}

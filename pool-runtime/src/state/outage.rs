@@ -1,0 +1,62 @@
+//! When nothing can be reached: the one test for it, and what calls and
+//! `ready()` are told.
+
+use tonic::Status;
+
+use super::Inner;
+use crate::conn::status;
+use crate::error::Error;
+
+impl Inner {
+    /// Whether every endpoint failed its last attempt; false while the pool
+    /// has no endpoints, so that calls wait for discovery to supply some.
+    pub(super) fn all_endpoints_failing(&self) -> bool {
+        let endpoints = self.endpoints.load();
+        !endpoints.is_empty() && endpoints.iter().all(|e| e.is_failing())
+    }
+
+    /// Whether no call can be served soon: no connection takes calls, no
+    /// attempt is under way, and every endpoint failed its last attempt.
+    /// Calls then fail at once with `UNAVAILABLE` rather than wait.
+    pub(super) fn nothing_reachable(&self) -> bool {
+        self.rotation.load().is_empty() && self.connecting() == 0 && self.all_endpoints_failing()
+    }
+
+    /// The endpoint that failed last, and why.
+    fn last_failure(&self) -> Option<(String, String)> {
+        self.endpoints.load().iter().rev().find_map(|endpoint| {
+            let attempts = endpoint.attempts();
+            let error = attempts.last_error.as_ref()?;
+            Some((endpoint.key.clone(), status::chain(&***error)))
+        })
+    }
+
+    /// The status of a call that nothing can serve.
+    pub(super) fn unavailable_status(&self) -> Status {
+        if self.endpoints.load().is_empty() {
+            return Status::unavailable("the pool has no endpoints");
+        }
+        match self.last_failure() {
+            Some((uri, error)) => Status::unavailable(format!(
+                "no connection is available; the last attempt, to {uri}, failed: {error}"
+            )),
+            None => Status::unavailable("no connection is available"),
+        }
+    }
+
+    /// The error of `ready()` when nothing can be reached.
+    pub(super) fn connect_error(&self) -> Error {
+        let (endpoint, error) = self
+            .last_failure()
+            .unwrap_or_else(|| ("every endpoint".to_owned(), "unknown error".to_owned()));
+        Error::Connect {
+            endpoint,
+            source: error.into(),
+        }
+    }
+}
+
+/// The status of a call made after the pool was closed.
+pub(crate) fn closed_status() -> Status {
+    Status::unavailable("the pool is closed")
+}

@@ -1,0 +1,71 @@
+//! What the pool holds and has done, as a [`PoolStats`] snapshot, a line
+//! for messages, and the `metrics` facade.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use super::{Inner, metrics};
+use crate::conn::Connection;
+use crate::stats::PoolStats;
+
+impl Inner {
+    /// Streams held over every live connection, draining ones included.
+    pub(super) fn in_flight(&self) -> usize {
+        self.live()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|c| c.in_flight())
+            .sum()
+    }
+
+    /// The pool's state in one line, for messages.
+    pub(super) fn describe(&self) -> String {
+        let stats = self.stats();
+        format!(
+            "pool state: {} endpoints, {} connections (max_connections {}), {} connecting, {} of {} streams in flight, {} calls waiting",
+            self.endpoints.load().len(),
+            stats.connections,
+            self.config.max_connections,
+            stats.connecting,
+            stats.in_flight,
+            stats.capacity,
+            stats.waiting
+        )
+    }
+
+    /// A snapshot of the pool's state and counters.
+    pub(crate) fn stats(&self) -> PoolStats {
+        let rotation = self.rotation.load();
+        let live: Vec<Arc<Connection>> = self.live().iter().filter_map(Weak::upgrade).collect();
+        let draining = live
+            .iter()
+            .filter(|c| !rotation.iter().any(|r| r.id == c.id))
+            .count();
+        let counters = &self.counters;
+        PoolStats {
+            connections: rotation.len(),
+            draining,
+            connecting: self.connecting(),
+            in_flight: live.iter().map(|c| c.in_flight()).sum(),
+            waiting: self.waiters.len(),
+            capacity: rotation.iter().map(|c| c.capacity()).sum(),
+            connects_total: counters.connects.load(Ordering::Relaxed),
+            connect_failures_total: counters.connect_failures.load(Ordering::Relaxed),
+            evictions_total: counters.evictions.load(Ordering::Relaxed),
+            idle_closes_total: counters.idle_closes.load(Ordering::Relaxed),
+            expired_total: counters.expired.load(Ordering::Relaxed),
+            unhealthy_total: counters.unhealthy.load(Ordering::Relaxed),
+            rejected_total: counters.rejected.load(Ordering::Relaxed),
+            affinity_keys: self.affinity.len(),
+            endpoints: self.endpoints.load().len(),
+        }
+    }
+
+    /// Publishes the pool's state to the `metrics` facade (feature
+    /// `metrics`).
+    pub(super) fn publish_metrics(&self) {
+        if cfg!(feature = "metrics") {
+            metrics::publish(&self.config.name, &self.stats());
+        }
+    }
+}
