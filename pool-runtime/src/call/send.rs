@@ -29,7 +29,11 @@ pub(super) async fn send(
 ) -> Result<Response<ResponseBody>, Status> {
     let (mut call, mut request) = Call::new(&inner, request);
     loop {
-        let end = CallEnd::new(inner.acquire(call.affinity).await?, call.handle.clone());
+        let slot = match call.affinity {
+            None => inner.acquire().await?,
+            Some(key) => inner.acquire_for(key).await?,
+        };
+        let end = CallEnd::new(slot, call.handle.clone());
         end.connection().endpoint.address_request(&mut request)?;
         match attempt(end, request, call.read_whole, deadline).await {
             Ok(response) => return Ok(response),

@@ -15,12 +15,15 @@ use crate::lock::lock;
 impl Inner {
     /// Takes a stream slot on the connection `key` is bound to, or binds
     /// it to the connection a plain call would take.
-    pub(super) async fn acquire_for(self: &Arc<Self>, key: AffinityKey) -> Result<Slot, Status> {
+    pub(crate) async fn acquire_for(self: &Arc<Self>, key: AffinityKey) -> Result<Slot, Status> {
+        if self.is_closed() {
+            return Err(super::outage::closed_status());
+        }
         if let Some(connection) = self.affinity.get(key) {
             connection.force_reserve();
             return Ok(Slot::new(connection, self.clone()));
         }
-        let slot = Box::pin(self.acquire(None)).await?;
+        let slot = self.acquire().await?;
         let bound = self.affinity.bind(key, slot.connection());
         if Arc::ptr_eq(&bound, slot.connection()) {
             return Ok(slot);

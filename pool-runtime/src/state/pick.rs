@@ -7,22 +7,15 @@ use tonic::Status;
 
 use super::Inner;
 use super::outage::closed_status;
-use crate::affinity::AffinityKey;
 use crate::conn::Connection;
 
 impl Inner {
-    /// Takes a stream slot for a call, on the connection its affinity key
-    /// is bound to if it has one, waiting in line if none is free.
+    /// Takes a stream slot for a call, waiting in line if none is free
+    /// (calls with an affinity key take [`acquire_for`](Self::acquire_for)).
     #[inline]
-    pub(crate) async fn acquire(
-        self: &Arc<Self>,
-        affinity: Option<AffinityKey>,
-    ) -> Result<Slot, Status> {
+    pub(crate) async fn acquire(self: &Arc<Self>) -> Result<Slot, Status> {
         if self.is_closed() {
             return Err(closed_status());
-        }
-        if let Some(key) = affinity {
-            return self.acquire_for(key).await;
         }
         // Callers already in line go first.
         if self.waiters.len() == 0
