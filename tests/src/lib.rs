@@ -3,6 +3,7 @@
 #![allow(missing_docs)]
 
 pub mod dns;
+pub mod interop;
 pub mod proxy;
 pub mod server;
 pub mod support;

@@ -1,4 +1,21 @@
 //! When a call ends, and what it gives back.
+//!
+//! Every way a call ends early resets its HTTP/2 stream with
+//! RST_STREAM(CANCEL), never END_STREAM (gRPC's PROTOCOL-HTTP2.md: END_STREAM
+//! means "done sending", and a server may commit an upload that ends so):
+//!
+//! | the call ends because | where | how the stream is reset |
+//! |---|---|---|
+//! | the caller drops it before the response | `send.rs`: the future holding the `CallEnd` is dropped | `CallEnd::drop` ends the request body with CANCEL; hyper also resets on its dropped response future |
+//! | the caller drops the response (stream) | `body.rs`: `ResponseBody` drops its `CallEnd` and the stream | the same; h2 resets an open stream whose handles are gone with CANCEL |
+//! | its deadline passes (`DEADLINE_EXCEEDED` locally, as gRPC) | `service.rs` (before the response) and `body.rs` (while reading it) | the same as a drop |
+//! | the attempt fails and is not sent again | `send.rs`, `Call::again` | the `CallEnd` is dropped: the same |
+//! | the attempt fails and is sent again | `send.rs`, `Call::again` | the stream already failed; `release_for_retry` keeps the body for the next attempt |
+//! | the server ends the response first | `body.rs`, on trailers | a request stream still open is reset with CANCEL |
+//!
+//! The pool's `close()` cancels nothing: calls in flight finish. A
+//! connection that breaks under a call takes its streams with it, and one
+//! that receives GOAWAY lets them finish.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -8,7 +8,9 @@
 //! as the caller's stream stays open; h2 then counts the stream against the
 //! server's limit while the pool does not, and once enough such streams pile
 //! up, every new request on the connection queues inside hyper forever. So
-//! each call's request body ends as soon as its stream slot is given back.
+//! each call's request body ends as soon as the call ends, and it ends with
+//! an error that resets the stream with CANCEL: to the server, a cancelled
+//! upload must never look finished.
 //!
 //! The body also keeps what it sent of a small request (up to
 //! [`REPLAY_LIMIT`]), as gRPC's transparent retry does, so that a request the
@@ -61,7 +63,9 @@ impl std::fmt::Debug for BodyHandle {
 }
 
 impl BodyHandle {
-    /// Ends the request body: the call is over.
+    /// Ends the request body: the call is over. A body still open is then
+    /// reset with RST_STREAM(CANCEL), never ended with END_STREAM (see
+    /// [`cancelled`]).
     pub(crate) fn end(&self) {
         self.ended.store(true, Ordering::Release);
         self.waker.wake();
@@ -97,6 +101,18 @@ impl BodyHandle {
         self.reclaiming.store(false, Ordering::SeqCst);
         self.take_unread()
     }
+}
+
+/// The error a request body ends with when its call ended first.
+///
+/// gRPC's PROTOCOL-HTTP2.md: a client cancels a call with RST_STREAM(CANCEL);
+/// END_STREAM means "done sending", and a server may commit an upload that
+/// ends so. hyper resets a stream whose body fails with the h2 reason it
+/// finds among the error's sources, so the status carries CANCEL there.
+fn cancelled() -> Status {
+    let mut status = Status::cancelled("the call ended before its request stream did");
+    status.set_source(Arc::new(h2::Error::from(h2::Reason::CANCEL)));
+    status
 }
 
 /// A request body that ends when its call does, and that hands itself back
@@ -240,13 +256,13 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         if self.end.has_ended() {
-            return Poll::Ready(None);
+            return Poll::Ready(Some(Err(cancelled())));
         }
         self.end.waker.register(cx.waker());
         // Checked again after registering, so an end between the two checks
         // is not missed.
         if self.end.has_ended() {
-            return Poll::Ready(None);
+            return Poll::Ready(Some(Err(cancelled())));
         }
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else {
@@ -263,7 +279,9 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.end.has_ended() || self.inner.as_ref().is_none_or(Body::is_end_stream)
+        // Only the caller's own body ends the stream cleanly: a call that
+        // ended early must not let hyper mark its last frame END_STREAM.
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -1,0 +1,489 @@
+//! gRPC's standard interop cases (`doc/interop-test-descriptions.md` in
+//! grpc/grpc) through the generated pooled client, against a tonic server
+//! and a Python grpcio server (from PyPI) serving `grpc.testing.TestService`.
+//!
+//! The cancel cases check what the server saw: a call the client cancelled
+//! must reach the server as a cancel (RST_STREAM), never as a finished
+//! upload (END_STREAM), and never end OK.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pooled_client::Pool;
+use pooled_client_tests::interop::pb::{
+    EchoStatus, Empty, Payload, PooledTestServiceClient, PooledUnimplementedServiceClient,
+    ResponseParameters, SimpleRequest, StreamingInputCallRequest, StreamingOutputCallRequest,
+};
+use pooled_client_tests::interop::{CallLog, ECHO_INITIAL, ECHO_TRAILING, InteropService, Seen};
+use pooled_client_tests::server::serve_router;
+use pooled_client_tests::support::{bounded, python_with_grpcio, spawn_listening_with_output};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use tonic::metadata::{BinaryMetadataValue, MetadataValue};
+
+/// Calls made by each cancel case.
+const CANCELLED_CALLS: usize = 20;
+
+/// A server to run the cases against, and what it saw of streaming calls.
+struct Peer {
+    pool: Pool,
+    client: PooledTestServiceClient,
+    unimplemented: PooledUnimplementedServiceClient,
+    seen: watch::Receiver<Vec<(&'static str, Seen)>>,
+}
+
+impl Peer {
+    fn new(uri: &str, seen: watch::Receiver<Vec<(&'static str, Seen)>>) -> Self {
+        let pool = Pool::builder().endpoint(uri).build().unwrap();
+        Self {
+            client: PooledTestServiceClient::new(pool.clone())
+                .with_timeout(Duration::from_secs(10)),
+            unimplemented: PooledUnimplementedServiceClient::new(pool.clone()),
+            pool,
+            seen,
+        }
+    }
+
+    /// What the server has seen of `method` so far.
+    fn seen_of(&self, method: &str) -> Vec<Seen> {
+        self.seen
+            .borrow()
+            .iter()
+            .filter(|(m, _)| *m == method)
+            .map(|(_, seen)| *seen)
+            .collect()
+    }
+
+    /// How many events of `method` that `matches` the server has seen.
+    fn count(&self, method: &str, matches: fn(&Seen) -> bool) -> usize {
+        self.seen_of(method).iter().filter(|s| matches(s)).count()
+    }
+
+    /// Waits until the server has seen `count` events of `method` that
+    /// `matches`.
+    async fn wait_seen(&mut self, method: &str, count: usize, matches: fn(&Seen) -> bool) {
+        self.seen
+            .wait_for(|all| {
+                all.iter()
+                    .filter(|(m, s)| *m == method && matches(s))
+                    .count()
+                    >= count
+            })
+            .await
+            .expect("the server's log is gone");
+    }
+
+    async fn run_all(&mut self) {
+        macro_rules! case {
+            ($name:ident) => {
+                println!("{}", stringify!($name));
+                $name(self).await;
+            };
+        }
+        case!(empty_unary);
+        case!(large_unary);
+        case!(client_streaming);
+        case!(server_streaming);
+        case!(ping_pong);
+        case!(empty_stream);
+        case!(status_code_and_message);
+        case!(special_status_message);
+        case!(custom_metadata);
+        case!(unimplemented_method);
+        case!(unimplemented_service);
+        case!(cancel_after_begin);
+        case!(cancel_after_first_response);
+        case!(timeout_on_sleeping_server);
+        assert!(
+            pooled_client_tests::support::wait_for_stats(&self.pool, Duration::from_secs(5), |s| {
+                s.in_flight == 0
+            })
+            .await,
+            "in_flight did not return to 0: {:?}",
+            self.pool.stats()
+        );
+    }
+}
+
+fn payload(size: usize) -> Option<Payload> {
+    Some(Payload {
+        r#type: 0,
+        body: vec![0; size],
+    })
+}
+
+fn body_len(payload: Option<Payload>) -> usize {
+    payload.map_or(0, |p| p.body.len())
+}
+
+fn output_request(sizes: &[i32], payload_size: usize) -> StreamingOutputCallRequest {
+    StreamingOutputCallRequest {
+        response_parameters: sizes
+            .iter()
+            .map(|&size| ResponseParameters {
+                size,
+                interval_us: 0,
+            })
+            .collect(),
+        payload: payload(payload_size),
+        ..Default::default()
+    }
+}
+
+async fn empty_unary(peer: &Peer) {
+    let response = peer.client.empty_call(Empty {}).await.unwrap();
+    assert_eq!(response.into_inner(), Empty {});
+}
+
+async fn large_unary(peer: &Peer) {
+    let response = peer
+        .client
+        .unary_call(SimpleRequest {
+            response_size: 314_159,
+            payload: payload(271_828),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let body = response.payload.unwrap().body;
+    assert_eq!(body.len(), 314_159);
+    assert!(body.iter().all(|&b| b == 0));
+}
+
+async fn client_streaming(peer: &Peer) {
+    let requests = [27_182, 8, 1_828, 45_904].map(|size| StreamingInputCallRequest {
+        payload: payload(size),
+    });
+    let response = peer
+        .client
+        .streaming_input_call(futures_util::stream::iter(requests))
+        .await
+        .unwrap();
+    assert_eq!(response.into_inner().aggregated_payload_size, 74_922);
+}
+
+async fn server_streaming(peer: &Peer) {
+    let sizes = [31_415, 9, 2_653, 58_979];
+    let mut responses = peer
+        .client
+        .streaming_output_call(output_request(&sizes, 0))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = Vec::new();
+    while let Some(response) = responses.message().await.unwrap() {
+        got.push(body_len(response.payload));
+    }
+    assert_eq!(got, sizes.map(|s| s as usize));
+}
+
+async fn ping_pong(peer: &Peer) {
+    let pairs = [(31_415, 27_182), (9, 8), (2_653, 1_828), (58_979, 45_904)];
+    let (requests, rx) = mpsc::channel(1);
+    // The first request goes with the call: some servers (grpcio) send
+    // their response headers only with the first response.
+    let (size, payload_size) = pairs[0];
+    requests
+        .send(output_request(&[size], payload_size))
+        .await
+        .unwrap();
+    let mut responses = peer
+        .client
+        .full_duplex_call(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    for (i, (size, payload_size)) in pairs.into_iter().enumerate() {
+        if i > 0 {
+            requests
+                .send(output_request(&[size], payload_size))
+                .await
+                .unwrap();
+        }
+        let response = responses.message().await.unwrap().expect("a response");
+        assert_eq!(body_len(response.payload), size as usize);
+    }
+    drop(requests);
+    assert!(responses.message().await.unwrap().is_none());
+}
+
+async fn empty_stream(peer: &Peer) {
+    let mut responses = peer
+        .client
+        .full_duplex_call(futures_util::stream::empty())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(responses.message().await.unwrap().is_none());
+}
+
+fn echo(code: i32, message: &str) -> Option<EchoStatus> {
+    Some(EchoStatus {
+        code,
+        message: message.to_owned(),
+    })
+}
+
+async fn status_code_and_message(peer: &Peer) {
+    let message = "test status message";
+    let status = peer
+        .client
+        .unary_call(SimpleRequest {
+            response_status: echo(2, message),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!((status.code(), status.message()), (Code::Unknown, message));
+
+    let request = StreamingOutputCallRequest {
+        response_status: echo(2, message),
+        ..Default::default()
+    };
+    let status = match peer
+        .client
+        .full_duplex_call(futures_util::stream::iter([request]))
+        .await
+    {
+        Err(status) => status,
+        Ok(response) => response.into_inner().message().await.unwrap_err(),
+    };
+    assert_eq!((status.code(), status.message()), (Code::Unknown, message));
+}
+
+async fn special_status_message(peer: &Peer) {
+    let message = "\t\ntest with whitespace\r\nand Unicode BMP \u{263A} and non-BMP \u{1F608}\t\n";
+    let status = peer
+        .client
+        .unary_call(SimpleRequest {
+            response_status: echo(2, message),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!((status.code(), status.message()), (Code::Unknown, message));
+}
+
+async fn custom_metadata(peer: &Peer) {
+    let initial = MetadataValue::from_static("test_initial_metadata_value");
+    let trailing = BinaryMetadataValue::from_bytes(&[0xab, 0xab, 0xab]);
+    let with_metadata = |metadata: &mut tonic::metadata::MetadataMap| {
+        metadata.insert(ECHO_INITIAL, initial.clone());
+        metadata.insert_bin(ECHO_TRAILING, trailing.clone());
+    };
+
+    let mut request = tonic::Request::new(SimpleRequest {
+        response_size: 314_159,
+        payload: payload(271_828),
+        ..Default::default()
+    });
+    with_metadata(request.metadata_mut());
+    let response = peer.client.unary_call(request).await.unwrap();
+    assert_eq!(response.metadata().get(ECHO_INITIAL), Some(&initial));
+    assert_eq!(response.metadata().get_bin(ECHO_TRAILING), Some(&trailing));
+
+    let stream = futures_util::stream::iter([output_request(&[314_159], 271_828)]);
+    let mut request = tonic::Request::new(stream);
+    with_metadata(request.metadata_mut());
+    let response = peer.client.full_duplex_call(request).await.unwrap();
+    assert_eq!(response.metadata().get(ECHO_INITIAL), Some(&initial));
+    let mut responses = response.into_inner();
+    let first = responses.message().await.unwrap().expect("a response");
+    assert_eq!(body_len(first.payload), 314_159);
+    assert!(responses.message().await.unwrap().is_none());
+    let trailers = responses.trailers().await.unwrap().expect("trailers");
+    assert_eq!(trailers.get_bin(ECHO_TRAILING), Some(&trailing));
+}
+
+async fn unimplemented_method(peer: &Peer) {
+    let status = peer.client.unimplemented_call(Empty {}).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+}
+
+async fn unimplemented_service(peer: &Peer) {
+    let status = peer
+        .unimplemented
+        .unimplemented_call(Empty {})
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+}
+
+/// Asserts that the server saw every one of the last `count` calls of
+/// `method` end as a cancel, never as the end of the upload.
+///
+/// Against the tonic server this is read off the wire, below tonic (whose
+/// `Streaming` reads a reset as an end). grpcio's synchronous API cannot
+/// tell END_STREAM followed at once by RST_STREAM from RST_STREAM alone, so
+/// against it the check is the weaker one: the call ended cancelled, never
+/// as a finished upload the server went on to answer.
+fn assert_cancelled(peer: &Peer, method: &str, before: usize, count: usize) {
+    let ends: Vec<Seen> = peer.seen_of(method)[before..]
+        .iter()
+        .copied()
+        .filter(|s| *s != Seen::Begun)
+        .collect();
+    assert_eq!(ends.len(), count, "{method}: {ends:?}");
+    let clean = ends.iter().filter(|s| **s == Seen::Clean).count();
+    assert_eq!(
+        clean, 0,
+        "{method}: {clean} of {count} cancelled calls reached the server as a finished upload: {ends:?}"
+    );
+    assert!(
+        ends.iter()
+            .all(|s| matches!(s, Seen::Failed(Code::Cancelled) | Seen::Dropped)),
+        "{method}: {ends:?}"
+    );
+}
+
+fn is_begun(seen: &Seen) -> bool {
+    *seen == Seen::Begun
+}
+
+fn is_end(seen: &Seen) -> bool {
+    *seen != Seen::Begun
+}
+
+async fn cancel_after_begin(peer: &mut Peer) {
+    const METHOD: &str = "StreamingInputCall";
+    let before = peer.seen_of(METHOD).len();
+    let begun = peer.count(METHOD, is_begun);
+    let ended = peer.count(METHOD, is_end);
+    for i in 0..CANCELLED_CALLS {
+        let (requests, rx) = mpsc::channel::<StreamingInputCallRequest>(1);
+        let client = peer.client.clone();
+        let call =
+            tokio::spawn(async move { client.streaming_input_call(ReceiverStream::new(rx)).await });
+        // The server has the call...
+        peer.wait_seen(METHOD, begun + i + 1, is_begun).await;
+        // ...and the caller cancels it: the call is dropped while its
+        // request stream is open.
+        call.abort();
+        assert!(call.await.unwrap_err().is_cancelled());
+        drop(requests);
+    }
+    peer.wait_seen(METHOD, ended + CANCELLED_CALLS, is_end)
+        .await;
+    assert_cancelled(peer, METHOD, before, CANCELLED_CALLS);
+}
+
+async fn cancel_after_first_response(peer: &mut Peer) {
+    const METHOD: &str = "FullDuplexCall";
+    let before = peer.seen_of(METHOD).len();
+    let ended = peer.count(METHOD, is_end);
+    for _ in 0..CANCELLED_CALLS {
+        let (requests, rx) = mpsc::channel(1);
+        requests
+            .send(output_request(&[31_415], 27_182))
+            .await
+            .unwrap();
+        let mut responses = peer
+            .client
+            .full_duplex_call(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = responses.message().await.unwrap().expect("a response");
+        assert_eq!(body_len(first.payload), 31_415);
+        // Cancel: the response stream is dropped while the request stream
+        // is still open.
+        drop(responses);
+        drop(requests);
+    }
+    peer.wait_seen(METHOD, ended + CANCELLED_CALLS, is_end)
+        .await;
+    assert_cancelled(peer, METHOD, before, CANCELLED_CALLS);
+}
+
+async fn timeout_on_sleeping_server(peer: &mut Peer) {
+    const METHOD: &str = "FullDuplexCall";
+    let before = peer.seen_of(METHOD).len();
+    let ended = peer.count(METHOD, is_end);
+    let (requests, rx) = mpsc::channel(1);
+    requests.send(output_request(&[], 27_182)).await.unwrap();
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    request.set_timeout(Duration::from_millis(1));
+    let status = match peer.client.full_duplex_call(request).await {
+        Err(status) => status,
+        Ok(response) => {
+            let mut responses = response.into_inner();
+            loop {
+                match responses.message().await {
+                    Err(status) => break status,
+                    Ok(Some(_)) => {}
+                    Ok(None) => panic!("the call ended OK past its deadline"),
+                }
+            }
+        }
+    };
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    // The call was abandoned at its deadline with its request stream open:
+    // the server must see it cancelled (or end it itself), never finished.
+    peer.wait_seen(METHOD, ended + 1, is_end).await;
+    drop(requests);
+    assert_cancelled(peer, METHOD, before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interop_cases_against_a_tonic_server() {
+    bounded(Duration::from_secs(60), async {
+        let log = CallLog::new(Vec::new());
+        let seen = log.subscribe();
+        let router =
+            tonic::transport::Server::builder().add_service(InteropService.into_server(log));
+        let uri = serve_router(router).await;
+        let mut peer = Peer::new(&uri, seen);
+        peer.run_all().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interop_cases_against_a_grpcio_server() {
+    let python = tokio::task::spawn_blocking(python_with_grpcio)
+        .await
+        .unwrap();
+    bounded(Duration::from_secs(120), async {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/interop_server.py");
+        let (_server, addr, output) =
+            spawn_listening_with_output(tokio::process::Command::new(python).arg(script)).await;
+        let log = CallLog::new(Vec::new());
+        let seen = log.subscribe();
+        // The server reports what it saw on its standard output.
+        tokio::spawn(async move {
+            let mut lines = output.lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(event) = parse_python_event(&line) {
+                    log.send_modify(|all| all.push(event));
+                }
+            }
+        });
+        let mut peer = Peer::new(&format!("http://{addr}"), seen);
+        peer.run_all().await;
+    })
+    .await;
+}
+
+/// One line of the Python server's report: `begin METHOD`, or `ending
+/// METHOD clean|cancelled|dropped|failed`.
+fn parse_python_event(line: &str) -> Option<(&'static str, Seen)> {
+    let mut words = line.split_whitespace();
+    let kind = words.next()?;
+    let method = match words.next()? {
+        "StreamingInputCall" => "StreamingInputCall",
+        "FullDuplexCall" => "FullDuplexCall",
+        _ => return None,
+    };
+    let seen = match (kind, words.next()) {
+        ("begin", None) => Seen::Begun,
+        ("ending", Some("clean")) => Seen::Clean,
+        ("ending", Some("cancelled")) => Seen::Failed(Code::Cancelled),
+        ("ending", Some("dropped")) => Seen::Dropped,
+        ("ending", Some(_)) => Seen::Failed(Code::Unknown),
+        _ => return None,
+    };
+    Some((method, seen))
+}
