@@ -22,6 +22,10 @@ const DEFAULT_USER_AGENT: &str = concat!("pooled-client/", env!("CARGO_PKG_VERSI
 
 /// Sends `request` on the least-loaded connection, again elsewhere when the
 /// retry policy allows it, until it has a response or a final status.
+///
+/// One attempt is written out here rather than in a function of its own: the
+/// loop's future is every call's, and another layer of future costs every
+/// call a copy of its state (S3 in docs/benchmarks.md).
 pub(super) async fn send(
     inner: Arc<Inner>,
     request: Request<Body>,
@@ -35,10 +39,26 @@ pub(super) async fn send(
         };
         let end = CallEnd::new(slot, call.handle.clone());
         end.connection().endpoint.address_request(&mut request)?;
-        match attempt(end, request, call.read_whole, deadline).await {
-            Ok(response) => return Ok(response),
-            Err(failed) => request = call.again(failed).await?,
-        }
+        let failed = match end.connection().sender().try_send_request(request).await {
+            Ok(response) if call.read_whole => match read_whole(response).await {
+                Ok(response) => return Ok(response),
+                Err(error) => Failed {
+                    error,
+                    unsent: None,
+                    end,
+                },
+            },
+            Ok(response) => {
+                let end = end.with_deadline(deadline);
+                return Ok(response.map(|body| ResponseBody::new(body, end)));
+            }
+            Err(mut error) => Failed {
+                unsent: error.take_message(),
+                error: error.into_error(),
+                end,
+            },
+        };
+        request = call.again(failed).await?;
     }
 }
 
@@ -50,34 +70,12 @@ struct Failed {
     end: CallEnd,
 }
 
-/// One attempt on the connection `end` holds a slot on.
-async fn attempt(
-    end: CallEnd,
-    request: Request<RequestBody>,
-    read_whole: bool,
-    deadline: Option<Instant>,
-) -> Result<Response<ResponseBody>, Failed> {
-    let response = match end.connection().sender().try_send_request(request).await {
-        Ok(response) => response,
-        Err(mut error) => {
-            let unsent = error.take_message();
-            let error = error.into_error();
-            return Err(Failed { error, unsent, end });
-        }
-    };
-    if !read_whole {
-        return Ok(response.map(|body| ResponseBody::new(body, end.with_deadline(deadline))));
-    }
-    let (head, incoming): (_, Incoming) = response.into_parts();
-    match ResponseBody::read_whole(incoming).await {
-        // The whole response is here: the call's slot goes back now.
-        Ok(body) => Ok(Response::from_parts(head, body)),
-        Err(error) => Err(Failed {
-            error,
-            unsent: None,
-            end,
-        }),
-    }
+/// Reads a response to its end, for a call that may be retried until then;
+/// the caller holds the call's slot meanwhile and gives it back after.
+async fn read_whole(response: Response<Incoming>) -> Result<Response<ResponseBody>, hyper::Error> {
+    let (head, incoming) = response.into_parts();
+    let body = ResponseBody::read_whole(incoming).await?;
+    Ok(Response::from_parts(head, body))
 }
 
 /// What the attempt loop keeps between attempts.
