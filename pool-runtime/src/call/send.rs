@@ -58,7 +58,9 @@ pub(super) async fn send(
                 end,
             },
         };
-        request = call.again(failed).await?;
+        // Boxed: only failed attempts carry the retry's state (a timer, a
+        // copy of the head), so every call's future stays small.
+        request = Box::pin(call.again(failed)).await?;
     }
 }
 
