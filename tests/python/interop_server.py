@@ -148,7 +148,7 @@ def requests_of(method, request_iterator, context):
     # read fails before the call is marked cancelled. A client that ended
     # its upload cleanly waits for the response, so the call stays active;
     # a cancelled call stops being active within moments.
-    deadline = time.monotonic() + 0.5
+    deadline = time.monotonic() + 1.0
     while context.is_active() and time.monotonic() < deadline:
         time.sleep(0.01)
     end("clean" if context.is_active() else "cancelled")
