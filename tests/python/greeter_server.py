@@ -12,16 +12,7 @@ from concurrent import futures
 
 import grpc
 
-
-def read_varint(data, pos):
-    shift = value = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
+from protowire import encode_varint, read_varint
 
 
 def decode_request(data):
@@ -40,15 +31,6 @@ def decode_request(data):
         else:
             raise ValueError("unexpected wire type %d" % wire)
     return fields
-
-
-def encode_varint(value):
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def encode_reply(message):
