@@ -260,11 +260,15 @@ fn configured_discoveries(config: &PoolConfig) -> Result<Vec<Start>, Error> {
     Ok(Vec::new())
 }
 
-fn invalid(name: &'static str, value: impl std::fmt::Debug, reason: &'static str) -> Error {
+fn invalid(
+    name: &'static str,
+    value: impl std::fmt::Debug,
+    reason: impl Into<std::borrow::Cow<'static, str>>,
+) -> Error {
     Error::InvalidSetting {
         name,
         value: format!("{value:?}"),
-        reason,
+        reason: reason.into(),
     }
 }
 
@@ -324,7 +328,10 @@ fn check_limits(config: &PoolConfig) -> Result<(), Error> {
         return Err(invalid(
             "min_connections",
             config.min_connections,
-            "must not exceed max_connections",
+            format!(
+                "must not exceed max_connections = {}",
+                config.max_connections
+            ),
         ));
     }
     if config.max_waiters > MAX_WAITERS {
@@ -378,7 +385,7 @@ fn check_backoff(backoff: &Backoff) -> Result<(), Error> {
         return Err(invalid(
             "backoff max",
             backoff.max,
-            "must not be below backoff initial",
+            format!("must not be below backoff initial = {:?}", backoff.initial),
         ));
     }
     if !(backoff.multiplier.is_finite() && backoff.multiplier >= 1.0) {

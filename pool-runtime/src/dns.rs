@@ -165,7 +165,7 @@ impl DnsConfig {
             return Err(Error::InvalidSetting {
                 name: "dns refresh_interval",
                 value: format!("{:?}", self.refresh_interval),
-                reason: "must be at least 10ms",
+                reason: "must be at least 10ms".into(),
             });
         }
         let mut discovery =

@@ -47,8 +47,8 @@ pub enum Error {
         name: &'static str,
         /// The rejected value, formatted.
         value: String,
-        /// The rule it breaks.
-        reason: &'static str,
+        /// The rule it breaks, with the other values involved.
+        reason: std::borrow::Cow<'static, str>,
     },
     /// The pool was closed.
     #[error("the pool is closed")]

@@ -11,7 +11,8 @@
 //!   stream limit its server advertised (gRPC's proposal A105), one attempt
 //!   at a time per endpoint, and closes spare ones when the load falls;
 //! - when it cannot grow, calls wait in a bounded first-come-first-served
-//!   queue and fail with `RESOURCE_EXHAUSTED` past `acquire_timeout`;
+//!   queue and fail with `RESOURCE_EXHAUSTED` past `acquire_timeout` (and
+//!   with `UNAVAILABLE` when no connection could be made at all);
 //! - broken connections (reset, GOAWAY, missed keepalive) leave the rotation
 //!   at once and are replaced with exponential backoff and jitter; transport
 //!   failures are `UNAVAILABLE`, as gRPC specifies.

@@ -190,6 +190,30 @@ fn errors_name_the_setting_and_value() {
 }
 
 #[test]
+fn errors_about_two_settings_give_both_values() {
+    let error = valid()
+        .min_connections(10)
+        .max_connections(4)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid setting `min_connections` = 10: must not exceed max_connections = 4"
+    );
+    let backoff = pooled_client::Backoff::new(
+        std::time::Duration::from_secs(2),
+        1.6,
+        0.2,
+        std::time::Duration::from_secs(1),
+    );
+    let error = valid().backoff(backoff).build().unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid setting `backoff max` = 1s: must not be below backoff initial = 2s"
+    );
+}
+
+#[test]
 fn build_does_no_io_and_needs_no_runtime() {
     // Nothing listens there, and there is no tokio runtime here.
     let pool = valid().min_connections(2).build().unwrap();

@@ -344,3 +344,58 @@ async fn connections_spread_evenly_across_endpoints() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_accepts_and_never_answers_is_unavailable_not_exhausted() {
+    bounded(async {
+        // Accepts TCP and never says a word: no SETTINGS frame ever comes.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let connect_timeout = Duration::from_millis(300);
+        let acquire_timeout = Duration::from_millis(50);
+        let pool = Pool::builder()
+            .endpoint(format!("http://{addr}"))
+            .connect_timeout(connect_timeout)
+            .acquire_timeout(acquire_timeout)
+            .build()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let error = GreeterClient::new(pool.clone())
+            .say_hello(hello("anyone there?", 0))
+            .await
+            .unwrap_err();
+        let waited = started.elapsed();
+        println!("a silent server: {:?} after {waited:?}", error.code());
+        // Nothing was exhausted: the server cannot be reached, and the
+        // status says why, with the setting and its value.
+        assert_eq!(error.code(), Code::Unavailable, "{error:?}");
+        assert!(
+            error.message().contains("timed out after 300ms"),
+            "{}",
+            error.message()
+        );
+        // The call waited for the attempt, not for acquire_timeout...
+        assert!(waited > acquire_timeout * 3, "{waited:?}");
+        // ...and no longer than the attempt (a loose bound: this is not a
+        // benchmark).
+        assert!(
+            waited < connect_timeout + Duration::from_secs(2),
+            "{waited:?}"
+        );
+        assert_eq!(pool.stats().rejected_total, 0);
+
+        // The next call finds the endpoint backing off and fails at once.
+        let error = GreeterClient::new(pool.clone())
+            .say_hello(hello("again", 0))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Code::Unavailable, "{error:?}");
+    })
+    .await;
+}

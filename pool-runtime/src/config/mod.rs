@@ -87,7 +87,10 @@ pub struct PoolConfig {
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub max_connection_lifetime: Option<Duration>,
     /// How long a call may wait for a free stream when every connection is at
-    /// its stream limit and the pool cannot grow.
+    /// its stream limit and the pool cannot grow; past it the call fails with
+    /// `RESOURCE_EXHAUSTED`. While no connection is up at all, a call waits
+    /// for the attempts under way instead (up to `connect_timeout`) and fails
+    /// with `UNAVAILABLE`: an unreachable server is not overload.
     ///
     /// Default: 5 s.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]

@@ -241,7 +241,7 @@ pub(crate) fn parse_authority(value: &str) -> Result<Authority, Error> {
         .ok_or_else(|| Error::InvalidSetting {
             name: "authority",
             value: format!("{value:?}"),
-            reason: "must be a host name, with an optional port",
+            reason: "must be a host name, with an optional port".into(),
         })
 }
 

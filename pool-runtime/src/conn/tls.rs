@@ -18,7 +18,7 @@ fn invalid(name: &'static str, value: String, reason: &'static str) -> Error {
     Error::InvalidSetting {
         name,
         value,
-        reason,
+        reason: reason.into(),
     }
 }
 

@@ -1,6 +1,8 @@
 //! When nothing can be reached: the one test for it, and what calls and
 //! `ready()` are told.
 
+use std::time::Duration;
+
 use tonic::Status;
 
 use super::Inner;
@@ -41,6 +43,22 @@ impl Inner {
                 "no connection is available; the last attempt, to {uri}, failed: {error}"
             )),
             None => Status::unavailable("no connection is available"),
+        }
+    }
+
+    /// The status of a call that found no connection up within `limit`:
+    /// the last attempt's error if one failed, else the attempts still
+    /// under way (a server that accepts and never answers).
+    pub(super) fn no_connection_status(&self, limit: Duration) -> Status {
+        match self.last_failure() {
+            Some((uri, error)) => Status::unavailable(format!(
+                "no connection came up within {limit:?}; the last attempt, to {uri}, failed: {error}"
+            )),
+            None => Status::unavailable(format!(
+                "no connection came up within {limit:?}: {} attempt(s) under way, none answered (connect_timeout {:?})",
+                self.connecting(),
+                self.config.connect_timeout
+            )),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tonic::Status;
 
@@ -16,12 +16,7 @@ impl Inner {
     pub(super) async fn acquire_slow(self: &Arc<Self>) -> Result<Slot, Status> {
         self.start();
         let Some(ticket) = self.waiters.enqueue(self.config.max_waiters) else {
-            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-            return Err(Status::resource_exhausted(format!(
-                "no stream is free and {} calls already wait for one (max_waiters); {}",
-                self.config.max_waiters,
-                self.describe()
-            )));
+            return Err(self.queue_full_status());
         };
         let mut place = Place {
             waiters: &self.waiters,
@@ -33,9 +28,9 @@ impl Inner {
         if self.nothing_reachable() {
             return Err(self.unavailable_status());
         }
-        let timeout = self.config.acquire_timeout;
+        let limit = self.wait_limit();
         let queued_at = Instant::now();
-        match tokio::time::timeout(timeout, ticket.grant).await {
+        match tokio::time::timeout(limit, ticket.grant).await {
             Ok(Ok(grant)) => {
                 place.served = true;
                 metrics::record_wait(&self.config.name, queued_at.elapsed());
@@ -47,19 +42,55 @@ impl Inner {
                     "the pool was dropped while the call waited",
                 ))
             }
-            // Nothing to connect to is an outage, not overload.
-            Err(_) if self.endpoints.load().is_empty() => Err(Status::unavailable(format!(
-                "the pool has no endpoints and none was discovered within {timeout:?} (acquire_timeout)"
-            ))),
-            Err(_) => {
-                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                metrics::record_wait(&self.config.name, queued_at.elapsed());
-                Err(Status::resource_exhausted(format!(
-                    "no stream became free within {timeout:?} (acquire_timeout); {}",
-                    self.describe()
-                )))
-            }
+            Err(_) => Err(self.wait_expired_status(limit, queued_at)),
         }
+    }
+
+    /// How long a call waits for a stream: `acquire_timeout` while
+    /// connections are up and full. While none is up, long enough for the
+    /// attempts under way to end (`connect_timeout`), so that a server that
+    /// cannot be reached fails calls with UNAVAILABLE and the attempt's
+    /// error, never with RESOURCE_EXHAUSTED: nothing is exhausted.
+    fn wait_limit(&self) -> Duration {
+        if self.rotation.load().is_empty() {
+            self.config.acquire_timeout.max(self.config.connect_timeout)
+        } else {
+            self.config.acquire_timeout
+        }
+    }
+
+    /// The status of a call that waited `limit` in vain: an outage while no
+    /// connection is up, overload (RESOURCE_EXHAUSTED) only when connections
+    /// are up and every stream stayed taken.
+    fn wait_expired_status(&self, limit: Duration, queued_at: Instant) -> Status {
+        if self.endpoints.load().is_empty() {
+            return Status::unavailable(format!(
+                "the pool has no endpoints and none was discovered within {limit:?}"
+            ));
+        }
+        if self.rotation.load().is_empty() {
+            return self.no_connection_status(limit);
+        }
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        metrics::record_wait(&self.config.name, queued_at.elapsed());
+        Status::resource_exhausted(format!(
+            "no stream became free within {limit:?} (acquire_timeout); {}",
+            self.describe()
+        ))
+    }
+
+    /// The status of a call refused because `max_waiters` calls wait: an
+    /// outage while no connection is up, overload otherwise.
+    fn queue_full_status(&self) -> Status {
+        if self.rotation.load().is_empty() && !self.endpoints.load().is_empty() {
+            return self.no_connection_status(self.config.connect_timeout);
+        }
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        Status::resource_exhausted(format!(
+            "no stream is free and {} calls already wait for one (max_waiters); {}",
+            self.config.max_waiters,
+            self.describe()
+        ))
     }
 
     /// Hands free slots to waiting calls, first come first served.
