@@ -80,9 +80,26 @@ impl PoolBuilder {
         self
     }
 
-    /// The most connections the pool opens. Default: 8.
+    /// The most connections the pool opens, over all endpoints (never fewer
+    /// than one per endpoint, see
+    /// [`min_connections_per_endpoint`](Self::min_connections_per_endpoint)).
+    /// Default: 8.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.config.max_connections = max;
+        self
+    }
+
+    /// Connections each endpoint keeps, opened as soon as it appears.
+    /// Default: 1.
+    pub fn min_connections_per_endpoint(mut self, min: usize) -> Self {
+        self.config.min_connections_per_endpoint = min;
+        self
+    }
+
+    /// The most connections the pool opens to one endpoint. Default:
+    /// `max_connections`.
+    pub fn max_connections_per_endpoint(mut self, max: usize) -> Self {
+        self.config.max_connections_per_endpoint = Some(max);
         self
     }
 
@@ -332,6 +349,29 @@ fn check_limits(config: &PoolConfig) -> Result<(), Error> {
                 "must not exceed max_connections = {}",
                 config.max_connections
             ),
+        ));
+    }
+    if let Some(max) = config.max_connections_per_endpoint {
+        if max == 0 {
+            return Err(invalid(
+                "max_connections_per_endpoint",
+                0,
+                "must be at least 1",
+            ));
+        }
+        if config.min_connections_per_endpoint > max {
+            return Err(invalid(
+                "min_connections_per_endpoint",
+                config.min_connections_per_endpoint,
+                format!("must not exceed max_connections_per_endpoint = {max}"),
+            ));
+        }
+    }
+    if config.min_connections_per_endpoint > MAX_CONNECTIONS {
+        return Err(invalid(
+            "min_connections_per_endpoint",
+            config.min_connections_per_endpoint,
+            "must be at most 10000",
         ));
     }
     if config.max_waiters > MAX_WAITERS {

@@ -136,7 +136,7 @@ pub use crate::{
     error::Error,
     pool::Pool,
     rpc::{BidiStreaming, ClientStreaming, ServerStreaming, Unary},
-    stats::PoolStats,
+    stats::{EndpointStats, PoolStats},
 };
 
 /// Turns a struct that lists a tonic client's RPCs into a pooled client.

@@ -11,7 +11,7 @@ use crate::config::PoolConfig;
 use crate::discovery::Target;
 use crate::error::Error;
 use crate::state::Inner;
-use crate::stats::PoolStats;
+use crate::stats::{EndpointStats, PoolStats};
 
 /// A pool of HTTP/2 connections that tonic clients share.
 ///
@@ -87,6 +87,12 @@ impl Pool {
     /// What the pool holds and has done right now.
     pub fn stats(&self) -> PoolStats {
         self.inner.stats()
+    }
+
+    /// What each endpoint holds and has done right now: its connections,
+    /// calls in flight, calls carried and latency estimate.
+    pub fn endpoint_stats(&self) -> Vec<EndpointStats> {
+        self.inner.endpoint_stats()
     }
 
     /// Closes the pool: new calls fail at once with `UNAVAILABLE`, calls

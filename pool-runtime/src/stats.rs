@@ -41,3 +41,24 @@ pub struct PoolStats {
     /// Affinity keys bound to a connection.
     pub affinity_keys: usize,
 }
+
+/// What one endpoint of a [`Pool`](crate::Pool) holds and has done, from
+/// [`Pool::endpoint_stats`](crate::Pool::endpoint_stats).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndpointStats {
+    /// The endpoint, named as [`Pool::endpoints`](crate::Pool::endpoints)
+    /// names it.
+    pub endpoint: String,
+    /// Its connections taking calls.
+    pub connections: usize,
+    /// Streams held on those connections right now.
+    pub in_flight: usize,
+    /// Calls it has carried since it joined, while the pool had endpoints to
+    /// choose between (a pool of one endpoint does not count them).
+    pub calls: u64,
+    /// Its latency estimate (a peak EWMA of the time from pick to the end
+    /// of the response), which weighs its load when calls choose an
+    /// endpoint; zero before its first call.
+    pub latency: std::time::Duration,
+}

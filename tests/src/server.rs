@@ -57,6 +57,11 @@ impl Greeter for GreeterService {
         {
             response.metadata_mut().insert("server-ip", value);
         }
+        if let Some(local) = local
+            && let Ok(value) = local.port().to_string().parse()
+        {
+            response.metadata_mut().insert("server-port", value);
+        }
         Ok(response)
     }
 

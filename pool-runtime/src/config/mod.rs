@@ -57,15 +57,27 @@ pub struct PoolConfig {
     ///
     /// Default: none; at least one is required.
     pub endpoints: Vec<String>,
-    /// Connections the pool keeps open even when idle; they are opened in the
-    /// background once the pool is first used.
+    /// Connections the pool keeps open even when idle, over all endpoints;
+    /// they are opened in the background once the pool is first used.
     ///
     /// Default: 1.
     pub min_connections: usize,
-    /// The most connections the pool opens, over all endpoints.
+    /// The most connections the pool opens, over all endpoints; never fewer
+    /// than `min_connections_per_endpoint` for each endpoint, so that every
+    /// server of a fleet is connected.
     ///
     /// Default: 8.
     pub max_connections: usize,
+    /// Connections each endpoint keeps even when idle, opened in the
+    /// background as soon as the endpoint appears, so that calls can spread
+    /// over every server.
+    ///
+    /// Default: 1.
+    pub min_connections_per_endpoint: usize,
+    /// The most connections the pool opens to one endpoint.
+    ///
+    /// Default: none (`max_connections`).
+    pub max_connections_per_endpoint: Option<usize>,
     /// How long one connection attempt (TCP, HTTP/2 handshake and the
     /// server's first SETTINGS frame) may take.
     ///
@@ -173,6 +185,8 @@ impl Default for PoolConfig {
             endpoints: Vec::new(),
             min_connections: 1,
             max_connections: 8,
+            min_connections_per_endpoint: 1,
+            max_connections_per_endpoint: None,
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             max_connection_lifetime: None,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::list::{push_onto, take_from};
-use super::{Inner, Retirement, maintain};
+use super::{Inner, Retirement, Subchannel, maintain};
 use crate::conn::{Endpoint, parse_authority};
 use crate::discovery::Target;
 use crate::error::{BoxError, Error};
@@ -24,7 +24,12 @@ impl Inner {
                 return false;
             }
             tracing::info!(endpoint = %endpoint.key, "endpoint added");
-            push_onto(&self.endpoints, Arc::new(endpoint));
+            let endpoint = Arc::new(endpoint);
+            push_onto(
+                &self.subchannels,
+                Arc::new(Subchannel::new(endpoint.clone())),
+            );
+            push_onto(&self.endpoints, endpoint);
         }
         self.notify();
         self.grow(0);
@@ -39,6 +44,7 @@ impl Inner {
             let Some(removed) = take_from(&self.endpoints, |e| e.key == key) else {
                 return false;
             };
+            take_from(&self.subchannels, |s| Arc::ptr_eq(&s.endpoint, &removed));
             removed.remove();
             removed
         };

@@ -1,5 +1,7 @@
-//! When the pool opens a connection, and to which endpoint (gRPC A105: only
-//! when every connection is at its server's stream limit and calls wait).
+//! When the pool opens a connection, and to which endpoint: every endpoint
+//! gets its `min_connections_per_endpoint` as soon as it appears; beyond
+//! that, only when every connection is at its server's stream limit and
+//! calls wait (gRPC A105), to the endpoint with the fewest connections.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,12 +11,13 @@ use super::Inner;
 use crate::conn::{DEFAULT_MAX_STREAMS, Endpoint};
 
 impl Inner {
-    /// Opens connections while the pool is below its minimum or calls wait
-    /// beyond what the attempts under way will serve; `extra` counts demand
-    /// not in the queue (a caller of `ready`).
+    /// Opens connections while an endpoint is below its minimum, the pool
+    /// is below its own, or calls wait beyond what the attempts under way
+    /// will serve; `extra` counts demand not in the queue (a caller of
+    /// `ready`).
     pub(crate) fn grow(self: &Arc<Self>, extra: usize) {
-        while !self.is_closed() && self.needs_connection(extra) {
-            let Some(endpoint) = self.claim_endpoint() else {
+        while !self.is_closed() {
+            let Some(endpoint) = self.next_attempt(extra) else {
                 return;
             };
             self.connecting.fetch_add(1, Ordering::SeqCst);
@@ -22,7 +25,59 @@ impl Inner {
         }
     }
 
-    /// Whether one more connection attempt should start now.
+    /// Claims the endpoint the next connection attempt goes to, if one
+    /// should start now.
+    ///
+    /// An attempt under way counts as a connection. Endpoints waiting out a
+    /// backoff are left out, and so are those at
+    /// `max_connections_per_endpoint`. Beyond the minimums, only the
+    /// endpoints with the fewest connections are tried: while the emptiest
+    /// one is busy connecting, the pool waits for that attempt rather than
+    /// pile onto a fuller one.
+    fn next_attempt(&self, extra: usize) -> Option<Arc<Endpoint>> {
+        let rotation = self.rotation.load();
+        let endpoints = self.endpoints.load();
+        let now = Instant::now();
+        let counts: Vec<(usize, &Arc<Endpoint>)> = endpoints
+            .iter()
+            .filter_map(|endpoint| {
+                let connecting = endpoint.connecting_unless_backing_off(now)?;
+                let open = rotation
+                    .iter()
+                    .filter(|c| Arc::ptr_eq(&c.endpoint, endpoint))
+                    .count();
+                Some((open + usize::from(connecting), endpoint))
+            })
+            .collect();
+        let below_floor = counts
+            .iter()
+            .filter(|(count, _)| *count < self.config.min_connections_per_endpoint)
+            .find(|(_, endpoint)| endpoint.try_claim(now));
+        if let Some((_, endpoint)) = below_floor {
+            return Some(Arc::clone(endpoint));
+        }
+        if !self.needs_connection(extra) {
+            return None;
+        }
+        let cap = self
+            .config
+            .max_connections_per_endpoint
+            .unwrap_or(self.config.max_connections);
+        let fewest = counts.iter().map(|(count, _)| *count).min()?;
+        if fewest >= cap {
+            return None;
+        }
+        counts
+            .into_iter()
+            .filter(|(count, _)| *count == fewest)
+            .map(|(_, endpoint)| endpoint)
+            .find(|endpoint| endpoint.try_claim(now))
+            .cloned()
+    }
+
+    /// Whether the pool as a whole wants one more connection: below
+    /// `min_connections`, or calls wait beyond what the attempts under way
+    /// will serve, and below `max_connections`.
     fn needs_connection(&self, extra: usize) -> bool {
         let rotation = self.rotation.load();
         let open = rotation.len();
@@ -42,36 +97,5 @@ impl Inner {
         };
         let coming = connecting.saturating_mul(per_connection.max(1));
         self.waiters.len() + extra > coming
-    }
-
-    /// Claims the endpoint with the fewest connections among those that may
-    /// be tried now.
-    ///
-    /// An attempt under way counts as a connection, and only the endpoints
-    /// with the fewest are tried: while the emptiest endpoint is busy
-    /// connecting, the pool waits for that attempt rather than pile onto a
-    /// fuller one. Endpoints waiting out a backoff are left out.
-    fn claim_endpoint(&self) -> Option<Arc<Endpoint>> {
-        let rotation = self.rotation.load();
-        let endpoints = self.endpoints.load();
-        let now = Instant::now();
-        let loads: Vec<(usize, &Arc<Endpoint>)> = endpoints
-            .iter()
-            .filter_map(|endpoint| {
-                let connecting = endpoint.connecting_unless_backing_off(now)?;
-                let open = rotation
-                    .iter()
-                    .filter(|c| Arc::ptr_eq(&c.endpoint, endpoint))
-                    .count();
-                Some((open + usize::from(connecting), endpoint))
-            })
-            .collect();
-        let fewest = loads.iter().map(|(load, _)| *load).min()?;
-        loads
-            .into_iter()
-            .filter(|(load, _)| *load == fewest)
-            .map(|(_, endpoint)| endpoint)
-            .find(|endpoint| endpoint.try_claim(now))
-            .cloned()
     }
 }

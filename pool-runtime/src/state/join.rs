@@ -44,7 +44,6 @@ impl Inner {
         id: u64,
         rebalance: bool,
     ) {
-        endpoint.succeeded();
         self.counters.connects.fetch_add(1, Ordering::Relaxed);
         let connection = self.new_connection(id, endpoint.clone(), &connected);
         tracing::debug!(
@@ -55,6 +54,10 @@ impl Inner {
         );
         self.watch(&connection, connected);
         self.join_rotation(&connection);
+        // Only now, with the connection counted in the rotation, does the
+        // endpoint stop counting an attempt under way: in between, growth
+        // would see neither and open a second connection to it.
+        endpoint.succeeded();
         self.connecting.fetch_sub(1, Ordering::SeqCst);
         // A GOAWAY read before the watch was set left the state behind; act
         // on it now.
@@ -128,10 +131,14 @@ impl Inner {
         let mut live = self.live();
         live.retain(|weak| weak.strong_count() > 0);
         live.push(Arc::downgrade(connection));
-        if self.is_closed() || connection.endpoint.is_removed() {
-            connection.link.advance(State::Draining);
-        } else {
-            push_onto(&self.rotation, connection.clone());
+        match self.subchannel_of(&connection.endpoint) {
+            Some(subchannel) if !self.is_closed() && !connection.endpoint.is_removed() => {
+                push_onto(&self.rotation, connection.clone());
+                push_onto(&subchannel.connections, connection.clone());
+            }
+            _ => {
+                connection.link.advance(State::Draining);
+            }
         }
     }
 

@@ -60,6 +60,9 @@ impl Inner {
                 break;
             }
         }
+        for subchannel in self.subchannels.load().iter() {
+            subchannel.connections.store(Arc::new(Vec::new()));
+        }
         let connections = self.rotation.swap(Arc::new(Vec::new()));
         for connection in connections.iter() {
             connection.link.advance(State::Draining);

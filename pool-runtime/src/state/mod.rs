@@ -3,7 +3,8 @@
 //!
 //! | file | what it answers |
 //! |---|---|
-//! | `pick.rs` | which connection a call takes, and the slot it holds |
+//! | `pick.rs` | which endpoint and connection a call takes, and the slot it holds |
+//! | `subchannel.rs` | an endpoint as the pick sees it: its connections, its load |
 //! | `wait.rs`, `queue.rs` | how a call waits when no stream is free |
 //! | `affinity.rs` | keeping calls with one key on one connection |
 //! | `grow.rs` | when the pool opens a connection, and to which endpoint |
@@ -36,6 +37,7 @@ mod queue;
 mod retire;
 mod shrink;
 mod snapshot;
+mod subchannel;
 mod wait;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
@@ -50,6 +52,7 @@ pub(crate) use self::endpoints::endpoint_for;
 pub(crate) use self::pick::Slot;
 use self::queue::Waiters;
 pub(crate) use self::retire::Retirement;
+pub(crate) use self::subchannel::Subchannel;
 use crate::config::PoolConfig;
 use crate::conn::{Connection, Endpoint, Tls};
 use crate::lock::lock;
@@ -72,6 +75,9 @@ pub(crate) struct Inner {
     pub(crate) config: PoolConfig,
     /// The endpoints connections may go to; changed under the `live` lock.
     pub(crate) endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
+    /// The same endpoints as the pick sees them, each with its connections
+    /// in the rotation; changed with `endpoints` and `rotation`.
+    subchannels: ArcSwap<Vec<Arc<Subchannel>>>,
     /// The checked TLS settings, for `https` endpoints.
     tls: Option<Tls>,
     /// Discovery sources, started with the background work.
@@ -104,10 +110,16 @@ impl Inner {
         discoveries: Vec<discover::Start>,
     ) -> Self {
         let stream_cap = config.max_streams_per_connection.unwrap_or(usize::MAX);
+        let endpoints: Vec<Arc<Endpoint>> = endpoints.into_iter().map(Arc::new).collect();
+        let subchannels = endpoints
+            .iter()
+            .map(|endpoint| Arc::new(Subchannel::new(endpoint.clone())))
+            .collect();
         Self {
             config,
             tls,
-            endpoints: ArcSwap::from_pointee(endpoints.into_iter().map(Arc::new).collect()),
+            endpoints: ArcSwap::from_pointee(endpoints),
+            subchannels: ArcSwap::from_pointee(subchannels),
             discoveries: Mutex::new(discoveries),
             rotation: ArcSwap::from_pointee(Vec::new()),
             live: Mutex::new(Vec::new()),
@@ -139,6 +151,16 @@ impl Inner {
     /// Subscribes to the pool's events (connections coming, going, failing).
     pub(crate) fn events(&self) -> watch::Receiver<u64> {
         self.events.subscribe()
+    }
+
+    /// The subchannel of `endpoint`, if it is still in the pool; the caller
+    /// holds the `live` lock.
+    fn subchannel_of(&self, endpoint: &Arc<Endpoint>) -> Option<Arc<Subchannel>> {
+        self.subchannels
+            .load()
+            .iter()
+            .find(|s| Arc::ptr_eq(&s.endpoint, endpoint))
+            .cloned()
     }
 
     /// Connection attempts under way.

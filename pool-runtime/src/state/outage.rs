@@ -46,17 +46,18 @@ impl Inner {
         }
     }
 
-    /// The status of a call that found no connection up within `limit`:
-    /// the last attempt's error if one failed, else the attempts still
-    /// under way (a server that accepts and never answers).
+    /// The status of a call that found no connection up within `limit`
+    /// (at least `connect_timeout`): the last attempt's error if one failed,
+    /// else the attempts that are timing out (a server that accepts and
+    /// never answers).
     pub(super) fn no_connection_status(&self, limit: Duration) -> Status {
         match self.last_failure() {
             Some((uri, error)) => Status::unavailable(format!(
                 "no connection came up within {limit:?}; the last attempt, to {uri}, failed: {error}"
             )),
             None => Status::unavailable(format!(
-                "no connection came up within {limit:?}: {} attempt(s) under way, none answered (connect_timeout {:?})",
-                self.connecting(),
+                "no connection came up within {limit:?}: {} connection attempt(s) timed out after {:?} (connect_timeout)",
+                self.connecting().max(1),
                 self.config.connect_timeout
             )),
         }

@@ -1,12 +1,15 @@
-//! Which connection a call takes: the lock-free pick of the least-loaded
-//! ready connection, and the stream slot the call then holds.
+//! Which endpoint and connection a call takes, lock-free: of two endpoints
+//! chosen at random the less loaded (gRPC A48 `least_request`, weighed by
+//! latency), then its least-loaded ready connection; and the stream slot
+//! the call then holds.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tonic::Status;
 
-use super::Inner;
 use super::outage::closed_status;
+use super::{Inner, Subchannel};
 use crate::conn::Connection;
 
 impl Inner {
@@ -28,12 +31,66 @@ impl Inner {
         Box::pin(self.acquire_slow()).await
     }
 
-    /// Reserves a slot on the least-loaded ready connection.
+    /// Reserves a slot for a call: with one endpoint, on its least-loaded
+    /// ready connection; with more, on the endpoint [`pick_of_two`]
+    /// chooses. `None` when no stream is free.
+    ///
+    /// [`pick_of_two`]: Self::pick_of_two
     #[inline]
     pub(crate) fn pick(self: &Arc<Self>) -> Option<Slot> {
+        let subchannels = self.subchannels.load();
+        if subchannels.len() > 1 {
+            return self.pick_of_two(&subchannels);
+        }
         let rotation = self.rotation.load();
         let connection = reserve_least_loaded(&rotation)?;
         Some(Slot::new(connection.clone(), self.clone()))
+    }
+
+    /// gRPC's A48 `least_request` with a choice count of 2: two endpoints
+    /// drawn at random, and the call goes to the less loaded, its load being
+    /// its streams in flight over its capacity, weighted by its latency when
+    /// the two differ clearly (see `Load::lighter_than`). Random draws break ties, so that many clients do not
+    /// herd onto one server, and the cost does not grow with the number of
+    /// endpoints. Only when the draws find no free stream does the pick look
+    /// at every endpoint, before the call queues.
+    fn pick_of_two(self: &Arc<Self>, subchannels: &[Arc<Subchannel>]) -> Option<Slot> {
+        let n = subchannels.len();
+        let now = Instant::now();
+        for _ in 0..4 {
+            let a = fastrand::usize(..n);
+            let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+            let chosen = match (subchannels[a].load(now), subchannels[b].load(now)) {
+                (Some(load_a), Some(load_b)) if load_b.lighter_than(load_a) => b,
+                (Some(_), _) => a,
+                (None, Some(_)) => b,
+                (None, None) => continue,
+            };
+            if let Some(slot) = self.reserve_on(&subchannels[chosen], now) {
+                return Some(slot);
+            }
+        }
+        let (lightest, _) = subchannels
+            .iter()
+            .filter_map(|subchannel| Some((subchannel, subchannel.load(now)?)))
+            .reduce(|best, next| {
+                if next.1.lighter_than(best.1) {
+                    next
+                } else {
+                    best
+                }
+            })?;
+        self.reserve_on(lightest, now)
+    }
+
+    /// Reserves a slot on `subchannel`'s least-loaded ready connection; the
+    /// slot reports the call's latency to it when given back.
+    fn reserve_on(self: &Arc<Self>, subchannel: &Arc<Subchannel>, now: Instant) -> Option<Slot> {
+        let connections = subchannel.connections.load();
+        let connection = reserve_least_loaded(&connections)?;
+        let mut slot = Slot::new(connection.clone(), self.clone());
+        slot.timing = Some((subchannel.clone(), now));
+        Some(slot)
     }
 
     /// Called after a slot is given back: the first waiting call takes it.
@@ -83,12 +140,19 @@ fn reserve_least_loaded(connections: &[Arc<Connection>]) -> Option<&Arc<Connecti
 pub(crate) struct Slot {
     connection: Arc<Connection>,
     inner: Arc<Inner>,
+    /// The endpoint to tell how long the call took, and when it was picked
+    /// (only when the pool has endpoints to choose between).
+    timing: Option<(Arc<Subchannel>, Instant)>,
 }
 
 impl Slot {
     /// Wraps a slot already reserved on `connection`.
     pub(super) fn new(connection: Arc<Connection>, inner: Arc<Inner>) -> Self {
-        Self { connection, inner }
+        Self {
+            connection,
+            inner,
+            timing: None,
+        }
     }
 
     /// The connection the slot is on.
@@ -105,6 +169,10 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        if let Some((subchannel, picked_at)) = self.timing.take() {
+            let now = Instant::now();
+            subchannel.record(now.saturating_duration_since(picked_at), now);
+        }
         self.connection.release();
         self.inner.on_release();
     }

@@ -33,6 +33,9 @@ impl Inner {
             let Some(removed) = take_from(&self.rotation, |c| c.id == id) else {
                 return false;
             };
+            if let Some(subchannel) = self.subchannel_of(&removed.endpoint) {
+                take_from(&subchannel.connections, |c| c.id == id);
+            }
             removed
         };
         removed.link.advance(State::Draining);

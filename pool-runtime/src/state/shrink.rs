@@ -41,7 +41,7 @@ impl Inner {
         }
         if !window.saw_waiting
             && rotation.len() > self.config.min_connections
-            && let Some(victim) = idle_victim(&rotation)
+            && let Some(victim) = idle_victim(&rotation, self.config.min_connections_per_endpoint)
         {
             let total: usize = rotation.iter().map(|c| c.capacity()).sum();
             let rest = total.saturating_sub(victim.capacity());
@@ -55,19 +55,23 @@ impl Inner {
 }
 
 /// The connection to close: the least busy, then from the endpoint with the
-/// most connections (so that shrinking keeps the spread), then the youngest.
-fn idle_victim(rotation: &[Arc<Connection>]) -> Option<&Arc<Connection>> {
+/// most connections (so that shrinking keeps the spread), then the youngest;
+/// never one that would leave its endpoint below `floor`.
+fn idle_victim(rotation: &[Arc<Connection>], floor: usize) -> Option<&Arc<Connection>> {
     let per_endpoint = |c: &Arc<Connection>| {
         rotation
             .iter()
             .filter(|other| Arc::ptr_eq(&other.endpoint, &c.endpoint))
             .count()
     };
-    rotation.iter().min_by_key(|c| {
-        (
-            c.in_flight(),
-            Reverse(per_endpoint(c)),
-            Reverse(c.opened_at),
-        )
-    })
+    rotation
+        .iter()
+        .filter(|c| per_endpoint(c) > floor)
+        .min_by_key(|c| {
+            (
+                c.in_flight(),
+                Reverse(per_endpoint(c)),
+                Reverse(c.opened_at),
+            )
+        })
 }

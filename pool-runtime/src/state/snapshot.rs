@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 
 use super::{Inner, metrics};
 use crate::conn::Connection;
-use crate::stats::PoolStats;
+use crate::stats::{EndpointStats, PoolStats};
 
 impl Inner {
     /// Streams held over every live connection, draining ones included.
@@ -59,6 +59,11 @@ impl Inner {
             affinity_keys: self.affinity.len(),
             endpoints: self.endpoints.load().len(),
         }
+    }
+
+    /// What each endpoint holds and has done.
+    pub(crate) fn endpoint_stats(&self) -> Vec<EndpointStats> {
+        self.subchannels.load().iter().map(|s| s.stats()).collect()
     }
 
     /// Publishes the pool's state to the `metrics` facade (feature

@@ -83,7 +83,11 @@ impl Inner {
     /// outage while no connection is up, overload otherwise.
     fn queue_full_status(&self) -> Status {
         if self.rotation.load().is_empty() && !self.endpoints.load().is_empty() {
-            return self.no_connection_status(self.config.connect_timeout);
+            return Status::unavailable(format!(
+                "no connection is up yet and {} calls already wait for one (max_waiters); {}",
+                self.config.max_waiters,
+                self.describe()
+            ));
         }
         self.counters.rejected.fetch_add(1, Ordering::Relaxed);
         Status::resource_exhausted(format!(

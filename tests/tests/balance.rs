@@ -1,0 +1,196 @@
+//! Calls spread across servers (gRPC A48 least request with a peak-EWMA
+//! latency weight), measured as each server's share of the calls, against
+//! real tonic servers on loopback.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use pooled_client::Pool;
+use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
+use pooled_client_tests::proxy::FaultProxy;
+use pooled_client_tests::server::{ServerOptions, TestServer};
+use pooled_client_tests::support::bounded;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The tests of this file measure shares of load: they run one at a time,
+/// so that one's load does not skew another's latencies.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn servers(count: usize) -> Vec<TestServer> {
+    let mut servers = Vec::with_capacity(count);
+    for _ in 0..count {
+        servers.push(TestServer::start(ServerOptions::default()).await);
+    }
+    servers
+}
+
+/// `callers` callers each make `calls` calls of `delay_ms` through every
+/// pool in turn, all at once; returns how many calls each server port took.
+async fn shares(
+    pools: &[Pool],
+    callers: usize,
+    calls: usize,
+    delay_ms: u32,
+) -> HashMap<String, usize> {
+    let mut tasks = Vec::new();
+    for caller in 0..callers {
+        let greeter = PooledGreeterClient::new(pools[caller % pools.len()].clone())
+            .with_timeout(Duration::from_secs(10));
+        tasks.push(tokio::spawn(async move {
+            let mut ports = Vec::with_capacity(calls);
+            for _ in 0..calls {
+                let response = greeter
+                    .say_hello(HelloRequest {
+                        name: "share".into(),
+                        delay_ms,
+                        count: 0,
+                    })
+                    .await
+                    .expect("call succeeds");
+                let port = response.metadata().get("server-port").expect("server-port");
+                ports.push(port.to_str().unwrap().to_owned());
+            }
+            ports
+        }));
+    }
+    let mut counts = HashMap::new();
+    for task in tasks {
+        for port in task.await.unwrap() {
+            *counts.entry(port).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Each server's share of the calls, relative to an even share (1.0).
+fn relative_shares(servers: &[TestServer], counts: &HashMap<String, usize>) -> Vec<f64> {
+    let total: usize = counts.values().sum();
+    let even = total as f64 / servers.len() as f64;
+    servers
+        .iter()
+        .map(|s| *counts.get(&s.addr.port().to_string()).unwrap_or(&0) as f64 / even)
+        .collect()
+}
+
+fn pool_over(servers: &[TestServer]) -> Pool {
+    let mut builder = Pool::builder();
+    for server in servers {
+        builder = builder.endpoint(server.uri());
+    }
+    builder.build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_servers_share_the_calls_evenly() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    bounded(LIMIT, async {
+        let servers = servers(4).await;
+        let pool = pool_over(&servers);
+        pool.ready().await.unwrap();
+        let shares = relative_shares(
+            &servers,
+            &shares(std::slice::from_ref(&pool), 8, 200, 1).await,
+        );
+        println!("4 servers, 8 callers: shares of an even share {shares:.2?}");
+        for share in &shares {
+            assert!((0.8..=1.2).contains(share), "{shares:?}");
+        }
+        // Every endpoint is connected, one connection each.
+        let endpoints = pool.endpoint_stats();
+        assert!(
+            endpoints.iter().all(|e| e.connections == 1),
+            "{endpoints:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pools_together_share_four_servers_evenly() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    bounded(LIMIT, async {
+        let servers = servers(4).await;
+        let pools = [pool_over(&servers), pool_over(&servers)];
+        for pool in &pools {
+            pool.ready().await.unwrap();
+        }
+        let shares = relative_shares(&servers, &shares(&pools, 8, 200, 1).await);
+        println!("2 pools over 4 servers: shares {shares:.2?}");
+        for share in &shares {
+            assert!((0.8..=1.2).contains(share), "{shares:?}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_servers_all_serve() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    bounded(LIMIT, async {
+        let servers = servers(16).await;
+        let pool = pool_over(&servers);
+        pool.ready().await.unwrap();
+        let shares = relative_shares(
+            &servers,
+            &shares(std::slice::from_ref(&pool), 32, 100, 1).await,
+        );
+        println!(
+            "16 servers, 32 callers: shares {shares:.2?}; connections {:?}",
+            pool.endpoint_stats()
+                .iter()
+                .map(|e| e.connections)
+                .collect::<Vec<_>>()
+        );
+        for share in &shares {
+            assert!((0.5..=1.5).contains(share), "{shares:?}");
+        }
+        assert_eq!(pool.stats().connections, 16, "{:?}", pool.stats());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_server_gets_far_less_than_its_share() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    bounded(LIMIT, async {
+        let servers = servers(4).await;
+        // One of them answers 20 ms later than the others.
+        let slow = FaultProxy::start(servers[0].addr).await;
+        slow.set_latency(Duration::from_millis(20));
+        let mut builder = Pool::builder().endpoint(slow.uri());
+        for server in &servers[1..] {
+            builder = builder.endpoint(server.uri());
+        }
+        let pool = builder.build().unwrap();
+        pool.ready().await.unwrap();
+        let started = Instant::now();
+        let shares = relative_shares(
+            &servers,
+            &shares(std::slice::from_ref(&pool), 8, 200, 1).await,
+        );
+        println!(
+            "1 of 4 servers 20 ms slower: shares {shares:.2?} in {:?}; {:?}",
+            started.elapsed(),
+            pool.endpoint_stats()
+        );
+        assert!(shares[0] < 0.25, "{shares:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_server_behaves_as_before() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    bounded(LIMIT, async {
+        let servers = servers(1).await;
+        let pool = pool_over(&servers);
+        pool.ready().await.unwrap();
+        let counts = shares(std::slice::from_ref(&pool), 4, 20, 0).await;
+        assert_eq!(counts.values().sum::<usize>(), 80);
+        assert_eq!(pool.stats().connections, 1);
+        // A pool of one endpoint makes no choice, so it measures nothing.
+        assert_eq!(pool.endpoint_stats()[0].calls, 0);
+    })
+    .await;
+}
