@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::{Backoff, HealthCheck, Keepalive, PoolConfig};
+use crate::config::{Backoff, HealthCheck, Keepalive, OutlierDetection, PoolConfig};
 use crate::conn::{Endpoint, Tls};
 use crate::discovery::{Change, Target};
 use crate::error::Error;
@@ -229,6 +229,13 @@ impl PoolBuilder {
         self
     }
 
+    /// Takes endpoints that fail more than the others out of the pick for
+    /// a while (gRPC A50; see [`OutlierDetection`]). Default: off.
+    pub fn outlier_detection(mut self, detection: OutlierDetection) -> Self {
+        self.config.outlier_detection = Some(detection);
+        self
+    }
+
     /// Sends `authority` as the `:authority` (HTTP/2's Host) of every call
     /// instead of each endpoint's host and port. Default: none.
     pub fn authority(mut self, authority: impl Into<String>) -> Self {
@@ -414,6 +421,48 @@ fn check_durations(config: &PoolConfig) -> Result<(), Error> {
     if let Some(check) = &config.health_check {
         check_duration("health_check interval", check.interval)?;
         check_duration("health_check timeout", check.timeout)?;
+    }
+    if let Some(detection) = &config.outlier_detection {
+        check_outlier_detection(detection)?;
+    }
+    Ok(())
+}
+
+fn check_outlier_detection(detection: &OutlierDetection) -> Result<(), Error> {
+    check_duration("outlier_detection interval", detection.interval)?;
+    check_duration(
+        "outlier_detection base_ejection_time",
+        detection.base_ejection_time,
+    )?;
+    check_duration(
+        "outlier_detection max_ejection_time",
+        detection.max_ejection_time,
+    )?;
+    let percent = |name: &'static str, value: u32| {
+        if value > 100 {
+            return Err(invalid(name, value, "must be a percentage, at most 100"));
+        }
+        Ok(())
+    };
+    percent(
+        "outlier_detection max_ejection_percent",
+        detection.max_ejection_percent,
+    )?;
+    if let Some(rate) = &detection.success_rate {
+        percent(
+            "outlier_detection success_rate enforcement_percentage",
+            rate.enforcement_percentage,
+        )?;
+    }
+    if let Some(failures) = &detection.failure_percentage {
+        percent(
+            "outlier_detection failure_percentage threshold",
+            failures.threshold,
+        )?;
+        percent(
+            "outlier_detection failure_percentage enforcement_percentage",
+            failures.enforcement_percentage,
+        )?;
     }
     Ok(())
 }

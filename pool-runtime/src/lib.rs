@@ -132,7 +132,10 @@ pub use crate::{
     affinity::AffinityKey,
     builder::PoolBuilder,
     call::{ResponseBody, ResponseFuture},
-    config::{Backoff, HealthCheck, Keepalive, PoolConfig},
+    config::{
+        Backoff, FailurePercentageEjection, HealthCheck, Keepalive, OutlierDetection, PoolConfig,
+        SuccessRateEjection,
+    },
     error::Error,
     pool::Pool,
     rpc::{BidiStreaming, ClientStreaming, ServerStreaming, Unary},

@@ -57,6 +57,11 @@ pub struct EndpointStats {
     /// Calls it has carried since it joined, while the pool had endpoints to
     /// choose between (a pool of one endpoint does not count them).
     pub calls: u64,
+    /// Of those calls, the ones that failed as a server's trouble makes calls
+    /// fail (`UNAVAILABLE`, `INTERNAL`, `UNKNOWN`, `DEADLINE_EXCEEDED`).
+    pub failures: u64,
+    /// Whether outlier detection has taken it out of the pick for now.
+    pub ejected: bool,
     /// Its latency estimate (a peak EWMA of the time from pick to the end
     /// of the response), which weighs its load when calls choose an
     /// endpoint; zero before its first call.

@@ -211,3 +211,68 @@ pub async fn serve_router(router: tonic::transport::server::Router) -> String {
     tokio::spawn(router.serve_with_incoming(TcpListenerStream::new(listener)));
     format!("http://{addr}")
 }
+
+/// A greeter that answers every other call with `UNAVAILABLE` while its
+/// connections stay up: a server in trouble, for outlier detection.
+#[derive(Debug, Clone)]
+pub struct FailingHalf<S> {
+    inner: S,
+    calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<S> FailingHalf<S> {
+    /// Fails every other call that `inner` would serve.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            calls: Default::default(),
+        }
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for FailingHalf<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> tower::Service<http::Request<B>> for FailingHalf<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let call = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if call % 2 == 1 {
+            // A trailers-only response: the status in the headers.
+            let response = http::Response::builder()
+                .header("content-type", "application/grpc")
+                .header("grpc-status", "14")
+                .header("grpc-message", "failing half")
+                .body(tonic::body::Body::empty())
+                .expect("a valid response");
+            return Box::pin(async move { Ok(response) });
+        }
+        Box::pin(self.inner.call(request))
+    }
+}
+
+/// Serves a greeter that fails every other call on a free loopback port;
+/// returns the `http://` URI.
+pub async fn serve_failing_half() -> String {
+    let router = tonic::transport::Server::builder()
+        .add_service(FailingHalf::new(GreeterServer::new(GreeterService)));
+    serve_router(router).await
+}

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use pooled_client::Pool;
+use pooled_client::{FailurePercentageEjection, OutlierDetection, Pool};
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::proxy::FaultProxy;
 use pooled_client_tests::server::{ServerOptions, TestServer};
@@ -191,6 +191,121 @@ async fn one_server_behaves_as_before() {
         assert_eq!(pool.stats().connections, 1);
         // A pool of one endpoint makes no choice, so it measures nothing.
         assert_eq!(pool.endpoint_stats()[0].calls, 0);
+    })
+    .await;
+}
+
+/// Outlier detection that acts within a test: a short interval, and
+/// failure-percentage ejection that half of the calls failing crosses.
+fn quick_detection(max_ejection_percent: u32) -> OutlierDetection {
+    OutlierDetection {
+        interval: Duration::from_millis(200),
+        base_ejection_time: Duration::from_secs(30),
+        max_ejection_percent,
+        success_rate: None,
+        failure_percentage: Some(FailurePercentageEjection {
+            threshold: 40,
+            minimum_hosts: 4,
+            request_volume: 10,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Makes calls until `done` says so or `limit` passes; returns the calls
+/// made and those that failed.
+async fn call_until(
+    pool: &Pool,
+    limit: Duration,
+    mut done: impl FnMut(&Pool) -> bool,
+) -> (usize, usize) {
+    let greeter = PooledGreeterClient::new(pool.clone()).with_timeout(Duration::from_secs(5));
+    let started = Instant::now();
+    let (mut calls, mut failed) = (0, 0);
+    while !done(pool) && started.elapsed() < limit {
+        let batch: Vec<_> = (0..16)
+            .map(|_| {
+                let greeter = greeter.clone();
+                tokio::spawn(async move {
+                    greeter
+                        .say_hello(HelloRequest {
+                            name: "outlier".into(),
+                            delay_ms: 1,
+                            count: 0,
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for call in batch {
+            calls += 1;
+            failed += usize::from(call.await.unwrap().is_err());
+        }
+    }
+    (calls, failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_failing_half_its_calls_is_ejected_and_gets_none() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    bounded(LIMIT, async {
+        let healthy = servers(3).await;
+        let failing = pooled_client_tests::server::serve_failing_half().await;
+        let mut builder = Pool::builder()
+            .endpoint(failing.clone())
+            .outlier_detection(quick_detection(25));
+        for server in &healthy {
+            builder = builder.endpoint(server.uri());
+        }
+        let pool = builder.build().unwrap();
+        pool.ready().await.unwrap();
+        let started = Instant::now();
+        let ejected = |pool: &Pool| pool.endpoint_stats()[0].ejected;
+        let (calls, failed) = call_until(&pool, Duration::from_secs(10), ejected).await;
+        let took = started.elapsed();
+        println!(
+            "ejected after {took:?}, {calls} calls, {failed} failed: {:?}",
+            pool.endpoint_stats()
+        );
+        assert!(ejected(&pool), "not ejected: {:?}", pool.endpoint_stats());
+        // Within a few intervals of 200 ms (a loose bound: not a benchmark).
+        assert!(took < Duration::from_secs(3), "{took:?}");
+
+        // While ejected it takes no call, and no call fails.
+        let before = pool.endpoint_stats()[0].calls;
+        let (calls, failed) = call_until(&pool, Duration::from_secs(1), |_| false).await;
+        let after = pool.endpoint_stats()[0].calls;
+        assert_eq!(after, before, "{:?}", pool.endpoint_stats());
+        assert_eq!(failed, 0, "{failed} of {calls} calls failed");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_server_fails_at_most_one_is_ejected() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    bounded(LIMIT, async {
+        let mut builder = Pool::builder().outlier_detection(quick_detection(10));
+        for _ in 0..4 {
+            builder = builder.endpoint(pooled_client_tests::server::serve_failing_half().await);
+        }
+        let pool = builder.build().unwrap();
+        pool.ready().await.unwrap();
+        let mut most = 0;
+        // Several intervals, so that detection has every chance to eject more.
+        let _ = call_until(&pool, Duration::from_secs(2), |pool| {
+            let ejected = pool.endpoint_stats().iter().filter(|e| e.ejected).count();
+            most = most.max(ejected);
+            false
+        })
+        .await;
+        println!("every server failing half: at most {most} ejected at once");
+        assert!(
+            most <= 1,
+            "{most} ejected: max_ejection_percent 10 allows one"
+        );
+        assert!(most == 1, "a failing fleet still has its worst ejected");
     })
     .await;
 }

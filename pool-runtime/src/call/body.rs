@@ -55,6 +55,11 @@ impl ResponseBody {
         })
     }
 
+    /// The trailers of a response read whole, if it had any.
+    pub(crate) fn whole_trailers(&self) -> Option<&http::HeaderMap> {
+        self.whole.back().and_then(Frame::trailers_ref)
+    }
+
     fn finish(&mut self) {
         self.inner = None;
         self.end = None;
@@ -86,6 +91,7 @@ impl Body for ResponseBody {
         if let Some(end) = this.end.as_mut()
             && end.poll_deadline(cx).is_ready()
         {
+            end.set_outcome(tonic::Code::DeadlineExceeded);
             this.finish();
             return Poll::Ready(Some(Err(Status::deadline_exceeded(
                 "the call's deadline passed while its response was being received",
@@ -98,16 +104,23 @@ impl Body for ResponseBody {
                 None
             }
             Some(Ok(frame)) => {
-                if frame.is_trailers() {
+                if let Some(trailers) = frame.trailers_ref() {
                     // Trailers end a gRPC response: the call is done.
+                    if let Some(end) = this.end.as_mut() {
+                        end.set_outcome_from(trailers);
+                    }
                     this.end = None;
                 }
                 Some(Ok(frame))
             }
             Some(Err(error)) => {
                 let endpoint = this.endpoint();
+                let status = status::from_transport(error, &endpoint);
+                if let Some(end) = this.end.as_mut() {
+                    end.set_outcome(status.code());
+                }
                 this.finish();
-                Some(Err(status::from_transport(error, &endpoint)))
+                Some(Err(status))
             }
         })
     }

@@ -68,6 +68,25 @@ impl CallEnd {
         self.slot.retire_connection();
     }
 
+    /// Records the call's status for its endpoint's outlier detection, if
+    /// its endpoint is one of several.
+    pub(crate) fn set_outcome(&mut self, code: tonic::Code) {
+        self.slot.set_outcome(code);
+    }
+
+    /// Records the status the trailers (or a trailers-only response's
+    /// headers) carry, if the outcome is wanted.
+    pub(crate) fn set_outcome_from(&mut self, headers: &http::HeaderMap) {
+        if self.slot.wants_outcome()
+            && let Some(status) = headers.get("grpc-status")
+            && let Ok(code) = std::str::from_utf8(status.as_bytes())
+                .unwrap_or("")
+                .parse::<i32>()
+        {
+            self.slot.set_outcome(tonic::Code::from_i32(code));
+        }
+    }
+
     /// Gives the slot back but keeps the request: it is sent again.
     pub(crate) fn release_for_retry(mut self) {
         self.request = None;

@@ -39,9 +39,15 @@ pub(super) async fn send(
         };
         let end = CallEnd::new(slot, call.handle.clone());
         end.connection().endpoint.address_request(&mut request)?;
+        let mut end = end;
         let failed = match end.connection().sender().try_send_request(request).await {
             Ok(response) if call.read_whole => match read_whole(response).await {
-                Ok(response) => return Ok(response),
+                Ok(response) => {
+                    if let Some(trailers) = response.body().whole_trailers() {
+                        end.set_outcome_from(trailers);
+                    }
+                    return Ok(response);
+                }
                 Err(error) => Failed {
                     error,
                     unsent: None,
@@ -49,6 +55,8 @@ pub(super) async fn send(
                 },
             },
             Ok(response) => {
+                // A trailers-only response carries its status here.
+                end.set_outcome_from(response.headers());
                 let end = end.with_deadline(deadline);
                 return Ok(response.map(|body| ResponseBody::new(body, end)));
             }
@@ -116,7 +124,12 @@ impl Call {
 
     /// The request to send next after `failed`, or the call's final status.
     async fn again(&mut self, failed: Failed) -> Result<Request<RequestBody>, Status> {
-        let Failed { error, unsent, end } = failed;
+        let Failed {
+            error,
+            unsent,
+            mut end,
+        } = failed;
+        end.set_outcome(status::code_for(&error));
         let refused = status::refused_unprocessed(&error);
         if unsent.is_some() || refused || error.is_closed() {
             end.retire_connection();

@@ -7,6 +7,7 @@ mod backoff;
 pub(crate) mod dns;
 mod health_check;
 mod keepalive;
+mod outlier;
 #[cfg(feature = "tls")]
 mod tls;
 
@@ -17,6 +18,7 @@ pub use self::backoff::Backoff;
 pub use self::dns::DnsConfig;
 pub use self::health_check::HealthCheck;
 pub use self::keepalive::Keepalive;
+pub use self::outlier::{FailurePercentageEjection, OutlierDetection, SuccessRateEjection};
 #[cfg(feature = "tls")]
 pub use self::tls::TlsConfig;
 
@@ -158,6 +160,11 @@ pub struct PoolConfig {
     ///
     /// Default: none.
     pub health_check: Option<HealthCheck>,
+    /// Outlier detection (gRPC A50): endpoints that fail more than the
+    /// others stop taking calls for a while.
+    ///
+    /// Default: none (off).
+    pub outlier_detection: Option<OutlierDetection>,
     /// The `:authority` (HTTP/2's Host) of every call, instead of each
     /// endpoint's host and port: for servers or proxies that route by name
     /// while the pool connects by address.
@@ -200,6 +207,7 @@ impl Default for PoolConfig {
             initial_connection_window_size: None,
             adaptive_window: false,
             health_check: None,
+            outlier_detection: None,
             authority: None,
             #[cfg(feature = "tls")]
             tls: None,

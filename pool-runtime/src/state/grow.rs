@@ -35,18 +35,24 @@ impl Inner {
     /// one is busy connecting, the pool waits for that attempt rather than
     /// pile onto a fuller one.
     fn next_attempt(&self, extra: usize) -> Option<Arc<Endpoint>> {
-        let rotation = self.rotation.load();
         let endpoints = self.endpoints.load();
         let now = Instant::now();
-        let counts: Vec<(usize, &Arc<Endpoint>)> = endpoints
+        let attempts: Vec<(bool, &Arc<Endpoint>)> = endpoints
             .iter()
-            .filter_map(|endpoint| {
-                let connecting = endpoint.connecting_unless_backing_off(now)?;
+            .filter_map(|e| Some((e.connecting_unless_backing_off(now)?, e)))
+            .collect();
+        // Read after the attempts: an attempt stops counting as under way
+        // only once its connection is in the rotation, so one or the other
+        // is seen, never neither.
+        let rotation = self.rotation.load();
+        let counts: Vec<(usize, &Arc<Endpoint>)> = attempts
+            .into_iter()
+            .map(|(connecting, endpoint)| {
                 let open = rotation
                     .iter()
                     .filter(|c| Arc::ptr_eq(&c.endpoint, endpoint))
                     .count();
-                Some((open + usize::from(connecting), endpoint))
+                (open + usize::from(connecting), endpoint)
             })
             .collect();
         let below_floor = counts

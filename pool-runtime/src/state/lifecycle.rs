@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{Inner, maintain, metrics, outage};
+use super::{Inner, maintain, metrics, outage, outlier};
 use crate::conn::State;
 use crate::error::Error;
 use crate::lock::lock;
@@ -18,6 +18,9 @@ impl Inner {
         }
         metrics::describe();
         tokio::spawn(maintain::run(Arc::downgrade(self)));
+        if let Some(settings) = &self.config.outlier_detection {
+            tokio::spawn(outlier::run(Arc::downgrade(self), settings.clone()));
+        }
         let discoveries = std::mem::take(&mut *lock(&self.discoveries));
         for start in discoveries {
             tokio::spawn(start.run(Arc::downgrade(self), self.events()));

@@ -15,6 +15,7 @@
 //! | `shrink.rs` | closing a connection the load no longer needs |
 //! | `maintain.rs` | the periodic tick: lifetimes, shrinking, rebalancing |
 //! | `health.rs` | health-checking each connection on an interval |
+//! | `outlier.rs` | outlier detection (gRPC A50): ejecting endpoints that fail more |
 //! | `discover.rs` | applying a discovery source's changes |
 //! | `lifecycle.rs` | starting, waiting until ready, closing |
 //! | `outage.rs` | what calls are told when nothing can be reached |
@@ -32,6 +33,7 @@ mod list;
 mod maintain;
 mod metrics;
 mod outage;
+mod outlier;
 mod pick;
 mod queue;
 mod retire;

@@ -143,6 +143,9 @@ pub(crate) struct Slot {
     /// The endpoint to tell how long the call took, and when it was picked
     /// (only when the pool has endpoints to choose between).
     timing: Option<(Arc<Subchannel>, Instant)>,
+    /// Whether the call failed as a server's trouble makes calls fail, once
+    /// its outcome is known.
+    failed: Option<bool>,
 }
 
 impl Slot {
@@ -152,7 +155,24 @@ impl Slot {
             connection,
             inner,
             timing: None,
+            failed: None,
         }
+    }
+
+    /// Whether the call's outcome is wanted: its endpoint is one of several.
+    #[inline]
+    pub(crate) fn wants_outcome(&self) -> bool {
+        self.timing.is_some()
+    }
+
+    /// Records how the call ended, for its endpoint's outlier detection.
+    pub(crate) fn set_outcome(&mut self, code: tonic::Code) {
+        use tonic::Code;
+        let failed = matches!(
+            code,
+            Code::Unavailable | Code::Internal | Code::Unknown | Code::DeadlineExceeded
+        );
+        self.failed.get_or_insert(failed);
     }
 
     /// The connection the slot is on.
@@ -172,6 +192,9 @@ impl Drop for Slot {
         if let Some((subchannel, picked_at)) = self.timing.take() {
             let now = Instant::now();
             subchannel.record(now.saturating_duration_since(picked_at), now);
+            if let Some(failed) = self.failed {
+                subchannel.record_outcome(failed);
+            }
         }
         self.connection.release();
         self.inner.on_release();

@@ -21,6 +21,16 @@ pub(crate) struct Subchannel {
     latency: Ewma,
     /// Calls it carried, counted as their latency is recorded.
     calls: AtomicU64,
+    /// Calls whose outcome was seen in the current outlier-detection
+    /// interval, and those of them that failed.
+    pub(super) outcomes: AtomicU64,
+    pub(super) interval_failures: AtomicU64,
+    /// Calls that failed since it joined.
+    failures: AtomicU64,
+    /// Until when it is ejected, in nanoseconds since [`epoch`]; 0 when not.
+    pub(super) ejected_until: AtomicU64,
+    /// How many times in a row it was ejected (gRPC A50's multiplier).
+    pub(super) ejections: AtomicU64,
 }
 
 impl Subchannel {
@@ -30,6 +40,11 @@ impl Subchannel {
             connections: ArcSwap::from_pointee(Vec::new()),
             latency: Ewma::default(),
             calls: AtomicU64::new(0),
+            outcomes: AtomicU64::new(0),
+            interval_failures: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            ejected_until: AtomicU64::new(0),
+            ejections: AtomicU64::new(0),
         }
     }
 
@@ -37,6 +52,9 @@ impl Subchannel {
     /// a free stream. Costs a look at this endpoint's connections only.
     #[inline]
     pub(super) fn load(&self, now: Instant) -> Option<Load> {
+        if self.is_ejected(now) {
+            return None;
+        }
         let connections = self.connections.load();
         let (mut in_flight, mut capacity, mut free) = (0usize, 0usize, false);
         for connection in connections.iter() {
@@ -64,6 +82,23 @@ impl Subchannel {
         self.calls.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records how a call ended: whether it failed as a server's trouble
+    /// makes calls fail (see [`OutlierDetection`](crate::OutlierDetection)).
+    pub(super) fn record_outcome(&self, failed: bool) {
+        self.outcomes.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.interval_failures.fetch_add(1, Ordering::Relaxed);
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether outlier detection has taken it out of the pick at `now`.
+    #[inline]
+    pub(super) fn is_ejected(&self, now: Instant) -> bool {
+        let until = self.ejected_until.load(Ordering::Relaxed);
+        until != 0 && since_epoch(now) < until
+    }
+
     /// What the endpoint holds and has done.
     pub(super) fn stats(&self) -> EndpointStats {
         let connections = self.connections.load();
@@ -72,6 +107,8 @@ impl Subchannel {
             connections: connections.len(),
             in_flight: connections.iter().map(|c| c.in_flight()).sum(),
             calls: self.calls.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            ejected: self.is_ejected(Instant::now()),
             latency: Duration::from_nanos(self.latency.estimate_nanos(Instant::now()) as u64),
         }
     }
@@ -124,14 +161,28 @@ struct Ewma {
     nanos: AtomicU64,
     /// When it was last updated, in nanoseconds since [`epoch`].
     updated: AtomicU64,
+    /// Calls measured so far.
+    samples: AtomicU64,
 }
 
-/// The weight of each call. A peak EWMA (tower's, jumping to any slower
-/// call) skewed an even fleet of 1 ms servers by up to 25 % on this 2-core
-/// host, where a 1 ms call sometimes takes 5; an even weight keeps the fleet
-/// within 8 % and still sends a server 20 ms slower 1 % of an even share
+/// The weight of each call once the estimate has settled.
+///
+/// A peak EWMA (tower's, jumping to any slower call) skewed an even fleet
+/// of 1 ms servers by up to 25 % on this 2-core host, where a 1 ms call
+/// sometimes takes 5; an even weight keeps the fleet within 8 % and still
+/// sends a server 20 ms slower about 1 % of an even share
 /// (tests/tests/balance.rs).
 const WEIGHT: f64 = 0.1;
+
+/// Calls measured before the estimate counts: until then an endpoint
+/// borrows the other's latency, and the estimate is the fastest of its
+/// calls, so that slow first calls (a cold server, a busy host) do not brand
+/// a server slow before it has been measured.
+const MIN_SAMPLES: u64 = 10;
+
+/// The most a single call counts, as a multiple of the estimate.
+const SPIKE: f64 = 4.0;
+
 /// How fast an estimate fades without calls: to 1/e in this time.
 const FADE: Duration = Duration::from_secs(2);
 
@@ -141,30 +192,51 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
+/// `now` in nanoseconds since [`epoch`], for clocks kept in atomics.
+pub(super) fn since_epoch(now: Instant) -> u64 {
+    now.saturating_duration_since(epoch()).as_nanos() as u64
+}
+
 impl Ewma {
-    /// The estimate at `now`, faded since its last update.
+    /// The estimate at `now`, or 0 while too few calls were measured.
     fn estimate_nanos(&self, now: Instant) -> f64 {
+        if self.samples.load(Ordering::Relaxed) < MIN_SAMPLES {
+            return 0.0;
+        }
+        self.faded(now)
+    }
+
+    /// The stored estimate, faded since its last update.
+    fn faded(&self, now: Instant) -> f64 {
         let estimate = f64::from_bits(self.nanos.load(Ordering::Relaxed));
         if estimate == 0.0 {
             return 0.0;
         }
-        let now = now.saturating_duration_since(epoch()).as_nanos() as f64;
-        let idle = (now - self.updated.load(Ordering::Relaxed) as f64).max(0.0);
-        estimate * (-idle / FADE.as_nanos() as f64).exp()
+        let idle = since_epoch(now).saturating_sub(self.updated.load(Ordering::Relaxed));
+        estimate * (-(idle as f64) / FADE.as_nanos() as f64).exp()
     }
 
     fn record(&self, elapsed: Duration, now: Instant) {
         let sample = elapsed.as_nanos() as f64;
-        let current = self.estimate_nanos(now);
-        let next = if current == 0.0 {
-            sample
+        let count = self.samples.fetch_add(1, Ordering::Relaxed) + 1;
+        let current = self.faded(now);
+        let next = if count <= MIN_SAMPLES || current == 0.0 {
+            // The fastest of the first calls: a busy host only ever adds
+            // to a server's latency.
+            if current == 0.0 {
+                sample
+            } else {
+                current.min(sample)
+            }
         } else {
-            current + (sample - current) * WEIGHT
+            // Then an exponential average of calls counted at most
+            // `SPIKE` times the estimate: one stalled call moves it a
+            // little, a server that turned slow moves it within a few calls.
+            current + (sample.min(current * SPIKE) - current) * WEIGHT
         };
         // Racing updates may overwrite each other: an estimate, not a sum.
         self.nanos.store(next.to_bits(), Ordering::Relaxed);
-        let stamp = now.saturating_duration_since(epoch()).as_nanos() as u64;
-        self.updated.store(stamp, Ordering::Relaxed);
+        self.updated.store(since_epoch(now), Ordering::Relaxed);
     }
 }
 
@@ -180,17 +252,25 @@ mod tests {
     }
 
     #[test]
-    fn the_estimate_averages_and_fades() {
+    fn the_estimate_takes_the_fastest_first_calls_then_weighs_and_fades() {
         let ewma = Ewma::default();
         let now = Instant::now();
-        ewma.record(Duration::from_millis(1), now);
-        assert_eq!(ewma.estimate_nanos(now), 1e6);
+        ewma.record(Duration::from_millis(19), now);
+        assert_eq!(ewma.estimate_nanos(now), 0.0, "not measured enough yet");
+        for _ in 1..MIN_SAMPLES {
+            ewma.record(Duration::from_millis(1), now);
+        }
+        assert_eq!(
+            ewma.estimate_nanos(now),
+            1e6,
+            "the fastest of the first calls"
+        );
+        // A stalled call counts as at most 4 times the estimate.
         ewma.record(Duration::from_millis(21), now);
-        assert!((ewma.estimate_nanos(now) - 3e6).abs() < 1.0);
-        ewma.record(Duration::from_millis(1), now);
-        assert!((ewma.estimate_nanos(now) - 2.8e6).abs() < 1.0);
+        let weighed = ewma.estimate_nanos(now);
+        assert!((weighed - 1.3e6).abs() < 1.0, "{weighed}");
         let faded = ewma.estimate_nanos(now + FADE);
-        let expected = 2.8e6 / std::f64::consts::E;
+        let expected = weighed / std::f64::consts::E;
         assert!((faded - expected).abs() < expected * 1e-3, "{faded}");
     }
 

@@ -1,0 +1,180 @@
+//! Outlier detection, as gRPC's A50 specifies it: every interval, weigh
+//! each endpoint's calls of the interval, eject the outliers for a while,
+//! and return those whose time is up.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use tokio::time::MissedTickBehavior;
+
+use super::subchannel::since_epoch;
+use super::{Inner, Subchannel};
+use crate::config::{FailurePercentageEjection, OutlierDetection, SuccessRateEjection};
+
+/// Runs outlier detection for as long as the pool exists and is open.
+pub(super) async fn run(pool: Weak<Inner>, settings: OutlierDetection) {
+    let mut interval = tokio::time::interval(settings.interval);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let Some(inner) = pool.upgrade() else {
+            return;
+        };
+        if inner.is_closed() {
+            return;
+        }
+        inner.weigh_endpoints(&settings, Instant::now());
+    }
+}
+
+/// One endpoint's calls in the interval just ended.
+struct Tally<'a> {
+    subchannel: &'a Arc<Subchannel>,
+    calls: u64,
+    failures: u64,
+}
+
+impl Tally<'_> {
+    fn success_rate(&self) -> f64 {
+        (self.calls - self.failures) as f64 / self.calls as f64
+    }
+}
+
+impl Inner {
+    /// One interval of gRPC A50: un-eject those whose time is up, then look
+    /// for outliers by success rate and by failure percentage.
+    fn weigh_endpoints(&self, settings: &OutlierDetection, now: Instant) {
+        let subchannels = self.subchannels.load();
+        let tallies: Vec<Tally<'_>> = subchannels
+            .iter()
+            .map(|subchannel| Tally {
+                subchannel,
+                calls: subchannel.outcomes.swap(0, Ordering::Relaxed),
+                failures: subchannel.interval_failures.swap(0, Ordering::Relaxed),
+            })
+            .collect();
+        for subchannel in subchannels.iter() {
+            if subchannel.ejected_until.load(Ordering::Relaxed) == 0 {
+                // A50: an endpoint that stayed in through an interval has
+                // its multiplier lowered.
+                let _ =
+                    subchannel
+                        .ejections
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            } else if !subchannel.is_ejected(now) {
+                subchannel.ejected_until.store(0, Ordering::Relaxed);
+                tracing::info!(endpoint = %subchannel.endpoint.key, "outlier detection: endpoint back in the pick");
+            }
+        }
+        // A50: at most max_ejection_percent of the endpoints, and at least one.
+        let allowed = (subchannels.len() * settings.max_ejection_percent as usize / 100).max(1);
+        if let Some(rule) = &settings.success_rate {
+            self.eject_by_success_rate(&tallies, rule, settings, allowed, now);
+        }
+        if let Some(rule) = &settings.failure_percentage {
+            self.eject_by_failure_percentage(&tallies, rule, settings, allowed, now);
+        }
+    }
+
+    /// A50 success-rate ejection: rates more than `stdev_factor / 1000`
+    /// standard deviations below the mean.
+    fn eject_by_success_rate(
+        &self,
+        tallies: &[Tally<'_>],
+        rule: &SuccessRateEjection,
+        settings: &OutlierDetection,
+        allowed: usize,
+        now: Instant,
+    ) {
+        let weighed: Vec<&Tally<'_>> = tallies
+            .iter()
+            .filter(|t| t.calls >= u64::from(rule.request_volume) && t.calls > 0)
+            .collect();
+        if weighed.len() < rule.minimum_hosts as usize || weighed.is_empty() {
+            return;
+        }
+        let rates: Vec<f64> = weighed.iter().map(|t| t.success_rate()).collect();
+        let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+        let variance = rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / rates.len() as f64;
+        let floor = mean - variance.sqrt() * f64::from(rule.stdev_factor) / 1000.0;
+        for (tally, rate) in weighed.iter().zip(rates) {
+            if rate < floor {
+                self.maybe_eject(
+                    tally.subchannel,
+                    rule.enforcement_percentage,
+                    settings,
+                    allowed,
+                    now,
+                );
+            }
+        }
+    }
+
+    /// A50 failure-percentage ejection: more than `threshold` percent of the
+    /// interval's calls failed.
+    fn eject_by_failure_percentage(
+        &self,
+        tallies: &[Tally<'_>],
+        rule: &FailurePercentageEjection,
+        settings: &OutlierDetection,
+        allowed: usize,
+        now: Instant,
+    ) {
+        let weighed: Vec<&Tally<'_>> = tallies
+            .iter()
+            .filter(|t| t.calls >= u64::from(rule.request_volume) && t.calls > 0)
+            .collect();
+        if weighed.len() < rule.minimum_hosts as usize {
+            return;
+        }
+        for tally in weighed {
+            let failed = tally.failures as f64 * 100.0 / tally.calls as f64;
+            if failed > f64::from(rule.threshold) {
+                self.maybe_eject(
+                    tally.subchannel,
+                    rule.enforcement_percentage,
+                    settings,
+                    allowed,
+                    now,
+                );
+            }
+        }
+    }
+
+    /// Ejects `subchannel` if enforcement says so and fewer than `allowed`
+    /// endpoints are out: for `base_ejection_time` times the times it was
+    /// ejected, at most `max(base_ejection_time, max_ejection_time)`.
+    fn maybe_eject(
+        &self,
+        subchannel: &Subchannel,
+        enforcement_percentage: u32,
+        settings: &OutlierDetection,
+        allowed: usize,
+        now: Instant,
+    ) {
+        let ejected = self
+            .subchannels
+            .load()
+            .iter()
+            .filter(|s| s.is_ejected(now))
+            .count();
+        if ejected >= allowed
+            || subchannel.is_ejected(now)
+            || fastrand::u32(..100) >= enforcement_percentage
+        {
+            return;
+        }
+        let times = subchannel.ejections.fetch_add(1, Ordering::Relaxed) + 1;
+        let longest = settings.base_ejection_time.max(settings.max_ejection_time);
+        let time = settings
+            .base_ejection_time
+            .saturating_mul(u32::try_from(times).unwrap_or(u32::MAX))
+            .min(longest);
+        subchannel
+            .ejected_until
+            .store(since_epoch(now + time).max(1), Ordering::Relaxed);
+        tracing::warn!(endpoint = %subchannel.endpoint.key, ?time, "outlier detection: endpoint ejected");
+    }
+}
