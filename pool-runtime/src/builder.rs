@@ -103,6 +103,14 @@ impl PoolBuilder {
         self
     }
 
+    /// Uses only `size` of the endpoints, chosen by rendezvous hashing on
+    /// the pool's own random seed (see [`PoolConfig::subset_size`]).
+    /// Default: every endpoint.
+    pub fn subset_size(mut self, size: usize) -> Self {
+        self.config.subset_size = Some(size);
+        self
+    }
+
     /// How long one connection attempt may take. Default: 5 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.connect_timeout = timeout;
@@ -373,6 +381,9 @@ fn check_limits(config: &PoolConfig) -> Result<(), Error> {
                 format!("must not exceed max_connections_per_endpoint = {max}"),
             ));
         }
+    }
+    if config.subset_size == Some(0) {
+        return Err(invalid("subset_size", 0, "must be at least 1"));
     }
     if config.min_connections_per_endpoint > MAX_CONNECTIONS {
         return Err(invalid(

@@ -9,7 +9,7 @@ use pooled_client::{FailurePercentageEjection, OutlierDetection, Pool};
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::proxy::FaultProxy;
 use pooled_client_tests::server::{ServerOptions, TestServer};
-use pooled_client_tests::support::bounded;
+use pooled_client_tests::support::{bounded, wait_for_stats};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -306,6 +306,54 @@ async fn when_every_server_fails_at_most_one_is_ejected() {
             "{most} ejected: max_ejection_percent 10 allows one"
         );
         assert!(most == 1, "a failing fleet still has its worst ejected");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subset_of_a_hundred_servers_takes_ten_connections() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    bounded(LIMIT, async {
+        let servers = servers(100).await;
+        let mut builder = Pool::builder().subset_size(10);
+        for server in &servers {
+            builder = builder.endpoint(server.uri());
+        }
+        let pool = builder.build().unwrap();
+        pool.ready().await.unwrap();
+        let ten = |pool: &Pool| {
+            let stats = pool.stats();
+            stats.connections == 10 && stats.connecting == 0
+        };
+        assert!(
+            wait_for_stats(&pool, Duration::from_secs(10), |_| ten(&pool)).await,
+            "{:?}",
+            pool.stats()
+        );
+        let in_use: Vec<String> = pool
+            .endpoint_stats()
+            .into_iter()
+            .map(|e| e.endpoint)
+            .collect();
+        assert_eq!(in_use.len(), 10, "{in_use:?}");
+        assert_eq!(pool.endpoints().len(), 100);
+        let counts = shares(std::slice::from_ref(&pool), 8, 50, 0).await;
+        assert_eq!(counts.len(), 10, "calls go to the subset only: {counts:?}");
+
+        // A member leaves: one endpoint takes its place, the others stay.
+        assert!(pool.remove_endpoint(&in_use[0]));
+        assert!(
+            wait_for_stats(&pool, Duration::from_secs(10), |_| ten(&pool)).await,
+            "{:?}",
+            pool.stats()
+        );
+        let after: Vec<String> = pool
+            .endpoint_stats()
+            .into_iter()
+            .map(|e| e.endpoint)
+            .collect();
+        let kept = after.iter().filter(|e| in_use.contains(e)).count();
+        assert_eq!(kept, 9, "before {in_use:?}, after {after:?}");
     })
     .await;
 }

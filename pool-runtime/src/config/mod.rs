@@ -80,6 +80,13 @@ pub struct PoolConfig {
     ///
     /// Default: none (`max_connections`).
     pub max_connections_per_endpoint: Option<usize>,
+    /// How many of its endpoints the pool uses, for large fleets: that many,
+    /// chosen by rendezvous hashing on a seed of the pool's own, so that
+    /// clients spread over the fleet without each connecting to all of it,
+    /// and a change of membership moves only the endpoints it must.
+    ///
+    /// Default: none (every endpoint).
+    pub subset_size: Option<usize>,
     /// How long one connection attempt (TCP, HTTP/2 handshake and the
     /// server's first SETTINGS frame) may take.
     ///
@@ -194,6 +201,7 @@ impl Default for PoolConfig {
             max_connections: 8,
             min_connections_per_endpoint: 1,
             max_connections_per_endpoint: None,
+            subset_size: None,
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             max_connection_lifetime: None,

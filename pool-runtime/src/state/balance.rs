@@ -18,7 +18,7 @@ impl Inner {
         if self.is_closed() {
             return;
         }
-        let endpoints = self.endpoints.load();
+        let endpoints = self.endpoints_in_use();
         let Some((fullest, most)) = self.fullest_endpoint(&endpoints, None) else {
             return;
         };

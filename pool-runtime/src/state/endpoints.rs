@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::list::{push_onto, take_from};
-use super::{Inner, Retirement, Subchannel, maintain};
+use super::{Inner, Retirement, maintain};
 use crate::conn::{Endpoint, parse_authority};
 use crate::discovery::Target;
 use crate::error::{BoxError, Error};
@@ -18,19 +18,16 @@ impl Inner {
 
     /// Adds `endpoint` unless one with its key is in the pool already.
     pub(crate) fn add_endpoint(self: &Arc<Self>, endpoint: Endpoint) -> bool {
-        {
+        let left = {
             let _live = self.live();
             if self.endpoints.load().iter().any(|e| e.key == endpoint.key) {
                 return false;
             }
             tracing::info!(endpoint = %endpoint.key, "endpoint added");
-            let endpoint = Arc::new(endpoint);
-            push_onto(
-                &self.subchannels,
-                Arc::new(Subchannel::new(endpoint.clone())),
-            );
-            push_onto(&self.endpoints, endpoint);
-        }
+            push_onto(&self.endpoints, Arc::new(endpoint));
+            self.resubset()
+        };
+        self.leave_subset(&left);
         self.notify();
         self.grow(0);
         self.rebalance(Instant::now());
@@ -44,12 +41,15 @@ impl Inner {
             let Some(removed) = take_from(&self.endpoints, |e| e.key == key) else {
                 return false;
             };
-            take_from(&self.subchannels, |s| Arc::ptr_eq(&s.endpoint, &removed));
             removed.remove();
-            removed
+            // Its subchannel leaves with it; its connections, and those of
+            // any endpoint that leaves the subset, retire below.
+            (removed, self.resubset())
         };
+        let (removed, left) = removed;
         tracing::info!(endpoint = %removed.key, "endpoint removed");
         self.retire_endpoint(&removed, Retirement::Removed);
+        self.leave_subset(&left);
         self.notify();
         self.grow(0);
         true

@@ -35,7 +35,7 @@ impl Inner {
     /// one is busy connecting, the pool waits for that attempt rather than
     /// pile onto a fuller one.
     fn next_attempt(&self, extra: usize) -> Option<Arc<Endpoint>> {
-        let endpoints = self.endpoints.load();
+        let endpoints = self.endpoints_in_use();
         let now = Instant::now();
         let attempts: Vec<(bool, &Arc<Endpoint>)> = endpoints
             .iter()

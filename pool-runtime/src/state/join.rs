@@ -66,7 +66,7 @@ impl Inner {
         }
         if rebalance
             && let Some((fullest, most)) =
-                self.fullest_endpoint(&self.endpoints.load(), Some(&endpoint))
+                self.fullest_endpoint(&self.endpoints_in_use(), Some(&endpoint))
             && most >= 2
         {
             self.drain_one(&fullest);

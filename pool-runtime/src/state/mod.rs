@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `pick.rs` | which endpoint and connection a call takes, and the slot it holds |
 //! | `subchannel.rs` | an endpoint as the pick sees it: its connections, its load |
+//! | `subset.rs` | which endpoints a pool uses, with `subset_size` (rendezvous hashing) |
 //! | `wait.rs`, `queue.rs` | how a call waits when no stream is free |
 //! | `affinity.rs` | keeping calls with one key on one connection |
 //! | `grow.rs` | when the pool opens a connection, and to which endpoint |
@@ -40,6 +41,7 @@ mod retire;
 mod shrink;
 mod snapshot;
 mod subchannel;
+mod subset;
 mod wait;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
@@ -77,9 +79,12 @@ pub(crate) struct Inner {
     pub(crate) config: PoolConfig,
     /// The endpoints connections may go to; changed under the `live` lock.
     pub(crate) endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
-    /// The same endpoints as the pick sees them, each with its connections
-    /// in the rotation; changed with `endpoints` and `rotation`.
+    /// The endpoints in use (all of them, or the subset), as the pick sees
+    /// them, each with its connections in the rotation; changed with
+    /// `endpoints` and `rotation`.
     subchannels: ArcSwap<Vec<Arc<Subchannel>>>,
+    /// This pool's seed for choosing its subset.
+    seed: u64,
     /// The checked TLS settings, for `https` endpoints.
     tls: Option<Tls>,
     /// Discovery sources, started with the background work.
@@ -113,15 +118,17 @@ impl Inner {
     ) -> Self {
         let stream_cap = config.max_streams_per_connection.unwrap_or(usize::MAX);
         let endpoints: Vec<Arc<Endpoint>> = endpoints.into_iter().map(Arc::new).collect();
-        let subchannels = endpoints
-            .iter()
-            .map(|endpoint| Arc::new(Subchannel::new(endpoint.clone())))
+        let seed = fastrand::u64(..);
+        let subchannels = subset::choose(&endpoints, config.subset_size, seed)
+            .into_iter()
+            .map(|endpoint| Arc::new(Subchannel::new(endpoint)))
             .collect();
         Self {
             config,
             tls,
             endpoints: ArcSwap::from_pointee(endpoints),
             subchannels: ArcSwap::from_pointee(subchannels),
+            seed,
             discoveries: Mutex::new(discoveries),
             rotation: ArcSwap::from_pointee(Vec::new()),
             live: Mutex::new(Vec::new()),
