@@ -83,6 +83,9 @@ pub(crate) struct Inner {
     /// them, each with its connections in the rotation; changed with
     /// `endpoints` and `rotation`.
     subchannels: ArcSwap<Vec<Arc<Subchannel>>>,
+    /// Whether `subchannels` holds more than one endpoint, readable without
+    /// loading it: a pool of one endpoint picks as if it had no others.
+    choosing: AtomicBool,
     /// This pool's seed for choosing its subset.
     seed: u64,
     /// The checked TLS settings, for `https` endpoints.
@@ -119,15 +122,18 @@ impl Inner {
         let stream_cap = config.max_streams_per_connection.unwrap_or(usize::MAX);
         let endpoints: Vec<Arc<Endpoint>> = endpoints.into_iter().map(Arc::new).collect();
         let seed = fastrand::u64(..);
-        let subchannels = subset::choose(&endpoints, config.subset_size, seed)
-            .into_iter()
-            .map(|endpoint| Arc::new(Subchannel::new(endpoint)))
-            .collect();
+        let subchannels: Vec<Arc<Subchannel>> =
+            subset::choose(&endpoints, config.subset_size, seed)
+                .into_iter()
+                .map(|endpoint| Arc::new(Subchannel::new(endpoint)))
+                .collect();
+        let choosing = AtomicBool::new(subchannels.len() > 1);
         Self {
             config,
             tls,
             endpoints: ArcSwap::from_pointee(endpoints),
             subchannels: ArcSwap::from_pointee(subchannels),
+            choosing,
             seed,
             discoveries: Mutex::new(discoveries),
             rotation: ArcSwap::from_pointee(Vec::new()),

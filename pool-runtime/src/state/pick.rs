@@ -38,9 +38,8 @@ impl Inner {
     /// [`pick_of_two`]: Self::pick_of_two
     #[inline]
     pub(crate) fn pick(self: &Arc<Self>) -> Option<Slot> {
-        let subchannels = self.subchannels.load();
-        if subchannels.len() > 1 {
-            return self.pick_of_two(&subchannels);
+        if self.choosing.load(std::sync::atomic::Ordering::Acquire) {
+            return self.pick_of_two(&self.subchannels.load());
         }
         let rotation = self.rotation.load();
         let connection = reserve_least_loaded(&rotation)?;

@@ -34,6 +34,8 @@ impl Inner {
             .filter(|s| !next.iter().any(|n| Arc::ptr_eq(&n.endpoint, &s.endpoint)))
             .map(|s| s.endpoint.clone())
             .collect();
+        self.choosing
+            .store(next.len() > 1, std::sync::atomic::Ordering::Release);
         self.subchannels.store(Arc::new(next));
         left
     }
