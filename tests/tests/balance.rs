@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use pooled_client::{FailurePercentageEjection, OutlierDetection, Pool};
+use pooled_client_tests::helloworld::greeter_client::GreeterClient;
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::proxy::FaultProxy;
 use pooled_client_tests::server::{ServerOptions, TestServer};
@@ -354,6 +355,120 @@ async fn a_subset_of_a_hundred_servers_takes_ten_connections() {
             .collect();
         let kept = after.iter().filter(|e| in_use.contains(e)).count();
         assert_eq!(kept, 9, "before {in_use:?}, after {after:?}");
+    })
+    .await;
+}
+
+/// `callers` callers make calls through `send` (given the call's number) for
+/// `period`; returns every call's latency, sorted.
+async fn latencies<F, Fut>(callers: usize, period: Duration, send: F) -> Vec<Duration>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let mut tasks = Vec::new();
+    for caller in 0..callers {
+        let send = send.clone();
+        tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let mut took = Vec::new();
+            let mut call = caller;
+            while started.elapsed() < period && took.len() < 100_000 {
+                let at = Instant::now();
+                send(call).await;
+                took.push(at.elapsed());
+                call += callers;
+            }
+            took
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort();
+    all
+}
+
+fn p99(sorted: &[Duration]) -> Duration {
+    sorted[sorted.len() * 99 / 100]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_slow_server_far_fewer_calls_are_slow_than_with_round_robin() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    bounded(LIMIT, async {
+        let servers = servers(4).await;
+        let slow = FaultProxy::start(servers[0].addr).await;
+        slow.set_latency(Duration::from_millis(20));
+        let mut uris = vec![slow.uri()];
+        uris.extend(servers[1..].iter().map(TestServer::uri));
+        let hello = || HelloRequest {
+            name: "p99".into(),
+            delay_ms: 1,
+            count: 0,
+        };
+        let period = Duration::from_secs(2);
+
+        let mut builder = Pool::builder();
+        for uri in &uris {
+            builder = builder.endpoint(uri.clone());
+        }
+        let pool = builder.build().unwrap();
+        pool.ready().await.unwrap();
+        let greeter = PooledGreeterClient::new(pool);
+        let pooled = latencies(8, period, move |_| {
+            let greeter = greeter.clone();
+            async move {
+                greeter.say_hello(hello()).await.unwrap();
+            }
+        })
+        .await;
+
+        // Round robin over one tonic Channel per server.
+        let mut channels = Vec::new();
+        for uri in &uris {
+            let channel = tonic::transport::Endpoint::from_shared(uri.clone())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            channels.push(GreeterClient::new(channel));
+        }
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let round_robin = latencies(8, period, move |_| {
+            let turn = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut client = channels[turn % channels.len()].clone();
+            async move {
+                client.say_hello(hello()).await.unwrap();
+            }
+        })
+        .await;
+
+        let (ours, theirs) = (p99(&pooled), p99(&round_robin));
+        // Calls that went through the slow server take 40 ms or more (20 ms
+        // each way); the rest of the p99 is this host's scheduling, which
+        // docs/benchmarks.md measures with the server in its own process.
+        let slow_share = |sorted: &[Duration]| {
+            sorted.iter().filter(|t| **t >= Duration::from_millis(40)).count() as f64
+                / sorted.len() as f64
+        };
+        let (ours_slow, theirs_slow) = (slow_share(&pooled), slow_share(&round_robin));
+        println!(
+            "1 of 4 servers 20 ms slower: through the pool p50 {:?} p99 {ours:?}, {:.2} % of {} calls slow; round robin p50 {:?} p99 {theirs:?}, {:.2} % of {} calls slow",
+            pooled[pooled.len() / 2],
+            ours_slow * 100.0,
+            pooled.len(),
+            round_robin[round_robin.len() / 2],
+            theirs_slow * 100.0,
+            round_robin.len(),
+        );
+        assert!(theirs_slow > 0.2, "round robin sends a quarter there: {theirs_slow}");
+        assert!(
+            ours_slow * 10.0 < theirs_slow,
+            "{ours_slow} of the pool's calls were slow, {theirs_slow} of round robin's"
+        );
+        assert!(ours < theirs, "p99 {ours:?} against round robin's {theirs:?}");
     })
     .await;
 }
