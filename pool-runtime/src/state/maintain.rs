@@ -41,9 +41,19 @@ pub(super) async fn run(pool: Weak<Inner>) {
     let Some(period) = pool.upgrade().map(|inner| tick_period(&inner.config)) else {
         return;
     };
+    let mut window = LoadWindow::new(Instant::now());
+    every(pool, period, move |inner, now| inner.tick(&mut window, now)).await;
+}
+
+/// Calls `work` now and then every `period`, for as long as the pool exists
+/// and is open.
+pub(super) async fn every(
+    pool: Weak<Inner>,
+    period: Duration,
+    mut work: impl FnMut(&Arc<Inner>, Instant),
+) {
     let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut window = LoadWindow::new(Instant::now());
     loop {
         interval.tick().await;
         let Some(inner) = pool.upgrade() else {
@@ -52,7 +62,7 @@ pub(super) async fn run(pool: Weak<Inner>) {
         if inner.is_closed() {
             return;
         }
-        inner.tick(&mut window, Instant::now());
+        work(&inner, Instant::now());
     }
 }
 

@@ -6,27 +6,17 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use tokio::time::MissedTickBehavior;
-
 use super::subchannel::since_epoch;
-use super::{Inner, Subchannel};
+use super::{Inner, Subchannel, maintain};
 use crate::config::{FailurePercentageEjection, OutlierDetection, SuccessRateEjection};
 
 /// Runs outlier detection for as long as the pool exists and is open.
 pub(super) async fn run(pool: Weak<Inner>, settings: OutlierDetection) {
-    let mut interval = tokio::time::interval(settings.interval);
-    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    interval.tick().await;
-    loop {
-        interval.tick().await;
-        let Some(inner) = pool.upgrade() else {
-            return;
-        };
-        if inner.is_closed() {
-            return;
-        }
-        inner.weigh_endpoints(&settings, Instant::now());
-    }
+    let period = settings.interval;
+    maintain::every(pool, period, move |inner, now| {
+        inner.weigh_endpoints(&settings, now);
+    })
+    .await;
 }
 
 /// One endpoint's calls in the interval just ended.
@@ -40,6 +30,20 @@ impl Tally<'_> {
     fn success_rate(&self) -> f64 {
         (self.calls - self.failures) as f64 / self.calls as f64
     }
+}
+
+/// The endpoints with at least `request_volume` calls in the interval, if
+/// there are at least `minimum_hosts` of them (A50 weighs none otherwise).
+fn weighed<'a, 'b>(
+    tallies: &'b [Tally<'a>],
+    request_volume: u32,
+    minimum_hosts: u32,
+) -> Option<Vec<&'b Tally<'a>>> {
+    let weighed: Vec<&Tally<'_>> = tallies
+        .iter()
+        .filter(|t| t.calls > 0 && t.calls >= u64::from(request_volume))
+        .collect();
+    (!weighed.is_empty() && weighed.len() >= minimum_hosts as usize).then_some(weighed)
 }
 
 impl Inner {
@@ -88,13 +92,9 @@ impl Inner {
         allowed: usize,
         now: Instant,
     ) {
-        let weighed: Vec<&Tally<'_>> = tallies
-            .iter()
-            .filter(|t| t.calls >= u64::from(rule.request_volume) && t.calls > 0)
-            .collect();
-        if weighed.len() < rule.minimum_hosts as usize || weighed.is_empty() {
+        let Some(weighed) = weighed(tallies, rule.request_volume, rule.minimum_hosts) else {
             return;
-        }
+        };
         let rates: Vec<f64> = weighed.iter().map(|t| t.success_rate()).collect();
         let mean = rates.iter().sum::<f64>() / rates.len() as f64;
         let variance = rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / rates.len() as f64;
@@ -122,13 +122,9 @@ impl Inner {
         allowed: usize,
         now: Instant,
     ) {
-        let weighed: Vec<&Tally<'_>> = tallies
-            .iter()
-            .filter(|t| t.calls >= u64::from(rule.request_volume) && t.calls > 0)
-            .collect();
-        if weighed.len() < rule.minimum_hosts as usize {
+        let Some(weighed) = weighed(tallies, rule.request_volume, rule.minimum_hosts) else {
             return;
-        }
+        };
         for tally in weighed {
             let failed = tally.failures as f64 * 100.0 / tally.calls as f64;
             if failed > f64::from(rule.threshold) {
