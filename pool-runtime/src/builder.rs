@@ -366,6 +366,33 @@ fn check_limits(config: &PoolConfig) -> Result<(), Error> {
             ),
         ));
     }
+    check_per_endpoint(config)?;
+    if config.max_waiters > MAX_WAITERS {
+        return Err(invalid(
+            "max_waiters",
+            config.max_waiters,
+            "must be at most 16777216",
+        ));
+    }
+    if config.max_streams_per_connection == Some(0) {
+        return Err(invalid(
+            "max_streams_per_connection",
+            0,
+            "must be at least 1",
+        ));
+    }
+    if config.idempotent_retries > 4 {
+        return Err(invalid(
+            "idempotent_retries",
+            config.idempotent_retries,
+            "must be at most 4",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the settings that apply to each endpoint, and the subset size.
+fn check_per_endpoint(config: &PoolConfig) -> Result<(), Error> {
     if let Some(max) = config.max_connections_per_endpoint {
         if max == 0 {
             return Err(invalid(
@@ -390,27 +417,6 @@ fn check_limits(config: &PoolConfig) -> Result<(), Error> {
             "min_connections_per_endpoint",
             config.min_connections_per_endpoint,
             "must be at most 10000",
-        ));
-    }
-    if config.max_waiters > MAX_WAITERS {
-        return Err(invalid(
-            "max_waiters",
-            config.max_waiters,
-            "must be at most 16777216",
-        ));
-    }
-    if config.max_streams_per_connection == Some(0) {
-        return Err(invalid(
-            "max_streams_per_connection",
-            0,
-            "must be at least 1",
-        ));
-    }
-    if config.idempotent_retries > 4 {
-        return Err(invalid(
-            "idempotent_retries",
-            config.idempotent_retries,
-            "must be at most 4",
         ));
     }
     Ok(())
