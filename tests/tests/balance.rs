@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use pooled_client::{FailurePercentageEjection, OutlierDetection, Pool};
+use pooled_client::{FailurePercentageEjection, OutlierDetection, Pool, PoolBuilder};
 use pooled_client_tests::helloworld::greeter_client::GreeterClient;
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::proxy::FaultProxy;
@@ -74,12 +74,22 @@ fn relative_shares(servers: &[TestServer], counts: &HashMap<String, usize>) -> V
         .collect()
 }
 
-fn pool_over(servers: &[TestServer]) -> Pool {
-    let mut builder = Pool::builder();
-    for server in servers {
-        builder = builder.endpoint(server.uri());
-    }
-    builder.build().unwrap()
+/// A pool over `uris`, configured by `configure`, with a connection up.
+async fn ready_pool(
+    uris: impl IntoIterator<Item = String>,
+    configure: impl FnOnce(PoolBuilder) -> PoolBuilder,
+) -> Pool {
+    let builder = uris
+        .into_iter()
+        .fold(configure(Pool::builder()), PoolBuilder::endpoint);
+    let pool = builder.build().unwrap();
+    pool.ready().await.unwrap();
+    pool
+}
+
+/// A pool with default settings over `servers`, with a connection up.
+async fn pool_over(servers: &[TestServer]) -> Pool {
+    ready_pool(servers.iter().map(TestServer::uri), |b| b).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,8 +97,7 @@ async fn four_servers_share_the_calls_evenly() {
     let _alone = ONE_AT_A_TIME.lock().await;
     bounded(LIMIT, async {
         let servers = servers(4).await;
-        let pool = pool_over(&servers);
-        pool.ready().await.unwrap();
+        let pool = pool_over(&servers).await;
         let shares = relative_shares(
             &servers,
             &shares(std::slice::from_ref(&pool), 8, 200, 1).await,
@@ -112,10 +121,7 @@ async fn two_pools_together_share_four_servers_evenly() {
     let _alone = ONE_AT_A_TIME.lock().await;
     bounded(LIMIT, async {
         let servers = servers(4).await;
-        let pools = [pool_over(&servers), pool_over(&servers)];
-        for pool in &pools {
-            pool.ready().await.unwrap();
-        }
+        let pools = [pool_over(&servers).await, pool_over(&servers).await];
         let shares = relative_shares(&servers, &shares(&pools, 8, 200, 1).await);
         println!("2 pools over 4 servers: shares {shares:.2?}");
         for share in &shares {
@@ -130,8 +136,7 @@ async fn sixteen_servers_all_serve() {
     let _alone = ONE_AT_A_TIME.lock().await;
     bounded(LIMIT, async {
         let servers = servers(16).await;
-        let pool = pool_over(&servers);
-        pool.ready().await.unwrap();
+        let pool = pool_over(&servers).await;
         let shares = relative_shares(
             &servers,
             &shares(std::slice::from_ref(&pool), 32, 100, 1).await,
@@ -159,12 +164,8 @@ async fn a_slow_server_gets_far_less_than_its_share() {
         // One of them answers 20 ms later than the others.
         let slow = FaultProxy::start(servers[0].addr).await;
         slow.set_latency(Duration::from_millis(20));
-        let mut builder = Pool::builder().endpoint(slow.uri());
-        for server in &servers[1..] {
-            builder = builder.endpoint(server.uri());
-        }
-        let pool = builder.build().unwrap();
-        pool.ready().await.unwrap();
+        let uris = std::iter::once(slow.uri()).chain(servers[1..].iter().map(TestServer::uri));
+        let pool = ready_pool(uris, |b| b).await;
         let started = Instant::now();
         let shares = relative_shares(
             &servers,
@@ -185,8 +186,7 @@ async fn one_server_behaves_as_before() {
     let _alone = ONE_AT_A_TIME.lock().await;
     bounded(LIMIT, async {
         let servers = servers(1).await;
-        let pool = pool_over(&servers);
-        pool.ready().await.unwrap();
+        let pool = pool_over(&servers).await;
         let counts = shares(std::slice::from_ref(&pool), 4, 20, 0).await;
         assert_eq!(counts.values().sum::<usize>(), 80);
         assert_eq!(pool.stats().connections, 1);
@@ -253,14 +253,8 @@ async fn a_server_failing_half_its_calls_is_ejected_and_gets_none() {
     bounded(LIMIT, async {
         let healthy = servers(3).await;
         let failing = pooled_client_tests::server::serve_failing_half().await;
-        let mut builder = Pool::builder()
-            .endpoint(failing.clone())
-            .outlier_detection(quick_detection(25));
-        for server in &healthy {
-            builder = builder.endpoint(server.uri());
-        }
-        let pool = builder.build().unwrap();
-        pool.ready().await.unwrap();
+        let uris = std::iter::once(failing).chain(healthy.iter().map(TestServer::uri));
+        let pool = ready_pool(uris, |b| b.outlier_detection(quick_detection(25))).await;
         let started = Instant::now();
         let ejected = |pool: &Pool| pool.endpoint_stats()[0].ejected;
         let (calls, failed) = call_until(&pool, Duration::from_secs(10), ejected).await;
@@ -287,12 +281,11 @@ async fn a_server_failing_half_its_calls_is_ejected_and_gets_none() {
 async fn when_every_server_fails_at_most_one_is_ejected() {
     let _alone = ONE_AT_A_TIME.lock().await;
     bounded(LIMIT, async {
-        let mut builder = Pool::builder().outlier_detection(quick_detection(10));
+        let mut uris = Vec::new();
         for _ in 0..4 {
-            builder = builder.endpoint(pooled_client_tests::server::serve_failing_half().await);
+            uris.push(pooled_client_tests::server::serve_failing_half().await);
         }
-        let pool = builder.build().unwrap();
-        pool.ready().await.unwrap();
+        let pool = ready_pool(uris, |b| b.outlier_detection(quick_detection(10))).await;
         let mut most = 0;
         // Several intervals, so that detection has every chance to eject more.
         let _ = call_until(&pool, Duration::from_secs(2), |pool| {
@@ -316,12 +309,7 @@ async fn a_subset_of_a_hundred_servers_takes_ten_connections() {
     let _alone = ONE_AT_A_TIME.lock().await;
     bounded(LIMIT, async {
         let servers = servers(100).await;
-        let mut builder = Pool::builder().subset_size(10);
-        for server in &servers {
-            builder = builder.endpoint(server.uri());
-        }
-        let pool = builder.build().unwrap();
-        pool.ready().await.unwrap();
+        let pool = ready_pool(servers.iter().map(TestServer::uri), |b| b.subset_size(10)).await;
         let ten = |pool: &Pool| {
             let stats = pool.stats();
             stats.connections == 10 && stats.connecting == 0
@@ -410,12 +398,7 @@ async fn with_a_slow_server_far_fewer_calls_are_slow_than_with_round_robin() {
         };
         let period = Duration::from_secs(2);
 
-        let mut builder = Pool::builder();
-        for uri in &uris {
-            builder = builder.endpoint(uri.clone());
-        }
-        let pool = builder.build().unwrap();
-        pool.ready().await.unwrap();
+        let pool = ready_pool(uris.clone(), |b| b).await;
         let greeter = PooledGreeterClient::new(pool);
         let pooled = latencies(8, period, move |_| {
             let greeter = greeter.clone();

@@ -310,15 +310,23 @@ async fn unimplemented_service(peer: &Peer) {
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
 }
 
-/// Asserts that the server saw every one of the last `count` calls of
-/// `method` end as a cancel, never as the end of the upload.
+/// Waits until the server has seen `count` more calls of `method` end (it
+/// had seen `ended` ends, and `before` events, before them), and asserts
+/// that every one ended as a cancel, never as the end of the upload.
 ///
 /// Against the tonic server this is read off the wire, below tonic (whose
 /// `Streaming` reads a reset as an end). grpcio's synchronous API cannot
 /// tell END_STREAM followed at once by RST_STREAM from RST_STREAM alone, so
 /// against it the check is the weaker one: the call ended cancelled, never
 /// as a finished upload the server went on to answer.
-fn assert_cancelled(peer: &Peer, method: &str, before: usize, count: usize) {
+async fn assert_cancelled(
+    peer: &mut Peer,
+    method: &str,
+    before: usize,
+    ended: usize,
+    count: usize,
+) {
+    peer.wait_seen(method, ended + count, is_end).await;
     let ends: Vec<Seen> = peer.seen_of(method)[before..]
         .iter()
         .copied()
@@ -363,9 +371,7 @@ async fn cancel_after_begin(peer: &mut Peer) {
         assert!(call.await.unwrap_err().is_cancelled());
         drop(requests);
     }
-    peer.wait_seen(METHOD, ended + CANCELLED_CALLS, is_end)
-        .await;
-    assert_cancelled(peer, METHOD, before, CANCELLED_CALLS);
+    assert_cancelled(peer, METHOD, before, ended, CANCELLED_CALLS).await;
 }
 
 async fn cancel_after_first_response(peer: &mut Peer) {
@@ -391,9 +397,7 @@ async fn cancel_after_first_response(peer: &mut Peer) {
         drop(responses);
         drop(requests);
     }
-    peer.wait_seen(METHOD, ended + CANCELLED_CALLS, is_end)
-        .await;
-    assert_cancelled(peer, METHOD, before, CANCELLED_CALLS);
+    assert_cancelled(peer, METHOD, before, ended, CANCELLED_CALLS).await;
 }
 
 async fn timeout_on_sleeping_server(peer: &mut Peer) {
@@ -420,9 +424,8 @@ async fn timeout_on_sleeping_server(peer: &mut Peer) {
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     // The call was abandoned at its deadline with its request stream open:
     // the server must see it cancelled (or end it itself), never finished.
-    peer.wait_seen(METHOD, ended + 1, is_end).await;
+    assert_cancelled(peer, METHOD, before, ended, 1).await;
     drop(requests);
-    assert_cancelled(peer, METHOD, before, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,6 +46,43 @@ fn weighed<'a, 'b>(
     (!weighed.is_empty() && weighed.len() >= minimum_hosts as usize).then_some(weighed)
 }
 
+/// A50 success-rate ejection: the endpoints whose success rate is more
+/// than `stdev_factor / 1000` standard deviations below the mean.
+fn success_rate_outliers<'a>(
+    tallies: &[Tally<'a>],
+    rule: &SuccessRateEjection,
+) -> Vec<&'a Arc<Subchannel>> {
+    let Some(weighed) = weighed(tallies, rule.request_volume, rule.minimum_hosts) else {
+        return Vec::new();
+    };
+    let rates: Vec<f64> = weighed.iter().map(|t| t.success_rate()).collect();
+    let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+    let variance = rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / rates.len() as f64;
+    let floor = mean - variance.sqrt() * f64::from(rule.stdev_factor) / 1000.0;
+    weighed
+        .iter()
+        .zip(rates)
+        .filter(|(_, rate)| *rate < floor)
+        .map(|(tally, _)| tally.subchannel)
+        .collect()
+}
+
+/// A50 failure-percentage ejection: the endpoints more than `threshold`
+/// percent of whose calls in the interval failed.
+fn failure_percentage_outliers<'a>(
+    tallies: &[Tally<'a>],
+    rule: &FailurePercentageEjection,
+) -> Vec<&'a Arc<Subchannel>> {
+    let Some(weighed) = weighed(tallies, rule.request_volume, rule.minimum_hosts) else {
+        return Vec::new();
+    };
+    weighed
+        .into_iter()
+        .filter(|t| t.failures as f64 * 100.0 / t.calls as f64 > f64::from(rule.threshold))
+        .map(|t| t.subchannel)
+        .collect()
+}
+
 impl Inner {
     /// One interval of gRPC A50: un-eject those whose time is up, then look
     /// for outliers by success rate and by failure percentage.
@@ -74,68 +111,17 @@ impl Inner {
         }
         // A50: at most max_ejection_percent of the endpoints, and at least one.
         let allowed = (subchannels.len() * settings.max_ejection_percent as usize / 100).max(1);
+        let mut outliers = Vec::new();
         if let Some(rule) = &settings.success_rate {
-            self.eject_by_success_rate(&tallies, rule, settings, allowed, now);
+            let found = success_rate_outliers(&tallies, rule);
+            outliers.extend(found.into_iter().map(|s| (s, rule.enforcement_percentage)));
         }
         if let Some(rule) = &settings.failure_percentage {
-            self.eject_by_failure_percentage(&tallies, rule, settings, allowed, now);
+            let found = failure_percentage_outliers(&tallies, rule);
+            outliers.extend(found.into_iter().map(|s| (s, rule.enforcement_percentage)));
         }
-    }
-
-    /// A50 success-rate ejection: rates more than `stdev_factor / 1000`
-    /// standard deviations below the mean.
-    fn eject_by_success_rate(
-        &self,
-        tallies: &[Tally<'_>],
-        rule: &SuccessRateEjection,
-        settings: &OutlierDetection,
-        allowed: usize,
-        now: Instant,
-    ) {
-        let Some(weighed) = weighed(tallies, rule.request_volume, rule.minimum_hosts) else {
-            return;
-        };
-        let rates: Vec<f64> = weighed.iter().map(|t| t.success_rate()).collect();
-        let mean = rates.iter().sum::<f64>() / rates.len() as f64;
-        let variance = rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / rates.len() as f64;
-        let floor = mean - variance.sqrt() * f64::from(rule.stdev_factor) / 1000.0;
-        for (tally, rate) in weighed.iter().zip(rates) {
-            if rate < floor {
-                self.maybe_eject(
-                    tally.subchannel,
-                    rule.enforcement_percentage,
-                    settings,
-                    allowed,
-                    now,
-                );
-            }
-        }
-    }
-
-    /// A50 failure-percentage ejection: more than `threshold` percent of the
-    /// interval's calls failed.
-    fn eject_by_failure_percentage(
-        &self,
-        tallies: &[Tally<'_>],
-        rule: &FailurePercentageEjection,
-        settings: &OutlierDetection,
-        allowed: usize,
-        now: Instant,
-    ) {
-        let Some(weighed) = weighed(tallies, rule.request_volume, rule.minimum_hosts) else {
-            return;
-        };
-        for tally in weighed {
-            let failed = tally.failures as f64 * 100.0 / tally.calls as f64;
-            if failed > f64::from(rule.threshold) {
-                self.maybe_eject(
-                    tally.subchannel,
-                    rule.enforcement_percentage,
-                    settings,
-                    allowed,
-                    now,
-                );
-            }
+        for (subchannel, enforcement_percentage) in outliers {
+            self.maybe_eject(subchannel, enforcement_percentage, settings, allowed, now);
         }
     }
 
@@ -172,5 +158,65 @@ impl Inner {
             .ejected_until
             .store(since_epoch(now + time).max(1), Ordering::Relaxed);
         tracing::warn!(endpoint = %subchannel.endpoint.key, ?time, "outlier detection: endpoint ejected");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::Endpoint;
+
+    fn subchannels(count: usize) -> Vec<Arc<Subchannel>> {
+        (0..count)
+            .map(|i| {
+                let endpoint = Endpoint::parse(&format!("http://10.0.0.{i}:50051")).unwrap();
+                Arc::new(Subchannel::new(Arc::new(endpoint)))
+            })
+            .collect()
+    }
+
+    fn tallies<'a>(subchannels: &'a [Arc<Subchannel>], failures: &[u64]) -> Vec<Tally<'a>> {
+        subchannels
+            .iter()
+            .zip(failures)
+            .map(|(subchannel, &failures)| Tally {
+                subchannel,
+                calls: 100,
+                failures,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn both_rules_find_the_endpoint_failing_half_its_calls() {
+        let all = subchannels(5);
+        let tallies = tallies(&all, &[50, 0, 1, 0, 2]);
+        let by_rate = success_rate_outliers(&tallies, &SuccessRateEjection::default());
+        assert_eq!(by_rate.len(), 1);
+        assert!(Arc::ptr_eq(by_rate[0], &all[0]));
+        let rule = FailurePercentageEjection {
+            threshold: 40,
+            ..Default::default()
+        };
+        let by_failures = failure_percentage_outliers(&tallies, &rule);
+        assert_eq!(by_failures.len(), 1);
+        assert!(Arc::ptr_eq(by_failures[0], &all[0]));
+    }
+
+    #[test]
+    fn too_few_hosts_or_calls_weigh_nothing() {
+        let all = subchannels(4);
+        let tallies = tallies(&all, &[90, 0, 0, 0]);
+        // minimum_hosts 5 by default: four endpoints are not compared.
+        assert!(success_rate_outliers(&tallies, &SuccessRateEjection::default()).is_empty());
+        assert!(
+            failure_percentage_outliers(&tallies, &FailurePercentageEjection::default()).is_empty()
+        );
+        let needs_more_calls = FailurePercentageEjection {
+            minimum_hosts: 4,
+            request_volume: 101,
+            ..Default::default()
+        };
+        assert!(failure_percentage_outliers(&tallies, &needs_more_calls).is_empty());
     }
 }
