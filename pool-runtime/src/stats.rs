@@ -62,8 +62,10 @@ pub struct EndpointStats {
     pub failures: u64,
     /// Whether outlier detection has taken it out of the pick for now.
     pub ejected: bool,
-    /// Its latency estimate (a peak EWMA of the time from pick to the end
-    /// of the response), which weighs its load when calls choose an
-    /// endpoint; zero before its first call.
+    /// Its latency estimate (the time from pick to the end of the
+    /// response: the fastest of its first ten calls, then a moving average
+    /// that fades back towards zero while it takes no calls), which weighs
+    /// its load when calls choose an endpoint; zero until ten calls were
+    /// measured.
     pub latency: std::time::Duration,
 }

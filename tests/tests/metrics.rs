@@ -128,3 +128,85 @@ async fn gauges_counters_and_the_wait_histogram_follow_the_pool() {
     })
     .await;
 }
+
+/// The values of the `pooled_client_endpoint_*` series of pool `pool`, by
+/// endpoint and name.
+fn endpoint_metrics_of(pool: &str) -> HashMap<(String, String), DebugValue> {
+    snapshotter()
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| {
+            let key = key.key();
+            let label = |name: &str| {
+                key.labels()
+                    .find(|l| l.key() == name)
+                    .map(|l| l.value().to_owned())
+            };
+            (label("pool")? == pool && key.name().starts_with("pooled_client_endpoint_"))
+                .then_some(((label("endpoint")?, key.name().to_owned()), value))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_endpoint_has_its_own_labelled_series() {
+    snapshotter();
+    bounded(Duration::from_secs(30), async {
+        use pooled_client_tests::server::{ServerOptions, TestServer};
+        let a = TestServer::start(ServerOptions::default()).await;
+        let b = TestServer::start(ServerOptions::default()).await;
+        let pool = pooled_client::Pool::builder()
+            .name("endpoint-metrics")
+            .endpoint(a.uri())
+            .endpoint(b.uri())
+            .idle_timeout(Duration::from_millis(800))
+            .build()
+            .unwrap();
+        pool.ready().await.unwrap();
+        let greeter = PooledGreeterClient::new(pool.clone());
+        for _ in 0..40 {
+            greeter.say_hello(hello(0)).await.unwrap();
+        }
+        let names = pool.endpoints();
+        assert_eq!(names.len(), 2, "{names:?}");
+        // Published at the next maintenance tick (every 100 ms here).
+        let started = std::time::Instant::now();
+        let seen = loop {
+            let seen = endpoint_metrics_of("endpoint-metrics");
+            let calls = |endpoint: &String| match seen
+                .get(&(endpoint.clone(), "pooled_client_endpoint_calls_total".into()))
+            {
+                Some(DebugValue::Counter(n)) => *n,
+                _ => 0,
+            };
+            if names.iter().map(calls).sum::<u64>() == 40
+                || started.elapsed() > Duration::from_secs(5)
+            {
+                break seen;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        for endpoint in &names {
+            let value = |name: &str| seen.get(&(endpoint.clone(), name.to_owned()));
+            assert_eq!(
+                value("pooled_client_endpoint_connections"),
+                Some(&DebugValue::Gauge(1.0.into())),
+                "{endpoint}: {seen:#?}"
+            );
+            assert!(
+                matches!(value("pooled_client_endpoint_calls_total"), Some(DebugValue::Counter(n)) if *n > 0),
+                "both endpoints carried calls: {seen:#?}"
+            );
+            for name in [
+                "pooled_client_endpoint_in_flight",
+                "pooled_client_endpoint_ejected",
+                "pooled_client_endpoint_latency_seconds",
+                "pooled_client_endpoint_failures_total",
+            ] {
+                assert!(value(name).is_some(), "{endpoint} lacks {name}: {seen:#?}");
+            }
+        }
+    })
+    .await;
+}

@@ -5,18 +5,25 @@
 //! connection opens, fails or leaves, and at every maintenance tick (at
 //! least once a second), so the hot path pays nothing for them. Every
 //! metric carries the label `pool`, the pool's [`name`](crate::PoolConfig::name).
+//!
+//! The `pooled_client_endpoint_*` series mirror [`EndpointStats`] and carry
+//! the label `endpoint` as well. Their cardinality is bounded by the
+//! endpoints the pool connects to (`subset_size` bounds it for a large
+//! fleet); the pool-wide series, and the wait histogram, stay unlabelled by
+//! endpoint. A recorder keeps the last values of an endpoint that has left:
+//! the `metrics` facade cannot remove a series.
 
 use std::time::Duration;
 
-use crate::stats::PoolStats;
+use crate::stats::{EndpointStats, PoolStats};
 
 /// A metric: its name, its help text, and where its value comes from.
 #[cfg(feature = "metrics")]
-type Metric<T> = (&'static str, &'static str, fn(&PoolStats) -> T);
+type Metric<S, T> = (&'static str, &'static str, fn(&S) -> T);
 
 /// Gauges: the pool's state now.
 #[cfg(feature = "metrics")]
-const GAUGES: [Metric<usize>; 7] = [
+const GAUGES: [Metric<PoolStats, usize>; 7] = [
     (
         "pooled_client_connections",
         "connections open and taking calls",
@@ -54,7 +61,7 @@ const GAUGES: [Metric<usize>; 7] = [
 
 /// Counters: what the pool has done since it was built.
 #[cfg(feature = "metrics")]
-const COUNTERS: [Metric<u64>; 7] = [
+const COUNTERS: [Metric<PoolStats, u64>; 7] = [
     ("pooled_client_connects_total", "connections opened", |s| {
         s.connects_total
     }),
@@ -90,6 +97,46 @@ const COUNTERS: [Metric<u64>; 7] = [
     ),
 ];
 
+/// Gauges per endpoint, labelled `endpoint`.
+#[cfg(feature = "metrics")]
+const ENDPOINT_GAUGES: [Metric<EndpointStats, f64>; 4] = [
+    (
+        "pooled_client_endpoint_connections",
+        "the endpoint's connections taking calls",
+        |s| s.connections as f64,
+    ),
+    (
+        "pooled_client_endpoint_in_flight",
+        "streams held on the endpoint's connections",
+        |s| s.in_flight as f64,
+    ),
+    (
+        "pooled_client_endpoint_ejected",
+        "1 while outlier detection keeps the endpoint out of the pick",
+        |s| f64::from(u8::from(s.ejected)),
+    ),
+    (
+        "pooled_client_endpoint_latency_seconds",
+        "the endpoint's latency estimate, which weighs its load in the pick",
+        |s| s.latency.as_secs_f64(),
+    ),
+];
+
+/// Counters per endpoint, labelled `endpoint`.
+#[cfg(feature = "metrics")]
+const ENDPOINT_COUNTERS: [Metric<EndpointStats, u64>; 2] = [
+    (
+        "pooled_client_endpoint_calls_total",
+        "calls the endpoint carried (counted when the pool has several endpoints)",
+        |s| s.calls,
+    ),
+    (
+        "pooled_client_endpoint_failures_total",
+        "of those, calls that failed with UNAVAILABLE, INTERNAL, UNKNOWN or DEADLINE_EXCEEDED",
+        |s| s.failures,
+    ),
+];
+
 /// The histogram of how long calls that queued waited for a stream.
 #[cfg(feature = "metrics")]
 const WAIT_SECONDS: &str = "pooled_client_wait_seconds";
@@ -105,6 +152,17 @@ pub(crate) fn describe() {
         for (name, help, _) in COUNTERS {
             describe_counter!(name, Unit::Count, help);
         }
+        for (name, help, _) in ENDPOINT_GAUGES {
+            let unit = if name.ends_with("_seconds") {
+                Unit::Seconds
+            } else {
+                Unit::Count
+            };
+            describe_gauge!(name, unit, help);
+        }
+        for (name, help, _) in ENDPOINT_COUNTERS {
+            describe_counter!(name, Unit::Count, help);
+        }
         describe_histogram!(
             WAIT_SECONDS,
             Unit::Seconds,
@@ -113,8 +171,8 @@ pub(crate) fn describe() {
     }
 }
 
-/// Publishes a snapshot of the pool's state.
-pub(crate) fn publish(pool: &str, stats: &PoolStats) {
+/// Publishes a snapshot of the pool's state and of each endpoint's.
+pub(crate) fn publish(pool: &str, stats: &PoolStats, endpoints: &[EndpointStats]) {
     #[cfg(feature = "metrics")]
     {
         for (name, _, value) in GAUGES {
@@ -123,9 +181,21 @@ pub(crate) fn publish(pool: &str, stats: &PoolStats) {
         for (name, _, value) in COUNTERS {
             metrics::counter!(name, "pool" => pool.to_owned()).absolute(value(stats));
         }
+        for endpoint in endpoints {
+            let labels = [
+                ("pool", pool.to_owned()),
+                ("endpoint", endpoint.endpoint.clone()),
+            ];
+            for (name, _, value) in ENDPOINT_GAUGES {
+                metrics::gauge!(name, &labels).set(value(endpoint));
+            }
+            for (name, _, value) in ENDPOINT_COUNTERS {
+                metrics::counter!(name, &labels).absolute(value(endpoint));
+            }
+        }
     }
     #[cfg(not(feature = "metrics"))]
-    let _ = (pool, stats);
+    let _ = (pool, stats, endpoints);
 }
 
 /// Records how long a call waited for a stream.

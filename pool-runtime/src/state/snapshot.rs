@@ -70,7 +70,7 @@ impl Inner {
     /// `metrics`).
     pub(super) fn publish_metrics(&self) {
         if cfg!(feature = "metrics") {
-            metrics::publish(&self.config.name, &self.stats());
+            metrics::publish(&self.config.name, &self.stats(), &self.endpoint_stats());
         }
     }
 }
