@@ -1,4 +1,5 @@
-//! The S1 chart: calls per second against concurrent callers.
+//! The charts: S1's calls per second against concurrent callers, and S7's
+//! shares of calls per server.
 
 use plotters::prelude::*;
 
@@ -65,6 +66,63 @@ pub(crate) fn draw(
         .border_style(BLACK)
         .background_style(WHITE.mix(0.9))
         .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// Draws one group of bars per scenario, one bar per server's share of the
+/// calls relative to an even share, with the even share as a line.
+pub(crate) fn bars(path: &str, title: &str, groups: &[(&str, Vec<f64>)]) -> Result<(), String> {
+    let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let slots: usize = groups.iter().map(|(_, bars)| bars.len() + 1).sum();
+    let max_y = groups
+        .iter()
+        .flat_map(|(_, bars)| bars.iter().copied())
+        .fold(1.5, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(20)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..slots as f64, 0.0..max_y)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_desc("share of calls (1.0 = even)")
+        .y_label_formatter(&|y| format!("{y:.1}"))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let colors = [BLUE, RED, GREEN, MAGENTA];
+    let mut x = 0.0;
+    for ((label, shares), color) in groups.iter().zip(colors.into_iter().cycle()) {
+        let start = x;
+        let rectangles = shares.iter().enumerate().map(|(i, &share)| {
+            let left = start + i as f64 + 0.1;
+            Rectangle::new([(left, 0.0), (left + 0.8, share)], color.filled())
+        });
+        chart
+            .draw_series(rectangles)
+            .map_err(|e| e.to_string())?
+            .label(*label)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
+        x += shares.len() as f64 + 1.0;
+    }
+    chart
+        .draw_series(LineSeries::new(
+            vec![(0.0, 1.0), (slots as f64, 1.0)],
+            BLACK.mix(0.5),
+        ))
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.9))
+        .position(SeriesLabelPosition::UpperRight)
         .draw()
         .map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())

@@ -3,7 +3,9 @@
 //! `cargo bench -p pooled-client-examples --bench pool` starts the benchmark
 //! server in its own process pinned to core 1, pins itself to core 0, runs
 //! S1 to S6 alternating the configurations it compares for several rounds,
-//! and writes `docs/benchmarks.md` and `docs/s1-concurrency.svg`.
+//! then S7 to S9 against fleets of servers (a second server process), and
+//! writes `docs/benchmarks.md`, `docs/s1-concurrency.svg` and
+//! `docs/s7-spread.svg`.
 //!
 //! Options: `--rounds N` (default 5), `--seconds S` per round (default 2),
 //! `--only S1,S3` to run some scenarios, `--out DIR` (default `docs`).
@@ -11,6 +13,7 @@
 //! configuration's small unary calls alone, to profile it from outside.
 
 mod chart;
+mod fleet;
 mod measure;
 mod scenarios;
 
@@ -27,10 +30,30 @@ pub(crate) struct Context {
     pub(crate) round: Duration,
 }
 
-struct Server {
+/// A `bench_server` process and the listeners it printed.
+pub(crate) struct Server {
     child: Child,
-    limited: String,
-    open: String,
+    listeners: Vec<(String, String)>,
+}
+
+impl Server {
+    /// The URIs of the listeners named `name`, in the order printed.
+    pub(crate) fn uris(&self, name: &str) -> Vec<String> {
+        self.listeners
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, addr)| format!("http://{addr}"))
+            .collect()
+    }
+
+    /// The URI of the first listener named `name`.
+    fn uri(&self, name: &str) -> String {
+        self.uris(name).into_iter().next().unwrap_or_default()
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Server {
@@ -40,8 +63,8 @@ impl Drop for Server {
     }
 }
 
-/// Starts the benchmark server on core 1 (when there is one).
-fn start_server(cores: usize) -> Server {
+/// Starts the benchmark server with `args`, on core 1 (when there is one).
+pub(crate) fn start_server(cores: usize, args: &[&str]) -> Server {
     let binary = env!("CARGO_BIN_EXE_bench_server");
     let mut command = if cores >= 2 {
         let mut c = Command::new("taskset");
@@ -51,25 +74,22 @@ fn start_server(cores: usize) -> Server {
         Command::new(binary)
     };
     let mut child = command
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start bench_server");
     let stdout = child.stdout.take().expect("piped stdout");
-    let (mut limited, mut open) = (String::new(), String::new());
+    let mut listeners = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("read bench_server");
-        match line.split_once(' ') {
-            Some(("limited", addr)) => limited = format!("http://{addr}"),
-            Some(("open", addr)) => open = format!("http://{addr}"),
-            _ if line == "ready" => break,
-            _ => {}
+        if line == "ready" {
+            break;
+        }
+        if let Some((name, addr)) = line.split_once(' ') {
+            listeners.push((name.to_owned(), addr.to_owned()));
         }
     }
-    Server {
-        child,
-        limited,
-        open,
-    }
+    Server { child, listeners }
 }
 
 /// Pins the calling thread to `cores` (a taskset list such as "0").
@@ -103,6 +123,12 @@ fn main() {
         scenarios::s3_client(&kind, calls, &uri);
         return;
     }
+    if let Some(kind) = arg(&args, "--s9-memory") {
+        // Re-executed by S9, so that each figure starts from a fresh heap.
+        let uris = arg(&args, "--uri-file").expect("--uri-file");
+        fleet::s9_memory_client(&kind, &uris);
+        return;
+    }
     if let Some(kind) = arg(&args, "--load") {
         // One configuration alone, for profiling it from outside (strace, perf).
         let callers = arg(&args, "--callers")
@@ -131,14 +157,14 @@ fn main() {
 
     std::fs::create_dir_all(&out).expect("create the output folder");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let server = start_server(cores);
+    let server = start_server(cores, &[]);
     if cores >= 2 {
         pin_current_thread("0");
     }
     let context = Context {
-        limited: server.limited.clone(),
-        open: server.open.clone(),
-        server_pid: server.child.id(),
+        limited: server.uri("limited"),
+        open: server.uri("open"),
+        server_pid: server.pid(),
         rounds,
         round: Duration::from_secs_f64(seconds),
     };
@@ -168,8 +194,20 @@ fn main() {
     if wanted("S6") {
         sections.push(runtime.block_on(scenarios::s6(&context)));
     }
-    let took = started.elapsed();
     drop(server);
+    if wanted("S7") || wanted("S8") {
+        let fleet = start_server(cores, &["--fleet"]);
+        if wanted("S7") {
+            sections.push(runtime.block_on(fleet::s7(&context, &fleet, &out)));
+        }
+        if wanted("S8") {
+            sections.push(runtime.block_on(fleet::s8(&context, &fleet)));
+        }
+    }
+    if wanted("S9") {
+        sections.push(runtime.block_on(fleet::s9(&context, cores)));
+    }
+    let took = started.elapsed();
 
     let mut report = scenarios::report(&sections, &args, took, cores, rounds, seconds);
     // The hand-written reading of the figures travels with every new run.

@@ -23,7 +23,7 @@ pub(crate) struct Section {
     pub(crate) targets: Vec<(String, bool)>,
 }
 
-fn small() -> Payload {
+pub(crate) fn small() -> Payload {
     Payload {
         data: Bytes::from_static(b"0123456789abcdef"),
     }
@@ -454,7 +454,7 @@ impl bb8::ManageConnection for TrivialBb8 {
 }
 
 /// Nanoseconds per operation of `op` run `n` times on each of `threads` threads.
-fn ns_per_op(threads: usize, n: u64, op: impl Fn() + Sync) -> f64 {
+pub(crate) fn ns_per_op(threads: usize, n: u64, op: impl Fn() + Sync) -> f64 {
     let started = Instant::now();
     std::thread::scope(|scope| {
         for t in 0..threads {

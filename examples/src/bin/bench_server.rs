@@ -5,6 +5,12 @@
 //! `NAME ADDR` for each, then `ready`:
 //! - `limited`: 8 streams per connection, 10 ms per unary call (S1, S2, S3);
 //! - `open`: no stream limit, no latency (S5, S6).
+//!
+//! `bench_server --fleet` opens the fleet of S7 and S8 instead: sixteen
+//! `fleet` listeners that answer in 1 ms and one `slow` that answers in
+//! 21 ms, each putting its index in the response header `server` (the slow
+//! one's is 16), so the client can count each server's share.
+//! `bench_server --many N` opens N `many` listeners without latency (S9).
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -19,6 +25,8 @@ use tonic::{Request, Response, Status};
 #[derive(Clone, Copy)]
 struct Service {
     latency: Duration,
+    /// Sent back in the header `server`, when set.
+    index: Option<u32>,
 }
 
 type Payloads = Pin<Box<dyn Stream<Item = Result<Payload, Status>> + Send>>;
@@ -35,7 +43,11 @@ impl Bench for Service {
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?;
         }
-        Ok(Response::new(request.into_inner()))
+        let mut response = Response::new(request.into_inner());
+        if let Some(index) = self.index {
+            response.metadata_mut().insert("server", index.into());
+        }
+        Ok(response)
     }
 
     type DownloadStream = Payloads;
@@ -53,22 +65,63 @@ impl Bench for Service {
     }
 }
 
-async fn listen(name: &str, latency: Duration, max_streams: Option<u32>) -> std::io::Result<()> {
+async fn listen(name: &str, service: Service, max_streams: Option<u32>) -> std::io::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     println!("{name} {}", listener.local_addr()?);
     tokio::spawn(
         tonic::transport::Server::builder()
             .max_concurrent_streams(max_streams)
-            .add_service(BenchServer::new(Service { latency }))
+            .add_service(BenchServer::new(service))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
     Ok(())
 }
 
+/// The sixteen 1 ms servers and the 21 ms one of S7 and S8.
+async fn fleet() -> std::io::Result<()> {
+    for index in 0..16 {
+        let service = Service {
+            latency: Duration::from_millis(1),
+            index: Some(index),
+        };
+        listen("fleet", service, None).await?;
+    }
+    let slow = Service {
+        latency: Duration::from_millis(21),
+        index: Some(16),
+    };
+    listen("slow", slow, None).await
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    listen("limited", Duration::from_millis(10), Some(8)).await?;
-    listen("open", Duration::ZERO, None).await?;
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--fleet") {
+        fleet().await?;
+    } else if let Some(count) = args
+        .iter()
+        .position(|a| a == "--many")
+        .and_then(|i| args.get(i + 1)?.parse::<usize>().ok())
+    {
+        let idle = Service {
+            latency: Duration::ZERO,
+            index: None,
+        };
+        for _ in 0..count {
+            listen("many", idle, None).await?;
+        }
+    } else {
+        let limited = Service {
+            latency: Duration::from_millis(10),
+            index: None,
+        };
+        let open = Service {
+            latency: Duration::ZERO,
+            index: None,
+        };
+        listen("limited", limited, Some(8)).await?;
+        listen("open", open, None).await?;
+    }
     println!("ready");
     // Runs until the harness kills it.
     std::future::pending::<()>().await;

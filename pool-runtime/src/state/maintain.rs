@@ -83,6 +83,9 @@ impl Inner {
         self.replace_expired(now);
         self.shrink_if_idle(window, now);
         self.rebalance(now);
+        for subchannel in self.subchannels.load().iter() {
+            subchannel.fade(now);
+        }
         self.grow(0);
         self.publish_metrics();
     }

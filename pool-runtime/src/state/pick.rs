@@ -55,40 +55,46 @@ impl Inner {
     /// at every endpoint, before the call queues.
     fn pick_of_two(self: &Arc<Self>, subchannels: &[Arc<Subchannel>]) -> Option<Slot> {
         let n = subchannels.len();
-        let now = Instant::now();
         for _ in 0..4 {
             let a = fastrand::usize(..n);
             let b = (a + 1 + fastrand::usize(..n - 1)) % n;
-            let chosen = match (subchannels[a].load(now), subchannels[b].load(now)) {
-                (Some(load_a), Some(load_b)) if load_b.lighter_than(load_a) => b,
-                (Some(_), _) => a,
-                (None, Some(_)) => b,
+            let (chosen, connections) = match (subchannels[a].load(), subchannels[b].load()) {
+                (Some((load_a, _)), Some((load_b, on_b))) if load_b.lighter_than(load_a) => {
+                    (b, on_b)
+                }
+                (Some((_, on_a)), _) => (a, on_a),
+                (None, Some((_, on_b))) => (b, on_b),
                 (None, None) => continue,
             };
-            if let Some(slot) = self.reserve_on(&subchannels[chosen], now) {
+            if let Some(slot) = self.reserve_on(&subchannels[chosen], &connections) {
                 return Some(slot);
             }
         }
-        let (lightest, _) = subchannels
+        let (lightest, (_, connections)) = subchannels
             .iter()
-            .filter_map(|subchannel| Some((subchannel, subchannel.load(now)?)))
+            .filter_map(|subchannel| Some((subchannel, subchannel.load()?)))
             .reduce(|best, next| {
-                if next.1.lighter_than(best.1) {
+                if next.1.0.lighter_than(best.1.0) {
                     next
                 } else {
                     best
                 }
             })?;
-        self.reserve_on(lightest, now)
+        self.reserve_on(lightest, &connections)
     }
 
-    /// Reserves a slot on `subchannel`'s least-loaded ready connection; the
-    /// slot reports the call's latency to it when given back.
-    fn reserve_on(self: &Arc<Self>, subchannel: &Arc<Subchannel>, now: Instant) -> Option<Slot> {
-        let connections = subchannel.connections.load();
-        let connection = reserve_least_loaded(&connections)?;
+    /// Reserves a slot on the least-loaded of `connections`, `subchannel`'s
+    /// as its load read them; the slot counts the call on the endpoint and,
+    /// when the call is timed, reports its latency when given back.
+    fn reserve_on(
+        self: &Arc<Self>,
+        subchannel: &Arc<Subchannel>,
+        connections: &[Arc<Connection>],
+    ) -> Option<Slot> {
+        let connection = reserve_least_loaded(connections)?;
         let mut slot = Slot::new(connection.clone(), self.clone());
-        slot.timing = Some((subchannel.clone(), now));
+        let picked_at = subchannel.wants_timing().then(Instant::now);
+        slot.endpoint = Some((subchannel.clone(), picked_at));
         Some(slot)
     }
 
@@ -139,9 +145,9 @@ fn reserve_least_loaded(connections: &[Arc<Connection>]) -> Option<&Arc<Connecti
 pub(crate) struct Slot {
     connection: Arc<Connection>,
     inner: Arc<Inner>,
-    /// The endpoint to tell how long the call took, and when it was picked
-    /// (only when the pool has endpoints to choose between).
-    timing: Option<(Arc<Subchannel>, Instant)>,
+    /// The endpoint to count the call on, and when the call was picked if
+    /// it is timed (only when the pool has endpoints to choose between).
+    endpoint: Option<(Arc<Subchannel>, Option<Instant>)>,
     /// Whether the call failed as a server's trouble makes calls fail, once
     /// its outcome is known.
     failed: Option<bool>,
@@ -153,7 +159,7 @@ impl Slot {
         Self {
             connection,
             inner,
-            timing: None,
+            endpoint: None,
             failed: None,
         }
     }
@@ -161,7 +167,7 @@ impl Slot {
     /// Whether the call's outcome is wanted: its endpoint is one of several.
     #[inline]
     pub(crate) fn wants_outcome(&self) -> bool {
-        self.timing.is_some()
+        self.endpoint.is_some()
     }
 
     /// Records how the call ended, for its endpoint's outlier detection.
@@ -188,9 +194,12 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Some((subchannel, picked_at)) = self.timing.take() {
-            let now = Instant::now();
-            subchannel.record(now.saturating_duration_since(picked_at), now);
+        if let Some((subchannel, picked_at)) = self.endpoint.take() {
+            subchannel.count_call();
+            if let Some(picked_at) = picked_at {
+                let now = Instant::now();
+                subchannel.record(now.saturating_duration_since(picked_at), now);
+            }
             if let Some(failed) = self.failed {
                 subchannel.record_outcome(failed);
             }

@@ -7,9 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use arc_swap::Guard;
 
 use crate::conn::{Connection, Endpoint};
 use crate::stats::EndpointStats;
+
+/// An endpoint's connections in the rotation, as one pick read them.
+pub(super) type Connections = Guard<Arc<Vec<Arc<Connection>>>>;
 
 /// One endpoint's connections that take calls, and its latency estimate.
 #[derive(Debug)]
@@ -48,11 +52,13 @@ impl Subchannel {
         }
     }
 
-    /// How loaded the endpoint is, or `None` when no connection of it has
-    /// a free stream. Costs a look at this endpoint's connections only.
+    /// How loaded the endpoint is, with its connections as read, or `None`
+    /// when no connection of it has a free stream. Costs a look at this
+    /// endpoint's connections only, and no clock read unless it has been
+    /// ejected.
     #[inline]
-    pub(super) fn load(&self, now: Instant) -> Option<Load> {
-        if self.is_ejected(now) {
+    pub(super) fn load(&self) -> Option<(Load, Connections)> {
+        if self.ejected_until.load(Ordering::Relaxed) != 0 && self.is_ejected(Instant::now()) {
             return None;
         }
         let connections = self.connections.load();
@@ -69,17 +75,39 @@ impl Subchannel {
         if !free {
             return None;
         }
-        Some(Load {
+        let load = Load {
             busy: (in_flight + 1) as f64 / capacity as f64,
-            latency: self.latency.estimate_nanos(now),
-        })
+            latency: self.latency.estimate_nanos(),
+        };
+        Some((load, connections))
     }
 
-    /// Records how long a call on this endpoint took, from its pick to the
-    /// release of its stream.
+    /// Whether the call being placed should be timed: every call until the
+    /// estimate has its first samples, then one in [`SAMPLE_ONE_IN`]. A
+    /// clock read costs about as much as the rest of the pick, and a moving
+    /// average needs no more.
+    #[inline]
+    pub(super) fn wants_timing(&self) -> bool {
+        self.latency.samples.load(Ordering::Relaxed) < MIN_SAMPLES
+            || fastrand::u32(..SAMPLE_ONE_IN) == 0
+    }
+
+    /// Fades the latency estimate for the time it went without a sample;
+    /// called by the maintenance tick, so that the pick reads no clock.
+    pub(super) fn fade(&self, now: Instant) {
+        self.latency.fade(now);
+    }
+
+    /// Counts a call it carried.
+    #[inline]
+    pub(super) fn count_call(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records how long a timed call on this endpoint took, from its pick
+    /// to the release of its stream.
     pub(super) fn record(&self, elapsed: Duration, now: Instant) {
         self.latency.record(elapsed, now);
-        self.calls.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records how a call ended: whether it failed as a server's trouble
@@ -109,7 +137,7 @@ impl Subchannel {
             calls: self.calls.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             ejected: self.is_ejected(Instant::now()),
-            latency: Duration::from_nanos(self.latency.estimate_nanos(Instant::now()) as u64),
+            latency: Duration::from_nanos(self.latency.estimate_nanos() as u64),
         }
     }
 }
@@ -154,7 +182,8 @@ impl Load {
 /// An endpoint's latency estimate: an exponentially weighted moving average
 /// of its calls' latencies, which fades with time when no call refreshes it,
 /// so that a server avoided for being slow is tried again (tower's
-/// `PeakEwma` fades the same way).
+/// `PeakEwma` fades the same way). The fade is applied by the maintenance
+/// tick (at least once a second), not computed at every pick.
 #[derive(Debug, Default)]
 struct Ewma {
     /// The estimate in nanoseconds, as `f64` bits; 0 until the first call.
@@ -180,6 +209,9 @@ const WEIGHT: f64 = 0.1;
 /// a server slow before it has been measured.
 const MIN_SAMPLES: u64 = 10;
 
+/// Once measured, one call in this many is timed.
+const SAMPLE_ONE_IN: u32 = 4;
+
 /// The most a single call counts, as a multiple of the estimate.
 const SPIKE: f64 = 4.0;
 
@@ -198,12 +230,12 @@ pub(super) fn since_epoch(now: Instant) -> u64 {
 }
 
 impl Ewma {
-    /// The estimate at `now`, or 0 while too few calls were measured.
-    fn estimate_nanos(&self, now: Instant) -> f64 {
+    /// The estimate, or 0 while too few calls were measured.
+    fn estimate_nanos(&self) -> f64 {
         if self.samples.load(Ordering::Relaxed) < MIN_SAMPLES {
             return 0.0;
         }
-        self.faded(now)
+        f64::from_bits(self.nanos.load(Ordering::Relaxed))
     }
 
     /// The stored estimate, faded since its last update.
@@ -214,6 +246,14 @@ impl Ewma {
         }
         let idle = since_epoch(now).saturating_sub(self.updated.load(Ordering::Relaxed));
         estimate * (-(idle as f64) / FADE.as_nanos() as f64).exp()
+    }
+
+    /// Stores the estimate faded to `now`.
+    fn fade(&self, now: Instant) {
+        let faded = self.faded(now);
+        // A call recorded meanwhile may be overwritten: an estimate.
+        self.nanos.store(faded.to_bits(), Ordering::Relaxed);
+        self.updated.store(since_epoch(now), Ordering::Relaxed);
     }
 
     fn record(&self, elapsed: Duration, now: Instant) {
@@ -256,20 +296,17 @@ mod tests {
         let ewma = Ewma::default();
         let now = Instant::now();
         ewma.record(Duration::from_millis(19), now);
-        assert_eq!(ewma.estimate_nanos(now), 0.0, "not measured enough yet");
+        assert_eq!(ewma.estimate_nanos(), 0.0, "not measured enough yet");
         for _ in 1..MIN_SAMPLES {
             ewma.record(Duration::from_millis(1), now);
         }
-        assert_eq!(
-            ewma.estimate_nanos(now),
-            1e6,
-            "the fastest of the first calls"
-        );
+        assert_eq!(ewma.estimate_nanos(), 1e6, "the fastest of the first calls");
         // A stalled call counts as at most 4 times the estimate.
         ewma.record(Duration::from_millis(21), now);
-        let weighed = ewma.estimate_nanos(now);
+        let weighed = ewma.estimate_nanos();
         assert!((weighed - 1.3e6).abs() < 1.0, "{weighed}");
-        let faded = ewma.estimate_nanos(now + FADE);
+        ewma.fade(now + FADE);
+        let faded = ewma.estimate_nanos();
         let expected = weighed / std::f64::consts::E;
         assert!((faded - expected).abs() < expected * 1e-3, "{faded}");
     }
