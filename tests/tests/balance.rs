@@ -181,6 +181,44 @@ async fn a_slow_server_gets_far_less_than_its_share() {
     .await;
 }
 
+/// A105 within the endpoint: when the fast server's connections are all at
+/// its stream limit and the only free streams are on a server far slower,
+/// the fast one grows, though no call waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_fast_server_grows_rather_than_send_calls_to_a_slow_one() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    bounded(LIMIT, async {
+        let fast = TestServer::start(ServerOptions {
+            max_concurrent_streams: Some(2),
+        })
+        .await;
+        let far = TestServer::start(ServerOptions::default()).await;
+        let slow = FaultProxy::start(far.addr).await;
+        slow.set_latency(Duration::from_millis(50));
+        let pool = ready_pool([fast.uri(), slow.uri()], |b| b.max_connections(8)).await;
+        // Both measured (ten calls each) one call at a time: nothing is full.
+        shares(std::slice::from_ref(&pool), 1, 40, 1).await;
+        let connections_to_fast = |pool: &Pool| {
+            pool.endpoint_stats()
+                .iter()
+                .find(|e| e.endpoint.contains(&fast.addr.port().to_string()))
+                .map(|e| e.connections)
+        };
+        assert_eq!(connections_to_fast(&pool), Some(1));
+        // Six callers: the fast server's two streams are full at once, and
+        // the slow one always has free streams, so no call ever waits.
+        shares(std::slice::from_ref(&pool), 6, 40, 1).await;
+        let stats = pool.endpoint_stats();
+        println!("after six callers: {stats:?}");
+        assert!(
+            connections_to_fast(&pool).is_some_and(|c| c >= 2),
+            "the fast server grew: {stats:?}"
+        );
+        assert_eq!(pool.stats().waiting, 0);
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_server_behaves_as_before() {
     let _alone = ONE_AT_A_TIME.lock().await;

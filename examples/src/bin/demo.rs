@@ -1,33 +1,63 @@
-//! The pool scaling live against a server that allows 8 streams per
-//! connection and takes 10 ms per call: callers ramp up from 8 to 128 and
-//! back down, and a table shows each second what the pool holds. Then the
-//! same 128 callers on one tonic `Channel`, for comparison.
+//! A small fleet, live: four embedded greeter servers that allow 8 streams
+//! per connection and take 10 ms per call. Callers ramp from 8 to 128 and
+//! back; server C turns slow for a while, server D goes away and comes back.
+//! Each second a line shows what the pool holds and each server's share of
+//! the calls. Then the same script through tonic's `Channel::balance_list`,
+//! for comparison.
 //!
 //! Run: `cargo run --release -p pooled-client-examples --bin demo`
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pooled_client::Pool;
+use pooled_client_examples::FleetServer;
 use pooled_client_examples::helloworld::HelloRequest;
 use pooled_client_examples::helloworld::greeter_client::GreeterClient;
-use pooled_client_examples::start_greeter;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 
+const NAMES: [&str; 4] = ["A", "B", "C", "D"];
+const LATENCY: Duration = Duration::from_millis(10);
+const SLOW: Duration = Duration::from_millis(50);
+const STREAMS: u32 = 8;
 const MAX_CALLERS: usize = 128;
-const SERVER_LATENCY: Duration = Duration::from_millis(10);
-const SERVER_STREAMS: u32 = 8;
-/// How many callers are active in each second of the pool's run.
-const RAMP: [usize; 10] = [8, 32, 64, 128, 128, 128, 16, 16, 16, 16];
-/// Seconds of the Channel's run, all at `MAX_CALLERS`.
-const CHANNEL_SECONDS: usize = 3;
+
+/// What happens at the start of a second.
+#[derive(Clone, Copy)]
+enum Event {
+    Nothing,
+    Slow(usize),
+    Fast(usize),
+    Down(usize),
+    Up(usize),
+}
+
+/// Each second: the active callers and the event that starts it.
+const SCRIPT: [(usize, Event); 14] = [
+    (8, Event::Nothing),
+    (32, Event::Nothing),
+    (128, Event::Nothing),
+    (128, Event::Slow(2)),
+    (128, Event::Nothing),
+    (128, Event::Nothing),
+    (128, Event::Fast(2)),
+    (128, Event::Down(3)),
+    (128, Event::Nothing),
+    (128, Event::Nothing),
+    (128, Event::Up(3)),
+    (128, Event::Nothing),
+    (32, Event::Nothing),
+    (8, Event::Nothing),
+];
 
 /// Callers that make calls while their index is below `active`.
+#[derive(Default)]
 struct Load {
     active: AtomicUsize,
-    ok: AtomicU64,
     failed: AtomicU64,
+    /// The latencies of the calls that succeeded since the last second.
+    latencies: Mutex<Vec<Duration>>,
 }
 
 /// Starts `MAX_CALLERS` callers on clones of `client`, for `seconds`.
@@ -41,11 +71,7 @@ where
     T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
     <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
 {
-    let load = Arc::new(Load {
-        active: AtomicUsize::new(0),
-        ok: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-    });
+    let load = Arc::new(Load::default());
     let end = Instant::now() + Duration::from_secs(seconds as u64);
     let callers = (0..MAX_CALLERS)
         .map(|i| {
@@ -60,10 +86,11 @@ where
                     let request = HelloRequest {
                         name: format!("caller {i}"),
                     };
+                    let started = Instant::now();
                     match client.say_hello(request).await {
-                        Ok(_) => load.ok.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => load.failed.fetch_add(1, Ordering::Relaxed),
-                    };
+                        Ok(_) => load.latencies.lock().unwrap().push(started.elapsed()),
+                        Err(_) => drop(load.failed.fetch_add(1, Ordering::Relaxed)),
+                    }
                 }
             })
         })
@@ -71,100 +98,154 @@ where
     (load, callers)
 }
 
-/// Sets the active callers each second from `ramp`, calling `row` with the
-/// second, the callers and the calls completed in it; returns the calls per
-/// second over the seconds at `MAX_CALLERS`.
-async fn run(load: &Load, ramp: &[usize], mut row: impl FnMut(usize, usize, u64)) -> f64 {
+/// Applies `event` to the fleet; what to print for it.
+fn apply(fleet: &mut [FleetServer], event: Event) -> String {
+    match event {
+        Event::Nothing => String::new(),
+        Event::Slow(i) => {
+            let ms = SLOW.as_millis() as u64;
+            fleet[i].greeter.latency_ms.store(ms, Ordering::Relaxed);
+            format!("{} slows to {SLOW:?}", NAMES[i])
+        }
+        Event::Fast(i) => {
+            let ms = LATENCY.as_millis() as u64;
+            fleet[i].greeter.latency_ms.store(ms, Ordering::Relaxed);
+            format!("{} back to {LATENCY:?}", NAMES[i])
+        }
+        Event::Down(i) => {
+            fleet[i].stop();
+            format!("{} goes away", NAMES[i])
+        }
+        Event::Up(i) => match fleet[i].restart() {
+            Ok(()) => format!("{} comes back", NAMES[i]),
+            Err(e) => format!("{} cannot come back: {e}", NAMES[i]),
+        },
+    }
+}
+
+/// What one run saw: the seconds at full load, and the slow seconds' p99s.
+#[derive(Default)]
+struct Summary {
+    full_calls: u64,
+    full_seconds: u64,
+    slow_p99s: Vec<Duration>,
+}
+
+/// Plays the script against `fleet`, printing a line per second; `pool`
+/// adds the pool's columns.
+async fn run(fleet: &mut [FleetServer], load: &Load, pool: Option<&Pool>) -> Summary {
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     ticks.tick().await;
-    let mut last = 0;
-    let (mut full_calls, mut full_seconds) = (0, 0);
-    for (second, &callers) in ramp.iter().enumerate() {
+    let mut summary = Summary::default();
+    let mut seen: Vec<u64> = fleet
+        .iter()
+        .map(|s| s.greeter.calls.load(Ordering::Relaxed))
+        .collect();
+    let mut slow = false;
+    for (second, &(callers, event)) in SCRIPT.iter().enumerate() {
+        let happened = apply(fleet, event);
+        slow = matches!(event, Event::Slow(_)) || (slow && !matches!(event, Event::Fast(_)));
         load.active.store(callers, Ordering::Relaxed);
         ticks.tick().await;
-        let now = load.ok.load(Ordering::Relaxed);
-        let calls = now - last;
-        last = now;
-        row(second + 1, callers, calls);
+        let mut latencies = std::mem::take(&mut *load.latencies.lock().unwrap());
+        latencies.sort();
+        let p99 = latencies
+            .get(latencies.len() * 99 / 100)
+            .copied()
+            .unwrap_or_default();
+        let now: Vec<u64> = fleet
+            .iter()
+            .map(|s| s.greeter.calls.load(Ordering::Relaxed))
+            .collect();
+        let served: Vec<u64> = now.iter().zip(&seen).map(|(n, s)| n - s).collect();
+        seen = now;
+        let total = served.iter().sum::<u64>().max(1);
+        let shares: Vec<String> = served
+            .iter()
+            .map(|&n| format!("{:>4.0}%", 100.0 * n as f64 / total as f64))
+            .collect();
+        let held = pool.map_or_else(String::new, |p| {
+            let s = p.stats();
+            format!("{:>5} {:>7}", s.connections, s.waiting)
+        });
+        println!(
+            "  {:>3} {callers:>7} {held} {:>7} {:>7.1} {}  {happened}",
+            second + 1,
+            latencies.len(),
+            p99.as_secs_f64() * 1e3,
+            shares.join(" ")
+        );
         if callers == MAX_CALLERS {
-            full_calls += calls;
-            full_seconds += 1;
+            summary.full_calls += latencies.len() as u64;
+            summary.full_seconds += 1;
+        }
+        if slow {
+            summary.slow_p99s.push(p99);
         }
     }
     load.active.store(0, Ordering::Relaxed);
-    full_calls as f64 / full_seconds.max(1) as f64
+    summary
 }
 
-async fn finish(load: &Load, callers: Vec<tokio::task::JoinHandle<()>>) {
+/// Waits for the callers; prints the failures.
+async fn finish(load: &Load, callers: Vec<tokio::task::JoinHandle<()>>) -> u64 {
     for caller in callers {
         let _ = caller.await;
     }
     let failed = load.failed.load(Ordering::Relaxed);
-    if failed > 0 {
-        println!("  {failed} calls failed");
-    }
+    println!("  {failed} calls failed");
+    failed
+}
+
+fn report(name: &str, summary: &Summary, failed: u64) {
+    let rate = summary.full_calls as f64 / summary.full_seconds.max(1) as f64;
+    let worst = summary.slow_p99s.iter().max().copied().unwrap_or_default();
+    println!(
+        "  {name:<30} {rate:>7.0} calls/s at {MAX_CALLERS} callers, p99 while C is slow up to {:>5.1} ms, {failed} failed calls",
+        worst.as_secs_f64() * 1e3
+    );
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = start_greeter(SERVER_LATENCY, Some(SERVER_STREAMS)).await?;
-    let uri = format!("http://{addr}");
-    let bound = MAX_CALLERS as f64 / SERVER_LATENCY.as_secs_f64();
+    let mut fleet = Vec::new();
+    for _ in NAMES {
+        fleet.push(FleetServer::start(LATENCY, Some(STREAMS)).await?);
+    }
+    let uris: Vec<String> = fleet.iter().map(|s| format!("http://{}", s.addr)).collect();
     println!(
-        "embedded server on {uri}: {SERVER_STREAMS} streams per connection, {SERVER_LATENCY:?} per call"
+        "four embedded servers A to D ({}): {STREAMS} streams per connection, {LATENCY:?} per call",
+        uris.join(", ")
     );
     println!(
-        "at {MAX_CALLERS} callers the bound is {bound:.0} calls/s ({MAX_CALLERS} / {SERVER_LATENCY:?}), \
-         which needs {} connections\n",
-        MAX_CALLERS / SERVER_STREAMS as usize
+        "at {MAX_CALLERS} callers the bound is {:.0} calls/s, which needs {} connections in all\n",
+        MAX_CALLERS as f64 / LATENCY.as_secs_f64(),
+        MAX_CALLERS / STREAMS as usize
     );
-
-    println!("pooled-client, max_connections 16, idle_timeout 500 ms:");
-    println!("  second  callers  connections  in flight  waiting   calls/s");
-    let pool = Pool::builder()
-        .endpoint(uri.as_str())
-        .max_connections(16)
-        .idle_timeout(Duration::from_millis(500))
+    println!("pooled-client, every setting at its default but max_connections 32 (8 per server):");
+    let header = "  sec callers conns waiting calls/s p99(ms)    A     B     C     D";
+    println!("{header}");
+    let pool = uris
+        .iter()
+        .fold(Pool::builder(), |b, uri| b.endpoint(uri.as_str()))
+        .max_connections(32)
         .build()?;
     pool.ready().await?;
-    let (load, callers) = start(GreeterClient::new(pool.clone()), RAMP.len() + 1);
-    let pooled = run(&load, &RAMP, |second, active, calls| {
-        let s = pool.stats();
-        println!(
-            "  {second:>6}  {active:>7}  {:>11}  {:>9}  {:>7}  {calls:>8}",
-            s.connections, s.in_flight, s.waiting
-        );
-    })
-    .await;
-    finish(&load, callers).await;
-    let stats = pool.stats();
+    let (load, callers) = start(GreeterClient::new(pool.clone()), SCRIPT.len() + 1);
+    let pooled = run(&mut fleet, &load, Some(&pool)).await;
+    let pooled_failed = finish(&load, callers).await;
     pool.close().await;
 
-    println!("\none tonic Channel:");
-    println!("  second  callers   calls/s");
-    let channel = Channel::from_shared(uri)?.connect().await?;
-    let (load, callers) = start(GreeterClient::new(channel), CHANNEL_SECONDS + 1);
-    let single = run(
-        &load,
-        &[MAX_CALLERS; CHANNEL_SECONDS],
-        |second, active, calls| {
-            println!("  {second:>6}  {active:>7}  {calls:>8}");
-        },
-    )
-    .await;
-    finish(&load, callers).await;
+    println!("\ntonic Channel::balance_list over the same servers (one connection each):");
+    println!("{}", header.replace(" conns waiting", ""));
+    let endpoints = uris.iter().map(|u| Endpoint::from_shared(u.clone()));
+    let channel = Channel::balance_list(endpoints.collect::<Result<Vec<_>, _>>()?.into_iter());
+    let (load, callers) = start(GreeterClient::new(channel), SCRIPT.len() + 1);
+    let balanced = run(&mut fleet, &load, None).await;
+    let balanced_failed = finish(&load, callers).await;
 
-    println!("\nsummary at {MAX_CALLERS} callers");
-    println!(
-        "  pooled-client  {pooled:>8.0} calls/s ({:.0} % of the bound); {} connections opened, {} closed when idle",
-        100.0 * pooled / bound,
-        stats.connects_total,
-        stats.idle_closes_total
-    );
-    println!(
-        "  tonic Channel  {single:>8.0} calls/s ({:.0} % of the bound)",
-        100.0 * single / bound
-    );
-    println!("  ratio          {:>8.1}x", pooled / single.max(1.0));
+    println!("\nsummary");
+    report("pooled-client", &pooled, pooled_failed);
+    report("tonic Channel::balance_list", &balanced, balanced_failed);
     Ok(())
 }

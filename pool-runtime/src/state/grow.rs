@@ -1,13 +1,15 @@
 //! When the pool opens a connection, and to which endpoint: every endpoint
 //! gets its `min_connections_per_endpoint` as soon as it appears; beyond
 //! that, only when every connection is at its server's stream limit and
-//! calls wait (gRPC A105), to the endpoint with the fewest connections.
+//! calls wait (gRPC A105), to the endpoint with the fewest connections;
+//! and to a full endpoint that is clearly faster than the one the pick had
+//! to settle for (`grow_endpoint`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::Inner;
+use super::{Inner, Subchannel};
 use crate::conn::{DEFAULT_MAX_STREAMS, Endpoint};
 
 impl Inner {
@@ -23,6 +25,33 @@ impl Inner {
             self.connecting.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(self.clone().open(endpoint, false));
         }
+    }
+
+    /// Opens one more connection to `subchannel`'s endpoint, unless an
+    /// attempt is under way or backing off there, or the endpoint or the
+    /// pool is at its maximum.
+    pub(super) fn grow_endpoint(self: &Arc<Self>, subchannel: &Subchannel) {
+        let cap = self
+            .config
+            .max_connections_per_endpoint
+            .unwrap_or(self.config.max_connections);
+        let open = self.rotation.load().len() + self.connecting();
+        if self.is_closed()
+            || open >= self.config.max_connections
+            || subchannel.connections.load().len() >= cap
+        {
+            return;
+        }
+        // The pick runs on the caller's task; a pick made outside a runtime
+        // (a benchmark's thread) cannot spawn, and grows nothing.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !subchannel.endpoint.try_claim(Instant::now()) {
+            return;
+        }
+        self.connecting.fetch_add(1, Ordering::SeqCst);
+        runtime.spawn(self.clone().open(subchannel.endpoint.clone(), false));
     }
 
     /// Claims the endpoint the next connection attempt goes to, if one

@@ -9,6 +9,7 @@ use std::time::Instant;
 use tonic::Status;
 
 use super::outage::closed_status;
+use super::subchannel::Load;
 use super::{Inner, Subchannel};
 use crate::conn::Connection;
 
@@ -59,11 +60,21 @@ impl Inner {
             let a = fastrand::usize(..n);
             let b = (a + 1 + fastrand::usize(..n - 1)) % n;
             let (chosen, connections) = match (subchannels[a].load(), subchannels[b].load()) {
-                (Some((load_a, _)), Some((load_b, on_b))) if load_b.lighter_than(load_a) => {
+                (Some((load_a, on_a)), Some((load_b, on_b))) => {
+                    if load_b.lighter_than(load_a) {
+                        (b, on_b)
+                    } else {
+                        (a, on_a)
+                    }
+                }
+                (Some((load_a, on_a)), None) => {
+                    self.settling(&subchannels[b], load_a);
+                    (a, on_a)
+                }
+                (None, Some((load_b, on_b))) => {
+                    self.settling(&subchannels[a], load_b);
                     (b, on_b)
                 }
-                (Some((_, on_a)), _) => (a, on_a),
-                (None, Some((_, on_b))) => (b, on_b),
                 (None, None) => continue,
             };
             if let Some(slot) = self.reserve_on(&subchannels[chosen], &connections) {
@@ -81,6 +92,18 @@ impl Inner {
                 }
             })?;
         self.reserve_on(lightest, &connections)
+    }
+
+    /// The pick settles for an endpoint with `chosen` load because `full`
+    /// has no free stream: when `full` is clearly faster, it grows by one
+    /// connection (gRPC A105 within the endpoint: all its connections are at
+    /// the server's stream limit and a call wanted it), rather than send
+    /// the calls that do not fit on it to a slow server.
+    #[cold]
+    fn settling(self: &Arc<Self>, full: &Arc<Subchannel>, chosen: Load) {
+        if full.is_clearly_faster_than(chosen) {
+            self.grow_endpoint(full);
+        }
     }
 
     /// Reserves a slot on the least-loaded of `connections`, `subchannel`'s

@@ -82,6 +82,13 @@ impl Subchannel {
         Some((load, connections))
     }
 
+    /// Whether this endpoint, full or not, is known to answer clearly
+    /// faster than one with `other` load (and is not ejected).
+    pub(super) fn is_clearly_faster_than(&self, other: Load) -> bool {
+        let mine = self.latency.estimate_nanos();
+        mine > 0.0 && other.latency > mine * SAME_LATENCY && !self.is_ejected(Instant::now())
+    }
+
     /// Whether the call being placed should be timed: every call until the
     /// estimate has its first samples, then one in [`SAMPLE_ONE_IN`]. A
     /// clock read costs about as much as the rest of the pick, and a moving
