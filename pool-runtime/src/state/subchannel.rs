@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -90,12 +90,14 @@ impl Subchannel {
     }
 
     /// Whether the call being placed should be timed: every call until the
-    /// estimate has its first samples, then one in [`SAMPLE_ONE_IN`]. A
+    /// estimate has its first samples or while it is stale, then one in
+    /// [`SAMPLE_ONE_IN`]. A
     /// clock read costs about as much as the rest of the pick, and a moving
     /// average needs no more.
     #[inline]
     pub(super) fn wants_timing(&self) -> bool {
         self.latency.samples.load(Ordering::Relaxed) < MIN_SAMPLES
+            || self.latency.stale.load(Ordering::Relaxed)
             || fastrand::u32(..SAMPLE_ONE_IN) == 0
     }
 
@@ -199,7 +201,15 @@ struct Ewma {
     updated: AtomicU64,
     /// Calls measured so far.
     samples: AtomicU64,
+    /// Set by the maintenance tick when no call was measured for
+    /// [`STALE_AFTER`], cleared by the next measured call: until then every
+    /// call is timed, so that an endpoint avoided for being slow is
+    /// measured by its first call when its faded estimate lets calls back.
+    stale: AtomicBool,
 }
+
+/// How long without a measured call makes an estimate stale.
+const STALE_AFTER: Duration = Duration::from_millis(100);
 
 /// The weight of each call once the estimate has settled.
 ///
@@ -257,6 +267,10 @@ impl Ewma {
 
     /// Stores the estimate faded to `now`.
     fn fade(&self, now: Instant) {
+        let idle = since_epoch(now).saturating_sub(self.updated.load(Ordering::Relaxed));
+        if idle > STALE_AFTER.as_nanos() as u64 {
+            self.stale.store(true, Ordering::Relaxed);
+        }
         let faded = self.faded(now);
         // A call recorded meanwhile may be overwritten: an estimate.
         self.nanos.store(faded.to_bits(), Ordering::Relaxed);
@@ -264,6 +278,7 @@ impl Ewma {
     }
 
     fn record(&self, elapsed: Duration, now: Instant) {
+        self.stale.store(false, Ordering::Relaxed);
         let sample = elapsed.as_nanos() as f64;
         let count = self.samples.fetch_add(1, Ordering::Relaxed) + 1;
         let current = self.faded(now);
