@@ -493,3 +493,61 @@ async fn with_a_slow_server_far_fewer_calls_are_slow_than_with_round_robin() {
     })
     .await;
 }
+
+/// Endpoints come and go under load (as discovery would make them): calls
+/// in flight on a removed endpoint finish there, new ones go elsewhere, and
+/// no call fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_coming_and_going_under_load_fail_no_call() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    bounded(LIMIT, async {
+        let servers = servers(6).await;
+        let uris: Vec<String> = servers.iter().map(TestServer::uri).collect();
+        let pool = ready_pool(uris[..3].iter().cloned(), |b| b).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let callers: Vec<_> = (0..8)
+            .map(|_| {
+                let greeter = PooledGreeterClient::new(pool.clone());
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let (mut ok, mut failed) = (0u32, Vec::new());
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let request = HelloRequest {
+                            name: "churn".into(),
+                            delay_ms: 5,
+                            count: 0,
+                        };
+                        match greeter.say_hello(request).await {
+                            Ok(_) => ok += 1,
+                            Err(status) => failed.push(status),
+                        }
+                    }
+                    (ok, failed)
+                })
+            })
+            .collect();
+        // Twelve changes, 100 ms apart: one endpoint in, the oldest out.
+        let mut members: std::collections::VecDeque<String> = uris[..3].iter().cloned().collect();
+        for step in 0..12 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let next = uris[(3 + step) % uris.len()].clone();
+            if !members.contains(&next) {
+                pool.add_endpoint(next.as_str()).unwrap();
+                members.push_back(next);
+            }
+            let oldest = members.pop_front().unwrap();
+            assert!(pool.remove_endpoint(&oldest), "{oldest} was a member");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut ok, mut failed) = (0, Vec::new());
+        for caller in callers {
+            let (o, f) = caller.await.unwrap();
+            ok += o;
+            failed.extend(f);
+        }
+        println!("{ok} calls succeeded through 12 membership changes; failed: {failed:?}");
+        assert!(ok > 100, "calls were made: {ok}");
+        assert!(failed.is_empty(), "{failed:?}");
+    })
+    .await;
+}
