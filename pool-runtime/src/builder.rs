@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::{Backoff, HealthCheck, Keepalive, OutlierDetection, PoolConfig};
+use crate::config::{Backoff, HealthCheck, Keepalive, OutlierDetection, PoolConfig, ServiceConfig};
 use crate::conn::{Endpoint, Tls};
 use crate::discovery::{Change, Target};
 use crate::error::Error;
@@ -241,6 +241,15 @@ impl PoolBuilder {
     /// a while (gRPC A50; see [`OutlierDetection`]). Default: off.
     pub fn outlier_detection(mut self, detection: OutlierDetection) -> Self {
         self.config.outlier_detection = Some(detection);
+        self
+    }
+
+    /// Applies gRPC's service config (see [`ServiceConfig`]): per-method
+    /// timeouts, wait-for-ready, retries, hedging and message limits, found
+    /// by each call's path, so they apply to plain tonic clients over the
+    /// pool as well as to generated ones. Default: empty.
+    pub fn service_config(mut self, config: ServiceConfig) -> Self {
+        self.config.service_config = config;
         self
     }
 

@@ -50,6 +50,17 @@ pub enum Error {
         /// The rule it breaks, with the other values involved.
         reason: std::borrow::Cow<'static, str>,
     },
+    /// A service config breaks one of gRPC's rules (see
+    /// [`ServiceConfig::from_json`](crate::ServiceConfig::from_json)).
+    #[error("invalid service config: `{field}` = {value}: {reason}")]
+    InvalidServiceConfig {
+        /// Where in the config, such as `methodConfig[0].retryPolicy.maxAttempts`.
+        field: String,
+        /// The rejected value, as written.
+        value: String,
+        /// The rule it breaks.
+        reason: std::borrow::Cow<'static, str>,
+    },
     /// The pool was closed.
     #[error("the pool is closed")]
     Closed,

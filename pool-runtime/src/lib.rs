@@ -121,6 +121,8 @@ mod pool;
 #[cfg(feature = "runtime")]
 mod rpc;
 #[cfg(feature = "runtime")]
+mod service_config;
+#[cfg(feature = "runtime")]
 mod state;
 #[cfg(feature = "runtime")]
 mod stats;
@@ -133,7 +135,8 @@ pub use crate::{
     builder::PoolBuilder,
     call::{ResponseBody, ResponseFuture},
     config::{
-        Backoff, FailurePercentageEjection, HealthCheck, Keepalive, OutlierDetection, PoolConfig,
+        Backoff, FailurePercentageEjection, HealthCheck, HedgingPolicy, Keepalive, MethodConfig,
+        MethodName, OutlierDetection, PoolConfig, RetryPolicy, RetryThrottling, ServiceConfig,
         SuccessRateEjection,
     },
     error::Error,

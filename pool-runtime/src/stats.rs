@@ -40,6 +40,14 @@ pub struct PoolStats {
     pub rejected_total: u64,
     /// Affinity keys bound to a connection.
     pub affinity_keys: usize,
+    /// Attempts sent again under a method's retry policy (service config)
+    /// or `retry_idempotent`.
+    pub retries_total: u64,
+    /// Requests the server never processed, sent again (gRPC's transparent
+    /// retry).
+    pub transparent_retries_total: u64,
+    /// Retries the service config's `retryThrottling` held back.
+    pub retries_throttled_total: u64,
 }
 
 /// What one endpoint of a [`Pool`](crate::Pool) holds and has done, from

@@ -5,6 +5,7 @@
 pub mod dns;
 pub mod interop;
 pub mod proxy;
+pub mod scripted;
 pub mod server;
 pub mod support;
 

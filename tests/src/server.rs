@@ -31,7 +31,8 @@ async fn delay(request: &HelloRequest) {
     }
 }
 
-type ReplyStream = Pin<Box<dyn Stream<Item = Result<HelloReply, Status>> + Send>>;
+/// The stream of replies the streaming RPCs answer with.
+pub type ReplyStream = Pin<Box<dyn Stream<Item = Result<HelloReply, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Greeter for GreeterService {

@@ -26,7 +26,26 @@ authority = "greeter.internal"
 keepalive = { interval = "20s", timeout = "5s" }
 backoff = { initial = "200ms", multiplier = 2.0, jitter = 0.1, max = "10s" }
 health_check = { service = "helloworld.Greeter", interval = "5s" }
+
+[service_config]
+retryThrottling = { maxTokens = 10, tokenRatio = 0.1 }
+
+[[service_config.methodConfig]]
+name = [{ service = "helloworld.Greeter", method = "SayHello" }]
+timeout = "0.2s"
+retryPolicy = { maxAttempts = 3, initialBackoff = "0.1s", maxBackoff = "1s", backoffMultiplier = 2, retryableStatusCodes = ["UNAVAILABLE"] }
 "#;
+
+/// The service config of [`FULL`], as JSON.
+const SERVICE_CONFIG: &str = r#"{
+  "methodConfig": [{
+    "name": [{"service": "helloworld.Greeter", "method": "SayHello"}],
+    "timeout": "0.2s",
+    "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.1s", "maxBackoff": "1s",
+                    "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}
+  }],
+  "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1}
+}"#;
 
 #[test]
 fn every_setting_reads_from_toml_as_the_builder_would_set_it() {
@@ -52,7 +71,8 @@ fn every_setting_reads_from_toml_as_the_builder_would_set_it() {
             0.1,
             Duration::from_secs(10),
         ))
-        .health_check("helloworld.Greeter", Duration::from_secs(5));
+        .health_check("helloworld.Greeter", Duration::from_secs(5))
+        .service_config(pooled_client::ServiceConfig::from_json(SERVICE_CONFIG).unwrap());
     assert_eq!(&from_file, built.config());
     Pool::from_config(from_file).unwrap();
 }
@@ -77,6 +97,13 @@ fn mistakes_in_the_file_name_the_field() {
         .unwrap_err()
         .to_string();
     assert!(typo.contains("max_conections"), "{typo}");
+
+    let policy = toml::from_str::<PoolConfig>(
+        r#"service_config = { methodConfig = [{ timeout = "1.5" }] }"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(policy.contains("methodConfig[0].timeout"), "{policy}");
 
     let nested = toml::from_str::<PoolConfig>(r#"keepalive = { interval = "1s" }"#)
         .unwrap_err()

@@ -16,6 +16,29 @@ pub(crate) fn from_headers(headers: &HeaderMap) -> Option<Duration> {
     parse(headers.get(&GRPC_TIMEOUT)?.as_bytes())
 }
 
+/// Sets the request's `grpc-timeout` to `timeout`, so that the server knows
+/// the deadline the pool enforces: in the finest unit that fits the
+/// header's eight digits.
+pub(crate) fn set(headers: &mut HeaderMap, timeout: Duration) {
+    const MAX: u128 = 99_999_999;
+    let nanos = timeout.as_nanos();
+    let (amount, unit) = [
+        (1, 'n'),
+        (1_000, 'u'),
+        (1_000_000, 'm'),
+        (1_000_000_000, 'S'),
+        (60_000_000_000, 'M'),
+        (3_600_000_000_000, 'H'),
+    ]
+    .into_iter()
+    .map(|(per, unit)| (nanos.div_ceil(per), unit))
+    .find(|(amount, _)| *amount <= MAX)
+    .unwrap_or((MAX, 'H'));
+    if let Ok(value) = http::HeaderValue::from_str(&format!("{amount}{unit}")) {
+        headers.insert(GRPC_TIMEOUT.clone(), value);
+    }
+}
+
 fn parse(value: &[u8]) -> Option<Duration> {
     let (&unit, digits) = value.split_last()?;
     if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
@@ -48,6 +71,26 @@ mod tests {
         assert_eq!(parse(b"250m"), Some(Duration::from_millis(250)));
         assert_eq!(parse(b"99999999u"), Some(Duration::from_micros(99_999_999)));
         assert_eq!(parse(b"5n"), Some(Duration::from_nanos(5)));
+    }
+
+    #[test]
+    fn writes_the_finest_unit_that_fits() {
+        let written = |timeout| {
+            let mut headers = http::HeaderMap::new();
+            super::set(&mut headers, timeout);
+            headers["grpc-timeout"].to_str().unwrap().to_owned()
+        };
+        assert_eq!(written(Duration::from_millis(200)), "200000u");
+        assert_eq!(written(Duration::from_secs(5)), "5000000u");
+        assert_eq!(written(Duration::from_secs(500)), "500000m");
+        assert_eq!(
+            written(Duration::from_secs(86_400 * 365 * 10_000)),
+            "87600000H"
+        );
+        assert_eq!(
+            parse(written(Duration::from_millis(1234)).as_bytes()),
+            Some(Duration::from_millis(1234))
+        );
     }
 
     #[test]

@@ -2,19 +2,21 @@
 //! ask the retry policy whether to send again.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use http::header::{HeaderValue, USER_AGENT};
 use http::request::Parts;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::time::Instant;
-use tonic::Status;
 use tonic::body::Body;
+use tonic::{Code, Status};
 
 use super::body::ResponseBody;
 use super::end::CallEnd;
-use super::retry::{Failure, RetryPolicy, UnaryCall};
+use super::retry::{Budget, Failure, Pushback, RetryPolicy, UnaryCall};
 use crate::affinity::AffinityKey;
+use crate::config::MethodConfig;
 use crate::conn::{BodyHandle, RequestBody, status};
 use crate::state::Inner;
 
@@ -30,12 +32,13 @@ pub(super) async fn send(
     inner: Arc<Inner>,
     request: Request<Body>,
     deadline: Option<Instant>,
+    method: Option<Arc<MethodConfig>>,
 ) -> Result<Response<ResponseBody>, Status> {
-    let (mut call, mut request) = Call::new(&inner, request);
+    let (mut call, mut request) = Call::new(&inner, request, method.as_ref());
     loop {
         let slot = match call.affinity {
-            None => inner.acquire().await?,
-            Some(key) => inner.acquire_for(key).await?,
+            None => inner.acquire(call.wait_for_ready).await?,
+            Some(key) => inner.acquire_for(key, call.wait_for_ready).await?,
         };
         let end = CallEnd::new(slot, call.handle.clone());
         end.connection().endpoint.address_request(&mut request)?;
@@ -43,6 +46,11 @@ pub(super) async fn send(
         let failed = match end.connection().sender().try_send_request(request).await {
             Ok(response) if call.read_whole => match read_whole(response).await {
                 Ok(response) => {
+                    if let Some(retry) = call.retry_for(&inner, &response) {
+                        end.release_for_retry();
+                        request = Box::pin(call.again_after(&inner, retry)).await?;
+                        continue;
+                    }
                     if let Some(trailers) = response.body().whole_trailers() {
                         end.set_outcome_from(trailers);
                     }
@@ -55,6 +63,13 @@ pub(super) async fn send(
                 },
             },
             Ok(response) => {
+                if let Some(retry) = call.retry_for(&inner, &response) {
+                    end.set_outcome(retry.status.code());
+                    end.release_for_retry();
+                    drop(response);
+                    request = Box::pin(call.again_after(&inner, retry)).await?;
+                    continue;
+                }
                 // A trailers-only response carries its status here.
                 end.set_outcome_from(response.headers());
                 let end = end.with_deadline(deadline);
@@ -68,8 +83,17 @@ pub(super) async fn send(
         };
         // Boxed: only failed attempts carry the retry's state (a timer, a
         // copy of the head), so every call's future stays small.
-        request = Box::pin(call.again(failed)).await?;
+        request = Box::pin(call.again(&inner, failed)).await?;
     }
+}
+
+/// A trailers-only response the method's retry policy sends again.
+struct StatusRetry {
+    budget: Budget,
+    pushback: Pushback,
+    /// What the server said, for the caller if the request cannot be sent
+    /// again.
+    status: Status,
 }
 
 /// What a failed attempt leaves: its error, the request if it never left
@@ -100,11 +124,19 @@ struct Call {
     /// be retried too.
     read_whole: bool,
     affinity: Option<AffinityKey>,
+    /// The method's `waitForReady`: wait for a connection while nothing can
+    /// be reached, instead of failing at once.
+    wait_for_ready: bool,
 }
 
 impl Call {
-    /// The call's state and its first request.
-    fn new(inner: &Inner, mut request: Request<Body>) -> (Self, Request<RequestBody>) {
+    /// The call's state and its first request; `method` is the service
+    /// config's for the call's method.
+    fn new(
+        inner: &Inner,
+        mut request: Request<Body>,
+        method: Option<&Arc<MethodConfig>>,
+    ) -> (Self, Request<RequestBody>) {
         if !request.headers().contains_key(USER_AGENT) {
             request
                 .headers_mut()
@@ -113,17 +145,22 @@ impl Call {
         let retries = inner.config.idempotent_retries;
         let call = Self {
             handle: Arc::new(BodyHandle::default()),
-            policy: RetryPolicy::new(retries),
+            policy: RetryPolicy::new(retries, method),
             spare_head: Some(copy_head(&request)),
             read_whole: retries > 0 && request.extensions().get::<UnaryCall>().is_some(),
             affinity: request.extensions().get::<AffinityKey>().copied(),
+            wait_for_ready: method.and_then(|m| m.wait_for_ready).unwrap_or(false),
         };
         let request = request.map(|body| RequestBody::new(body, call.handle.clone()));
         (call, request)
     }
 
     /// The request to send next after `failed`, or the call's final status.
-    async fn again(&mut self, failed: Failed) -> Result<Request<RequestBody>, Status> {
+    async fn again(
+        &mut self,
+        inner: &Inner,
+        failed: Failed,
+    ) -> Result<Request<RequestBody>, Status> {
         let Failed {
             error,
             unsent,
@@ -148,9 +185,72 @@ impl Call {
         let Some((budget, again)) = again else {
             return Err(status::from_transport(error, &endpoint));
         };
-        self.policy.spend(budget);
-        tracing::debug!(endpoint = %endpoint, ?failure, "sending the request again");
+        let counter = match budget {
+            Budget::Transparent => &inner.counters.transparent_retries,
+            _ => &inner.counters.retries,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let wait = self.policy.spend(budget, Pushback::None);
+        tracing::debug!(endpoint = %endpoint, ?failure, ?wait, "sending the request again");
+        tokio::time::sleep(wait).await;
         end.release_for_retry();
+        if self.spare_head.is_none() && self.policy.any_left() {
+            self.spare_head = Some(copy_head(&again));
+        }
+        Ok(again)
+    }
+
+    /// Whether to send the call again after a trailers-only `response` (a
+    /// status before any response headers: gRPC A6 has not committed the
+    /// call) whose code the method's retry policy lists, the retry throttle
+    /// allowing. Every answer of a method with a policy feeds the throttle.
+    fn retry_for<B>(&self, inner: &Inner, response: &Response<B>) -> Option<StatusRetry> {
+        if !self.policy.is_configured() {
+            return None;
+        }
+        let throttle = inner.retry_throttle();
+        let failed = Status::from_header_map(response.headers()).filter(|s| s.code() != Code::Ok);
+        let Some(status) = failed else {
+            throttle.inspect(|t| t.succeeded());
+            return None;
+        };
+        if !self.policy.lists(status.code()) {
+            return None;
+        }
+        if let Some(throttle) = throttle {
+            throttle.failed();
+            if !throttle.allows() {
+                inner
+                    .counters
+                    .retries_throttled
+                    .fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
+        let budget = self.policy.retry(Failure::Sent(status.code()))?;
+        let pushback = Pushback::from_headers(response.headers());
+        (pushback != Pushback::Stop).then_some(StatusRetry {
+            budget,
+            pushback,
+            status,
+        })
+    }
+
+    /// The request to send again after `retry`, once the policy's backoff
+    /// or the server's pushback has passed; the server's status if the
+    /// request cannot be sent again.
+    async fn again_after(
+        &mut self,
+        inner: &Inner,
+        retry: StatusRetry,
+    ) -> Result<Request<RequestBody>, Status> {
+        let Some(again) = self.recover(None).await else {
+            return Err(retry.status);
+        };
+        let wait = self.policy.spend(retry.budget, retry.pushback);
+        inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(code = ?retry.status.code(), ?wait, "retrying under the method's retry policy");
+        tokio::time::sleep(wait).await;
         if self.spare_head.is_none() && self.policy.any_left() {
             self.spare_head = Some(copy_head(&again));
         }

@@ -54,18 +54,48 @@ impl Future for ResponseFuture {
     }
 }
 
-/// One call, its `grpc-timeout` enforced over the whole of it: waiting for
-/// a stream, the response headers and the body (tonic's own transport does
-/// the same; a pool under tonic's transport must too).
-async fn call(inner: Arc<Inner>, request: Request<Body>) -> Result<Response<ResponseBody>, Status> {
-    let Some(timeout) = deadline::from_headers(request.headers()) else {
-        return send::send(inner, request, None).await;
+/// One call, its deadline enforced over the whole of it: waiting for a
+/// stream, the response headers and the body (tonic's own transport does
+/// the same; a pool under tonic's transport must too). The deadline is the
+/// request's `grpc-timeout`, or its method's `timeout` in the service
+/// config when that is shorter (then sent as the call's `grpc-timeout`).
+async fn call(
+    inner: Arc<Inner>,
+    mut request: Request<Body>,
+) -> Result<Response<ResponseBody>, Status> {
+    let policy = inner.method_policy(request.uri().path()).cloned();
+    let mut timeout = deadline::from_headers(request.headers());
+    if let Some(method_timeout) = policy.as_ref().and_then(|p| p.timeout)
+        && timeout.is_none_or(|t| method_timeout < t)
+    {
+        deadline::set(request.headers_mut(), method_timeout);
+        timeout = Some(method_timeout);
+    }
+    let Some(timeout) = timeout else {
+        return send::send(inner, request, None, policy).await;
     };
     let at = tokio::time::Instant::now() + timeout;
-    match tokio::time::timeout_at(at, send::send(inner, request, Some(at))).await {
-        Ok(result) => result,
-        Err(_) => Err(Status::deadline_exceeded(format!(
+    let passed = || {
+        Status::deadline_exceeded(format!(
             "the call's deadline of {timeout:?} passed before the server answered"
-        ))),
+        ))
+    };
+    match tokio::time::timeout_at(at, send::send(inner, request, Some(at), policy)).await {
+        // A server that enforces the deadline too may answer first, and
+        // tonic's servers answer CANCELLED: the deadline is what happened.
+        Ok(Ok(response))
+            if tokio::time::Instant::now() >= at && is_cancelled(response.headers()) =>
+        {
+            Err(passed())
+        }
+        Ok(result) => result,
+        Err(_) => Err(passed()),
     }
+}
+
+/// Whether `headers` end the call with CANCELLED (a trailers-only response).
+fn is_cancelled(headers: &http::HeaderMap) -> bool {
+    headers
+        .get("grpc-status")
+        .is_some_and(|code| code.as_bytes() == b"1")
 }

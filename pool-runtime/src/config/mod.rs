@@ -8,6 +8,7 @@ pub(crate) mod dns;
 mod health_check;
 mod keepalive;
 mod outlier;
+mod service_config;
 #[cfg(feature = "tls")]
 mod tls;
 
@@ -19,6 +20,9 @@ pub use self::dns::DnsConfig;
 pub use self::health_check::HealthCheck;
 pub use self::keepalive::Keepalive;
 pub use self::outlier::{FailurePercentageEjection, OutlierDetection, SuccessRateEjection};
+pub use self::service_config::{
+    HedgingPolicy, MethodConfig, MethodName, RetryPolicy, RetryThrottling, ServiceConfig,
+};
 #[cfg(feature = "tls")]
 pub use self::tls::TlsConfig;
 
@@ -183,6 +187,13 @@ pub struct PoolConfig {
     /// Default: none (`https://` endpoints trust the bundled Mozilla roots).
     #[cfg(feature = "tls")]
     pub tls: Option<TlsConfig>,
+    /// gRPC's service config: per-method timeouts, wait-for-ready, retry
+    /// and hedging policies, message limits and retry throttling, found by
+    /// each call's path. In a configuration file, the JSON config's fields
+    /// under the same names (`methodConfig`, `retryThrottling`).
+    ///
+    /// Default: empty (no method has a policy).
+    pub service_config: ServiceConfig,
     /// A host name to resolve on an interval, each address an endpoint
     /// (feature `dns`), in addition to `endpoints`: the configuration-file
     /// form of [`DnsDiscovery`](crate::dns::DnsDiscovery).
@@ -217,6 +228,7 @@ impl Default for PoolConfig {
             health_check: None,
             outlier_detection: None,
             authority: None,
+            service_config: ServiceConfig::default(),
             #[cfg(feature = "tls")]
             tls: None,
             #[cfg(feature = "dns")]

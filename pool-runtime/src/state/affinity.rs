@@ -14,8 +14,13 @@ use crate::lock::lock;
 
 impl Inner {
     /// Takes a stream slot on the connection `key` is bound to, or binds
-    /// it to the connection a plain call would take.
-    pub(crate) async fn acquire_for(self: &Arc<Self>, key: AffinityKey) -> Result<Slot, Status> {
+    /// it to the connection a plain call would take (see
+    /// [`acquire`](Self::acquire) for `wait_for_ready`).
+    pub(crate) async fn acquire_for(
+        self: &Arc<Self>,
+        key: AffinityKey,
+        wait_for_ready: bool,
+    ) -> Result<Slot, Status> {
         if self.is_closed() {
             return Err(super::outage::closed_status());
         }
@@ -23,7 +28,7 @@ impl Inner {
             connection.force_reserve();
             return Ok(Slot::new(connection, self.clone()));
         }
-        let slot = self.acquire().await?;
+        let slot = self.acquire(wait_for_ready).await?;
         let bound = self.affinity.bind(key, slot.connection());
         if Arc::ptr_eq(&bound, slot.connection()) {
             return Ok(slot);

@@ -152,7 +152,7 @@ impl Inner {
         let retry_at = endpoint.failed(error.into(), &self.config.backoff);
         self.connecting.fetch_sub(1, Ordering::SeqCst);
         if self.nothing_reachable() {
-            self.waiters.fail_all(&self.unavailable_status());
+            self.waiters.fail_all(&self.unavailable_status(), true);
         }
         self.notify();
         tokio::spawn(maintain::retry_at(Arc::downgrade(self), retry_at));

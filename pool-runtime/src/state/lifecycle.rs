@@ -54,7 +54,7 @@ impl Inner {
     pub(crate) async fn close(&self) {
         if !self.closed.swap(true, Ordering::AcqRel) {
             tracing::info!(pool = %self.config.name, "pool closing");
-            self.waiters.fail_all(&outage::closed_status());
+            self.waiters.fail_all(&outage::closed_status(), false);
             self.notify();
         }
         let mut events = self.events();

@@ -20,6 +20,7 @@
 //! | `discover.rs` | applying a discovery source's changes |
 //! | `lifecycle.rs` | starting, waiting until ready, closing |
 //! | `outage.rs` | what calls are told when nothing can be reached |
+//! | `policy.rs` | the service config's method configs, found by a call's path |
 //! | `snapshot.rs`, `metrics.rs` | statistics and their publication |
 
 mod affinity;
@@ -36,6 +37,7 @@ mod metrics;
 mod outage;
 mod outlier;
 mod pick;
+pub(crate) mod policy;
 mod queue;
 mod retire;
 mod shrink;
@@ -54,6 +56,7 @@ use tokio::sync::watch;
 pub(crate) use self::affinity::Bindings;
 pub(crate) use self::endpoints::endpoint_for;
 pub(crate) use self::pick::Slot;
+use self::policy::MethodPolicies;
 use self::queue::Waiters;
 pub(crate) use self::retire::Retirement;
 pub(crate) use self::subchannel::Subchannel;
@@ -71,6 +74,9 @@ pub(crate) struct Counters {
     pub(crate) expired: AtomicU64,
     pub(crate) unhealthy: AtomicU64,
     pub(crate) rejected: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) transparent_retries: AtomicU64,
+    pub(crate) retries_throttled: AtomicU64,
 }
 
 /// The state behind every clone of a [`Pool`](crate::Pool).
@@ -105,13 +111,27 @@ pub(crate) struct Inner {
     started: AtomicBool,
     /// Bumped when connections come, go or fail, or a call ends after close.
     events: watch::Sender<u64>,
-    counters: Counters,
+    pub(crate) counters: Counters,
     next_id: AtomicU64,
     /// The user's cap on streams per connection (`usize::MAX` if none).
     stream_cap: usize,
+    /// The service config's method configs, by path.
+    policies: MethodPolicies,
 }
 
 impl Inner {
+    /// The service config's retry throttle, if it has one.
+    #[inline]
+    pub(crate) fn retry_throttle(&self) -> Option<&policy::Throttle> {
+        self.policies.throttle()
+    }
+
+    /// The service config's policy for a call to `path`, if one applies.
+    #[inline]
+    pub(crate) fn method_policy(&self, path: &str) -> Option<&Arc<crate::config::MethodConfig>> {
+        self.policies.find(path)
+    }
+
     /// The state of a new pool; nothing starts until [`start`](Self::start).
     pub(crate) fn new(
         config: PoolConfig,
@@ -128,7 +148,9 @@ impl Inner {
                 .map(|endpoint| Arc::new(Subchannel::new(endpoint)))
                 .collect();
         let choosing = AtomicBool::new(subchannels.len() > 1);
+        let policies = MethodPolicies::new(&config.service_config);
         Self {
+            policies,
             config,
             tls,
             endpoints: ArcSwap::from_pointee(endpoints),

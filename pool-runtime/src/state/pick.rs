@@ -16,8 +16,11 @@ use crate::conn::Connection;
 impl Inner {
     /// Takes a stream slot for a call, waiting in line if none is free
     /// (calls with an affinity key take [`acquire_for`](Self::acquire_for)).
+    /// While nothing can be reached, the call fails at once with
+    /// `UNAVAILABLE`, unless `wait_for_ready` (gRPC's wait-for-ready) lets
+    /// it wait for a connection, up to `acquire_timeout`.
     #[inline]
-    pub(crate) async fn acquire(self: &Arc<Self>) -> Result<Slot, Status> {
+    pub(crate) async fn acquire(self: &Arc<Self>, wait_for_ready: bool) -> Result<Slot, Status> {
         if self.is_closed() {
             return Err(closed_status());
         }
@@ -29,7 +32,7 @@ impl Inner {
         }
         // Boxed so that every call's future stays small: only calls that
         // wait carry the queue's and the timer's state.
-        Box::pin(self.acquire_slow()).await
+        Box::pin(self.acquire_slow(wait_for_ready)).await
     }
 
     /// Reserves a slot for a call: with one endpoint, on its least-loaded

@@ -37,6 +37,9 @@ impl<G> Default for Waiters<G> {
 struct Waiter<G> {
     id: u64,
     grant: oneshot::Sender<Grant<G>>,
+    /// gRPC's wait-for-ready: an outage does not fail it, only its own
+    /// time limit or the pool's close.
+    wait_for_ready: bool,
 }
 
 /// A place in the queue; the caller leaves the queue with `remove` if it
@@ -61,14 +64,18 @@ impl<G> Waiters<G> {
     }
 
     /// Joins the back of the queue, unless `max` calls already wait.
-    pub(crate) fn enqueue(&self, max: usize) -> Option<Ticket<G>> {
+    pub(crate) fn enqueue(&self, max: usize, wait_for_ready: bool) -> Option<Ticket<G>> {
         let mut queue = self.lock();
         if queue.len() >= max {
             return None;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = oneshot::channel();
-        queue.push_back(Waiter { id, grant: sender });
+        queue.push_back(Waiter {
+            id,
+            grant: sender,
+            wait_for_ready,
+        });
         self.len.store(queue.len(), Ordering::SeqCst);
         Some(Ticket {
             id,
@@ -111,12 +118,16 @@ impl<G> Waiters<G> {
         drop(spare);
     }
 
-    /// Fails every waiting call with `status`.
-    pub(crate) fn fail_all(&self, status: &Status) {
-        let drained: Vec<Waiter<G>> = {
+    /// Fails every waiting call with `status`; with `spare_ready`, the
+    /// calls that wait for ready stay in line.
+    pub(crate) fn fail_all(&self, status: &Status, spare_ready: bool) {
+        let drained: VecDeque<Waiter<G>> = {
             let mut queue = self.lock();
-            let drained = queue.drain(..).collect();
-            self.len.store(0, Ordering::SeqCst);
+            let (kept, drained): (VecDeque<_>, VecDeque<_>) = queue
+                .drain(..)
+                .partition(|waiter: &Waiter<G>| spare_ready && waiter.wait_for_ready);
+            *queue = kept;
+            self.len.store(queue.len(), Ordering::SeqCst);
             drained
         };
         for waiter in drained {
@@ -270,7 +281,7 @@ mod model {
                     Some(token) => Phase::Holding(token),
                     None => Phase::Enqueue,
                 },
-                (Phase::Enqueue, _) => match world.waiters.enqueue(usize::MAX) {
+                (Phase::Enqueue, _) => match world.waiters.enqueue(usize::MAX, false) {
                     Some(ticket) => Phase::Serve(ticket),
                     None => Phase::Done,
                 },

@@ -57,6 +57,9 @@ impl Inner {
             unhealthy_total: counters.unhealthy.load(Ordering::Relaxed),
             rejected_total: counters.rejected.load(Ordering::Relaxed),
             affinity_keys: self.affinity.len(),
+            retries_total: counters.retries.load(Ordering::Relaxed),
+            transparent_retries_total: counters.transparent_retries.load(Ordering::Relaxed),
+            retries_throttled_total: counters.retries_throttled.load(Ordering::Relaxed),
             endpoints: self.endpoints.load().len(),
         }
     }

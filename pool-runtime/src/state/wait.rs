@@ -12,10 +12,17 @@ use super::queue::Waiters;
 use super::{Inner, Slot, metrics};
 
 impl Inner {
-    /// Joins the wait queue, growing the pool if it may.
-    pub(super) async fn acquire_slow(self: &Arc<Self>) -> Result<Slot, Status> {
+    /// Joins the wait queue, growing the pool if it may; a call that does
+    /// not wait for ready fails at once while nothing can be reached.
+    pub(super) async fn acquire_slow(
+        self: &Arc<Self>,
+        wait_for_ready: bool,
+    ) -> Result<Slot, Status> {
         self.start();
-        let Some(ticket) = self.waiters.enqueue(self.config.max_waiters) else {
+        let Some(ticket) = self
+            .waiters
+            .enqueue(self.config.max_waiters, wait_for_ready)
+        else {
             return Err(self.queue_full_status());
         };
         let mut place = Place {
@@ -25,10 +32,14 @@ impl Inner {
         };
         self.serve_waiters();
         self.grow(0);
-        if self.nothing_reachable() {
+        if !wait_for_ready && self.nothing_reachable() {
             return Err(self.unavailable_status());
         }
-        let limit = self.wait_limit();
+        let limit = if wait_for_ready {
+            self.config.acquire_timeout
+        } else {
+            self.wait_limit()
+        };
         let queued_at = Instant::now();
         match tokio::time::timeout(limit, ticket.grant).await {
             Ok(Ok(grant)) => {

@@ -1,0 +1,247 @@
+//! Per-method call policy from gRPC's service config (gRPC A6): retries by
+//! status with backoff and pushback, timeouts, wait-for-ready; found by the
+//! call's path, so plain tonic clients over the pool get them too.
+
+use std::time::{Duration, Instant};
+
+use pooled_client::{Pool, ServiceConfig};
+use pooled_client_tests::helloworld::greeter_client::GreeterClient;
+use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
+use pooled_client_tests::scripted::ScriptedGreeter;
+use pooled_client_tests::support::bounded;
+use tonic::Code;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn hello(name: &str, delay_ms: u32) -> HelloRequest {
+    HelloRequest {
+        name: name.into(),
+        delay_ms,
+        count: 0,
+    }
+}
+
+/// A service config giving `SayHello` `policy` (the JSON of a method
+/// config's fields besides its name).
+fn config(policy: &str) -> ServiceConfig {
+    ServiceConfig::from_json(&format!(
+        r#"{{"methodConfig": [{{"name": [{{"service": "helloworld.Greeter", "method": "SayHello"}}], {policy}}}]}}"#
+    ))
+    .unwrap()
+}
+
+const RETRY_4: &str = r#""retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.01s", "maxBackoff": "0.05s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}"#;
+
+async fn pool_with(uri: String, config: ServiceConfig) -> Pool {
+    let pool = Pool::builder()
+        .endpoint(uri)
+        .service_config(config)
+        .build()
+        .unwrap();
+    pool.ready().await.unwrap();
+    pool
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_policy_retries_its_codes_up_to_max_attempts() {
+    bounded(LIMIT, async {
+        let server = ScriptedGreeter::default();
+        let pool = pool_with(server.serve().await, config(RETRY_4)).await;
+        let greeter = PooledGreeterClient::new(pool.clone());
+
+        // UNAVAILABLE three times, then OK: four attempts, and it succeeds.
+        let reply = greeter.say_hello(hello("three/3/14", 0)).await.unwrap();
+        assert_eq!(reply.into_inner().message, "Hello three after 4 attempts");
+        assert_eq!(server.attempts("three"), 4);
+
+        // Five failures: it fails after exactly four attempts.
+        let status = greeter.say_hello(hello("five/5/14", 0)).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert_eq!(status.message(), "scripted failure 4");
+        assert_eq!(server.attempts("five"), 4);
+
+        // INVALID_ARGUMENT is not in the list: never retried.
+        let status = greeter
+            .say_hello(hello("invalid/1/3", 0))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(server.attempts("invalid"), 1);
+
+        // A plain tonic client over the pool gets the same policy.
+        let mut plain = GreeterClient::new(pool.clone());
+        plain.say_hello(hello("plain/2/14", 0)).await.unwrap();
+        assert_eq!(server.attempts("plain"), 3);
+        assert_eq!(pool.stats().in_flight, 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_policy_nothing_sent_is_sent_again() {
+    bounded(LIMIT, async {
+        let server = ScriptedGreeter::default();
+        // The policy names another method.
+        let other = ServiceConfig::from_json(&format!(
+            r#"{{"methodConfig": [{{"name": [{{"service": "helloworld.Greeter", "method": "Chat"}}], {RETRY_4}}}]}}"#
+        ))
+        .unwrap();
+        let pool = pool_with(server.serve().await, other).await;
+        let greeter = PooledGreeterClient::new(pool);
+        let status = greeter.say_hello(hello("once/1/14", 0)).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(server.attempts("once"), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_pushback_sets_the_delay_or_stops_retries() {
+    bounded(LIMIT, async {
+        let server = ScriptedGreeter::default();
+        let pool = pool_with(server.serve().await, config(RETRY_4)).await;
+        let greeter = PooledGreeterClient::new(pool);
+
+        greeter
+            .say_hello(hello("pushed/1/14/300", 0))
+            .await
+            .unwrap();
+        let arrivals = server.arrivals_of("pushed");
+        assert_eq!(arrivals.len(), 2);
+        let gap = arrivals[1] - arrivals[0];
+        println!("pushback of 300 ms: the second attempt came {gap:?} after the first");
+        // At least the pushback (the policy's own backoff is at most 10 ms),
+        // and not a backoff of seconds.
+        assert!(gap >= Duration::from_millis(300), "{gap:?}");
+        assert!(gap < Duration::from_secs(2), "{gap:?}");
+
+        let status = greeter
+            .say_hello(hello("stop/1/14/-1", 0))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(
+            server.attempts("stop"),
+            1,
+            "a negative pushback stops retries"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_timeout_applies_and_a_shorter_deadline_wins() {
+    bounded(LIMIT, async {
+        let server = ScriptedGreeter::default();
+        let pool = pool_with(server.serve().await, config(r#""timeout": "0.2s""#)).await;
+        let greeter = PooledGreeterClient::new(pool.clone());
+        let started = Instant::now();
+        let status = greeter.say_hello(hello("slow", 1000)).await.unwrap_err();
+        let took = started.elapsed();
+        println!("a 0.2 s method timeout on a 1 s handler: {status:?} after {took:?}");
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert!(took >= Duration::from_millis(200), "{took:?}");
+        assert!(took < Duration::from_millis(900), "{took:?}");
+
+        let hurried = greeter.clone().with_timeout(Duration::from_millis(50));
+        let status = hurried.say_hello(hello("slow", 1000)).await.unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert!(status.message().contains("50ms"), "{status:?}");
+    })
+    .await;
+}
+
+/// A loopback port with nothing listening, for a server that starts later.
+async fn free_port() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_ready_waits_for_a_server_that_starts_late() {
+    bounded(LIMIT, async {
+        let addr = free_port().await;
+        let pool = Pool::builder()
+            .endpoint(format!("http://{addr}"))
+            .service_config(config(r#""waitForReady": true"#))
+            .backoff(pooled_client::Backoff::new(
+                Duration::from_millis(100),
+                1.6,
+                0.2,
+                Duration::from_millis(200),
+            ))
+            .build()
+            .unwrap();
+        let greeter = PooledGreeterClient::new(pool.clone());
+        let call = tokio::spawn(async move { greeter.say_hello(hello("late", 0)).await });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!call.is_finished(), "the call waits for ready");
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let router = tonic::transport::Server::builder().add_service(
+            pooled_client_tests::helloworld::greeter_server::GreeterServer::new(
+                ScriptedGreeter::default(),
+            ),
+        );
+        tokio::spawn(
+            router.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let reply = call
+            .await
+            .unwrap()
+            .expect("the call went through once the server was up");
+        assert_eq!(reply.into_inner().message, "Hello late after 1 attempts");
+
+        // Without waitForReady, the same situation fails fast.
+        let addr = free_port().await;
+        let pool = Pool::builder()
+            .endpoint(format!("http://{addr}"))
+            .build()
+            .unwrap();
+        let _ = pool.ready().await;
+        let started = Instant::now();
+        let status = PooledGreeterClient::new(pool)
+            .say_hello(hello("late", 0))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_throttling_stops_retries_when_most_calls_fail() {
+    bounded(LIMIT, async {
+        let server = ScriptedGreeter::default();
+        let config = ServiceConfig::from_json(&format!(
+            r#"{{"methodConfig": [{{"name": [{{"service": "helloworld.Greeter"}}], {RETRY_4}}}],
+                "retryThrottling": {{"maxTokens": 10, "tokenRatio": 0.1}}}}"#
+        ))
+        .unwrap();
+        let pool = pool_with(server.serve().await, config).await;
+        let greeter = PooledGreeterClient::new(pool.clone());
+        const CALLS: usize = 1000;
+        for _ in 0..CALLS {
+            let status = greeter
+                .say_hello(hello("doomed/1000000/14", 0))
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::Unavailable);
+        }
+        let attempts = server.attempts("doomed");
+        let stats = pool.stats();
+        println!(
+            "{CALLS} calls failing UNAVAILABLE, maxAttempts 4, maxTokens 10: {attempts} attempts, {} retries, {} held back",
+            stats.retries_total, stats.retries_throttled_total
+        );
+        assert!(attempts < CALLS * 11 / 10, "{attempts} attempts");
+        assert!(attempts > CALLS, "the first calls were retried: {attempts}");
+        assert_eq!(stats.retries_total as usize, attempts - CALLS);
+        assert!(stats.retries_throttled_total > 900, "{stats:?}");
+    })
+    .await;
+}
