@@ -137,4 +137,28 @@ mod tests {
                 .is_none()
         );
     }
+
+    #[test]
+    fn the_throttle_stops_retries_at_half_and_successes_refill_it() {
+        let throttle = Throttle::new(RetryThrottling {
+            max_tokens: 10,
+            token_ratio: 0.5,
+        });
+        for _ in 0..4 {
+            throttle.failed();
+        }
+        assert!(throttle.allows(), "6 of 10 tokens");
+        throttle.failed();
+        assert!(!throttle.allows(), "5 of 10: at half");
+        throttle.succeeded();
+        assert!(throttle.allows(), "5.5 of 10");
+        for _ in 0..100 {
+            throttle.succeeded();
+        }
+        assert_eq!(
+            throttle.milli_tokens.load(Ordering::Relaxed),
+            10_000,
+            "never above max"
+        );
+    }
 }
