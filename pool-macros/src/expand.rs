@@ -31,6 +31,7 @@ pub(crate) fn client(client: &Client<'_>) -> TokenStream {
             inner: #tonic_client<::pooled_client::__private::Pool>,
             pool: ::pooled_client::__private::Pool,
             timeout: ::core::option::Option<::core::time::Duration>,
+            interceptor: ::core::option::Option<::pooled_client::__private::SharedInterceptor>,
         }
 
         impl ::core::fmt::Debug for #ident {
@@ -38,6 +39,7 @@ pub(crate) fn client(client: &Client<'_>) -> TokenStream {
                 f.debug_struct(#name)
                     .field("pool", &self.pool)
                     .field("timeout", &self.timeout)
+                    .field("interceptor", &self.interceptor.is_some())
                     .finish_non_exhaustive()
             }
         }
@@ -60,6 +62,7 @@ fn constructors(tonic_client: &syn::Path) -> TokenStream {
                 inner: #tonic_client::new(::core::clone::Clone::clone(&pool)),
                 pool,
                 timeout: ::core::option::Option::None,
+                interceptor: ::core::option::Option::None,
             }
         }
 
@@ -114,6 +117,21 @@ fn settings() -> TokenStream {
                 self.timeout = ::core::option::Option::Some(timeout);
                 self
             }
+
+            /// Runs `interceptor` (tonic's `Interceptor`, such as a closure
+            /// taking and returning a `tonic::Request<()>`) on every call of
+            /// this client and its clones, before the pool's; an error ends the
+            /// call with that status. A second call replaces the first.
+            /// Default: none.
+            pub fn with_interceptor(
+                mut self,
+                interceptor: impl ::pooled_client::__private::tonic::service::Interceptor + ::core::marker::Send + 'static,
+            ) -> Self {
+                self.interceptor = ::core::option::Option::Some(
+                    ::pooled_client::__private::SharedInterceptor::new(interceptor),
+                );
+                self
+            }
     }
 }
 
@@ -151,7 +169,7 @@ fn method(method: &Method<'_>) -> TokenStream {
             &self,
             request: #parameter,
         ) -> ::core::result::Result<#output, #private::tonic::Status> {
-            let mut request = #into_request;
+            let mut request = #private::intercept(self.interceptor.as_ref(), #into_request)?;
             #mark_unary
             #private::apply_default_timeout(&mut request, self.timeout);
             let mut client = ::core::clone::Clone::clone(&self.inner);

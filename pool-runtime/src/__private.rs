@@ -4,7 +4,23 @@
 pub use tonic;
 
 pub use crate::call::UnaryCall;
-pub use crate::{Error, Pool};
+pub use crate::{Error, Pool, SharedInterceptor};
+
+/// Runs the client's interceptor, if it has one, on `request`.
+///
+/// # Errors
+///
+/// The status the interceptor refused the call with.
+#[inline]
+pub fn intercept<T>(
+    interceptor: Option<&SharedInterceptor>,
+    request: tonic::Request<T>,
+) -> Result<tonic::Request<T>, tonic::Status> {
+    match interceptor {
+        Some(interceptor) => interceptor.intercept(request),
+        None => Ok(request),
+    }
+}
 
 /// Marks `request` as a unary call when the pool retries idempotent calls
 /// (the mark costs an allocation, so only then).

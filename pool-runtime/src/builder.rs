@@ -6,6 +6,7 @@ use crate::config::{Backoff, HealthCheck, Keepalive, OutlierDetection, PoolConfi
 use crate::conn::{Endpoint, Tls};
 use crate::discovery::{Change, Target};
 use crate::error::Error;
+use crate::interceptor::SharedInterceptor;
 use crate::pool::Pool;
 use crate::state::discover::{self, Start};
 use crate::state::{Inner, endpoint_for};
@@ -35,6 +36,7 @@ const MAX_WAITERS: usize = 1 << 24;
 pub struct PoolBuilder {
     config: PoolConfig,
     discoveries: Vec<Start>,
+    interceptor: Option<SharedInterceptor>,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -42,6 +44,7 @@ impl std::fmt::Debug for PoolBuilder {
         f.debug_struct("PoolBuilder")
             .field("config", &self.config)
             .field("discoveries", &self.discoveries.len())
+            .field("interceptor", &self.interceptor.is_some())
             .finish()
     }
 }
@@ -57,6 +60,7 @@ impl PoolBuilder {
         Self {
             config,
             discoveries: Vec::new(),
+            interceptor: None,
         }
     }
 
@@ -244,6 +248,28 @@ impl PoolBuilder {
         self
     }
 
+    /// Runs `interceptor` (tonic's [`Interceptor`](tonic::service::Interceptor),
+    /// such as a closure taking and returning a `tonic::Request<()>`) on
+    /// every call through the pool, plain tonic clients' included, and
+    /// after any client's own; an error ends the call with that status. A second
+    /// call replaces the first. Default: none.
+    pub fn interceptor(
+        mut self,
+        interceptor: impl tonic::service::Interceptor + Send + 'static,
+    ) -> Self {
+        self.interceptor = Some(SharedInterceptor::new(interceptor));
+        self
+    }
+
+    /// A default deadline for every call that has none of its own (from
+    /// its client, its request, or its method's `timeout` in the service
+    /// config): the pool's twin of tonic's `Endpoint::timeout`. Default:
+    /// none.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = Some(timeout);
+        self
+    }
+
     /// Applies gRPC's service config (see [`ServiceConfig`]): per-method
     /// timeouts, wait-for-ready, retries, hedging and message limits, found
     /// by each call's path, so they apply to plain tonic clients over the
@@ -286,7 +312,8 @@ impl PoolBuilder {
         let mut discoveries = self.discoveries;
         discoveries.extend(configured_discoveries(&self.config)?);
         let Checked { endpoints, tls } = validate(&self.config, !discoveries.is_empty())?;
-        let inner = Inner::new(self.config, endpoints, tls, discoveries);
+        let mut inner = Inner::new(self.config, endpoints, tls, discoveries);
+        inner.interceptor = self.interceptor;
         Ok(Pool::from_inner(inner))
     }
 }
@@ -438,6 +465,9 @@ fn check_durations(config: &PoolConfig) -> Result<(), Error> {
     check_duration("acquire_timeout", config.acquire_timeout)?;
     if let Some(lifetime) = config.max_connection_lifetime {
         check_duration("max_connection_lifetime", lifetime)?;
+    }
+    if let Some(timeout) = config.timeout {
+        check_duration("timeout", timeout)?;
     }
     if let Some(keepalive) = config.keepalive {
         check_duration("keepalive interval", keepalive.interval)?;

@@ -115,6 +115,8 @@ pub mod dns;
 #[cfg(feature = "runtime")]
 mod error;
 #[cfg(feature = "runtime")]
+mod interceptor;
+#[cfg(feature = "runtime")]
 mod lock;
 #[cfg(feature = "runtime")]
 mod pool;
@@ -140,6 +142,7 @@ pub use crate::{
         SuccessRateEjection,
     },
     error::Error,
+    interceptor::SharedInterceptor,
     pool::Pool,
     rpc::{BidiStreaming, ClientStreaming, ServerStreaming, Unary},
     stats::{EndpointStats, PoolStats},

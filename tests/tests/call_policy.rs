@@ -245,3 +245,116 @@ async fn retry_throttling_stops_retries_when_most_calls_fail() {
     })
     .await;
 }
+
+/// Records the `authorization` and `x-pool` headers of every call.
+fn header_recorder() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    impl tonic::service::Interceptor + Clone,
+) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorder = seen.clone();
+    let check = move |request: tonic::Request<()>| {
+        let header = |name| {
+            request
+                .metadata()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        recorder
+            .lock()
+            .unwrap()
+            .push((header("authorization"), header("x-pool")));
+        Ok(request)
+    };
+    (seen, check)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interceptors_of_the_client_and_the_pool_reach_the_server() {
+    use futures_util::StreamExt;
+    use pooled_client_tests::helloworld::greeter_server::GreeterServer;
+    use pooled_client_tests::server::{GreeterService, serve_router};
+    bounded(LIMIT, async {
+        let (seen, check) = header_recorder();
+        let router = tonic::transport::Server::builder()
+            .add_service(GreeterServer::with_interceptor(GreeterService, check));
+        let uri = serve_router(router).await;
+        let pool = Pool::builder()
+            .endpoint(uri)
+            .interceptor(|mut request: tonic::Request<()>| {
+                request
+                    .metadata_mut()
+                    .insert("x-pool", "yes".parse().unwrap());
+                Ok(request)
+            })
+            .build()
+            .unwrap();
+        let greeter = PooledGreeterClient::new(pool.clone()).with_interceptor(
+            |mut request: tonic::Request<()>| {
+                request
+                    .metadata_mut()
+                    .insert("authorization", "Bearer secret".parse().unwrap());
+                Ok(request)
+            },
+        );
+        greeter.clone().say_hello(hello("unary", 0)).await.unwrap();
+        let mut replies = greeter
+            .say_hello_stream(HelloRequest {
+                name: "stream".into(),
+                delay_ms: 0,
+                count: 2,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        while replies.next().await.is_some() {}
+        let uploads = tokio_stream::iter(vec![hello("a", 0), hello("b", 0)]);
+        greeter.collect_hellos(uploads).await.unwrap();
+        // A plain tonic client over the pool gets the pool's only.
+        GreeterClient::new(pool.clone())
+            .say_hello(hello("plain", 0))
+            .await
+            .unwrap();
+        let seen = seen.lock().unwrap().clone();
+        let both = ("Bearer secret".to_owned(), "yes".to_owned());
+        assert_eq!(
+            seen,
+            vec![
+                both.clone(),
+                both.clone(),
+                both,
+                (String::new(), "yes".to_owned())
+            ]
+        );
+
+        // An interceptor's error ends the call with its status, unsent.
+        let refused = PooledGreeterClient::new(pool).with_interceptor(|_: tonic::Request<()>| {
+            Err(tonic::Status::unauthenticated("no token"))
+        });
+        let status = refused.say_hello(hello("refused", 0)).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pools_timeout_applies_to_calls_without_a_deadline() {
+    bounded(LIMIT, async {
+        let server = ScriptedGreeter::default();
+        let pool = Pool::builder()
+            .endpoint(server.serve().await)
+            .timeout(Duration::from_millis(150))
+            .build()
+            .unwrap();
+        let mut plain = GreeterClient::new(pool.clone());
+        let status = plain.say_hello(hello("slow", 1000)).await.unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+        assert!(status.message().contains("150ms"), "{status:?}");
+        // A longer deadline of the call's own wins over the pool's.
+        let patient = PooledGreeterClient::new(pool).with_timeout(Duration::from_secs(5));
+        patient.say_hello(hello("patient", 300)).await.unwrap();
+    })
+    .await;
+}

@@ -58,18 +58,27 @@ impl Future for ResponseFuture {
 /// stream, the response headers and the body (tonic's own transport does
 /// the same; a pool under tonic's transport must too). The deadline is the
 /// request's `grpc-timeout`, or its method's `timeout` in the service
-/// config when that is shorter (then sent as the call's `grpc-timeout`).
+/// config when that is shorter, or else the pool's `timeout` (what the pool
+/// imposes is sent as the call's `grpc-timeout`). The pool's interceptor
+/// runs first.
 async fn call(
     inner: Arc<Inner>,
     mut request: Request<Body>,
 ) -> Result<Response<ResponseBody>, Status> {
+    if let Some(interceptor) = &inner.interceptor {
+        request = interceptor.intercept_http(request)?;
+    }
     let policy = inner.method_policy(request.uri().path()).cloned();
     let mut timeout = deadline::from_headers(request.headers());
-    if let Some(method_timeout) = policy.as_ref().and_then(|p| p.timeout)
-        && timeout.is_none_or(|t| method_timeout < t)
-    {
-        deadline::set(request.headers_mut(), method_timeout);
-        timeout = Some(method_timeout);
+    let imposed = match policy.as_ref().and_then(|p| p.timeout) {
+        Some(method) if timeout.is_none_or(|t| method < t) => Some(method),
+        Some(_) => None,
+        None if timeout.is_none() => inner.config.timeout,
+        None => None,
+    };
+    if let Some(imposed) = imposed {
+        deadline::set(request.headers_mut(), imposed);
+        timeout = Some(imposed);
     }
     let Some(timeout) = timeout else {
         return send::send(inner, request, None, policy).await;

@@ -187,6 +187,12 @@ pub struct PoolConfig {
     /// Default: none (`https://` endpoints trust the bundled Mozilla roots).
     #[cfg(feature = "tls")]
     pub tls: Option<TlsConfig>,
+    /// A deadline for every call that has none of its own (from its
+    /// client, its request or its method's `timeout`).
+    ///
+    /// Default: none.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub timeout: Option<Duration>,
     /// gRPC's service config: per-method timeouts, wait-for-ready, retry
     /// and hedging policies, message limits and retry throttling, found by
     /// each call's path. In a configuration file, the JSON config's fields
@@ -228,6 +234,7 @@ impl Default for PoolConfig {
             health_check: None,
             outlier_detection: None,
             authority: None,
+            timeout: None,
             service_config: ServiceConfig::default(),
             #[cfg(feature = "tls")]
             tls: None,

@@ -117,6 +117,8 @@ pub(crate) struct Inner {
     stream_cap: usize,
     /// The service config's method configs, by path.
     policies: MethodPolicies,
+    /// Run on every call, before it is sent.
+    pub(crate) interceptor: Option<crate::interceptor::SharedInterceptor>,
 }
 
 impl Inner {
@@ -151,6 +153,7 @@ impl Inner {
         let policies = MethodPolicies::new(&config.service_config);
         Self {
             policies,
+            interceptor: None,
             config,
             tls,
             endpoints: ArcSwap::from_pointee(endpoints),
