@@ -246,11 +246,11 @@ async fn retry_throttling_stops_retries_when_most_calls_fail() {
     .await;
 }
 
+/// The `authorization` and `x-pool` headers of every call, in order.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
 /// Records the `authorization` and `x-pool` headers of every call.
-fn header_recorder() -> (
-    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
-    impl tonic::service::Interceptor + Clone,
-) {
+fn header_recorder() -> (Seen, impl tonic::service::Interceptor + Clone) {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let recorder = seen.clone();
     let check = move |request: tonic::Request<()>| {
