@@ -56,6 +56,9 @@ pub(crate) struct Method<'a> {
     pub(crate) response: &'a Type,
     /// `doc` and `deprecated` attributes, carried to the method.
     pub(crate) attrs: Vec<&'a Attribute>,
+    /// `#[idempotent]`: the method is safe to send twice (the proto's
+    /// `idempotency_level`), so the pool's policy for such methods applies.
+    pub(crate) idempotent: bool,
 }
 
 const FIELD_TYPES: &str = "expected `Unary<Request, Response>`, `ServerStreaming<Request, Response>`, \
@@ -120,13 +123,23 @@ impl<'a> Method<'a> {
             .ok_or_else(|| syn::Error::new_spanned(field, "expected a named field"))?;
         let (kind, request, response) = rpc_type(&field.ty)?;
         let mut attrs = Vec::new();
+        let mut idempotent = false;
         for attr in &field.attrs {
             if attr.path().is_ident("doc") || attr.path().is_ident("deprecated") {
                 attrs.push(attr);
+            } else if attr.path().is_ident("idempotent") {
+                attr.meta.require_path_only()?;
+                if idempotent {
+                    return Err(syn::Error::new_spanned(
+                        attr,
+                        "#[idempotent] is given twice",
+                    ));
+                }
+                idempotent = true;
             } else {
                 return Err(syn::Error::new_spanned(
                     attr,
-                    "only doc comments and #[deprecated] are allowed on an RPC field",
+                    "only doc comments, #[deprecated] and #[idempotent] are allowed on an RPC field",
                 ));
             }
         }
@@ -137,6 +150,7 @@ impl<'a> Method<'a> {
             request,
             response,
             attrs,
+            idempotent,
         })
     }
 }

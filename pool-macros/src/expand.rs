@@ -143,6 +143,7 @@ fn method(method: &Method<'_>) -> TokenStream {
         request,
         response,
         attrs,
+        idempotent,
     } = method;
     let private = quote!(::pooled_client::__private);
     let (parameter, into_request) = if kind.streams_requests() {
@@ -156,8 +157,9 @@ fn method(method: &Method<'_>) -> TokenStream {
             quote!(#private::tonic::IntoRequest::into_request(request)),
         )
     };
-    let mark_unary = (!kind.streams_requests() && !kind.streams_responses())
-        .then(|| quote!(#private::mark_unary(&self.pool, &mut request);));
+    let unary = !kind.streams_requests() && !kind.streams_responses();
+    let mark_idempotent =
+        idempotent.then(|| quote!(#private::mark_idempotent(&self.pool, &mut request, #unary);));
     let output = if kind.streams_responses() {
         quote!(#private::tonic::Response<#private::tonic::Streaming<#response>>)
     } else {
@@ -170,7 +172,7 @@ fn method(method: &Method<'_>) -> TokenStream {
             request: #parameter,
         ) -> ::core::result::Result<#output, #private::tonic::Status> {
             let mut request = #private::intercept(self.interceptor.as_ref(), #into_request)?;
-            #mark_unary
+            #mark_idempotent
             #private::apply_default_timeout(&mut request, self.timeout);
             let mut client = ::core::clone::Clone::clone(&self.inner);
             // A deprecated RPC warns where the user calls it, not here.
@@ -205,6 +207,9 @@ mod tests {
                 pub struct PooledGreeterClient {
                     /// Says hello.
                     say_hello: Unary<HelloRequest, HelloReply>,
+                    /// Says hello again, safely.
+                    #[idempotent]
+                    say_hello_again: Unary<HelloRequest, HelloReply>,
                     #[deprecated]
                     chat: BidiStreaming<HelloRequest, HelloReply>,
                 }
@@ -223,6 +228,7 @@ mod tests {
             "impl ::pooled_client::__private::tonic::IntoStreamingRequest<Message = HelloRequest,>",
             "::pooled_client::__private::tonic::Streaming<HelloReply>",
             "pub fn new(pool: ::pooled_client::__private::Pool) -> Self",
+            "::pooled_client::__private::mark_idempotent(&self.pool, &mut request, true);",
         ] {
             let squeezed_expected: String = expected.split_whitespace().collect();
             assert!(
@@ -230,5 +236,9 @@ mod tests {
                 "missing {expected:?} in:\n{expanded}"
             );
         }
+        // Only the method declared idempotent is marked, and the attribute
+        // itself is consumed.
+        assert_eq!(expanded.matches("mark_idempotent").count(), 1, "{expanded}");
+        assert!(!expanded.contains("#[idempotent]"), "{expanded}");
     }
 }

@@ -3,7 +3,7 @@
 
 pub use tonic;
 
-pub use crate::call::UnaryCall;
+pub use crate::call::Idempotent;
 pub use crate::{Error, Pool, SharedInterceptor};
 
 /// Runs the client's interceptor, if it has one, on `request`.
@@ -22,11 +22,12 @@ pub fn intercept<T>(
     }
 }
 
-/// Marks `request` as a unary call when the pool retries idempotent calls
-/// (the mark costs an allocation, so only then).
-pub fn mark_unary<T>(pool: &Pool, request: &mut tonic::Request<T>) {
-    if pool.config().idempotent_retries > 0 {
-        request.extensions_mut().insert(UnaryCall);
+/// Marks `request` as one of a method declared idempotent (`#[idempotent]`),
+/// when the pool has a policy for such methods (the mark costs an
+/// allocation, so only then).
+pub fn mark_idempotent<T>(pool: &Pool, request: &mut tonic::Request<T>, unary: bool) {
+    if pool.config().idempotent_retry_policy.is_some() {
+        request.extensions_mut().insert(Idempotent { unary });
     }
 }
 

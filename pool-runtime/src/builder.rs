@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::config::{Backoff, HealthCheck, Keepalive, OutlierDetection, PoolConfig, ServiceConfig};
+use crate::config::{
+    Backoff, HealthCheck, Keepalive, OutlierDetection, PoolConfig, RetryPolicy, ServiceConfig,
+};
 use crate::conn::{Endpoint, Tls};
 use crate::discovery::{Change, Target};
 use crate::error::Error;
@@ -160,11 +162,13 @@ impl PoolBuilder {
         self
     }
 
-    /// Sends a call that failed with `UNAVAILABLE` after leaving the client
-    /// again, up to `retries` times, on another connection. Only for
-    /// idempotent methods: see [`PoolConfig::idempotent_retries`]. Default: 0.
-    pub fn retry_idempotent(mut self, retries: u32) -> Self {
-        self.config.idempotent_retries = retries;
+    /// The retry policy of methods their proto declares idempotent, unless
+    /// the service config names them (see
+    /// [`PoolConfig::idempotent_retry_policy`]); `None` turns it off.
+    /// Default: 3 attempts, backoff from 0.1 s doubling up to 1 s, on
+    /// `UNAVAILABLE`.
+    pub fn idempotent_retry_policy(mut self, policy: Option<RetryPolicy>) -> Self {
+        self.config.idempotent_retry_policy = policy;
         self
     }
 
@@ -417,12 +421,8 @@ fn check_limits(config: &PoolConfig) -> Result<(), Error> {
             "must be at least 1",
         ));
     }
-    if config.idempotent_retries > 4 {
-        return Err(invalid(
-            "idempotent_retries",
-            config.idempotent_retries,
-            "must be at most 4",
-        ));
+    if let Some(policy) = &config.idempotent_retry_policy {
+        check_retry_policy(policy)?;
     }
     Ok(())
 }
@@ -545,6 +545,37 @@ fn check_backoff(backoff: &Backoff) -> Result<(), Error> {
             "backoff jitter",
             backoff.jitter,
             "must be between 0 and 1",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a retry policy given in code as gRPC A6 checks one in JSON.
+fn check_retry_policy(policy: &RetryPolicy) -> Result<(), Error> {
+    if !(2..=5).contains(&policy.max_attempts) {
+        return Err(invalid(
+            "idempotent_retry_policy max_attempts",
+            policy.max_attempts,
+            "must be from 2 to 5",
+        ));
+    }
+    check_duration(
+        "idempotent_retry_policy initial_backoff",
+        policy.initial_backoff,
+    )?;
+    check_duration("idempotent_retry_policy max_backoff", policy.max_backoff)?;
+    if !(policy.backoff_multiplier > 0.0 && policy.backoff_multiplier.is_finite()) {
+        return Err(invalid(
+            "idempotent_retry_policy backoff_multiplier",
+            policy.backoff_multiplier,
+            "must be a number above zero",
+        ));
+    }
+    if policy.retryable_status_codes.is_empty() {
+        return Err(invalid(
+            "idempotent_retry_policy retryable_status_codes",
+            &policy.retryable_status_codes,
+            "must name at least one status",
         ));
     }
     Ok(())

@@ -48,6 +48,17 @@ impl<'de> serde::Deserialize<'de> for ServiceConfig {
     }
 }
 
+/// Reads a retry policy written as a service config's `retryPolicy`
+/// (`maxAttempts`, `initialBackoff` and the rest), as `PoolConfig`'s
+/// `idempotent_retry_policy` is in a configuration file.
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for RetryPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        parse_retry(&value, "idempotent_retry_policy").map_err(serde::de::Error::custom)
+    }
+}
+
 fn invalid(
     field: impl Into<String>,
     value: impl Into<String>,

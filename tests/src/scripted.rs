@@ -83,6 +83,13 @@ impl Greeter for ScriptedGreeter {
         }))
     }
 
+    async fn say_hello_again(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloReply>, Status> {
+        self.say_hello(request).await
+    }
+
     type SayHelloStreamStream = crate::server::ReplyStream;
 
     async fn say_hello_stream(

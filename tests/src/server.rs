@@ -66,6 +66,13 @@ impl Greeter for GreeterService {
         Ok(response)
     }
 
+    async fn say_hello_again(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloReply>, Status> {
+        self.say_hello(request).await
+    }
+
     type SayHelloStreamStream = ReplyStream;
 
     async fn say_hello_stream(

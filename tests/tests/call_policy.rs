@@ -358,3 +358,62 @@ async fn the_pools_timeout_applies_to_calls_without_a_deadline() {
     })
     .await;
 }
+
+/// The double order: a server dies after taking an order. `PlaceOrder`
+/// (here `SayHello`, declared nothing) must not be sent again: it fails.
+/// `GetOrder` (here `SayHelloAgain`, declared `IDEMPOTENT` in the proto)
+/// is sent again to the other server and succeeds. One pool, no setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_methods_declared_idempotent_are_sent_twice() {
+    use pooled_client_tests::proxy::FaultProxy;
+    bounded(LIMIT, async {
+        let server = ScriptedGreeter::default();
+        let (a, b) = (server.serve().await, server.serve().await);
+        let addr = |uri: &str| uri.trim_start_matches("http://").parse().unwrap();
+        let proxies = [
+            FaultProxy::start(addr(&a)).await,
+            FaultProxy::start(addr(&b)).await,
+        ];
+        let pool = Pool::builder()
+            .endpoint(proxies[0].uri())
+            .endpoint(proxies[1].uri())
+            .build()
+            .unwrap();
+        pool.ready().await.unwrap();
+        let greeter = PooledGreeterClient::new(pool.clone());
+        for round in 0..3 {
+            let (place, get) = (format!("place{round}"), format!("get{round}"));
+            let placing = {
+                let greeter = greeter.clone();
+                let place = place.clone();
+                tokio::spawn(async move { greeter.say_hello(hello(&place, 300)).await })
+            };
+            let getting = {
+                let greeter = greeter.clone();
+                let get = get.clone();
+                tokio::spawn(async move { greeter.say_hello_again(hello(&get, 300)).await })
+            };
+            // Both reached a server, which is now working on them: it dies.
+            while server.attempts(&place) == 0 || server.attempts(&get) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            for proxy in &proxies {
+                proxy.reset_all();
+            }
+            let placed = placing.await.unwrap();
+            assert_eq!(
+                placed.map(|_| ()).unwrap_err().code(),
+                Code::Unavailable,
+                "the order's fate is the caller's to decide"
+            );
+            assert_eq!(server.attempts(&place), 1, "PlaceOrder was sent once");
+            let got = getting.await.unwrap();
+            assert!(got.is_ok(), "GetOrder was sent again: {got:?}");
+            assert_eq!(server.attempts(&get), 2);
+        }
+        let stats = pool.stats();
+        println!("{stats:?}");
+        assert_eq!(stats.retries_total, 3);
+    })
+    .await;
+}

@@ -150,9 +150,41 @@ fn invalid_configurations_are_rejected_with_the_bad_value() {
             },
         ),
         (
-            "too many retries",
-            valid().retry_idempotent(9),
-            |e| matches!(e, Error::InvalidSetting { name: "idempotent_retries", value, .. } if value == "9"),
+            "too many attempts",
+            valid().idempotent_retry_policy(Some(pooled_client::RetryPolicy {
+                max_attempts: 9,
+                ..Default::default()
+            })),
+            |e| matches!(e, Error::InvalidSetting { name: "idempotent_retry_policy max_attempts", value, .. } if value == "9"),
+        ),
+        (
+            "a retry policy that retries nothing",
+            valid().idempotent_retry_policy(Some(pooled_client::RetryPolicy {
+                retryable_status_codes: Vec::new(),
+                ..Default::default()
+            })),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidSetting {
+                        name: "idempotent_retry_policy retryable_status_codes",
+                        ..
+                    }
+                )
+            },
+        ),
+        (
+            "a zero pool timeout",
+            valid().timeout(Duration::ZERO),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidSetting {
+                        name: "timeout",
+                        ..
+                    }
+                )
+            },
         ),
         (
             "jitter above 1",

@@ -19,7 +19,8 @@ max_connection_lifetime = "30m"
 acquire_timeout = "750ms"
 max_waiters = 512
 max_streams_per_connection = 50
-idempotent_retries = 2
+idempotent_retry_policy = { maxAttempts = 4, initialBackoff = "0.2s", maxBackoff = "2s", backoffMultiplier = 3, retryableStatusCodes = ["UNAVAILABLE", "ABORTED"] }
+timeout = "3s"
 initial_stream_window_size = 1048576
 initial_connection_window_size = 4194304
 authority = "greeter.internal"
@@ -61,7 +62,14 @@ fn every_setting_reads_from_toml_as_the_builder_would_set_it() {
         .acquire_timeout(Duration::from_millis(750))
         .max_waiters(512)
         .max_streams_per_connection(50)
-        .retry_idempotent(2)
+        .idempotent_retry_policy(Some(pooled_client::RetryPolicy {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(2),
+            backoff_multiplier: 3.0,
+            retryable_status_codes: vec![tonic::Code::Unavailable, tonic::Code::Aborted],
+        }))
+        .timeout(Duration::from_secs(3))
         .initial_window_sizes(1 << 20, 4 << 20)
         .authority("greeter.internal")
         .keepalive(Duration::from_secs(20), Duration::from_secs(5))

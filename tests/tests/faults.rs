@@ -317,8 +317,8 @@ async fn f6_ten_thousand_calls_dropped_anywhere_leak_nothing() {
 }
 
 /// A server at 8 streams per connection behind a fault proxy, and a ready
-/// pool of 4 to 8 connections to it with `retries` idempotent retries.
-async fn behind_proxy(retries: u32) -> (TestServer, FaultProxy, Pool) {
+/// pool of 4 to 8 connections to it with default settings otherwise.
+async fn behind_proxy() -> (TestServer, FaultProxy, Pool) {
     let server = TestServer::start(ServerOptions {
         max_concurrent_streams: Some(8),
     })
@@ -328,7 +328,6 @@ async fn behind_proxy(retries: u32) -> (TestServer, FaultProxy, Pool) {
         .endpoint(proxy.uri())
         .min_connections(4)
         .max_connections(8)
-        .retry_idempotent(retries)
         .build()
         .unwrap();
     assert!(wait_for(&pool, Duration::from_secs(5), |s| s.connections == 4).await);
@@ -358,7 +357,7 @@ async fn reset_storm(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f2_random_resets_under_load_and_the_pool_recovers_its_size() {
     bounded(async {
-        let (_server, proxy, pool) = behind_proxy(0).await;
+        let (_server, proxy, pool) = behind_proxy().await;
         let (stop, outcomes, epoch) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(Outcomes::default()),
@@ -438,10 +437,12 @@ async fn cancelled_streams_with_open_request_streams_do_not_wedge_the_connection
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f2_resets_with_idempotent_retries_lose_almost_no_call() {
     bounded(async {
-        let (_server, proxy, pool) = behind_proxy(2).await;
+        let (_server, proxy, pool) = behind_proxy().await;
         let (stop, outcomes, epoch) = (Arc::new(AtomicBool::new(false)), Arc::new(Outcomes::default()), Instant::now());
-        // The generated client marks unary calls, so the pool may read their
-        // responses whole and retry even a call whose response had begun.
+        // SayHelloAgain is declared IDEMPOTENT in the proto: the generated
+        // client marks its calls, so the pool's default policy for such
+        // methods retries them, and reads their responses whole so that it
+        // can retry even a call whose response had begun. No setting needed.
         let load: Vec<_> = (0..32)
             .map(|_| {
                 let greeter = PooledGreeterClient::new(pool.clone());
@@ -449,7 +450,7 @@ async fn f2_resets_with_idempotent_retries_lose_almost_no_call() {
                 tokio::spawn(async move {
                     while !stop.load(Ordering::SeqCst) {
                         let started = Instant::now();
-                        let result = greeter.say_hello(with_deadline(2, Duration::from_secs(2))).await;
+                        let result = greeter.say_hello_again(with_deadline(2, Duration::from_secs(2))).await;
                         let failed = result.is_err();
                         outcomes.record(epoch, started, result.map(|_| ()));
                         if failed {

@@ -81,15 +81,28 @@ fn field(method: &Method) -> String {
     } else {
         ""
     };
+    let idempotent = if is_idempotent(method) {
+        "    #[idempotent]\n"
+    } else {
+        ""
+    };
     // prost's names are already Rust identifiers (`r#type` for `rpc Type`)
     // and its type paths are relative to the package module, where the
     // struct goes.
     format!(
-        "{docs}{deprecated}    {name}: ::pooled_client::{kind}<{request}, {response}>,\n",
+        "{docs}{deprecated}{idempotent}    {name}: ::pooled_client::{kind}<{request}, {response}>,\n",
         name = method.name,
         request = method.input_type,
         response = method.output_type,
     )
+}
+
+/// Whether the proto declares the method safe to send twice:
+/// `option idempotency_level = IDEMPOTENT` or `NO_SIDE_EFFECTS`.
+fn is_idempotent(method: &Method) -> bool {
+    use prost_types::method_options::IdempotencyLevel;
+    let level = method.options.idempotency_level.unwrap_or_default();
+    level == IdempotencyLevel::Idempotent as i32 || level == IdempotencyLevel::NoSideEffects as i32
 }
 
 /// Proto comments as `///` lines (prost has escaped their brackets

@@ -19,5 +19,5 @@ mod send;
 mod service;
 
 pub use self::body::ResponseBody;
-pub use self::retry::UnaryCall;
+pub use self::retry::Idempotent;
 pub use self::service::ResponseFuture;

@@ -1,8 +1,8 @@
 //! Whether a failed attempt is sent again: gRPC's transparent retry of a
-//! request the server never processed, the retry policy the service config
-//! gives the call's method (gRPC A6), and the retries the user allowed for
-//! idempotent calls. Shaped like `tower::retry::Policy`: a decision per
-//! failure, and the budget it spends.
+//! request the server never processed, and the retry policy of the call's
+//! method (gRPC A6): the service config's, or the pool's policy for methods
+//! the proto declares idempotent. Shaped like `tower::retry::Policy`: a
+//! decision per failure, and the budget it spends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +11,16 @@ use tonic::Code;
 
 use crate::config::MethodConfig;
 
-/// Marks a request as a unary call: with `retry_idempotent`, the pool reads
-/// such a response whole before handing it on, so that it can retry a call
-/// whose connection was lost mid-response.
+/// Marks a request of a method its proto declares idempotent (or free of
+/// side effects), as generated clients do: the pool's
+/// `idempotent_retry_policy` applies to it, and a unary call's response is
+/// read whole before it is handed on, so that a call whose connection was
+/// lost mid-response can be sent again too.
 #[derive(Debug, Clone, Copy)]
-pub struct UnaryCall;
+pub struct Idempotent {
+    /// Whether the method is unary (one request, one response).
+    pub unary: bool,
+}
 
 /// How a failed attempt failed, as far as retrying goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,9 +39,8 @@ pub(super) enum Failure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Budget {
     Transparent,
-    /// The service config's `retryPolicy`: sent after a backoff.
+    /// The method's retry policy: sent after a backoff.
     Configured,
-    Idempotent,
 }
 
 /// The server's word on retrying, from `grpc-retry-pushback-ms` (gRPC A6).
@@ -68,16 +72,15 @@ impl Pushback {
 pub(super) struct RetryPolicy {
     /// One transparent retry per call, as gRPC's.
     transparent_left: u32,
-    idempotent_left: u32,
     /// The method's config when it has a `retryPolicy`, with the attempts
     /// made under it and the ceiling of the next backoff.
     configured: Option<(Arc<MethodConfig>, u32, Duration)>,
 }
 
 impl RetryPolicy {
-    /// A call's policy when the pool allows `idempotent_retries` and the
-    /// call's method has `method`'s config.
-    pub(super) fn new(idempotent_retries: u32, method: Option<&Arc<MethodConfig>>) -> Self {
+    /// A call's policy: transparent retries, and `method`'s `retryPolicy`
+    /// if it has one.
+    pub(super) fn new(method: Option<&Arc<MethodConfig>>) -> Self {
         let configured = method.filter(|m| m.retry_policy.is_some()).map(|m| {
             let initial = m
                 .retry_policy
@@ -87,7 +90,6 @@ impl RetryPolicy {
         });
         Self {
             transparent_left: 1,
-            idempotent_left: idempotent_retries,
             configured,
         }
     }
@@ -110,21 +112,16 @@ impl RetryPolicy {
 
     /// The budget a retry of `failure` would spend, if it may be retried.
     /// After the request was sent, only the method's `retryableStatusCodes`
-    /// are retried, or `UNAVAILABLE` (a reset or lost connection) when the
-    /// user declared calls idempotent.
+    /// are retried, while attempts are left.
     pub(super) fn retry(&self, failure: Failure) -> Option<Budget> {
         match failure {
             Failure::Unprocessed if self.transparent_left > 0 => Some(Budget::Transparent),
             Failure::Unprocessed => None,
             Failure::Sent(code) => {
-                if let Some((method, attempts, _)) = &self.configured {
-                    let policy = method.retry_policy.as_ref()?;
-                    return (*attempts < policy.max_attempts
-                        && policy.retryable_status_codes.contains(&code))
-                    .then_some(Budget::Configured);
-                }
-                (code == Code::Unavailable && self.idempotent_left > 0)
-                    .then_some(Budget::Idempotent)
+                let (method, attempts, _) = self.configured.as_ref()?;
+                let policy = method.retry_policy.as_ref()?;
+                (*attempts < policy.max_attempts && policy.retryable_status_codes.contains(&code))
+                    .then_some(Budget::Configured)
             }
         }
     }
@@ -138,10 +135,6 @@ impl RetryPolicy {
         match budget {
             Budget::Transparent => {
                 self.transparent_left = self.transparent_left.saturating_sub(1);
-                Duration::ZERO
-            }
-            Budget::Idempotent => {
-                self.idempotent_left = self.idempotent_left.saturating_sub(1);
                 Duration::ZERO
             }
             Budget::Configured => {
@@ -177,7 +170,7 @@ impl RetryPolicy {
                     .as_ref()
                     .is_some_and(|p| *attempts < p.max_attempts)
             });
-        configured || self.transparent_left + self.idempotent_left > 0
+        configured || self.transparent_left > 0
     }
 }
 
@@ -187,30 +180,16 @@ mod tests {
     use crate::config::{MethodConfig, RetryPolicy as Configured};
 
     #[test]
-    fn one_transparent_retry_and_the_idempotent_ones_allowed() {
-        let mut policy = RetryPolicy::new(2, None);
+    fn one_transparent_retry_and_nothing_sent_is_resent_without_a_policy() {
+        let mut policy = RetryPolicy::new(None);
         assert_eq!(
             policy.retry(Failure::Unprocessed),
             Some(Budget::Transparent)
         );
         policy.spend(Budget::Transparent, Pushback::None);
         assert_eq!(policy.retry(Failure::Unprocessed), None);
-        assert_eq!(policy.retry(Failure::Sent(Code::Internal)), None);
-        for _ in 0..2 {
-            assert_eq!(
-                policy.retry(Failure::Sent(Code::Unavailable)),
-                Some(Budget::Idempotent)
-            );
-            policy.spend(Budget::Idempotent, Pushback::None);
-        }
         assert_eq!(policy.retry(Failure::Sent(Code::Unavailable)), None);
         assert!(!policy.any_left());
-    }
-
-    #[test]
-    fn nothing_sent_is_resent_without_idempotent_retries() {
-        let policy = RetryPolicy::new(0, None);
-        assert_eq!(policy.retry(Failure::Sent(Code::Unavailable)), None);
     }
 
     fn configured(max_attempts: u32) -> Arc<MethodConfig> {
@@ -229,7 +208,7 @@ mod tests {
     #[test]
     fn the_configured_policy_retries_its_codes_up_to_max_attempts_with_capped_backoff() {
         let method = configured(4);
-        let mut policy = RetryPolicy::new(0, Some(&method));
+        let mut policy = RetryPolicy::new(Some(&method));
         assert_eq!(policy.retry(Failure::Sent(Code::InvalidArgument)), None);
         let mut waits = Vec::new();
         for _ in 0..3 {
@@ -253,7 +232,7 @@ mod tests {
     #[test]
     fn pushback_sets_the_delay() {
         let method = configured(3);
-        let mut policy = RetryPolicy::new(0, Some(&method));
+        let mut policy = RetryPolicy::new(Some(&method));
         let after = Pushback::After(Duration::from_millis(300));
         assert_eq!(
             policy.spend(Budget::Configured, after),

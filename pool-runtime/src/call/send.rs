@@ -14,7 +14,7 @@ use tonic::{Code, Status};
 
 use super::body::ResponseBody;
 use super::end::CallEnd;
-use super::retry::{Budget, Failure, Pushback, RetryPolicy, UnaryCall};
+use super::retry::{Budget, Failure, Idempotent, Pushback, RetryPolicy};
 use crate::affinity::AffinityKey;
 use crate::config::MethodConfig;
 use crate::conn::{BodyHandle, RequestBody, status};
@@ -119,9 +119,9 @@ struct Call {
     /// A copy of the request's head for sending it again; the body comes
     /// back from hyper or through `handle`.
     spare_head: Option<Parts>,
-    /// A unary call that may be retried after it was sent is read whole
-    /// before it is handed on, so that a connection lost mid-response can
-    /// be retried too.
+    /// A unary call of an idempotent method with a retry policy is read
+    /// whole before it is handed on, so that a connection lost
+    /// mid-response can be retried too.
     read_whole: bool,
     affinity: Option<AffinityKey>,
     /// The method's `waitForReady`: wait for a connection while nothing can
@@ -131,7 +131,8 @@ struct Call {
 
 impl Call {
     /// The call's state and its first request; `method` is the service
-    /// config's for the call's method.
+    /// config's for the call's method. A method the config does not name,
+    /// declared idempotent, takes the pool's `idempotent_retry_policy`.
     fn new(
         inner: &Inner,
         mut request: Request<Body>,
@@ -142,12 +143,18 @@ impl Call {
                 .headers_mut()
                 .insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
         }
-        let retries = inner.config.idempotent_retries;
+        let idempotent = request.extensions().get::<Idempotent>().copied();
+        let retrying = match (method, idempotent) {
+            (Some(method), _) => Some(method),
+            (None, Some(_)) => inner.idempotent_policy(),
+            (None, None) => None,
+        };
+        let policy = RetryPolicy::new(retrying);
         let call = Self {
             handle: Arc::new(BodyHandle::default()),
-            policy: RetryPolicy::new(retries, method),
+            read_whole: policy.is_configured() && idempotent.is_some_and(|i| i.unary),
+            policy,
             spare_head: Some(copy_head(&request)),
-            read_whole: retries > 0 && request.extensions().get::<UnaryCall>().is_some(),
             affinity: request.extensions().get::<AffinityKey>().copied(),
             wait_for_ready: method.and_then(|m| m.wait_for_ready).unwrap_or(false),
         };

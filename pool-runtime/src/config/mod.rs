@@ -136,17 +136,17 @@ pub struct PoolConfig {
     /// Default: none (the server's `SETTINGS_MAX_CONCURRENT_STREAMS`, or 100
     /// when it advertises no limit).
     pub max_streams_per_connection: Option<usize>,
-    /// How many times a call that failed with `UNAVAILABLE` after it left
-    /// the client (its connection was reset or lost) is sent again, on
-    /// another connection. Only for services whose methods are idempotent:
-    /// the server may have run the first attempt. Only requests of up to
-    /// 64 KiB are resent, and only failures before the response began.
-    /// Requests that never left the client, or that the server refused
-    /// unprocessed, are retried once whatever this says.
+    /// The retry policy of methods their proto declares safe to send twice
+    /// (`option idempotency_level = IDEMPOTENT` or `NO_SIDE_EFFECTS`, which
+    /// the build helper carries to the generated clients), unless the
+    /// service config gives the method a policy of its own. Methods not
+    /// declared so are never sent twice after they left the client, unless
+    /// the service config says so. `None` turns it off. In a configuration
+    /// file, written as a service config's `retryPolicy`.
     ///
-    /// Default: 0.
-    #[cfg_attr(feature = "serde", serde(alias = "retry_idempotent"))]
-    pub idempotent_retries: u32,
+    /// Default: 3 attempts, backoff from 0.1 s doubling up to 1 s, on
+    /// `UNAVAILABLE` ([`RetryPolicy::default`]).
+    pub idempotent_retry_policy: Option<RetryPolicy>,
     /// How reconnection attempts to a failing endpoint are spaced.
     ///
     /// Default: [`Backoff::default`].
@@ -226,7 +226,7 @@ impl Default for PoolConfig {
             max_waiters: 1024,
             keepalive: None,
             max_streams_per_connection: None,
-            idempotent_retries: 0,
+            idempotent_retry_policy: Some(RetryPolicy::default()),
             backoff: Backoff::default(),
             initial_stream_window_size: None,
             initial_connection_window_size: None,

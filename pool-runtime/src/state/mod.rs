@@ -122,6 +122,13 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The retry policy of methods declared idempotent that the service
+    /// config does not name (`idempotent_retry_policy`), if any.
+    #[inline]
+    pub(crate) fn idempotent_policy(&self) -> Option<&Arc<crate::config::MethodConfig>> {
+        self.policies.idempotent()
+    }
+
     /// The service config's retry throttle, if it has one.
     #[inline]
     pub(crate) fn retry_throttle(&self) -> Option<&policy::Throttle> {
@@ -150,7 +157,10 @@ impl Inner {
                 .map(|endpoint| Arc::new(Subchannel::new(endpoint)))
                 .collect();
         let choosing = AtomicBool::new(subchannels.len() > 1);
-        let policies = MethodPolicies::new(&config.service_config);
+        let policies = MethodPolicies::new(
+            &config.service_config,
+            config.idempotent_retry_policy.as_ref(),
+        );
         Self {
             policies,
             interceptor: None,

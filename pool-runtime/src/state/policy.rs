@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::config::{MethodConfig, RetryThrottling, ServiceConfig};
+use crate::config::{MethodConfig, RetryPolicy, RetryThrottling, ServiceConfig};
 
 /// Each method config, by the names it gives, and the retry throttle.
 #[derive(Debug, Default)]
@@ -15,6 +15,8 @@ pub(crate) struct MethodPolicies {
     by_service: HashMap<String, Arc<MethodConfig>>,
     default: Option<Arc<MethodConfig>>,
     throttle: Option<Throttle>,
+    /// The pool's `idempotent_retry_policy`, as a method config.
+    idempotent: Option<Arc<MethodConfig>>,
 }
 
 /// gRPC A6's retry throttling: a bucket of tokens, in thousandths (the
@@ -62,9 +64,15 @@ impl Throttle {
 }
 
 impl MethodPolicies {
-    pub(crate) fn new(config: &ServiceConfig) -> Self {
+    pub(crate) fn new(config: &ServiceConfig, idempotent: Option<&RetryPolicy>) -> Self {
         let mut policies = Self {
             throttle: config.retry_throttling.map(Throttle::new),
+            idempotent: idempotent.map(|policy| {
+                Arc::new(MethodConfig {
+                    retry_policy: Some(policy.clone()),
+                    ..MethodConfig::default()
+                })
+            }),
             ..Self::default()
         };
         for method in &config.method_config {
@@ -83,6 +91,12 @@ impl MethodPolicies {
             }
         }
         policies
+    }
+
+    /// The policy of methods declared idempotent that the service config
+    /// does not name.
+    pub(crate) fn idempotent(&self) -> Option<&Arc<MethodConfig>> {
+        self.idempotent.as_ref()
     }
 
     /// The retry throttle, when the service config has one.
@@ -120,7 +134,7 @@ mod tests {
             ]}"#,
         )
         .unwrap();
-        let policies = MethodPolicies::new(&config);
+        let policies = MethodPolicies::new(&config, None);
         let timeout = |path| {
             policies
                 .find(path)
