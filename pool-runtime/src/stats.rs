@@ -40,8 +40,8 @@ pub struct PoolStats {
     pub rejected_total: u64,
     /// Affinity keys bound to a connection.
     pub affinity_keys: usize,
-    /// Attempts sent again under a method's retry policy (service config)
-    /// or `retry_idempotent`.
+    /// Attempts sent again under a method's retry policy (the service
+    /// config's, or `idempotent_retry_policy`).
     pub retries_total: u64,
     /// Requests the server never processed, sent again (gRPC's transparent
     /// retry).
