@@ -48,6 +48,8 @@ pub struct PoolStats {
     pub transparent_retries_total: u64,
     /// Retries the service config's `retryThrottling` held back.
     pub retries_throttled_total: u64,
+    /// Copies of hedged calls sent beyond the first (gRPC A6 hedging).
+    pub hedges_total: u64,
 }
 
 /// What one endpoint of a [`Pool`](crate::Pool) holds and has done, from

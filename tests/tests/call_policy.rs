@@ -417,3 +417,62 @@ async fn only_methods_declared_idempotent_are_sent_twice() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hedging_answers_from_a_second_copy_on_another_server_and_cancels_the_first() {
+    bounded(LIMIT, async {
+        let server = ScriptedGreeter::default();
+        let (a, b) = (server.serve().await, server.serve().await);
+        let hedging = config(
+            r#""hedgingPolicy": {"maxAttempts": 3, "hedgingDelay": "0.05s", "nonFatalStatusCodes": ["UNAVAILABLE"]}"#,
+        );
+        let pool = Pool::builder()
+            .endpoint(a)
+            .endpoint(b)
+            .service_config(hedging)
+            .build()
+            .unwrap();
+        pool.ready().await.unwrap();
+        let greeter = PooledGreeterClient::new(pool.clone());
+        for round in 0..5 {
+            let key = format!("hedged{round}");
+            let started = Instant::now();
+            let reply = greeter
+                .say_hello(hello(&format!("{key}/stall"), 1000))
+                .await
+                .unwrap();
+            let took = started.elapsed();
+            println!("hedged call {round}: {took:?}, {:?}", reply.get_ref().message);
+            assert_eq!(reply.into_inner().message, format!("Hello {key} from attempt 2"));
+            assert!(took < Duration::from_millis(500), "answered by the hedge: {took:?}");
+            let ports = server.ports_of(&key);
+            assert_eq!(ports.len(), 2, "one hedge was enough: {ports:?}");
+            assert_ne!(ports[0], ports[1], "the hedge went to the other server");
+        }
+        // The stalled first copies were cancelled on the server.
+        let started = Instant::now();
+        while server.cancelled().len() < 5 && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let cancelled = server.cancelled();
+        assert_eq!(cancelled.len(), 5, "{cancelled:?}");
+        assert_eq!(pool.stats().hedges_total, 5);
+
+        // A non-fatal failure sends the next copy at once (with a delay of
+        // 10 s between copies, waiting for it would show); a fatal one ends
+        // the call.
+        let patient = config(
+            r#""hedgingPolicy": {"maxAttempts": 3, "hedgingDelay": "10s", "nonFatalStatusCodes": ["UNAVAILABLE"]}"#,
+        );
+        let pool = pool_with(server.serve().await, patient).await;
+        let greeter = PooledGreeterClient::new(pool);
+        let started = Instant::now();
+        greeter.say_hello(hello("nonfatal/1/14", 0)).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert_eq!(server.attempts("nonfatal"), 2);
+        let status = greeter.say_hello(hello("fatal/1/3", 0)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(server.attempts("fatal"), 1);
+    })
+    .await;
+}

@@ -8,12 +8,14 @@
 //! | `deadline.rs` | the `grpc-timeout` header |
 //! | `send.rs` | the attempt loop |
 //! | `retry.rs` | whether a failed attempt is sent again |
+//! | `hedge.rs` | hedging: copies of a call, the first answer wins |
 //! | `end.rs` | `CallEnd`: the slot, the request stream and the deadline |
 //! | `body.rs` | `ResponseBody`, which holds the `CallEnd` until it ends |
 
 mod body;
 mod deadline;
 mod end;
+mod hedge;
 mod retry;
 mod send;
 mod service;

@@ -18,7 +18,7 @@ use super::retry::{Budget, Failure, Idempotent, Pushback, RetryPolicy};
 use crate::affinity::AffinityKey;
 use crate::config::MethodConfig;
 use crate::conn::{BodyHandle, RequestBody, status};
-use crate::state::Inner;
+use crate::state::{Inner, Spread};
 
 const DEFAULT_USER_AGENT: &str = concat!("pooled-client/", env!("CARGO_PKG_VERSION"));
 
@@ -36,9 +36,11 @@ pub(super) async fn send(
 ) -> Result<Response<ResponseBody>, Status> {
     let (mut call, mut request) = Call::new(&inner, request, method.as_ref());
     loop {
-        let slot = match call.affinity {
-            None => inner.acquire(call.wait_for_ready).await?,
-            Some(key) => inner.acquire_for(key, call.wait_for_ready).await?,
+        let spread = call.spread.as_ref().and_then(|s| inner.pick_spread(s));
+        let slot = match (spread, call.affinity) {
+            (Some(slot), _) => slot,
+            (None, None) => inner.acquire(call.wait_for_ready).await?,
+            (None, Some(key)) => inner.acquire_for(key, call.wait_for_ready).await?,
         };
         let end = CallEnd::new(slot, call.handle.clone());
         end.connection().endpoint.address_request(&mut request)?;
@@ -124,6 +126,8 @@ struct Call {
     /// mid-response can be retried too.
     read_whole: bool,
     affinity: Option<AffinityKey>,
+    /// For a copy of a hedged call: the endpoints the other copies took.
+    spread: Option<Arc<Spread>>,
     /// The method's `waitForReady`: wait for a connection while nothing can
     /// be reached, instead of failing at once.
     wait_for_ready: bool,
@@ -156,6 +160,7 @@ impl Call {
             policy,
             spare_head: Some(copy_head(&request)),
             affinity: request.extensions().get::<AffinityKey>().copied(),
+            spread: request.extensions().get::<Arc<Spread>>().cloned(),
             wait_for_ready: method.and_then(|m| m.wait_for_ready).unwrap_or(false),
         };
         let request = request.map(|body| RequestBody::new(body, call.handle.clone()));
@@ -291,5 +296,16 @@ fn copy_head<B>(request: &Request<B>) -> Parts {
     head.uri = request.uri().clone();
     head.version = request.version();
     head.headers = request.headers().clone();
+    head
+}
+
+/// A copy of a request head already taken apart, as [`copy_head`] makes
+/// one (for the copies of a hedged call).
+pub(super) fn copy_parts(parts: &Parts) -> Parts {
+    let (mut head, ()) = Request::new(()).into_parts();
+    head.method = parts.method.clone();
+    head.uri = parts.uri.clone();
+    head.version = parts.version;
+    head.headers = parts.headers.clone();
     head
 }

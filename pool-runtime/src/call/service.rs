@@ -11,7 +11,8 @@ use tonic::Status;
 use tonic::body::Body;
 
 use super::body::ResponseBody;
-use super::{deadline, send};
+use super::{deadline, hedge, send};
+use crate::config::MethodConfig;
 use crate::pool::Pool;
 use crate::state::Inner;
 
@@ -81,7 +82,7 @@ async fn call(
         timeout = Some(imposed);
     }
     let Some(timeout) = timeout else {
-        return send::send(inner, request, None, policy).await;
+        return dispatch(inner, request, None, policy).await;
     };
     let at = tokio::time::Instant::now() + timeout;
     let passed = || {
@@ -89,7 +90,7 @@ async fn call(
             "the call's deadline of {timeout:?} passed before the server answered"
         ))
     };
-    match tokio::time::timeout_at(at, send::send(inner, request, Some(at), policy)).await {
+    match tokio::time::timeout_at(at, dispatch(inner, request, Some(at), policy)).await {
         // A server that enforces the deadline too may answer first, and
         // tonic's servers answer CANCELLED: the deadline is what happened.
         Ok(Ok(response))
@@ -99,6 +100,22 @@ async fn call(
         }
         Ok(result) => result,
         Err(_) => Err(passed()),
+    }
+}
+
+/// Sends the call once (with its retries) or hedged, as its method says.
+async fn dispatch(
+    inner: Arc<Inner>,
+    request: Request<Body>,
+    deadline: Option<tokio::time::Instant>,
+    method: Option<Arc<MethodConfig>>,
+) -> Result<Response<ResponseBody>, Status> {
+    match method {
+        Some(method) if method.hedging_policy.is_some() => {
+            let policy = method.hedging_policy.clone().unwrap_or_default();
+            hedge::hedge(inner, request, deadline, method, &policy).await
+        }
+        method => send::send(inner, request, deadline, method).await,
     }
 }
 

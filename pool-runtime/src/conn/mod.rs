@@ -34,7 +34,7 @@ pub(crate) use self::endpoint::default_port;
 pub(crate) use self::endpoint::{Endpoint, parse_authority};
 pub(crate) use self::link::{DEFAULT_MAX_STREAMS, Link, State};
 pub(crate) use self::probe::check as probe;
-pub(crate) use self::request_body::{BodyHandle, RequestBody};
+pub(crate) use self::request_body::{BodyHandle, REPLAY_LIMIT, RequestBody};
 #[cfg(feature = "tls")]
 pub(crate) use self::tls::Tls;
 

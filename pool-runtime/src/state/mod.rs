@@ -55,7 +55,7 @@ use tokio::sync::watch;
 
 pub(crate) use self::affinity::Bindings;
 pub(crate) use self::endpoints::endpoint_for;
-pub(crate) use self::pick::Slot;
+pub(crate) use self::pick::{Slot, Spread};
 use self::policy::MethodPolicies;
 use self::queue::Waiters;
 pub(crate) use self::retire::Retirement;
@@ -77,6 +77,7 @@ pub(crate) struct Counters {
     pub(crate) retries: AtomicU64,
     pub(crate) transparent_retries: AtomicU64,
     pub(crate) retries_throttled: AtomicU64,
+    pub(crate) hedges: AtomicU64,
 }
 
 /// The state behind every clone of a [`Pool`](crate::Pool).

@@ -97,6 +97,29 @@ impl Inner {
         self.reserve_on(lightest, &connections)
     }
 
+    /// Reserves a slot for one copy of a hedged call on the least loaded
+    /// endpoint no other copy of the call went to, and records it there;
+    /// `None` when every endpoint was taken or is full (the copy then
+    /// takes an ordinary pick: another connection at least).
+    pub(crate) fn pick_spread(self: &Arc<Self>, spread: &Spread) -> Option<Slot> {
+        let subchannels = self.subchannels.load();
+        let mut used = crate::lock::lock(&spread.endpoints);
+        let (lightest, (_, connections)) = subchannels
+            .iter()
+            .filter(|s| !used.iter().any(|e| Arc::ptr_eq(e, &s.endpoint)))
+            .filter_map(|subchannel| Some((subchannel, subchannel.load()?)))
+            .reduce(|best, next| {
+                if next.1.0.lighter_than(best.1.0) {
+                    next
+                } else {
+                    best
+                }
+            })?;
+        let slot = self.reserve_on(lightest, &connections)?;
+        used.push(lightest.endpoint.clone());
+        Some(slot)
+    }
+
     /// The pick settles for an endpoint with `chosen` load because `full`
     /// has no free stream: when `full` is clearly faster, it grows by one
     /// connection (gRPC A105 within the endpoint: all its connections are at
@@ -163,6 +186,13 @@ fn reserve_least_loaded(connections: &[Arc<Connection>]) -> Option<&Arc<Connecti
         }
     }
     None
+}
+
+/// The endpoints the copies of one hedged call went to, so that each copy
+/// goes to another server (beyond gRPC A6, which leaves that to chance).
+#[derive(Debug, Default)]
+pub(crate) struct Spread {
+    endpoints: std::sync::Mutex<Vec<Arc<crate::conn::Endpoint>>>,
 }
 
 /// One stream slot held on a connection; dropping it gives the slot back and

@@ -60,6 +60,7 @@ impl Inner {
             retries_total: counters.retries.load(Ordering::Relaxed),
             transparent_retries_total: counters.transparent_retries.load(Ordering::Relaxed),
             retries_throttled_total: counters.retries_throttled.load(Ordering::Relaxed),
+            hedges_total: counters.hedges.load(Ordering::Relaxed),
             endpoints: self.endpoints.load().len(),
         }
     }
