@@ -476,3 +476,38 @@ async fn hedging_answers_from_a_second_copy_on_another_server_and_cancels_the_fi
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_above_the_methods_limits_fail_with_resource_exhausted() {
+    bounded(LIMIT, async {
+        let server = ScriptedGreeter::default();
+        let limits = config(r#""maxRequestMessageBytes": 100, "maxResponseMessageBytes": 110"#);
+        let pool = pool_with(server.serve().await, limits).await;
+        let greeter = PooledGreeterClient::new(pool.clone());
+        // Small both ways: fine.
+        greeter.say_hello(hello("small", 0)).await.unwrap();
+
+        // A request message of about 200 bytes never reaches the handler.
+        let large = "x".repeat(200);
+        let status = greeter.say_hello(hello(&large, 0)).await.unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(status.message().contains("request message"), "{status:?}");
+        assert_eq!(server.attempts(&large), 0);
+
+        // A request within its limit (about 95 bytes) whose reply (about
+        // 115 bytes) is above its own.
+        let echoed = "y".repeat(90);
+        let status = greeter.say_hello(hello(&echoed, 0)).await.unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(status.message().contains("response message"), "{status:?}");
+        assert_eq!(server.attempts(&echoed), 1);
+        assert!(
+            pooled_client_tests::support::wait_for_stats(&pool, Duration::from_secs(5), |s| s
+                .in_flight
+                == 0)
+            .await,
+            "the slots came back"
+        );
+    })
+    .await;
+}

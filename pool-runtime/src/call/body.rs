@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use tonic::Status;
 
 use super::end::CallEnd;
+use super::limit::MessageLimit;
 use crate::conn::status;
 
 /// The body of a response received through a [`Pool`](crate::Pool).
@@ -29,6 +30,8 @@ pub struct ResponseBody {
     inner: Option<Incoming>,
     /// The call's slot, request stream and deadline, until the body ends.
     end: Option<CallEnd>,
+    /// The method's `maxResponseMessageBytes`, if it has one.
+    limit: Option<MessageLimit>,
 }
 
 impl ResponseBody {
@@ -37,7 +40,24 @@ impl ResponseBody {
             whole: VecDeque::new(),
             inner: Some(inner),
             end: Some(end),
+            limit: None,
         }
+    }
+
+    /// Holds the response's messages to `limit` bytes each.
+    pub(crate) fn with_limit(mut self, limit: Option<usize>) -> Self {
+        self.limit = limit.map(MessageLimit::new);
+        self
+    }
+
+    /// Fails the body when `frame` carries the start of a message above
+    /// the limit.
+    fn over_limit(&mut self, frame: &Frame<Bytes>) -> Option<Status> {
+        let limit = self.limit.as_mut()?;
+        let length = limit.check(frame.data_ref()?).err()?;
+        let status = limit.exceeded("response", length);
+        self.finish();
+        Some(status)
     }
 
     /// Reads a response to its end, for a call that may be retried until
@@ -83,6 +103,10 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = self.get_mut();
         if let Some(frame) = this.whole.pop_front() {
+            if let Some(status) = this.over_limit(&frame) {
+                this.whole.clear();
+                return Poll::Ready(Some(Err(status)));
+            }
             return Poll::Ready(Some(Ok(frame)));
         }
         let Some(inner) = this.inner.as_mut() else {
@@ -104,6 +128,9 @@ impl Body for ResponseBody {
                 None
             }
             Some(Ok(frame)) => {
+                if let Some(status) = this.over_limit(&frame) {
+                    return Poll::Ready(Some(Err(status)));
+                }
                 if let Some(trailers) = frame.trailers_ref() {
                     // Trailers end a gRPC response: the call is done.
                     if let Some(end) = this.end.as_mut() {

@@ -9,6 +9,7 @@
 //! | `send.rs` | the attempt loop |
 //! | `retry.rs` | whether a failed attempt is sent again |
 //! | `hedge.rs` | hedging: copies of a call, the first answer wins |
+//! | `limit.rs` | the service config's message size limits |
 //! | `end.rs` | `CallEnd`: the slot, the request stream and the deadline |
 //! | `body.rs` | `ResponseBody`, which holds the `CallEnd` until it ends |
 
@@ -16,6 +17,7 @@ mod body;
 mod deadline;
 mod end;
 mod hedge;
+mod limit;
 mod retry;
 mod send;
 mod service;

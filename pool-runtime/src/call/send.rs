@@ -1,8 +1,8 @@
 //! The attempt loop: take a slot, send on its connection, and on failure
 //! ask the retry policy whether to send again.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
 use http::header::{HeaderValue, USER_AGENT};
 use http::request::Parts;
@@ -14,6 +14,7 @@ use tonic::{Code, Status};
 
 use super::body::ResponseBody;
 use super::end::CallEnd;
+use super::limit::LimitedBody;
 use super::retry::{Budget, Failure, Idempotent, Pushback, RetryPolicy};
 use crate::affinity::AffinityKey;
 use crate::config::MethodConfig;
@@ -56,7 +57,7 @@ pub(super) async fn send(
                     if let Some(trailers) = response.body().whole_trailers() {
                         end.set_outcome_from(trailers);
                     }
-                    return Ok(response);
+                    return Ok(response.map(|body| body.with_limit(call.response_limit)));
                 }
                 Err(error) => Failed {
                     error,
@@ -75,7 +76,8 @@ pub(super) async fn send(
                 // A trailers-only response carries its status here.
                 end.set_outcome_from(response.headers());
                 let end = end.with_deadline(deadline);
-                return Ok(response.map(|body| ResponseBody::new(body, end)));
+                let limit = call.response_limit;
+                return Ok(response.map(|body| ResponseBody::new(body, end).with_limit(limit)));
             }
             Err(mut error) => Failed {
                 unsent: error.take_message(),
@@ -126,6 +128,10 @@ struct Call {
     /// mid-response can be retried too.
     read_whole: bool,
     affinity: Option<AffinityKey>,
+    /// The method's `maxResponseMessageBytes`.
+    response_limit: Option<usize>,
+    /// Set when a request message was above `maxRequestMessageBytes`.
+    request_exceeded: Option<Arc<OnceLock<Status>>>,
     /// For a copy of a hedged call: the endpoints the other copies took.
     spread: Option<Arc<Spread>>,
     /// The method's `waitForReady`: wait for a connection while nothing can
@@ -161,9 +167,23 @@ impl Call {
             spare_head: Some(copy_head(&request)),
             affinity: request.extensions().get::<AffinityKey>().copied(),
             spread: request.extensions().get::<Arc<Spread>>().cloned(),
+            response_limit: method.and_then(|m| m.max_response_message_bytes),
+            request_exceeded: None,
             wait_for_ready: method.and_then(|m| m.wait_for_ready).unwrap_or(false),
         };
-        let request = request.map(|body| RequestBody::new(body, call.handle.clone()));
+        let mut call = call;
+        let request_limit = method.and_then(|m| m.max_request_message_bytes);
+        let request = request.map(|body| {
+            let body = match request_limit {
+                Some(limit) => {
+                    let exceeded = Arc::new(OnceLock::new());
+                    call.request_exceeded = Some(exceeded.clone());
+                    Body::new(LimitedBody::new(body, limit, exceeded))
+                }
+                None => body,
+            };
+            RequestBody::new(body, call.handle.clone())
+        });
         (call, request)
     }
 
@@ -173,6 +193,9 @@ impl Call {
         inner: &Inner,
         failed: Failed,
     ) -> Result<Request<RequestBody>, Status> {
+        if let Some(status) = self.request_exceeded.as_ref().and_then(|e| e.get()) {
+            return Err(status.clone());
+        }
         let Failed {
             error,
             unsent,
