@@ -8,6 +8,10 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::support::{bounded, server_and_pool};
 
+/// Every snapshot drains the recorder's histograms, whichever pool they
+/// belong to: the tests of this file take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The process-wide recorder every test here reads.
 fn snapshotter() -> &'static Snapshotter {
     static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
@@ -72,6 +76,7 @@ fn gauge(metrics: &HashMap<String, DebugValue>, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gauges_counters_and_the_wait_histogram_follow_the_pool() {
     snapshotter();
+    let _turn = ONE_AT_A_TIME.lock().await;
     bounded(Duration::from_secs(30), async {
         // One connection of one stream: of four concurrent calls, three wait.
         // A short idle period makes the maintenance tick (and so the
@@ -92,7 +97,7 @@ async fn gauges_counters_and_the_wait_histogram_follow_the_pool() {
             .collect();
         let mut waits = Vec::new();
         let busy = metrics_until("metrics-test", &mut waits, |m, _| {
-            gauge(m, "pooled_client_waiting") == 3.0
+            gauge(m, "pooled_client_waiting") == 3.0 && gauge(m, "pooled_client_in_flight") == 1.0
         })
         .await;
         println!("{busy:#?}");
@@ -152,6 +157,7 @@ fn endpoint_metrics_of(pool: &str) -> HashMap<(String, String), DebugValue> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_endpoint_has_its_own_labelled_series() {
     snapshotter();
+    let _turn = ONE_AT_A_TIME.lock().await;
     bounded(Duration::from_secs(30), async {
         use pooled_client_tests::server::{ServerOptions, TestServer};
         let a = TestServer::start(ServerOptions::default()).await;
@@ -209,4 +215,58 @@ async fn each_endpoint_has_its_own_labelled_series() {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_are_recorded_under_grpcs_a96_names() {
+    snapshotter();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    bounded(Duration::from_secs(30), async {
+        let server = pooled_client_tests::scripted::ScriptedGreeter::default();
+        let config = pooled_client::ServiceConfig::from_json(
+            r#"{"methodConfig": [{"name": [{"service": "helloworld.Greeter"}],
+                "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.01s", "maxBackoff": "0.01s",
+                                "backoffMultiplier": 1, "retryableStatusCodes": ["UNAVAILABLE"]}}]}"#,
+        )
+        .unwrap();
+        let pool = pooled_client::Pool::builder()
+            .name("a96")
+            .endpoint(server.serve().await)
+            .service_config(config)
+            .idle_timeout(Duration::from_millis(800))
+            .build()
+            .unwrap();
+        let greeter = PooledGreeterClient::new(pool);
+        greeter.say_hello(hello_named("twice/2/14")).await.unwrap();
+        greeter.say_hello(hello_named("never")).await.unwrap();
+        // Histograms are drained by every snapshot: keep their samples.
+        let (mut retries, mut delays) = (Vec::new(), Vec::new());
+        let started = std::time::Instant::now();
+        let seen = loop {
+            let now = metrics_of("a96");
+            let samples = |name: &str| match now.get(name) {
+                Some(DebugValue::Histogram(samples)) => samples.iter().map(|s| s.0).collect(),
+                _ => Vec::new(),
+            };
+            retries.extend(samples("grpc.client.call.retries"));
+            delays.extend(samples("grpc.client.call.retry_delay"));
+            let counted = now.get("pooled_client_retries_total") == Some(&DebugValue::Counter(2));
+            if counted || started.elapsed() > Duration::from_secs(5) {
+                break now;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(retries, [2.0], "one call made two retries; the other none");
+        assert_eq!(delays.len(), 1, "{delays:?}");
+        assert_eq!(seen["pooled_client_retries_total"], DebugValue::Counter(2));
+    })
+    .await;
+}
+
+fn hello_named(name: &str) -> HelloRequest {
+    HelloRequest {
+        name: name.into(),
+        delay_ms: 0,
+        count: 0,
+    }
 }

@@ -66,7 +66,8 @@ pub(super) async fn hedge(
     copies.until_committed(policy).await
 }
 
-/// The copies of one call.
+/// The copies of one call; dropping them cancels those still running and
+/// records how many hedges the call sent.
 struct Copies {
     inner: Arc<Inner>,
     head: Parts,
@@ -76,6 +77,12 @@ struct Copies {
     spread: Arc<Spread>,
     running: FuturesUnordered<futures_util::future::BoxFuture<'static, Outcome>>,
     sent: u32,
+}
+
+impl Drop for Copies {
+    fn drop(&mut self) {
+        self.inner.record_call_hedges(self.sent.saturating_sub(1));
+    }
 }
 
 impl Copies {

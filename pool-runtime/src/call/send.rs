@@ -91,6 +91,37 @@ pub(super) async fn send(
     }
 }
 
+/// The retries a call made, recorded as gRPC A96's per-call histograms when
+/// the call ends (its attempt loop's state is dropped).
+#[derive(Default)]
+struct Made {
+    retries: u32,
+    transparent: u32,
+    waited: std::time::Duration,
+    /// The pool, once the call made a retry (so calls that make none carry
+    /// nothing more).
+    pool: Option<Arc<Inner>>,
+}
+
+impl Made {
+    fn count(&mut self, inner: &Arc<Inner>, budget: Budget, waited: std::time::Duration) {
+        match budget {
+            Budget::Transparent => self.transparent += 1,
+            Budget::Configured => self.retries += 1,
+        }
+        self.waited += waited;
+        self.pool.get_or_insert_with(|| inner.clone());
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            pool.record_call_retries(self.retries, self.transparent, self.waited);
+        }
+    }
+}
+
 /// A trailers-only response the method's retry policy sends again.
 struct StatusRetry {
     budget: Budget,
@@ -132,6 +163,8 @@ struct Call {
     response_limit: Option<usize>,
     /// Set when a request message was above `maxRequestMessageBytes`.
     request_exceeded: Option<Arc<OnceLock<Status>>>,
+    /// The retries made, for gRPC A96's per-call metrics.
+    made: Made,
     /// For a copy of a hedged call: the endpoints the other copies took.
     spread: Option<Arc<Spread>>,
     /// The method's `waitForReady`: wait for a connection while nothing can
@@ -169,6 +202,7 @@ impl Call {
             spread: request.extensions().get::<Arc<Spread>>().cloned(),
             response_limit: method.and_then(|m| m.max_response_message_bytes),
             request_exceeded: None,
+            made: Made::default(),
             wait_for_ready: method.and_then(|m| m.wait_for_ready).unwrap_or(false),
         };
         let mut call = call;
@@ -190,7 +224,7 @@ impl Call {
     /// The request to send next after `failed`, or the call's final status.
     async fn again(
         &mut self,
-        inner: &Inner,
+        inner: &Arc<Inner>,
         failed: Failed,
     ) -> Result<Request<RequestBody>, Status> {
         if let Some(status) = self.request_exceeded.as_ref().and_then(|e| e.get()) {
@@ -226,6 +260,7 @@ impl Call {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let wait = self.policy.spend(budget, Pushback::None);
+        self.made.count(inner, budget, wait);
         tracing::debug!(endpoint = %endpoint, ?failure, ?wait, "sending the request again");
         tokio::time::sleep(wait).await;
         end.release_for_retry();
@@ -276,7 +311,7 @@ impl Call {
     /// request cannot be sent again.
     async fn again_after(
         &mut self,
-        inner: &Inner,
+        inner: &Arc<Inner>,
         retry: StatusRetry,
     ) -> Result<Request<RequestBody>, Status> {
         let Some(again) = self.recover(None).await else {
@@ -284,6 +319,7 @@ impl Call {
         };
         let wait = self.policy.spend(retry.budget, retry.pushback);
         inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+        self.made.count(inner, retry.budget, wait);
         tracing::debug!(code = ?retry.status.code(), ?wait, "retrying under the method's retry policy");
         tokio::time::sleep(wait).await;
         if self.spare_head.is_none() && self.policy.any_left() {

@@ -61,7 +61,7 @@ const GAUGES: [Metric<PoolStats, usize>; 7] = [
 
 /// Counters: what the pool has done since it was built.
 #[cfg(feature = "metrics")]
-const COUNTERS: [Metric<PoolStats, u64>; 7] = [
+const COUNTERS: [Metric<PoolStats, u64>; 11] = [
     ("pooled_client_connects_total", "connections opened", |s| {
         s.connects_total
     }),
@@ -89,6 +89,26 @@ const COUNTERS: [Metric<PoolStats, u64>; 7] = [
         "pooled_client_unhealthy_total",
         "connections taken out of rotation by a failed health check",
         |s| s.unhealthy_total,
+    ),
+    (
+        "pooled_client_retries_total",
+        "attempts sent again under a method's retry policy",
+        |s| s.retries_total,
+    ),
+    (
+        "pooled_client_transparent_retries_total",
+        "requests the server never processed, sent again",
+        |s| s.transparent_retries_total,
+    ),
+    (
+        "pooled_client_retries_throttled_total",
+        "retries held back by the service config's retryThrottling",
+        |s| s.retries_throttled_total,
+    ),
+    (
+        "pooled_client_hedges_total",
+        "copies of hedged calls sent beyond the first",
+        |s| s.hedges_total,
     ),
     (
         "pooled_client_rejected_total",
@@ -163,6 +183,21 @@ pub(crate) fn describe() {
         for (name, help, _) in ENDPOINT_COUNTERS {
             describe_counter!(name, Unit::Count, help);
         }
+        for (name, help) in [
+            (CALL_RETRIES, "retries a call made (gRPC A96)"),
+            (
+                CALL_TRANSPARENT_RETRIES,
+                "transparent retries a call made (gRPC A96)",
+            ),
+            (CALL_HEDGES, "hedges a call sent (gRPC A96)"),
+        ] {
+            describe_histogram!(name, Unit::Count, help);
+        }
+        describe_histogram!(
+            CALL_RETRY_DELAY,
+            Unit::Seconds,
+            "time a call spent waiting between attempts (gRPC A96)"
+        );
         describe_histogram!(
             WAIT_SECONDS,
             Unit::Seconds,
@@ -196,6 +231,46 @@ pub(crate) fn publish(pool: &str, stats: &PoolStats, endpoints: &[EndpointStats]
     }
     #[cfg(not(feature = "metrics"))]
     let _ = (pool, stats, endpoints);
+}
+
+/// gRPC A96's per-call histograms, labelled `pool`: how many retries,
+/// transparent retries and hedges a call made (not recorded when none),
+/// and how long it waited between attempts, in seconds.
+#[cfg(feature = "metrics")]
+const CALL_RETRIES: &str = "grpc.client.call.retries";
+#[cfg(feature = "metrics")]
+const CALL_TRANSPARENT_RETRIES: &str = "grpc.client.call.transparent_retries";
+#[cfg(feature = "metrics")]
+const CALL_HEDGES: &str = "grpc.client.call.hedges";
+#[cfg(feature = "metrics")]
+const CALL_RETRY_DELAY: &str = "grpc.client.call.retry_delay";
+
+/// Records, at a call's end, the retries it made (gRPC A96).
+pub(crate) fn record_call_retries(pool: &str, retries: u32, transparent: u32, delay: Duration) {
+    #[cfg(feature = "metrics")]
+    {
+        let label = || ("pool", pool.to_owned());
+        if retries > 0 {
+            metrics::histogram!(CALL_RETRIES, &[label()]).record(f64::from(retries));
+            metrics::histogram!(CALL_RETRY_DELAY, &[label()]).record(delay.as_secs_f64());
+        }
+        if transparent > 0 {
+            metrics::histogram!(CALL_TRANSPARENT_RETRIES, &[label()])
+                .record(f64::from(transparent));
+        }
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (pool, retries, transparent, delay);
+}
+
+/// Records, at a hedged call's end, the copies it sent beyond the first.
+pub(crate) fn record_call_hedges(pool: &str, hedges: u32) {
+    #[cfg(feature = "metrics")]
+    if hedges > 0 {
+        metrics::histogram!(CALL_HEDGES, "pool" => pool.to_owned()).record(f64::from(hedges));
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (pool, hedges);
 }
 
 /// Records how long a call waited for a stream.

@@ -33,7 +33,7 @@ mod join;
 mod lifecycle;
 mod list;
 mod maintain;
-mod metrics;
+pub(crate) mod metrics;
 mod outage;
 mod outlier;
 mod pick;

@@ -70,6 +70,22 @@ impl Inner {
         self.subchannels.load().iter().map(|s| s.stats()).collect()
     }
 
+    /// Records the retries a call made (gRPC A96's histograms, feature
+    /// `metrics`).
+    pub(crate) fn record_call_retries(
+        &self,
+        retries: u32,
+        transparent: u32,
+        waited: std::time::Duration,
+    ) {
+        metrics::record_call_retries(&self.config.name, retries, transparent, waited);
+    }
+
+    /// Records the hedges a call sent (gRPC A96, feature `metrics`).
+    pub(crate) fn record_call_hedges(&self, hedges: u32) {
+        metrics::record_call_hedges(&self.config.name, hedges);
+    }
+
     /// Publishes the pool's state to the `metrics` facade (feature
     /// `metrics`).
     pub(super) fn publish_metrics(&self) {
