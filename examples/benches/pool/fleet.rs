@@ -372,6 +372,95 @@ pub(crate) async fn s8(ctx: &Context, fleet: &Server) -> Section {
     }
 }
 
+/// S10's service configs: none, a retry policy, and hedging 50 ms apart.
+fn s10_configs() -> [(&'static str, pooled_client::ServiceConfig); 3] {
+    let method = |policy: &str| {
+        pooled_client::ServiceConfig::from_json(&format!(
+            r#"{{"methodConfig": [{{"name": [{{"service": "bench.Bench", "method": "Unary"}}], {policy}}}]}}"#
+        ))
+        .expect("a valid service config")
+    };
+    [
+        ("no policy", pooled_client::ServiceConfig::default()),
+        (
+            "retryPolicy (3 attempts on UNAVAILABLE)",
+            method(
+                r#""retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.1s", "maxBackoff": "1s", "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}"#,
+            ),
+        ),
+        (
+            "hedgingPolicy (2 copies, 50 ms apart)",
+            method(
+                r#""hedgingPolicy": {"maxAttempts": 2, "hedgingDelay": "0.05s", "nonFatalStatusCodes": ["UNAVAILABLE"]}"#,
+            ),
+        ),
+    ]
+}
+
+/// S10: one of two servers stalls one call in twenty for 200 ms.
+pub(crate) async fn s10(ctx: &Context, fleet: &Server) -> Section {
+    let uris = [fleet.uri("steady"), fleet.uri("stalling")];
+    let mut clients = Vec::new();
+    for (label, config) in s10_configs() {
+        let pool = uris
+            .iter()
+            .fold(Pool::builder(), |b, uri| b.endpoint(uri.as_str()))
+            .service_config(config)
+            .build()
+            .expect("pool settings");
+        pool.ready().await.expect("pool ready");
+        let client = Client::Pool(PooledBenchClient::new(pool.clone()));
+        latency_round(fleet, &client, WARM_UP).await;
+        clients.push((label, pool, client));
+    }
+    let mut rounds: Vec<Vec<LatencyRound>> = vec![Vec::new(); clients.len()];
+    for round in 0..ctx.rounds {
+        for i in 0..clients.len() {
+            let i = (i + round) % clients.len();
+            rounds[i].push(latency_round(fleet, &clients[i].2, ctx.round).await);
+        }
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut body = format!(
+        "Two servers answer small unary calls in 1 ms; one of them takes 200 ms more for one call          in twenty. 8 callers through a pool over both, with each service config in turn;          {} interleaved rounds of {:?} after {WARM_UP:?} of warm-up; medians over rounds.\n\n\
+         | service config | p50 | p99 | hedges per call |\n|---|---:|---:|---:|\n",
+        ctx.rounds, ctx.round
+    );
+    for ((label, pool, _), rounds) in clients.iter().zip(&rounds) {
+        let p50 = median(rounds.iter().map(|r| ms(r.0)).collect());
+        let p99 = median(rounds.iter().map(|r| ms(r.1)).collect());
+        let stats = pool.stats();
+        let calls: u64 = pool.endpoint_stats().iter().map(|e| e.calls).sum();
+        let hedges = stats.hedges_total as f64 / calls.max(1) as f64;
+        let _ = writeln!(
+            body,
+            "| {label} | {p50:.2} ms | {p99:.2} ms | {hedges:.3} |"
+        );
+    }
+    let ratio = median(
+        rounds[2]
+            .iter()
+            .zip(&rounds[0])
+            .map(|(hedged, none)| ms(hedged.1) / ms(none.1))
+            .collect(),
+    );
+    let _ = writeln!(
+        body,
+        "\nMedian of per-round ratios: hedged p99 / unhedged p99 = **{ratio:.2}x**."
+    );
+    for (_, pool, _) in clients {
+        pool.close().await;
+    }
+    Section {
+        title: "S10: hedging a server that stalls".into(),
+        body,
+        targets: vec![(
+            format!("hedged p99 at most 0.5x the unhedged ({ratio:.2}x)"),
+            ratio <= 0.5,
+        )],
+    }
+}
+
 /// The resident set of this process, in kB.
 fn resident_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")

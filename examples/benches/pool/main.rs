@@ -3,7 +3,7 @@
 //! `cargo bench -p pooled-client-examples --bench pool` starts the benchmark
 //! server in its own process pinned to core 1, pins itself to core 0, runs
 //! S1 to S6 alternating the configurations it compares for several rounds,
-//! then S7 to S9 against fleets of servers (a second server process), and
+//! then S7 to S10 against fleets of servers (a second server process), and
 //! writes `docs/benchmarks.md`, `docs/s1-concurrency.svg` and
 //! `docs/s7-spread.svg`.
 //!
@@ -47,7 +47,7 @@ impl Server {
     }
 
     /// The URI of the first listener named `name`.
-    fn uri(&self, name: &str) -> String {
+    pub(crate) fn uri(&self, name: &str) -> String {
         self.uris(name).into_iter().next().unwrap_or_default()
     }
 
@@ -195,18 +195,25 @@ fn main() {
         sections.push(runtime.block_on(scenarios::s6(&context)));
     }
     drop(server);
-    if wanted("S7") || wanted("S8") {
-        let fleet = start_server(cores, &["--fleet"]);
+    let fleet =
+        (wanted("S7") || wanted("S8") || wanted("S10")).then(|| start_server(cores, &["--fleet"]));
+    if let Some(fleet) = &fleet {
         if wanted("S7") {
-            sections.push(runtime.block_on(fleet::s7(&context, &fleet, &out)));
+            sections.push(runtime.block_on(fleet::s7(&context, fleet, &out)));
         }
         if wanted("S8") {
-            sections.push(runtime.block_on(fleet::s8(&context, &fleet)));
+            sections.push(runtime.block_on(fleet::s8(&context, fleet)));
         }
     }
     if wanted("S9") {
         sections.push(runtime.block_on(fleet::s9(&context, cores)));
     }
+    if let Some(fleet) = &fleet
+        && wanted("S10")
+    {
+        sections.push(runtime.block_on(fleet::s10(&context, fleet)));
+    }
+    drop(fleet);
     let took = started.elapsed();
 
     let mut report = scenarios::report(&sections, &args, took, cores, rounds, seconds);

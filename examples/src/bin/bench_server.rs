@@ -10,6 +10,8 @@
 //! `fleet` listeners that answer in 1 ms and one `slow` that answers in
 //! 21 ms, each putting its index in the response header `server` (the slow
 //! one's is 16), so the client can count each server's share.
+//! It also opens S10's two: `steady` answers in 1 ms, and `stalling` in
+//! 1 ms but 200 ms for one call in twenty.
 //! `bench_server --many N` opens N `many` listeners without latency (S9).
 
 use std::pin::Pin;
@@ -22,11 +24,14 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Default)]
 struct Service {
     latency: Duration,
     /// Sent back in the header `server`, when set.
     index: Option<u32>,
+    /// Every this many calls, one waits 200 ms more.
+    stall_every: Option<u64>,
+    calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 type Payloads = Pin<Box<dyn Stream<Item = Result<Payload, Status>> + Send>>;
@@ -34,6 +39,15 @@ type Payloads = Pin<Box<dyn Stream<Item = Result<Payload, Status>> + Send>>;
 #[tonic::async_trait]
 impl Bench for Service {
     async fn unary(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let call = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self
+            .stall_every
+            .is_some_and(|every| call % every == every - 1)
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         if !self.latency.is_zero() {
             // tokio's timer rounds a 10 ms sleep up to the next millisecond
             // tick and more; a blocking thread's sleep keeps the latency the
@@ -83,14 +97,27 @@ async fn fleet() -> std::io::Result<()> {
         let service = Service {
             latency: Duration::from_millis(1),
             index: Some(index),
+            ..Service::default()
         };
         listen("fleet", service, None).await?;
     }
     let slow = Service {
         latency: Duration::from_millis(21),
         index: Some(16),
+        ..Service::default()
     };
-    listen("slow", slow, None).await
+    listen("slow", slow, None).await?;
+    let steady = Service {
+        latency: Duration::from_millis(1),
+        ..Service::default()
+    };
+    listen("steady", steady, None).await?;
+    let stalling = Service {
+        latency: Duration::from_millis(1),
+        stall_every: Some(20),
+        ..Service::default()
+    };
+    listen("stalling", stalling, None).await
 }
 
 #[tokio::main]
@@ -103,22 +130,15 @@ async fn main() -> std::io::Result<()> {
         .position(|a| a == "--many")
         .and_then(|i| args.get(i + 1)?.parse::<usize>().ok())
     {
-        let idle = Service {
-            latency: Duration::ZERO,
-            index: None,
-        };
         for _ in 0..count {
-            listen("many", idle, None).await?;
+            listen("many", Service::default(), None).await?;
         }
     } else {
         let limited = Service {
             latency: Duration::from_millis(10),
-            index: None,
+            ..Service::default()
         };
-        let open = Service {
-            latency: Duration::ZERO,
-            index: None,
-        };
+        let open = Service::default();
         listen("limited", limited, Some(8)).await?;
         listen("open", open, None).await?;
     }

@@ -19,11 +19,11 @@ impl Inner {
     /// `ready`).
     pub(crate) fn grow(self: &Arc<Self>, extra: usize) {
         while !self.is_closed() {
-            let Some(endpoint) = self.next_attempt(extra) else {
+            let Some((endpoint, rebalance)) = self.next_attempt(extra) else {
                 return;
             };
             self.connecting.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(self.clone().open(endpoint, false));
+            tokio::spawn(self.clone().open(endpoint, rebalance));
         }
     }
 
@@ -55,7 +55,10 @@ impl Inner {
     }
 
     /// Claims the endpoint the next connection attempt goes to, if one
-    /// should start now.
+    /// should start now, and whether the new connection replaces one of the
+    /// fullest endpoint's: an endpoint back to its minimum while the pool
+    /// already meets `min_connections` (another endpoint took the extra
+    /// connection while this one was out) drains that extra once it is up.
     ///
     /// An attempt under way counts as a connection. Endpoints waiting out a
     /// backoff are left out, and so are those at
@@ -63,7 +66,7 @@ impl Inner {
     /// endpoints with the fewest connections are tried: while the emptiest
     /// one is busy connecting, the pool waits for that attempt rather than
     /// pile onto a fuller one.
-    fn next_attempt(&self, extra: usize) -> Option<Arc<Endpoint>> {
+    fn next_attempt(&self, extra: usize) -> Option<(Arc<Endpoint>, bool)> {
         let endpoints = self.endpoints_in_use();
         let now = Instant::now();
         let attempts: Vec<(bool, &Arc<Endpoint>)> = endpoints
@@ -89,7 +92,8 @@ impl Inner {
             .filter(|(count, _)| *count < self.config.min_connections_per_endpoint)
             .find(|(_, endpoint)| endpoint.try_claim(now));
         if let Some((_, endpoint)) = below_floor {
-            return Some(Arc::clone(endpoint));
+            let total = rotation.len() + self.connecting();
+            return Some((Arc::clone(endpoint), total >= self.config.min_connections));
         }
         if !self.needs_connection(extra) {
             return None;
@@ -107,7 +111,7 @@ impl Inner {
             .filter(|(count, _)| *count == fewest)
             .map(|(_, endpoint)| endpoint)
             .find(|endpoint| endpoint.try_claim(now))
-            .cloned()
+            .map(|endpoint| (Arc::clone(endpoint), false))
     }
 
     /// Whether the pool as a whole wants one more connection: below
