@@ -114,6 +114,8 @@ pub mod discovery;
 pub mod dns;
 #[cfg(feature = "runtime")]
 mod error;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 #[cfg(feature = "runtime")]
 mod interceptor;
 #[cfg(feature = "runtime")]

@@ -3,6 +3,7 @@
 #![allow(missing_docs)]
 
 pub mod dns;
+pub mod etcd;
 pub mod interop;
 pub mod proxy;
 pub mod scripted;

@@ -10,8 +10,8 @@
 //! `fleet` listeners that answer in 1 ms and one `slow` that answers in
 //! 21 ms, each putting its index in the response header `server` (the slow
 //! one's is 16), so the client can count each server's share.
-//! It also opens S10's two: `steady` answers in 1 ms, and `stalling` in
-//! 1 ms but 200 ms for one call in twenty.
+//! It also opens S10's three: `steady` answers in 1 ms, and two `stalling`
+//! in 1 ms but 200 ms for one call in twenty.
 //! `bench_server --many N` opens N `many` listeners without latency (S9).
 
 use std::pin::Pin;
@@ -112,12 +112,15 @@ async fn fleet() -> std::io::Result<()> {
         ..Service::default()
     };
     listen("steady", steady, None).await?;
-    let stalling = Service {
-        latency: Duration::from_millis(1),
-        stall_every: Some(20),
-        ..Service::default()
-    };
-    listen("stalling", stalling, None).await
+    for _ in 0..2 {
+        let stalling = Service {
+            latency: Duration::from_millis(1),
+            stall_every: Some(20),
+            ..Service::default()
+        };
+        listen("stalling", stalling, None).await?;
+    }
+    Ok(())
 }
 
 #[tokio::main]

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::future::Either;
 use http::{Request, Response};
 use tonic::Status;
 use tonic::body::Body;
@@ -103,19 +104,24 @@ async fn call(
     }
 }
 
-/// Sends the call once (with its retries) or hedged, as its method says.
-async fn dispatch(
+/// Sends the call once (with its retries) or hedged, as its method says;
+/// not an `async fn` of its own, which would cost every call a copy of its
+/// state (S3), and hedged calls, the rare ones, are boxed.
+fn dispatch(
     inner: Arc<Inner>,
     request: Request<Body>,
     deadline: Option<tokio::time::Instant>,
     method: Option<Arc<MethodConfig>>,
-) -> Result<Response<ResponseBody>, Status> {
+) -> impl Future<Output = Result<Response<ResponseBody>, Status>> {
     match method {
         Some(method) if method.hedging_policy.is_some() => {
-            let policy = method.hedging_policy.clone().unwrap_or_default();
-            hedge::hedge(inner, request, deadline, method, &policy).await
+            let hedged = async move {
+                let policy = method.hedging_policy.clone().unwrap_or_default();
+                hedge::hedge(inner, request, deadline, method, &policy).await
+            };
+            Either::Right(Box::pin(hedged))
         }
-        method => send::send(inner, request, deadline, method).await,
+        method => Either::Left(send::send(inner, request, deadline, method)),
     }
 }
 
