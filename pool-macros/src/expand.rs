@@ -171,7 +171,10 @@ fn method(method: &Method<'_>) -> TokenStream {
             &self,
             request: #parameter,
         ) -> ::core::result::Result<#output, #private::tonic::Status> {
-            let mut request = #private::intercept(self.interceptor.as_ref(), #into_request)?;
+            let mut request = #into_request;
+            if let ::core::option::Option::Some(interceptor) = &self.interceptor {
+                request = interceptor.intercept(request)?;
+            }
             #mark_idempotent
             #private::apply_default_timeout(&mut request, self.timeout);
             let mut client = ::core::clone::Clone::clone(&self.inner);

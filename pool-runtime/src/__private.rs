@@ -6,22 +6,6 @@ pub use tonic;
 pub use crate::call::Idempotent;
 pub use crate::{Error, Pool, SharedInterceptor};
 
-/// Runs the client's interceptor, if it has one, on `request`.
-///
-/// # Errors
-///
-/// The status the interceptor refused the call with.
-#[inline]
-pub fn intercept<T>(
-    interceptor: Option<&SharedInterceptor>,
-    request: tonic::Request<T>,
-) -> Result<tonic::Request<T>, tonic::Status> {
-    match interceptor {
-        Some(interceptor) => interceptor.intercept(request),
-        None => Ok(request),
-    }
-}
-
 /// Marks `request` as one of a method declared idempotent (`#[idempotent]`),
 /// when the pool has a policy for such methods (the mark costs an
 /// allocation, so only then).

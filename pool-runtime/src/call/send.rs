@@ -37,7 +37,8 @@ pub(super) async fn send(
 ) -> Result<Response<ResponseBody>, Status> {
     let (mut call, mut request) = Call::new(&inner, request, method.as_ref());
     loop {
-        let spread = call.spread.as_ref().and_then(|s| inner.pick_spread(s));
+        let spread = call.rare.as_ref().and_then(|r| r.spread.as_ref());
+        let spread = spread.and_then(|s| inner.pick_spread(s));
         let slot = match (spread, call.affinity) {
             (Some(slot), _) => slot,
             (None, None) => inner.acquire(call.wait_for_ready).await?,
@@ -57,7 +58,8 @@ pub(super) async fn send(
                     if let Some(trailers) = response.body().whole_trailers() {
                         end.set_outcome_from(trailers);
                     }
-                    return Ok(response.map(|body| body.with_limit(call.response_limit)));
+                    let limit = call.response_limit();
+                    return Ok(response.map(|body| body.with_limit(limit)));
                 }
                 Err(error) => Failed {
                     error,
@@ -76,7 +78,7 @@ pub(super) async fn send(
                 // A trailers-only response carries its status here.
                 end.set_outcome_from(response.headers());
                 let end = end.with_deadline(deadline);
-                let limit = call.response_limit;
+                let limit = call.response_limit();
                 return Ok(response.map(|body| ResponseBody::new(body, end).with_limit(limit)));
             }
             Err(mut error) => Failed {
@@ -88,6 +90,36 @@ pub(super) async fn send(
         // Boxed: only failed attempts carry the retry's state (a timer, a
         // copy of the head), so every call's future stays small.
         request = Box::pin(call.again(&inner, failed)).await?;
+    }
+}
+
+/// What only some calls carry: a hedged copy's spread, the method's message
+/// limits, and the retries made.
+#[derive(Default)]
+struct Rare {
+    /// For a copy of a hedged call: the endpoints the other copies took.
+    spread: Option<Arc<Spread>>,
+    /// The method's `maxResponseMessageBytes`.
+    response_limit: Option<usize>,
+    /// Set when a request message was above `maxRequestMessageBytes`.
+    request_exceeded: Option<Arc<OnceLock<Status>>>,
+    /// The retries made, for gRPC A96's per-call metrics.
+    made: Made,
+}
+
+impl Rare {
+    /// What `request` of `method` carries, if anything.
+    fn of<B>(request: &Request<B>, method: Option<&Arc<MethodConfig>>) -> Option<Box<Self>> {
+        let spread = request.extensions().get::<Arc<Spread>>().cloned();
+        let response_limit = method.and_then(|m| m.max_response_message_bytes);
+        let limited = method.is_some_and(|m| m.max_request_message_bytes.is_some());
+        (spread.is_some() || response_limit.is_some() || limited).then(|| {
+            Box::new(Self {
+                spread,
+                response_limit,
+                ..Self::default()
+            })
+        })
     }
 }
 
@@ -159,14 +191,9 @@ struct Call {
     /// mid-response can be retried too.
     read_whole: bool,
     affinity: Option<AffinityKey>,
-    /// The method's `maxResponseMessageBytes`.
-    response_limit: Option<usize>,
-    /// Set when a request message was above `maxRequestMessageBytes`.
-    request_exceeded: Option<Arc<OnceLock<Status>>>,
-    /// The retries made, for gRPC A96's per-call metrics.
-    made: Made,
-    /// For a copy of a hedged call: the endpoints the other copies took.
-    spread: Option<Arc<Spread>>,
+    /// What only some calls carry, boxed so that every call's future
+    /// stays small (S3): `None` for most.
+    rare: Option<Box<Rare>>,
     /// The method's `waitForReady`: wait for a connection while nothing can
     /// be reached, instead of failing at once.
     wait_for_ready: bool,
@@ -199,10 +226,7 @@ impl Call {
             policy,
             spare_head: Some(copy_head(&request)),
             affinity: request.extensions().get::<AffinityKey>().copied(),
-            spread: request.extensions().get::<Arc<Spread>>().cloned(),
-            response_limit: method.and_then(|m| m.max_response_message_bytes),
-            request_exceeded: None,
-            made: Made::default(),
+            rare: Rare::of(&request, method),
             wait_for_ready: method.and_then(|m| m.wait_for_ready).unwrap_or(false),
         };
         let mut call = call;
@@ -211,7 +235,7 @@ impl Call {
             let body = match request_limit {
                 Some(limit) => {
                     let exceeded = Arc::new(OnceLock::new());
-                    call.request_exceeded = Some(exceeded.clone());
+                    call.rare_mut().request_exceeded = Some(exceeded.clone());
                     Body::new(LimitedBody::new(body, limit, exceeded))
                 }
                 None => body,
@@ -221,13 +245,22 @@ impl Call {
         (call, request)
     }
 
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    fn response_limit(&self) -> Option<usize> {
+        self.rare.as_ref().and_then(|r| r.response_limit)
+    }
+
     /// The request to send next after `failed`, or the call's final status.
     async fn again(
         &mut self,
         inner: &Arc<Inner>,
         failed: Failed,
     ) -> Result<Request<RequestBody>, Status> {
-        if let Some(status) = self.request_exceeded.as_ref().and_then(|e| e.get()) {
+        let exceeded = self.rare.as_ref().and_then(|r| r.request_exceeded.as_ref());
+        if let Some(status) = exceeded.and_then(|e| e.get()) {
             return Err(status.clone());
         }
         let Failed {
@@ -260,7 +293,7 @@ impl Call {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         let wait = self.policy.spend(budget, Pushback::None);
-        self.made.count(inner, budget, wait);
+        self.rare_mut().made.count(inner, budget, wait);
         tracing::debug!(endpoint = %endpoint, ?failure, ?wait, "sending the request again");
         tokio::time::sleep(wait).await;
         end.release_for_retry();
@@ -319,7 +352,7 @@ impl Call {
         };
         let wait = self.policy.spend(retry.budget, retry.pushback);
         inner.counters.retries.fetch_add(1, Ordering::Relaxed);
-        self.made.count(inner, retry.budget, wait);
+        self.rare_mut().made.count(inner, retry.budget, wait);
         tracing::debug!(code = ?retry.status.code(), ?wait, "retrying under the method's retry policy");
         tokio::time::sleep(wait).await;
         if self.spare_head.is_none() && self.policy.any_left() {
