@@ -2,7 +2,7 @@
 //! that the pool follows a service whose addresses change and spreads its
 //! connections over every address.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -10,6 +10,8 @@ use futures_util::Stream;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::rdata::SRV;
+use hickory_resolver::proto::rr::{RData, RecordType};
 
 pub use crate::config::DnsConfig;
 use crate::config::dns::DEFAULT_REFRESH;
@@ -48,10 +50,13 @@ const MIN_REFRESH: Duration = Duration::from_millis(10);
 #[derive(Debug, Clone)]
 pub struct DnsDiscovery {
     uri: String,
+    scheme: String,
     host: String,
     port: u16,
     refresh_interval: Duration,
     nameservers: Vec<SocketAddr>,
+    /// Whether `host` names SRV records rather than addresses.
+    srv: bool,
 }
 
 impl DnsDiscovery {
@@ -84,11 +89,30 @@ impl DnsDiscovery {
             .unwrap_or(80);
         Ok(Self {
             uri,
+            scheme: endpoint.scheme.to_string(),
             host,
             port,
             refresh_interval: DEFAULT_REFRESH,
             nameservers: Vec::new(),
+            srv: false,
         })
+    }
+
+    /// Resolves the SRV records of the host of `uri` (such as
+    /// `http://_grpc._tcp.orders.internal`, as Kubernetes headless services
+    /// and Consul publish them) every 30 s: each record's target and port is
+    /// an endpoint, its target's addresses resolved as [`new`](Self::new)
+    /// resolves a host. Only the records of the lowest priority are used, as
+    /// RFC 2782 says; their weights are ignored (the pool balances by load).
+    /// Each connection sends its target's name as `:authority`.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn srv(uri: impl Into<String>) -> Result<Self, Error> {
+        let mut discovery = Self::new(uri)?;
+        discovery.srv = true;
+        Ok(discovery)
     }
 
     /// How often the name is resolved again, at least every 10 ms (shorter
@@ -204,21 +228,52 @@ impl Resolving {
         }
     }
 
-    async fn lookup(&mut self) -> Result<BTreeSet<SocketAddr>, BoxError> {
+    /// The addresses the name resolves to now, each with the URI its
+    /// connections name.
+    async fn lookup(&mut self) -> Result<BTreeMap<SocketAddr, String>, BoxError> {
         let resolver = match &self.resolver {
             Some(resolver) => resolver,
             None => self.resolver.insert(self.discovery.resolver()?),
         };
-        let answer = resolver.lookup_ip(self.discovery.host.as_str()).await?;
-        let port = self.discovery.port;
-        Ok(answer.iter().map(|ip| SocketAddr::new(ip, port)).collect())
+        let discovery = &self.discovery;
+        let mut found = BTreeMap::new();
+        if !discovery.srv {
+            let answer = resolver.lookup_ip(discovery.host.as_str()).await?;
+            for ip in answer.iter() {
+                found.insert(SocketAddr::new(ip, discovery.port), discovery.uri.clone());
+            }
+            return Ok(found);
+        }
+        let records = resolver
+            .lookup(discovery.host.as_str(), RecordType::SRV)
+            .await?;
+        let srv: Vec<&SRV> = records
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::SRV(srv) => Some(srv),
+                _ => None,
+            })
+            .collect();
+        // RFC 2782: only the lowest priority is used while it answers.
+        let lowest = srv.iter().map(|s| s.priority).min();
+        for record in srv.into_iter().filter(|s| Some(s.priority) == lowest) {
+            let target = record.target.to_utf8();
+            let target = target.trim_end_matches('.');
+            let uri = format!("{}://{target}:{}", discovery.scheme, record.port);
+            for ip in resolver.lookup_ip(target).await?.iter() {
+                found.insert(SocketAddr::new(ip, record.port), uri.clone());
+            }
+        }
+        Ok(found)
     }
 
     /// Queues insertions of new addresses, then removals of vanished ones
     /// (so that the pool can connect to the new before it drains the old).
-    fn diff(&mut self, addresses: BTreeSet<SocketAddr>) {
+    fn diff(&mut self, found: BTreeMap<SocketAddr, String>) {
+        let addresses: BTreeSet<SocketAddr> = found.keys().copied().collect();
         for new in addresses.difference(&self.known) {
-            let target = Target::new(self.discovery.uri.clone()).connect_to(*new);
+            let target = Target::new(found[new].clone()).connect_to(*new);
             self.ready.push_back(Change::Insert(*new, target));
         }
         for gone in self.known.difference(&addresses) {
@@ -245,10 +300,15 @@ mod tests {
         }
     }
 
-    fn addresses(last_octets: &[u8]) -> BTreeSet<SocketAddr> {
+    fn addresses(last_octets: &[u8]) -> BTreeMap<SocketAddr, String> {
         last_octets
             .iter()
-            .map(|o| SocketAddr::from(([10, 0, 0, *o], 7)))
+            .map(|o| {
+                (
+                    SocketAddr::from(([10, 0, 0, *o], 7)),
+                    "http://greeter.test:7".to_owned(),
+                )
+            })
             .collect()
     }
 

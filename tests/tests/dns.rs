@@ -151,3 +151,80 @@ fn ip_addresses_and_bad_uris_are_refused() {
     assert!(DnsDiscovery::new("greeter.test:50051").is_err());
     assert!(DnsDiscovery::new("http://greeter.test:50051").is_ok());
 }
+
+/// SRV records (`dns:///_grpc._tcp...` style, as Kubernetes headless
+/// services and Consul publish them): two ports on 127.0.0.1 and one on
+/// 127.0.0.2, and a backup of lower priority that is not used; a changed
+/// answer is followed at the next refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_records_give_host_and_port_and_changes_are_followed() {
+    bounded(Duration::from_secs(30), async {
+        let a1 = TestServer::start(ServerOptions::default()).await;
+        let a2 = TestServer::start(ServerOptions::default()).await;
+        let b = TestServer::serve(
+            TcpListener::bind((IPS[1], 0)).await.unwrap(),
+            ServerOptions::default(),
+        );
+        let backup = TcpListener::bind((IPS[0], 0)).await.unwrap();
+        let backup_port = backup.local_addr().unwrap().port();
+        let dns = FakeDns::start(&[]).await;
+        dns.host("a.test", &[IPS[0]]);
+        dns.host("b.test", &[IPS[1]]);
+        let (p1, p2, pb) = (a1.addr.port(), a2.addr.port(), b.addr.port());
+        dns.set_srv(&[
+            (10, 5, p1, "a.test."),
+            (10, 5, p2, "a.test."),
+            (10, 5, pb, "b.test."),
+            (20, 1, backup_port, "a.test."),
+        ]);
+        let refresh = Duration::from_millis(100);
+        let discovery = DnsDiscovery::srv("http://_grpc._tcp.greeter.test")
+            .unwrap()
+            .nameserver(dns.addr)
+            .refresh_interval(refresh);
+        let pool = Pool::builder()
+            .discovery(discovery.into_stream())
+            .build()
+            .unwrap();
+        let expected = |ports: &[(&str, u16, Ipv4Addr)]| -> HashSet<String> {
+            ports
+                .iter()
+                .map(|(host, port, ip)| format!("http://{host}:{port} at {ip}:{port}"))
+                .collect()
+        };
+        let all = expected(&[
+            ("a.test", p1, IPS[0]),
+            ("a.test", p2, IPS[0]),
+            ("b.test", pb, IPS[1]),
+        ]);
+        assert!(
+            wait_for_stats(&pool, Duration::from_secs(5), |s| s.connections == 3).await,
+            "{:?}",
+            pool.endpoints()
+        );
+        let endpoints: HashSet<String> = pool.endpoints().into_iter().collect();
+        assert_eq!(
+            endpoints, all,
+            "the lowest priority only, each with its port"
+        );
+
+        // One record goes: followed at the next refresh.
+        dns.set_srv(&[(10, 5, p1, "a.test."), (10, 5, pb, "b.test.")]);
+        let changed = std::time::Instant::now();
+        let two = expected(&[("a.test", p1, IPS[0]), ("b.test", pb, IPS[1])]);
+        while pool.endpoints().into_iter().collect::<HashSet<_>>() != two {
+            assert!(
+                changed.elapsed() < Duration::from_secs(5),
+                "{:?}",
+                pool.endpoints()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        println!(
+            "an SRV change was followed {:?} after it was made (refresh {refresh:?})",
+            changed.elapsed()
+        );
+        drop(backup);
+    })
+    .await;
+}
