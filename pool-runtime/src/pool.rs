@@ -130,6 +130,12 @@ impl Pool {
         self.inner.remove_endpoint(uri)
     }
 
+    /// What the discovery sources have reported: changes, errors, and the
+    /// last of each.
+    pub fn discovery_stats(&self) -> crate::stats::DiscoveryStats {
+        crate::lock::lock(&self.inner.discovery_stats).clone()
+    }
+
     /// The endpoints the pool connects to now: their URIs, followed by
     /// `" at <address>"` for those given an address to connect to.
     pub fn endpoints(&self) -> Vec<String> {

@@ -79,3 +79,22 @@ pub struct EndpointStats {
     /// measured.
     pub latency: std::time::Duration,
 }
+
+/// What the pool's discovery sources (a stream given to
+/// [`PoolBuilder::discovery`](crate::PoolBuilder::discovery), DNS, etcd)
+/// have reported, from [`Pool::discovery_stats`](crate::Pool::discovery_stats).
+/// A failing source never empties the pool: its endpoints stay until it
+/// says otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DiscoveryStats {
+    /// Endpoints added or removed by the sources.
+    pub changes_total: u64,
+    /// When the last of those changes came.
+    pub last_change_at: Option<std::time::SystemTime>,
+    /// Errors the sources reported (a lookup or a watch that failed, a
+    /// value that is not an endpoint).
+    pub errors_total: u64,
+    /// The last error, and when it came.
+    pub last_error: Option<(std::time::SystemTime, String)>,
+}

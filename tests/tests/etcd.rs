@@ -164,6 +164,11 @@ async fn the_pool_follows_servers_registered_in_etcd_and_survives_its_restart() 
         println!("after etcd restarted, a new server took calls {resumed:?} after it registered; died at {:?}", died.elapsed());
         assert!(resumed.is_some(), "the watch resumed: {:?}", pool.endpoints());
         assert_eq!(load.failures(), before, "no call failed while etcd restarted");
+        let reported = pool.discovery_stats();
+        println!("{reported:?}");
+        assert!(reported.changes_total >= 6, "{reported:?}");
+        let (_, error) = reported.last_error.expect("the broken watch was reported");
+        assert!(error.contains("etcd"), "{error}");
 
         load.stop.store(true, Ordering::Relaxed);
         for caller in callers {

@@ -182,9 +182,16 @@ impl Watching {
                 Ok(Some(response)) if !response.canceled => self.apply(response),
                 // Cancelled (compaction), ended or broken: read again.
                 ended => {
-                    let prefix = &self.discovery.prefix;
-                    tracing::warn!(prefix = %prefix, ?ended, "etcd watch ended; reading the keys again");
                     self.watch = None;
+                    let prefix = &self.discovery.prefix;
+                    let why = match ended {
+                        Err(status) => status.to_string(),
+                        _ => "it ended".to_owned(),
+                    };
+                    return Err(format!(
+                        "etcd watch of {prefix:?} broke ({why}); reading the keys again"
+                    )
+                    .into());
                 }
             }
         }

@@ -78,6 +78,7 @@ where
         let Some(inner) = pool.upgrade() else {
             return;
         };
+        inner.count_discovery(change.as_ref().err());
         match change {
             Ok(Change::Insert(key, target)) => match inner.endpoint_for(&target) {
                 Ok(endpoint) => {
@@ -100,6 +101,24 @@ where
             }
             Err(error) => {
                 tracing::warn!(%error, "endpoint discovery failed; endpoints unchanged");
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Counts a source's change, or its error.
+    fn count_discovery(&self, error: Option<&BoxError>) {
+        let mut stats = crate::lock::lock(&self.discovery_stats);
+        let now = std::time::SystemTime::now();
+        match error {
+            None => {
+                stats.changes_total += 1;
+                stats.last_change_at = Some(now);
+            }
+            Some(error) => {
+                stats.errors_total += 1;
+                stats.last_error = Some((now, error.to_string()));
             }
         }
     }

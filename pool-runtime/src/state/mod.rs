@@ -120,6 +120,8 @@ pub(crate) struct Inner {
     policies: MethodPolicies,
     /// Run on every call, before it is sent.
     pub(crate) interceptor: Option<crate::interceptor::SharedInterceptor>,
+    /// What the discovery sources reported.
+    pub(crate) discovery_stats: Mutex<crate::stats::DiscoveryStats>,
 }
 
 impl Inner {
@@ -165,6 +167,7 @@ impl Inner {
         Self {
             policies,
             interceptor: None,
+            discovery_stats: Mutex::default(),
             config,
             tls,
             endpoints: ArcSwap::from_pointee(endpoints),
