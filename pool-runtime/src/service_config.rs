@@ -113,33 +113,25 @@ fn parse_service_config(value: &Value) -> Result<ServiceConfig, Error> {
     Ok(config)
 }
 
+/// The fields a method config may have.
+const METHOD_FIELDS: [&str; 7] = [
+    "name",
+    "timeout",
+    "waitForReady",
+    "retryPolicy",
+    "hedgingPolicy",
+    "maxRequestMessageBytes",
+    "maxResponseMessageBytes",
+];
+
 fn parse_method_config(value: &Value, at: &str) -> Result<MethodConfig, Error> {
     let fields = object(value, at)?;
-    ignore_unknown(
-        fields,
-        at,
-        &[
-            "name",
-            "timeout",
-            "waitForReady",
-            "retryPolicy",
-            "hedgingPolicy",
-            "maxRequestMessageBytes",
-            "maxResponseMessageBytes",
-        ],
-    );
+    ignore_unknown(fields, at, &METHOD_FIELDS);
     let field = |name: &str| format!("{at}.{name}");
-    let mut method = MethodConfig::default();
-    if let Some(names) = fields.get("name") {
-        let names = names
-            .as_array()
-            .ok_or_else(|| invalid(field("name"), names.to_string(), "must be an array"))?;
-        for (i, name) in names.iter().enumerate() {
-            method
-                .name
-                .push(parse_name(name, &format!("{at}.name[{i}]"))?);
-        }
-    }
+    let mut method = MethodConfig {
+        name: parse_names(fields.get("name"), at)?,
+        ..MethodConfig::default()
+    };
     if let Some(timeout) = fields.get("timeout") {
         method.timeout = Some(duration(timeout, &field("timeout"))?);
     }
@@ -166,21 +158,24 @@ fn parse_method_config(value: &Value, at: &str) -> Result<MethodConfig, Error> {
         }
         method.hedging_policy = Some(parse_hedging(policy, &field("hedgingPolicy"))?);
     }
-    for (name, slot) in [
-        (
-            "maxRequestMessageBytes",
-            &mut method.max_request_message_bytes,
-        ),
-        (
-            "maxResponseMessageBytes",
-            &mut method.max_response_message_bytes,
-        ),
-    ] {
-        if let Some(bytes) = fields.get(name) {
-            *slot = Some(count(bytes, &field(name))?);
-        }
-    }
+    let bytes = |name: &str| fields.get(name).map(|b| count(b, &field(name))).transpose();
+    method.max_request_message_bytes = bytes("maxRequestMessageBytes")?;
+    method.max_response_message_bytes = bytes("maxResponseMessageBytes")?;
     Ok(method)
+}
+
+/// A method config's `name` list.
+fn parse_names(names: Option<&Value>, at: &str) -> Result<Vec<MethodName>, Error> {
+    let Some(names) = names else {
+        return Ok(Vec::new());
+    };
+    let list = names
+        .as_array()
+        .ok_or_else(|| invalid(format!("{at}.name"), names.to_string(), "must be an array"))?;
+    list.iter()
+        .enumerate()
+        .map(|(i, name)| parse_name(name, &format!("{at}.name[{i}]")))
+        .collect()
 }
 
 fn parse_name(value: &Value, at: &str) -> Result<MethodName, Error> {

@@ -37,16 +37,13 @@ pub(super) async fn send(
 ) -> Result<Response<ResponseBody>, Status> {
     let (mut call, mut request) = Call::new(&inner, request, method.as_ref());
     loop {
-        let spread = call.rare.as_ref().and_then(|r| r.spread.as_ref());
-        let spread = spread.and_then(|s| inner.pick_spread(s));
-        let slot = match (spread, call.affinity) {
+        let slot = match (call.spread_slot(&inner), call.affinity) {
             (Some(slot), _) => slot,
             (None, None) => inner.acquire(call.wait_for_ready).await?,
             (None, Some(key)) => inner.acquire_for(key, call.wait_for_ready).await?,
         };
-        let end = CallEnd::new(slot, call.handle.clone());
+        let mut end = CallEnd::new(slot, call.handle.clone());
         end.connection().endpoint.address_request(&mut request)?;
-        let mut end = end;
         let failed = match end.connection().sender().try_send_request(request).await {
             Ok(response) if call.read_whole => match read_whole(response).await {
                 Ok(response) => {
@@ -55,11 +52,7 @@ pub(super) async fn send(
                         request = Box::pin(call.again_after(&inner, retry)).await?;
                         continue;
                     }
-                    if let Some(trailers) = response.body().whole_trailers() {
-                        end.set_outcome_from(trailers);
-                    }
-                    let limit = call.response_limit();
-                    return Ok(response.map(|body| body.with_limit(limit)));
+                    return Ok(finish_whole(&mut end, response, call.response_limit()));
                 }
                 Err(error) => Failed {
                     error,
@@ -163,6 +156,19 @@ struct StatusRetry {
     status: Status,
 }
 
+/// A response read whole, handed on: its status recorded for the
+/// endpoint, its messages held to the method's limit.
+fn finish_whole(
+    end: &mut CallEnd,
+    response: Response<ResponseBody>,
+    limit: Option<usize>,
+) -> Response<ResponseBody> {
+    if let Some(trailers) = response.body().whole_trailers() {
+        end.set_outcome_from(trailers);
+    }
+    response.map(|body| body.with_limit(limit))
+}
+
 /// What a failed attempt leaves: its error, the request if it never left
 /// the client, and the call's hold on the connection.
 struct Failed {
@@ -243,6 +249,13 @@ impl Call {
             RequestBody::new(body, call.handle.clone())
         });
         (call, request)
+    }
+
+    /// For a copy of a hedged call, a slot on an endpoint no other copy
+    /// took, if one is free.
+    fn spread_slot(&self, inner: &Arc<Inner>) -> Option<crate::state::Slot> {
+        let spread = self.rare.as_ref()?.spread.as_ref()?;
+        inner.pick_spread(spread)
     }
 
     fn rare_mut(&mut self) -> &mut Rare {
