@@ -117,6 +117,14 @@ impl PoolBuilder {
         self
     }
 
+    /// This client's index among the fleet's clients (0, 1, 2, ...), so that
+    /// subsets tile the endpoints evenly (see [`PoolConfig::subset_index`]).
+    /// Default: none (a random choice).
+    pub fn subset_index(mut self, index: u64) -> Self {
+        self.config.subset_index = Some(index);
+        self
+    }
+
     /// How long one connection attempt may take. Default: 5 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.connect_timeout = timeout;

@@ -381,6 +381,25 @@ async fn a_subset_of_a_hundred_servers_takes_ten_connections() {
             .collect();
         let kept = after.iter().filter(|e| in_use.contains(e)).count();
         assert_eq!(kept, 9, "before {in_use:?}, after {after:?}");
+        pool.close().await;
+
+        // Fifty clients with indices 0 to 49 (`subset_index`) tile the
+        // hundred servers: every one is used by exactly five.
+        let mut uses: HashMap<String, usize> = HashMap::new();
+        for index in 0..50 {
+            let client = ready_pool(servers.iter().map(TestServer::uri), |b| {
+                b.subset_size(10).subset_index(index)
+            })
+            .await;
+            for endpoint in client.endpoint_stats() {
+                *uses.entry(endpoint.endpoint).or_insert(0) += 1;
+            }
+            client.close().await;
+        }
+        let (least, most) = (uses.values().min(), uses.values().max());
+        println!("50 indexed clients over 100 servers: uses from {least:?} to {most:?}");
+        assert_eq!(uses.len(), 100, "every server is used");
+        assert_eq!((least, most), (Some(&5), Some(&5)));
     })
     .await;
 }

@@ -91,6 +91,15 @@ pub struct PoolConfig {
     ///
     /// Default: none (every endpoint).
     pub subset_size: Option<usize>,
+    /// This client's index among the clients of the fleet (0, 1, 2, ...),
+    /// for subsetting: clients with consecutive indices take consecutive
+    /// windows of one order of the endpoints, so together they use every
+    /// endpoint equally (each exactly as often when the fleet divides
+    /// evenly), and a change of membership still moves at most one member
+    /// of a subset. Without it, the pool's subset is its own random choice.
+    ///
+    /// Default: none (a random seed).
+    pub subset_index: Option<u64>,
     /// How long one connection attempt (TCP, HTTP/2 handshake and the
     /// server's first SETTINGS frame) may take.
     ///
@@ -219,6 +228,7 @@ impl Default for PoolConfig {
             min_connections_per_endpoint: 1,
             max_connections_per_endpoint: None,
             subset_size: None,
+            subset_index: None,
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             max_connection_lifetime: None,

@@ -155,7 +155,7 @@ impl Inner {
         let endpoints: Vec<Arc<Endpoint>> = endpoints.into_iter().map(Arc::new).collect();
         let seed = fastrand::u64(..);
         let subchannels: Vec<Arc<Subchannel>> =
-            subset::choose(&endpoints, config.subset_size, seed)
+            subset::in_use(&endpoints, &config, seed)
                 .into_iter()
                 .map(|endpoint| Arc::new(Subchannel::new(endpoint)))
                 .collect();
