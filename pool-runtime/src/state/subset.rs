@@ -139,7 +139,7 @@ pub(super) fn choose_window(
 }
 
 /// Keeps the rounds' scores apart from the random seeds'.
-const ROUND_SALT: u64 = 0x5EED_0F_C0FF_EE00;
+const ROUND_SALT: u64 = 0x005E_ED0F_C0FF_EE00;
 
 /// Rendezvous (highest-random-weight) score of an endpoint for a seed.
 fn score(seed: u64, key: &str) -> u64 {
