@@ -121,6 +121,7 @@ impl Copies {
                 Some(outcome) = self.running.next() => {
                     let Some(pushback) = non_fatal(&outcome, policy) else {
                         self.inner.retry_throttle().inspect(|t| t.succeeded());
+                        self.spread.decide();
                         return outcome;
                     };
                     self.inner.retry_throttle().inspect(|t| t.failed());

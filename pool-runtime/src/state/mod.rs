@@ -154,11 +154,10 @@ impl Inner {
         let stream_cap = config.max_streams_per_connection.unwrap_or(usize::MAX);
         let endpoints: Vec<Arc<Endpoint>> = endpoints.into_iter().map(Arc::new).collect();
         let seed = fastrand::u64(..);
-        let subchannels: Vec<Arc<Subchannel>> =
-            subset::in_use(&endpoints, &config, seed)
-                .into_iter()
-                .map(|endpoint| Arc::new(Subchannel::new(endpoint)))
-                .collect();
+        let subchannels: Vec<Arc<Subchannel>> = subset::in_use(&endpoints, &config, seed)
+            .into_iter()
+            .map(|endpoint| Arc::new(Subchannel::new(endpoint)))
+            .collect();
         let choosing = AtomicBool::new(subchannels.len() > 1);
         let policies = MethodPolicies::new(
             &config.service_config,

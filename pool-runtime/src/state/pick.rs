@@ -101,7 +101,7 @@ impl Inner {
     /// endpoint no other copy of the call went to, and records it there;
     /// `None` when every endpoint was taken or is full (the copy then
     /// takes an ordinary pick: another connection at least).
-    pub(crate) fn pick_spread(self: &Arc<Self>, spread: &Spread) -> Option<Slot> {
+    pub(crate) fn pick_spread(self: &Arc<Self>, spread: &Arc<Spread>) -> Option<Slot> {
         let subchannels = self.subchannels.load();
         let mut used = crate::lock::lock(&spread.endpoints);
         let (lightest, (_, connections)) = subchannels
@@ -115,8 +115,13 @@ impl Inner {
                     best
                 }
             })?;
-        let slot = self.reserve_on(lightest, &connections)?;
+        let mut slot = self.reserve_on(lightest, &connections)?;
         used.push(lightest.endpoint.clone());
+        // A copy that loses the race is recorded by its time: always timed.
+        if let Some((_, picked_at)) = &mut slot.endpoint {
+            picked_at.get_or_insert_with(Instant::now);
+        }
+        slot.hedge = Some(Arc::clone(spread));
         Some(slot)
     }
 
@@ -193,6 +198,16 @@ fn reserve_least_loaded(connections: &[Arc<Connection>]) -> Option<&Arc<Connecti
 #[derive(Debug, Default)]
 pub(crate) struct Spread {
     endpoints: std::sync::Mutex<Vec<Arc<crate::conn::Endpoint>>>,
+    /// Set once a copy committed the call: the others lost.
+    decided: std::sync::atomic::AtomicBool,
+}
+
+impl Spread {
+    /// A copy committed the call; the others are being cancelled.
+    pub(crate) fn decide(&self) {
+        self.decided
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// One stream slot held on a connection; dropping it gives the slot back and
@@ -207,6 +222,8 @@ pub(crate) struct Slot {
     /// Whether the call failed as a server's trouble makes calls fail, once
     /// its outcome is known.
     failed: Option<bool>,
+    /// For a copy of a hedged call, the copies' shared state.
+    hedge: Option<Arc<Spread>>,
 }
 
 impl Slot {
@@ -217,6 +234,7 @@ impl Slot {
             inner,
             endpoint: None,
             failed: None,
+            hedge: None,
         }
     }
 
@@ -254,7 +272,17 @@ impl Drop for Slot {
             subchannel.count_call();
             if let Some(picked_at) = picked_at {
                 let now = Instant::now();
-                subchannel.record(now.saturating_duration_since(picked_at), now);
+                let elapsed = now.saturating_duration_since(picked_at);
+                let lost = self.failed.is_none()
+                    && self
+                        .hedge
+                        .as_ref()
+                        .is_some_and(|h| h.decided.load(std::sync::atomic::Ordering::Acquire));
+                if lost {
+                    subchannel.record_lost(elapsed, now);
+                } else {
+                    subchannel.record(elapsed, now);
+                }
             }
             if let Some(failed) = self.failed {
                 subchannel.record_outcome(failed);

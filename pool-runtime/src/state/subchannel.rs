@@ -116,7 +116,15 @@ impl Subchannel {
     /// Records how long a timed call on this endpoint took, from its pick
     /// to the release of its stream.
     pub(super) fn record(&self, elapsed: Duration, now: Instant) {
-        self.latency.record(elapsed, now);
+        self.latency.record(elapsed, now, false);
+    }
+
+    /// Records a copy of a hedged call that lost to a copy on another
+    /// endpoint: it took at least `elapsed`, and counts in full (not
+    /// clipped as a lone stall is), so that a server whose stalls hedging
+    /// hides still looks as slow as it was.
+    pub(super) fn record_lost(&self, elapsed: Duration, now: Instant) {
+        self.latency.record(elapsed, now, true);
     }
 
     /// Records how a call ended: whether it failed as a server's trouble
@@ -277,7 +285,7 @@ impl Ewma {
         self.updated.store(since_epoch(now), Ordering::Relaxed);
     }
 
-    fn record(&self, elapsed: Duration, now: Instant) {
+    fn record(&self, elapsed: Duration, now: Instant, in_full: bool) {
         self.stale.store(false, Ordering::Relaxed);
         let sample = elapsed.as_nanos() as f64;
         let count = self.samples.fetch_add(1, Ordering::Relaxed) + 1;
@@ -294,7 +302,12 @@ impl Ewma {
             // Then an exponential average of calls counted at most
             // `SPIKE` times the estimate: one stalled call moves it a
             // little, a server that turned slow moves it within a few calls.
-            current + (sample.min(current * SPIKE) - current) * WEIGHT
+            let counted = if in_full {
+                sample
+            } else {
+                sample.min(current * SPIKE)
+            };
+            current + (counted - current) * WEIGHT
         };
         // Racing updates may overwrite each other: an estimate, not a sum.
         self.nanos.store(next.to_bits(), Ordering::Relaxed);
@@ -317,14 +330,14 @@ mod tests {
     fn the_estimate_takes_the_fastest_first_calls_then_weighs_and_fades() {
         let ewma = Ewma::default();
         let now = Instant::now();
-        ewma.record(Duration::from_millis(19), now);
+        ewma.record(Duration::from_millis(19), now, false);
         assert_eq!(ewma.estimate_nanos(), 0.0, "not measured enough yet");
         for _ in 1..MIN_SAMPLES {
-            ewma.record(Duration::from_millis(1), now);
+            ewma.record(Duration::from_millis(1), now, false);
         }
         assert_eq!(ewma.estimate_nanos(), 1e6, "the fastest of the first calls");
         // A stalled call counts as at most 4 times the estimate.
-        ewma.record(Duration::from_millis(21), now);
+        ewma.record(Duration::from_millis(21), now, false);
         let weighed = ewma.estimate_nanos();
         assert!((weighed - 1.3e6).abs() < 1.0, "{weighed}");
         ewma.fade(now + FADE);
