@@ -273,6 +273,35 @@ impl PoolBuilder {
         self
     }
 
+    /// Whether connections set TCP_NODELAY, as tonic's `tcp_nodelay`.
+    /// Default: true.
+    pub fn tcp_nodelay(mut self, enabled: bool) -> Self {
+        self.config.tcp_nodelay = enabled;
+        self
+    }
+
+    /// TCP keepalive probes after `idle` without traffic, as tonic's
+    /// `tcp_keepalive`. Default: none.
+    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.config.tcp_keepalive = idle;
+        self
+    }
+
+    /// Makes connections from `address`, as tonic's `local_address`.
+    /// Default: none (the system's choice).
+    pub fn local_address(mut self, address: Option<std::net::IpAddr>) -> Self {
+        self.config.local_address = address;
+        self
+    }
+
+    /// The `user-agent` of calls that set none, followed by this crate's
+    /// token (`my-app/1.0 pooled-client/0.1.0`), as tonic's `user_agent`.
+    /// Default: `pooled-client/0.1.0` alone.
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.config.user_agent = Some(user_agent.into());
+        self
+    }
+
     /// A default deadline for every call that has none of its own (from
     /// its client, its request, or its method's `timeout` in the service
     /// config): the pool's twin of tonic's `Endpoint::timeout`. Default:
@@ -476,6 +505,18 @@ fn check_durations(config: &PoolConfig) -> Result<(), Error> {
     }
     if let Some(timeout) = config.timeout {
         check_duration("timeout", timeout)?;
+    }
+    if let Some(idle) = config.tcp_keepalive {
+        check_duration("tcp_keepalive", idle)?;
+    }
+    if let Some(agent) = &config.user_agent
+        && http::HeaderValue::from_str(agent).is_err()
+    {
+        return Err(invalid(
+            "user_agent",
+            agent,
+            "must be visible ASCII, as an HTTP header value",
+        ));
     }
     if let Some(keepalive) = config.keepalive {
         check_duration("keepalive interval", keepalive.interval)?;

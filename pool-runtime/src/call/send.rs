@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
-use http::header::{HeaderValue, USER_AGENT};
+use http::header::USER_AGENT;
 use http::request::Parts;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -20,8 +20,6 @@ use crate::affinity::AffinityKey;
 use crate::config::MethodConfig;
 use crate::conn::{BodyHandle, RequestBody, status};
 use crate::state::{Inner, Spread};
-
-const DEFAULT_USER_AGENT: &str = concat!("pooled-client/", env!("CARGO_PKG_VERSION"));
 
 /// Sends `request` on the least-loaded connection, again elsewhere when the
 /// retry policy allows it, until it has a response or a final status.
@@ -217,7 +215,7 @@ impl Call {
         if !request.headers().contains_key(USER_AGENT) {
             request
                 .headers_mut()
-                .insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
+                .insert(USER_AGENT, inner.user_agent.clone());
         }
         let idempotent = request.extensions().get::<Idempotent>().copied();
         let retrying = match (method, idempotent) {

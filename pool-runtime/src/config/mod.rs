@@ -196,6 +196,27 @@ pub struct PoolConfig {
     /// Default: none (`https://` endpoints trust the bundled Mozilla roots).
     #[cfg(feature = "tls")]
     pub tls: Option<TlsConfig>,
+    /// Whether connections set TCP_NODELAY (as tonic's `tcp_nodelay`):
+    /// gRPC's small messages should not wait for Nagle's algorithm.
+    ///
+    /// Default: true.
+    pub tcp_nodelay: bool,
+    /// TCP keepalive probes after this much idleness (as tonic's
+    /// `tcp_keepalive`), beside HTTP/2's own PINGs.
+    ///
+    /// Default: none.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub tcp_keepalive: Option<Duration>,
+    /// The local address connections are made from (as tonic's
+    /// `local_address`); endpoints of the other IP family are skipped.
+    ///
+    /// Default: none (the system's choice).
+    pub local_address: Option<std::net::IpAddr>,
+    /// The `user-agent` of calls that set none, followed by this crate's
+    /// own token (as tonic's `user_agent`, which appends `tonic/x.y`).
+    ///
+    /// Default: none (`pooled-client/x.y.z` alone).
+    pub user_agent: Option<String>,
     /// A deadline for every call that has none of its own (from its
     /// client, its request or its method's `timeout`).
     ///
@@ -244,6 +265,10 @@ impl Default for PoolConfig {
             health_check: None,
             outlier_detection: None,
             authority: None,
+            tcp_nodelay: true,
+            tcp_keepalive: None,
+            local_address: None,
+            user_agent: None,
             timeout: None,
             service_config: ServiceConfig::default(),
             #[cfg(feature = "tls")]

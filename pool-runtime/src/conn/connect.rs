@@ -67,6 +67,48 @@ pub(crate) enum ConnectError {
     Unhealthy(HealthError),
 }
 
+/// Opens the TCP connection as the settings say: from `local_address`,
+/// with TCP_NODELAY and keepalive as set.
+async fn open_tcp(address: &str, config: &PoolConfig) -> std::io::Result<TcpStream> {
+    let tcp = match config.local_address {
+        None => TcpStream::connect(address).await?,
+        Some(local) => connect_from(local, address).await?,
+    };
+    tcp.set_nodelay(config.tcp_nodelay)?;
+    if let Some(idle) = config.tcp_keepalive {
+        let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+        socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive)?;
+    }
+    Ok(tcp)
+}
+
+/// Connects to `address` from `local`, trying its addresses of the same
+/// family in turn.
+async fn connect_from(local: std::net::IpAddr, address: &str) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for remote in tokio::net::lookup_host(address).await? {
+        if remote.is_ipv4() != local.is_ipv4() {
+            continue;
+        }
+        let socket = if remote.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(local, 0))?;
+        match socket.connect(remote).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::AddrNotAvailable,
+            format!("no address of {address} is of local_address {local}'s family"),
+        )
+    }))
+}
+
 /// Opens one connection to `endpoint`, within the configured connect timeout.
 pub(crate) async fn connect(
     endpoint: &Arc<Endpoint>,
@@ -85,10 +127,9 @@ async fn connect_unbounded(
     config: &PoolConfig,
     tls: Option<&Tls>,
 ) -> Result<Connected, ConnectError> {
-    let tcp = TcpStream::connect(endpoint.address.as_str())
+    let tcp = open_tcp(endpoint.address.as_str(), config)
         .await
         .map_err(ConnectError::Tcp)?;
-    tcp.set_nodelay(true).map_err(ConnectError::Tcp)?;
     let transport = secure(endpoint, tcp, tls).await?;
     let link = Arc::new(Link::default());
     let io = TokioIo::new(WatchedIo::new(transport, link.clone()));

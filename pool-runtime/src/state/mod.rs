@@ -122,6 +122,21 @@ pub(crate) struct Inner {
     pub(crate) interceptor: Option<crate::interceptor::SharedInterceptor>,
     /// What the discovery sources reported.
     pub(crate) discovery_stats: Mutex<crate::stats::DiscoveryStats>,
+    /// The `user-agent` of calls that set none.
+    pub(crate) user_agent: http::HeaderValue,
+}
+
+/// This crate's token in every `user-agent` it sets.
+const USER_AGENT_TOKEN: &str = concat!("pooled-client/", env!("CARGO_PKG_VERSION"));
+
+/// The `user-agent` of calls that set none: the configured one, then this
+/// crate's token (as tonic appends its own), or the token alone.
+fn user_agent(config: &PoolConfig) -> http::HeaderValue {
+    config
+        .user_agent
+        .as_ref()
+        .and_then(|agent| http::HeaderValue::from_str(&format!("{agent} {USER_AGENT_TOKEN}")).ok())
+        .unwrap_or_else(|| http::HeaderValue::from_static(USER_AGENT_TOKEN))
 }
 
 impl Inner {
@@ -167,6 +182,7 @@ impl Inner {
             policies,
             interceptor: None,
             discovery_stats: Mutex::default(),
+            user_agent: user_agent(&config),
             config,
             tls,
             endpoints: ArcSwap::from_pointee(endpoints),
