@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::config::{
-    Backoff, HealthCheck, Keepalive, OutlierDetection, PoolConfig, RetryPolicy, ServiceConfig,
+    Backoff, HealthCheck, OutlierDetection, PoolConfig, RetryPolicy, ServiceConfig,
 };
 use crate::conn::{Endpoint, Tls};
 use crate::discovery::{Change, Target};
@@ -156,10 +156,25 @@ impl PoolBuilder {
         self
     }
 
-    /// Sends HTTP/2 PINGs every `interval` and closes a connection whose PING
-    /// goes unanswered for `timeout`. Default: off.
-    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
-        self.config.keepalive = Some(Keepalive::new(interval, timeout));
+    /// Sends HTTP/2 PINGs every `interval` (tonic's name); a connection
+    /// whose PING goes unanswered for `keep_alive_timeout` is replaced.
+    /// Default: off.
+    pub fn http2_keep_alive_interval(mut self, interval: Duration) -> Self {
+        self.config.http2_keep_alive_interval = Some(interval);
+        self
+    }
+
+    /// How long a keepalive PING may go unanswered (tonic's name).
+    /// Default: 20 s.
+    pub fn keep_alive_timeout(mut self, timeout: Duration) -> Self {
+        self.config.keep_alive_timeout = timeout;
+        self
+    }
+
+    /// Whether PINGs go out while no call is in flight (tonic's name).
+    /// Default: false.
+    pub fn keep_alive_while_idle(mut self, enabled: bool) -> Self {
+        self.config.keep_alive_while_idle = enabled;
         self
     }
 
@@ -186,18 +201,31 @@ impl PoolBuilder {
         self
     }
 
-    /// HTTP/2 initial stream and connection window sizes, in bytes.
-    /// Default: hyper's, 2 MiB and 5 MiB.
-    pub fn initial_window_sizes(mut self, stream: u32, connection: u32) -> Self {
-        self.config.initial_stream_window_size = Some(stream);
-        self.config.initial_connection_window_size = Some(connection);
+    /// HTTP/2 initial stream window size, in bytes (tonic's name).
+    /// Default: hyper's, 2 MiB.
+    pub fn initial_stream_window_size(mut self, size: u32) -> Self {
+        self.config.initial_stream_window_size = Some(size);
         self
     }
 
-    /// Lets HTTP/2 windows follow the measured bandwidth-delay product.
-    /// Default: false.
-    pub fn adaptive_window(mut self, enabled: bool) -> Self {
-        self.config.adaptive_window = enabled;
+    /// HTTP/2 initial connection window size, in bytes (tonic's name).
+    /// Default: hyper's, 5 MiB.
+    pub fn initial_connection_window_size(mut self, size: u32) -> Self {
+        self.config.initial_connection_window_size = Some(size);
+        self
+    }
+
+    /// Lets HTTP/2 windows follow the measured bandwidth-delay product
+    /// (tonic's name). Default: false.
+    pub fn http2_adaptive_window(mut self, enabled: bool) -> Self {
+        self.config.http2_adaptive_window = enabled;
+        self
+    }
+
+    /// The largest header list accepted from a server, in bytes (tonic's
+    /// name). Default: hyper's, 16 KiB.
+    pub fn http2_max_header_list_size(mut self, size: u32) -> Self {
+        self.config.http2_max_header_list_size = Some(size);
         self
     }
 
@@ -320,10 +348,15 @@ impl PoolBuilder {
         self
     }
 
-    /// Sends `authority` as the `:authority` (HTTP/2's Host) of every call
-    /// instead of each endpoint's host and port. Default: none.
-    pub fn authority(mut self, authority: impl Into<String>) -> Self {
-        self.config.authority = Some(authority.into());
+    /// Sends the authority of `origin` (such as `http://greeter.internal`)
+    /// as the `:authority` (HTTP/2's Host) of every call instead of each
+    /// endpoint's host and port, as tonic's `origin`. Default: none.
+    pub fn origin(mut self, origin: http::Uri) -> Self {
+        let written = match (origin.scheme_str(), origin.authority()) {
+            (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+            _ => origin.to_string(),
+        };
+        self.config.origin = Some(written);
         self
     }
 
@@ -518,9 +551,9 @@ fn check_durations(config: &PoolConfig) -> Result<(), Error> {
             "must be visible ASCII, as an HTTP header value",
         ));
     }
-    if let Some(keepalive) = config.keepalive {
-        check_duration("keepalive interval", keepalive.interval)?;
-        check_duration("keepalive timeout", keepalive.timeout)?;
+    if let Some(interval) = config.http2_keep_alive_interval {
+        check_duration("http2_keep_alive_interval", interval)?;
+        check_duration("keep_alive_timeout", config.keep_alive_timeout)?;
     }
     check_backoff(&config.backoff)?;
     if let Some(check) = &config.health_check {

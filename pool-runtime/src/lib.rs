@@ -139,8 +139,8 @@ pub use crate::{
     builder::PoolBuilder,
     call::{ResponseBody, ResponseFuture},
     config::{
-        Backoff, FailurePercentageEjection, HealthCheck, HedgingPolicy, Keepalive, MethodConfig,
-        MethodName, OutlierDetection, PoolConfig, RetryPolicy, RetryThrottling, ServiceConfig,
+        Backoff, FailurePercentageEjection, HealthCheck, HedgingPolicy, MethodConfig, MethodName,
+        OutlierDetection, PoolConfig, RetryPolicy, RetryThrottling, ServiceConfig,
         SuccessRateEjection,
     },
     error::Error,

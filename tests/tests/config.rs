@@ -103,12 +103,14 @@ fn invalid_configurations_are_rejected_with_the_bad_value() {
         ),
         (
             "zero keepalive timeout",
-            valid().keepalive(second, Duration::ZERO),
+            valid()
+                .http2_keep_alive_interval(second)
+                .keep_alive_timeout(Duration::ZERO),
             |e| {
                 matches!(
                     e,
                     Error::InvalidSetting {
-                        name: "keepalive timeout",
+                        name: "keep_alive_timeout",
                         ..
                     }
                 )

@@ -23,8 +23,10 @@ idempotent_retry_policy = { maxAttempts = 4, initialBackoff = "0.2s", maxBackoff
 timeout = "3s"
 initial_stream_window_size = 1048576
 initial_connection_window_size = 4194304
-authority = "greeter.internal"
-keepalive = { interval = "20s", timeout = "5s" }
+origin = "http://greeter.internal"
+http2_keep_alive_interval = "20s"
+keep_alive_timeout = "5s"
+keep_alive_while_idle = true
 backoff = { initial = "200ms", multiplier = 2.0, jitter = 0.1, max = "10s" }
 health_check = { service = "helloworld.Greeter", interval = "5s" }
 
@@ -70,9 +72,12 @@ fn every_setting_reads_from_toml_as_the_builder_would_set_it() {
             retryable_status_codes: vec![tonic::Code::Unavailable, tonic::Code::Aborted],
         }))
         .timeout(Duration::from_secs(3))
-        .initial_window_sizes(1 << 20, 4 << 20)
-        .authority("greeter.internal")
-        .keepalive(Duration::from_secs(20), Duration::from_secs(5))
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(4 << 20)
+        .origin("http://greeter.internal".parse().unwrap())
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
         .backoff(Backoff::new(
             Duration::from_millis(200),
             2.0,
@@ -113,10 +118,17 @@ fn mistakes_in_the_file_name_the_field() {
     .to_string();
     assert!(policy.contains("methodConfig[0].timeout"), "{policy}");
 
-    let nested = toml::from_str::<PoolConfig>(r#"keepalive = { interval = "1s" }"#)
+    let nested = toml::from_str::<PoolConfig>(r#"backoff = { initial = "soon" }"#)
         .unwrap_err()
         .to_string();
-    assert!(nested.contains("timeout"), "{nested}");
+    assert!(nested.contains("initial"), "{nested}");
+
+    // The old name is gone (0.1): an unknown field, named.
+    let renamed =
+        toml::from_str::<PoolConfig>(r#"keepalive = { interval = "1s", timeout = "1s" }"#)
+            .unwrap_err()
+            .to_string();
+    assert!(renamed.contains("keepalive"), "{renamed}");
 
     let missing_file = toml::from_str::<PoolConfig>(r#"tls = { ca_file = "/nonexistent/ca.pem" }"#)
         .unwrap_err()

@@ -201,7 +201,9 @@ async fn f3_blackholed_endpoint_is_found_by_keepalive_and_traffic_moves() {
             .endpoint(silent.uri())
             .endpoint(healthy.uri())
             .min_connections(2)
-            .keepalive(interval, timeout)
+            .http2_keep_alive_interval(interval)
+            .keep_alive_timeout(timeout)
+            .keep_alive_while_idle(true)
             .build()
             .unwrap();
         assert!(wait_for(&pool, Duration::from_secs(5), |s| s.connections == 2).await);

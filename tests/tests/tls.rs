@@ -122,7 +122,7 @@ async fn server_name_override_verifies_a_name_the_address_lacks() {
                     .ca_certificate_pem(pki.ca_pem.clone())
                     .server_name("pool.test"),
             )
-            .authority("pool.test")
+            .origin("https://pool.test".parse().unwrap())
             .build()
             .unwrap();
         assert_eq!(call(&overridden).await.unwrap(), "Hello tls");

@@ -6,7 +6,6 @@ mod backoff;
 #[cfg(feature = "dns")]
 pub(crate) mod dns;
 mod health_check;
-mod keepalive;
 mod outlier;
 mod service_config;
 #[cfg(feature = "tls")]
@@ -18,7 +17,6 @@ pub use self::backoff::Backoff;
 #[cfg(feature = "dns")]
 pub use self::dns::DnsConfig;
 pub use self::health_check::HealthCheck;
-pub use self::keepalive::Keepalive;
 pub use self::outlier::{FailurePercentageEjection, OutlierDetection, SuccessRateEjection};
 pub use self::service_config::{
     HedgingPolicy, MethodConfig, MethodName, RetryPolicy, RetryThrottling, ServiceConfig,
@@ -43,7 +41,8 @@ pub use self::tls::TlsConfig;
 ///     endpoints = ["http://127.0.0.1:50051"]
 ///     max_connections = 16
 ///     acquire_timeout = "2s"
-///     keepalive = { interval = "30s", timeout = "10s" }
+///     http2_keep_alive_interval = "30s"
+///     keep_alive_timeout = "10s"
 ///     health_check = { service = "helloworld.Greeter", interval = "5s" }
 /// "#).expect("valid TOML");
 /// assert_eq!(config.acquire_timeout, std::time::Duration::from_secs(2));
@@ -134,11 +133,26 @@ pub struct PoolConfig {
     ///
     /// Default: 1,024.
     pub max_waiters: usize,
-    /// HTTP/2 keepalive PINGs: a connection whose PING is not answered within
-    /// the timeout is closed and replaced.
+    /// The time between HTTP/2 keepalive PINGs (tonic's
+    /// `http2_keep_alive_interval`): a connection whose PING is not answered
+    /// within `keep_alive_timeout` is closed and replaced.
     ///
-    /// Default: none (no PINGs, as in gRPC; some servers reject frequent PINGs).
-    pub keepalive: Option<Keepalive>,
+    /// Default: none (no PINGs, as in gRPC and tonic; some servers reject
+    /// frequent PINGs).
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub http2_keep_alive_interval: Option<Duration>,
+    /// How long a keepalive PING may go unanswered (tonic's
+    /// `keep_alive_timeout`).
+    ///
+    /// Default: 20 s (tonic's).
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub keep_alive_timeout: Duration,
+    /// Whether PINGs are sent while no call is in flight, so that a dead
+    /// idle connection is found before a call is sent on it (tonic's
+    /// `keep_alive_while_idle`).
+    ///
+    /// Default: false (tonic's).
+    pub keep_alive_while_idle: bool,
     /// An upper bound on the streams the pool opens on one connection, below
     /// what the server advertises.
     ///
@@ -169,10 +183,15 @@ pub struct PoolConfig {
     /// Default: hyper's, 5 MiB.
     pub initial_connection_window_size: Option<u32>,
     /// Whether HTTP/2 windows adapt to the measured bandwidth-delay product
-    /// (this overrides the two window sizes).
+    /// (tonic's `http2_adaptive_window`; it overrides the two window sizes).
     ///
     /// Default: false.
-    pub adaptive_window: bool,
+    pub http2_adaptive_window: bool,
+    /// The largest header list the pool accepts from a server (tonic's
+    /// `http2_max_header_list_size`), in bytes.
+    ///
+    /// Default: hyper's, 16 KiB.
+    pub http2_max_header_list_size: Option<u32>,
     /// Health checking with the standard `grpc.health.v1` protocol: a new
     /// connection joins the rotation only once its server answers
     /// `SERVING`, and an endpoint whose check fails leaves the rotation
@@ -185,12 +204,14 @@ pub struct PoolConfig {
     ///
     /// Default: none (off).
     pub outlier_detection: Option<OutlierDetection>,
-    /// The `:authority` (HTTP/2's Host) of every call, instead of each
-    /// endpoint's host and port: for servers or proxies that route by name
-    /// while the pool connects by address.
+    /// The origin whose authority every call names as `:authority`
+    /// (HTTP/2's Host), instead of each endpoint's host and port (tonic's
+    /// `origin`): for servers or proxies that route by name while the pool
+    /// connects by address. Written as a URI, such as
+    /// `http://greeter.internal`.
     ///
     /// Default: none (the endpoint's host and port).
-    pub authority: Option<String>,
+    pub origin: Option<String>,
     /// TLS settings for `https://` endpoints (feature `tls`).
     ///
     /// Default: none (`https://` endpoints trust the bundled Mozilla roots).
@@ -255,16 +276,19 @@ impl Default for PoolConfig {
             max_connection_lifetime: None,
             acquire_timeout: Duration::from_secs(5),
             max_waiters: 1024,
-            keepalive: None,
+            http2_keep_alive_interval: None,
+            keep_alive_timeout: Duration::from_secs(20),
+            keep_alive_while_idle: false,
             max_streams_per_connection: None,
             idempotent_retry_policy: Some(RetryPolicy::default()),
             backoff: Backoff::default(),
             initial_stream_window_size: None,
             initial_connection_window_size: None,
-            adaptive_window: false,
+            http2_adaptive_window: false,
+            http2_max_header_list_size: None,
             health_check: None,
             outlier_detection: None,
-            authority: None,
+            origin: None,
             tcp_nodelay: true,
             tcp_keepalive: None,
             local_address: None,

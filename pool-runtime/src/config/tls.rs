@@ -55,7 +55,7 @@ pub struct TlsConfig {
     pub identity_pem: Option<(String, String)>,
     /// The name sent in SNI and checked against the server's certificate,
     /// instead of the endpoint's host (the `:authority` of calls is set
-    /// apart, by [`PoolBuilder::authority`](crate::PoolBuilder::authority)).
+    /// apart, by [`PoolBuilder::origin`](crate::PoolBuilder::origin)).
     ///
     /// Default: the endpoint's host.
     pub server_name: Option<String>,

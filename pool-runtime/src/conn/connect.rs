@@ -195,13 +195,16 @@ async fn secure(
 fn builder(config: &PoolConfig) -> http2::Builder<SpanExecutor> {
     let mut builder = http2::Builder::new(SpanExecutor);
     builder.timer(TokioTimer::new());
-    if let Some(keepalive) = config.keepalive {
+    if let Some(interval) = config.http2_keep_alive_interval {
         builder
-            .keep_alive_interval(keepalive.interval)
-            .keep_alive_timeout(keepalive.timeout)
-            .keep_alive_while_idle(keepalive.while_idle);
+            .keep_alive_interval(interval)
+            .keep_alive_timeout(config.keep_alive_timeout)
+            .keep_alive_while_idle(config.keep_alive_while_idle);
     }
-    if config.adaptive_window {
+    if let Some(size) = config.http2_max_header_list_size {
+        builder.max_header_list_size(size);
+    }
+    if config.http2_adaptive_window {
         builder.adaptive_window(true);
     } else {
         builder

@@ -79,6 +79,19 @@ impl Inner {
     }
 }
 
+/// The authority of `origin`, a URI such as `http://greeter.internal` (or
+/// a bare `host:port`).
+fn origin_authority(origin: &str) -> Result<http::uri::Authority, Error> {
+    let authority = origin
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|uri| uri.authority().cloned());
+    match authority {
+        Some(authority) => Ok(authority),
+        None => parse_authority(origin),
+    }
+}
+
 /// The endpoint for `target` with `config`'s settings applied: where it
 /// connects, and the `:authority` its calls send.
 pub(crate) fn endpoint_for(
@@ -86,8 +99,8 @@ pub(crate) fn endpoint_for(
     config: &crate::config::PoolConfig,
 ) -> Result<Endpoint, Error> {
     let mut endpoint = Endpoint::parse_at(target.uri(), target.address())?;
-    if let Some(authority) = &config.authority {
-        endpoint.set_authority(parse_authority(authority)?);
+    if let Some(origin) = &config.origin {
+        endpoint.set_authority(origin_authority(origin)?);
     }
     Ok(endpoint)
 }

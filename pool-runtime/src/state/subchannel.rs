@@ -76,7 +76,8 @@ impl Subchannel {
             return None;
         }
         let load = Load {
-            busy: (in_flight + 1) as f64 / capacity as f64,
+            in_flight: in_flight as f64,
+            busy: in_flight as f64 / capacity as f64,
             latency: self.latency.estimate_nanos(),
         };
         Some((load, connections))
@@ -86,7 +87,10 @@ impl Subchannel {
     /// faster than one with `other` load (and is not ejected).
     pub(super) fn is_clearly_faster_than(&self, other: Load) -> bool {
         let mine = self.latency.estimate_nanos();
-        mine > 0.0 && other.latency > mine * SAME_LATENCY && !self.is_ejected(Instant::now())
+        mine > 0.0
+            && other.latency > mine
+            && !same_latency(mine, other.latency)
+            && !self.is_ejected(Instant::now())
     }
 
     /// Whether the call being placed should be timed: every call until the
@@ -162,8 +166,10 @@ impl Subchannel {
 /// An endpoint's load as the pick weighs it.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Load {
-    /// The streams in flight, plus the call being placed, over the streams
-    /// the endpoint's connections allow.
+    /// The streams in flight.
+    in_flight: f64,
+    /// The streams in flight over the streams the endpoint's connections
+    /// allow.
     busy: f64,
     /// The latency estimate in nanoseconds; 0 when unknown.
     latency: f64,
@@ -175,23 +181,35 @@ pub(super) struct Load {
 /// against 1 ms) is far outside it.
 const SAME_LATENCY: f64 = 4.0;
 
+/// Nor does a gap below this count, however large the factor: a busy host
+/// delays a 1 ms call by a few milliseconds now and then.
+const SAME_LATENCY_GAP: f64 = 5e6;
+
+/// Whether two latencies (in nanoseconds) count as the same.
+fn same_latency(a: f64, b: f64) -> bool {
+    (a <= b * SAME_LATENCY && b <= a * SAME_LATENCY) || (a - b).abs() < SAME_LATENCY_GAP
+}
+
 impl Load {
     /// Whether `self` is the lighter of two endpoints. Endpoints of about
     /// the same latency compare by how busy they are (gRPC A48's least
-    /// request, relative to capacity); otherwise by busy times latency, as
-    /// tower's `PeakEwma` balancer, Finagle and linkerd weigh load. An
-    /// endpoint not yet measured borrows the other's latency, so that a new
-    /// server is neither flooded nor starved.
+    /// request, relative to capacity; idle ones tie, and the random draw
+    /// breaks the tie); otherwise by the calls in flight, the one being
+    /// placed included, times latency, as tower's `PeakEwma` balancer,
+    /// Finagle and linkerd weigh load (absolute, so that a fast server
+    /// allowing few streams is not passed over for a slow one allowing
+    /// many). An endpoint not yet measured borrows the other's latency, so
+    /// that a new server is neither flooded nor starved.
     pub(super) fn lighter_than(self, other: Load) -> bool {
         let known = |l: f64, fallback: f64| if l > 0.0 { l } else { fallback.max(1.0) };
         let (mine, theirs) = (
             known(self.latency, other.latency),
             known(other.latency, self.latency),
         );
-        if mine <= theirs * SAME_LATENCY && theirs <= mine * SAME_LATENCY {
+        if same_latency(mine, theirs) {
             self.busy < other.busy
         } else {
-            self.busy * mine < other.busy * theirs
+            (self.in_flight + 1.0) * mine < (other.in_flight + 1.0) * theirs
         }
     }
 }
@@ -319,9 +337,10 @@ impl Ewma {
 mod tests {
     use super::*;
 
-    fn load(busy: f64, latency_ms: f64) -> Load {
+    fn load(in_flight: f64, capacity: f64, latency_ms: f64) -> Load {
         Load {
-            busy,
+            in_flight,
+            busy: in_flight / capacity,
             latency: latency_ms * 1e6,
         }
     }
@@ -348,11 +367,20 @@ mod tests {
 
     #[test]
     fn similar_latencies_compare_by_load_and_far_ones_by_cost() {
-        assert!(load(0.01, 1.9).lighter_than(load(0.02, 1.0)));
-        assert!(!load(0.02, 1.0).lighter_than(load(0.02, 1.5)), "a tie");
-        assert!(load(0.05, 1.0).lighter_than(load(0.01, 21.0)));
-        assert!(load(0.01, 21.0).lighter_than(load(0.25, 1.0)));
+        assert!(load(1.0, 100.0, 1.9).lighter_than(load(2.0, 100.0, 1.0)));
+        assert!(
+            !load(2.0, 100.0, 1.0).lighter_than(load(2.0, 100.0, 1.5)),
+            "a tie"
+        );
+        assert!(load(5.0, 100.0, 1.0).lighter_than(load(1.0, 100.0, 21.0)));
+        assert!(load(0.0, 100.0, 21.0).lighter_than(load(25.0, 100.0, 1.0)));
         // Not yet measured: it borrows the other's latency.
-        assert!(load(0.01, 0.0).lighter_than(load(0.02, 21.0)));
+        assert!(load(1.0, 100.0, 0.0).lighter_than(load(2.0, 100.0, 21.0)));
+        // A fast server allowing two streams beats an idle slow one
+        // allowing two hundred: latency weighs absolute calls in flight.
+        assert!(load(1.0, 2.0, 1.0).lighter_than(load(0.0, 200.0, 50.0)));
+        // 1 ms against 5 ms is a factor of five but a gap a busy host
+        // makes: the same latency, compared by load.
+        assert!(load(1.0, 100.0, 5.0).lighter_than(load(2.0, 100.0, 1.0)));
     }
 }

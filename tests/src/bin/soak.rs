@@ -89,7 +89,9 @@ async fn main() {
         .max_connections(8)
         .max_waiters(256)
         .acquire_timeout(Duration::from_millis(500))
-        .keepalive(Duration::from_millis(300), Duration::from_millis(300))
+        .http2_keep_alive_interval(Duration::from_millis(300))
+        .keep_alive_timeout(Duration::from_millis(300))
+        .keep_alive_while_idle(true)
         .build()
         .expect("valid settings");
     let counts = Arc::new(Counts::default());
