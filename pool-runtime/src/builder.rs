@@ -80,7 +80,8 @@ impl PoolBuilder {
         self
     }
 
-    /// Connections kept open even when idle. Default: 1.
+    /// Connections kept open even when idle, over all endpoints, opened as
+    /// [`PoolConfig::min_connections`] says. Default: 1.
     pub fn min_connections(mut self, min: usize) -> Self {
         self.config.min_connections = min;
         self
@@ -95,8 +96,8 @@ impl PoolBuilder {
         self
     }
 
-    /// Connections each endpoint keeps, opened as soon as it appears.
-    /// Default: 1.
+    /// Connections each endpoint keeps, opened as
+    /// [`PoolConfig::min_connections_per_endpoint`] says. Default: 1.
     pub fn min_connections_per_endpoint(mut self, min: usize) -> Self {
         self.config.min_connections_per_endpoint = min;
         self
@@ -373,9 +374,9 @@ impl PoolBuilder {
         &self.config
     }
 
-    /// Checks every setting and builds the pool. No I/O happens here:
-    /// connections open on first use, and the `min_connections` open in the
-    /// background when this is called inside a tokio runtime.
+    /// Checks every setting and builds the pool. No I/O happens in this
+    /// call: the minimum connections (`min_connections`, and
+    /// `min_connections_per_endpoint` for each endpoint) open in the background as soon as the pool is built inside a tokio runtime, or else at its first call or `ready()`; more open as calls need them.
     ///
     /// # Errors
     ///

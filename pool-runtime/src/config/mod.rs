@@ -63,7 +63,7 @@ pub struct PoolConfig {
     /// Default: none; at least one is required.
     pub endpoints: Vec<String>,
     /// Connections the pool keeps open even when idle, over all endpoints;
-    /// they are opened in the background once the pool is first used.
+    /// they are opened in the background as soon as the pool is built inside a tokio runtime, or else at its first call or `ready()`.
     ///
     /// Default: 1.
     pub min_connections: usize,
@@ -73,9 +73,9 @@ pub struct PoolConfig {
     ///
     /// Default: 8.
     pub max_connections: usize,
-    /// Connections each endpoint keeps even when idle, opened in the
-    /// background as soon as the endpoint appears, so that calls can spread
-    /// over every server.
+    /// Connections each endpoint keeps even when idle, so that calls can
+    /// spread over every server: opened in the background as soon as the pool is built inside a tokio runtime, or else at its first call or `ready()`, and for an endpoint
+    /// added later, as soon as it appears.
     ///
     /// Default: 1.
     pub min_connections_per_endpoint: usize,
