@@ -504,11 +504,7 @@ pub(crate) fn s9_memory_client(kind: &str, uri_file: &str) {
         .lines()
         .map(str::to_owned)
         .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = crate::measure::one_worker_runtime();
     runtime.block_on(async {
         let before = resident_kb();
         let held: Box<dyn std::any::Any> = if kind == "pool" {

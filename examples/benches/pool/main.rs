@@ -168,11 +168,7 @@ fn main() {
         rounds,
         round: Duration::from_secs_f64(seconds),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = crate::measure::one_worker_runtime();
 
     let mut sections = Vec::new();
     let started = std::time::Instant::now();

@@ -325,11 +325,7 @@ fn other_methods_config() -> pooled_client::ServiceConfig {
 
 /// Runs one configuration's small unary calls alone and prints the rate.
 pub(crate) fn load_alone(kind: &str, callers: usize, duration: Duration, uri: &str) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = crate::measure::one_worker_runtime();
     runtime.block_on(async {
         let round = if kind == "pool" {
             let pooled = PooledBenchClient::new(pool(uri, |b| b).await);

@@ -84,16 +84,7 @@ impl Inner {
                 return Some(slot);
             }
         }
-        let (lightest, (_, connections)) = subchannels
-            .iter()
-            .filter_map(|subchannel| Some((subchannel, subchannel.load()?)))
-            .reduce(|best, next| {
-                if next.1.0.lighter_than(best.1.0) {
-                    next
-                } else {
-                    best
-                }
-            })?;
+        let (lightest, connections) = lightest(subchannels.iter())?;
         self.reserve_on(lightest, &connections)
     }
 
@@ -104,17 +95,10 @@ impl Inner {
     pub(crate) fn pick_spread(self: &Arc<Self>, spread: &Arc<Spread>) -> Option<Slot> {
         let subchannels = self.subchannels.load();
         let mut used = crate::lock::lock(&spread.endpoints);
-        let (lightest, (_, connections)) = subchannels
+        let unused = subchannels
             .iter()
-            .filter(|s| !used.iter().any(|e| Arc::ptr_eq(e, &s.endpoint)))
-            .filter_map(|subchannel| Some((subchannel, subchannel.load()?)))
-            .reduce(|best, next| {
-                if next.1.0.lighter_than(best.1.0) {
-                    next
-                } else {
-                    best
-                }
-            })?;
+            .filter(|s| !used.iter().any(|e| Arc::ptr_eq(e, &s.endpoint)));
+        let (lightest, connections) = lightest(unused)?;
         let mut slot = self.reserve_on(lightest, &connections)?;
         used.push(lightest.endpoint.clone());
         // A copy that loses the race is recorded by its time: always timed.
@@ -162,6 +146,24 @@ impl Inner {
             self.notify();
         }
     }
+}
+
+/// Of `subchannels`, the least loaded with a free stream, and its
+/// connections as its load read them: the scan behind a pick whose random
+/// draws found nothing, and behind a hedged copy's pick.
+fn lightest<'a>(
+    subchannels: impl Iterator<Item = &'a Arc<Subchannel>>,
+) -> Option<(&'a Arc<Subchannel>, super::subchannel::Connections)> {
+    let (subchannel, (_, connections)) = subchannels
+        .filter_map(|subchannel| Some((subchannel, subchannel.load()?)))
+        .reduce(|best, next| {
+            if next.1.0.lighter_than(best.1.0) {
+                next
+            } else {
+                best
+            }
+        })?;
+    Some((subchannel, connections))
 }
 
 /// Picks the ready connection with the fewest streams in flight and reserves
