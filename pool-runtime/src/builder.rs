@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::config::{
     Backoff, HealthCheck, OutlierDetection, PoolConfig, RetryPolicy, ServiceConfig,
 };
-use crate::conn::{Endpoint, Tls};
+use crate::conn::{Connector, Dial, Endpoint, Tls};
 use crate::discovery::{Change, Target};
 use crate::error::Error;
 use crate::interceptor::SharedInterceptor;
@@ -39,6 +39,7 @@ pub struct PoolBuilder {
     config: PoolConfig,
     discoveries: Vec<Start>,
     interceptor: Option<SharedInterceptor>,
+    connector: Option<Connector>,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -47,6 +48,7 @@ impl std::fmt::Debug for PoolBuilder {
             .field("config", &self.config)
             .field("discoveries", &self.discoveries.len())
             .field("interceptor", &self.interceptor.is_some())
+            .field("connector", &self.connector.is_some())
             .finish()
     }
 }
@@ -63,6 +65,7 @@ impl PoolBuilder {
             config,
             discoveries: Vec::new(),
             interceptor: None,
+            connector: None,
         }
     }
 
@@ -302,6 +305,40 @@ impl PoolBuilder {
         self
     }
 
+    /// Opens every connection's byte stream with `connector`, as tonic's
+    /// `Endpoint::connect_with_connector`: a `tower::Service` that takes
+    /// the endpoint's URI (with the address to connect to as its authority
+    /// when a [`Target`] names one) and returns any
+    /// `AsyncRead + AsyncWrite` stream. Use it for proxies, custom name
+    /// resolution, or tests that run a server in memory with no port.
+    /// HTTP/2 and, for `https` endpoints, TLS run on top of the stream;
+    /// `local_address`, `tcp_nodelay` and `tcp_keepalive` are then the
+    /// connector's business. `unix:` endpoints connect to their socket
+    /// without it. A second call replaces the first. Default: none (TCP).
+    ///
+    /// ```no_run
+    /// use tokio::net::UnixStream;
+    ///
+    /// // Every endpoint's calls go through one Unix socket.
+    /// let connector = tower::service_fn(|_uri: http::Uri| UnixStream::connect("/run/app.sock"));
+    /// let pool = pooled_client::Pool::builder()
+    ///     .endpoint("http://app.internal")
+    ///     .connector(connector)
+    ///     .build()
+    ///     .expect("valid settings");
+    /// # let _ = pool;
+    /// ```
+    pub fn connector<C>(mut self, connector: C) -> Self
+    where
+        C: tower_service::Service<http::Uri> + Clone + Send + Sync + 'static,
+        C::Response: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+        C::Error: Into<crate::error::BoxError>,
+        C::Future: Send + 'static,
+    {
+        self.connector = Some(Connector::new(connector));
+        self
+    }
+
     /// Whether connections set TCP_NODELAY, as tonic's `tcp_nodelay`.
     /// Default: true.
     pub fn tcp_nodelay(mut self, enabled: bool) -> Self {
@@ -387,7 +424,11 @@ impl PoolBuilder {
         let mut discoveries = self.discoveries;
         discoveries.extend(configured_discoveries(&self.config)?);
         let Checked { endpoints, tls } = validate(&self.config, !discoveries.is_empty())?;
-        let mut inner = Inner::new(self.config, endpoints, tls, discoveries);
+        let dial = Dial {
+            tls,
+            connector: self.connector,
+        };
+        let mut inner = Inner::new(self.config, endpoints, dial, discoveries);
         inner.interceptor = self.interceptor;
         Ok(Pool::from_inner(inner))
     }

@@ -59,6 +59,23 @@ impl Target {
     }
 }
 
+/// The URI, followed by ` at <address>` when one was given, as logs and
+/// messages name the endpoint.
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.address {
+            None => f.write_str(&self.uri),
+            Some(address) => write!(f, "{} at {address}", self.uri),
+        }
+    }
+}
+
+impl From<&Target> for Target {
+    fn from(target: &Target) -> Self {
+        target.clone()
+    }
+}
+
 impl From<String> for Target {
     fn from(uri: String) -> Self {
         Self::new(uri)
@@ -68,5 +85,11 @@ impl From<String> for Target {
 impl From<&str> for Target {
     fn from(uri: &str) -> Self {
         Self::new(uri)
+    }
+}
+
+impl From<&String> for Target {
+    fn from(uri: &String) -> Self {
+        Self::new(uri.as_str())
     }
 }

@@ -147,7 +147,7 @@ pub use crate::{
     interceptor::SharedInterceptor,
     pool::Pool,
     rpc::{BidiStreaming, ClientStreaming, ServerStreaming, Unary},
-    stats::{DiscoveryStats, EndpointStats, PoolStats},
+    stats::{DiscoveryStats, EndpointInfo, EndpointState, EndpointStats, PoolStats},
 };
 
 /// Turns a struct that lists a tonic client's RPCs into a pooled client.

@@ -11,7 +11,7 @@ use crate::config::PoolConfig;
 use crate::discovery::Target;
 use crate::error::Error;
 use crate::state::Inner;
-use crate::stats::{EndpointStats, PoolStats};
+use crate::stats::{EndpointInfo, EndpointStats, PoolStats};
 
 /// A pool of HTTP/2 connections that tonic clients share.
 ///
@@ -123,11 +123,12 @@ impl Pool {
         Ok(self.inner.add_endpoint(endpoint))
     }
 
-    /// Removes an endpoint, named as it was added: its connections take no
-    /// new calls and close once their calls finish. Returns whether it was
-    /// in the pool.
-    pub fn remove_endpoint(&self, uri: &str) -> bool {
-        self.inner.remove_endpoint(uri)
+    /// Removes an endpoint, given as it was added (the same URI, and the
+    /// same address if a [`Target`] named one; [`EndpointInfo::target`]
+    /// is that): its connections take no new calls and close once their
+    /// calls finish. Returns whether it was in the pool.
+    pub fn remove_endpoint(&self, target: impl Into<Target>) -> bool {
+        self.inner.remove_endpoint(&target.into())
     }
 
     /// What the discovery sources have reported: changes, errors, and the
@@ -136,15 +137,10 @@ impl Pool {
         crate::lock::lock(&self.inner.discovery_stats).clone()
     }
 
-    /// The endpoints the pool connects to now: their URIs, followed by
-    /// `" at <address>"` for those given an address to connect to.
-    pub fn endpoints(&self) -> Vec<String> {
-        self.inner
-            .endpoints
-            .load()
-            .iter()
-            .map(|e| e.key.clone())
-            .collect()
+    /// The endpoints in the pool now, in the order they were added: each
+    /// as it was added, where it connects, and its state.
+    pub fn endpoints(&self) -> Vec<EndpointInfo> {
+        self.inner.endpoint_infos()
     }
 
     /// Whether [`close`](Self::close) has been called.

@@ -1,5 +1,7 @@
 //! A snapshot of what the pool is doing.
 
+use crate::discovery::Target;
+
 /// What a [`Pool`](crate::Pool) holds and has done, from
 /// [`Pool::stats`](crate::Pool::stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -57,9 +59,9 @@ pub struct PoolStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EndpointStats {
-    /// The endpoint, named as [`Pool::endpoints`](crate::Pool::endpoints)
-    /// names it.
-    pub endpoint: String,
+    /// The endpoint, as it was added (and as
+    /// [`Pool::endpoints`](crate::Pool::endpoints) names it).
+    pub target: Target,
     /// Its connections taking calls.
     pub connections: usize,
     /// Streams held on those connections right now.
@@ -78,6 +80,65 @@ pub struct EndpointStats {
     /// its load when calls choose an endpoint; zero until ten calls were
     /// measured.
     pub latency: std::time::Duration,
+}
+
+/// One endpoint of a [`Pool`](crate::Pool), from
+/// [`Pool::endpoints`](crate::Pool::endpoints): what it was added as,
+/// where its connections go, and how it stands.
+///
+/// ```no_run
+/// # fn demo(pool: &pooled_client::Pool) {
+/// use pooled_client::EndpointState;
+///
+/// for endpoint in pool.endpoints() {
+///     if endpoint.state == EndpointState::BackingOff {
+///         // Give it back as it came: the URI, and its address if any.
+///         pool.remove_endpoint(endpoint.target.clone());
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndpointInfo {
+    /// The endpoint as it was added: its URI, and the address to connect
+    /// to when one was given. [`Pool::remove_endpoint`](crate::Pool::remove_endpoint)
+    /// takes it back.
+    pub target: Target,
+    /// Where its connections go: `host:port` (the given address, or the
+    /// URI's host and port, resolved at each attempt), or a `unix:`
+    /// endpoint's socket path.
+    pub connects_to: String,
+    /// How it stands right now.
+    pub state: EndpointState,
+}
+
+impl EndpointInfo {
+    /// The URI it was added with, such as `http://10.0.0.1:50051`.
+    pub fn uri(&self) -> &str {
+        self.target.uri()
+    }
+}
+
+/// How an endpoint stands, in [`EndpointInfo`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EndpointState {
+    /// It has connections taking calls.
+    Ready,
+    /// A connection attempt is under way and none is up yet.
+    Connecting,
+    /// Its last connection attempt or health check failed; the next
+    /// attempt waits out the backoff.
+    BackingOff,
+    /// Outlier detection has taken it out of the pick for now.
+    Ejected,
+    /// No connection and none under way: the pool has not needed one yet
+    /// (before the first call, outside a runtime).
+    Idle,
+    /// In the pool but outside the subset this pool connects to
+    /// (`subset_size`); it takes no calls until the subset changes.
+    Standby,
 }
 
 /// What the pool's discovery sources (a stream given to

@@ -4,7 +4,9 @@
 
 pub mod dns;
 pub mod etcd;
+pub mod frames;
 pub mod interop;
+pub mod memory;
 pub mod proxy;
 pub mod scripted;
 pub mod server;

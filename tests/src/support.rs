@@ -204,3 +204,67 @@ pub async fn concurrent_headers(
     }
     values
 }
+
+/// Runs one call of each kind (unary, server streaming, client streaming,
+/// bidirectional) through `pool` with tonic's generated client, checking
+/// every answer; the pool ends with no stream held.
+pub async fn every_rpc_kind(pool: &Pool) {
+    use futures_util::StreamExt;
+
+    use crate::helloworld::HelloRequest;
+    use crate::helloworld::greeter_client::GreeterClient;
+
+    let hello = |name: &str| HelloRequest {
+        name: name.to_owned(),
+        delay_ms: 0,
+        count: 0,
+    };
+    let mut client = GreeterClient::new(pool.clone());
+
+    let unary = client.say_hello(hello("unary")).await.unwrap();
+    assert_eq!(unary.into_inner().message, "Hello unary");
+
+    let request = HelloRequest {
+        name: "stream".into(),
+        delay_ms: 0,
+        count: 3,
+    };
+    let replies: Vec<String> = client
+        .say_hello_stream(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|r| r.unwrap().message)
+        .collect()
+        .await;
+    assert_eq!(
+        replies,
+        ["Hello stream #0", "Hello stream #1", "Hello stream #2"]
+    );
+
+    let names = futures_util::stream::iter(["a", "b", "c"].map(hello));
+    let collected = client.collect_hellos(names).await.unwrap();
+    assert_eq!(collected.into_inner().message, "Hello a, b, c");
+
+    let chat = futures_util::stream::iter(["x", "y"].map(hello));
+    let answers: Vec<String> = client
+        .chat(chat)
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|r| r.unwrap().message)
+        .collect()
+        .await;
+    assert_eq!(answers, ["Hello x", "Hello y"]);
+
+    assert_eq!(pool.stats().in_flight, 0, "{:?}", pool.stats());
+}
+
+/// The pool's endpoints as its messages name them: the URI, followed by
+/// ` at <address>` for those given one.
+pub fn endpoint_names(pool: &Pool) -> Vec<String> {
+    pool.endpoints()
+        .iter()
+        .map(|e| e.target.to_string())
+        .collect()
+}

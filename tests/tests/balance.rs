@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use pooled_client::{FailurePercentageEjection, OutlierDetection, Pool, PoolBuilder};
+use pooled_client::{
+    EndpointState, FailurePercentageEjection, OutlierDetection, Pool, PoolBuilder,
+};
 use pooled_client_tests::helloworld::greeter_client::GreeterClient;
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::proxy::FaultProxy;
@@ -201,7 +203,7 @@ async fn a_full_fast_server_grows_rather_than_send_calls_to_a_slow_one() {
         let connections_to_fast = |pool: &Pool| {
             pool.endpoint_stats()
                 .iter()
-                .find(|e| e.endpoint.contains(&fast.addr.port().to_string()))
+                .find(|e| e.target.uri().contains(&fast.addr.port().to_string()))
                 .map(|e| e.connections)
         };
         assert_eq!(connections_to_fast(&pool), Some(1));
@@ -360,15 +362,19 @@ async fn a_subset_of_a_hundred_servers_takes_ten_connections() {
         let in_use: Vec<String> = pool
             .endpoint_stats()
             .into_iter()
-            .map(|e| e.endpoint)
+            .map(|e| e.target.to_string())
             .collect();
         assert_eq!(in_use.len(), 10, "{in_use:?}");
-        assert_eq!(pool.endpoints().len(), 100);
+        let endpoints = pool.endpoints();
+        assert_eq!(endpoints.len(), 100);
+        let standing = |state| endpoints.iter().filter(|e| e.state == state).count();
+        assert_eq!(standing(EndpointState::Ready), 10, "{endpoints:?}");
+        assert_eq!(standing(EndpointState::Standby), 90, "{endpoints:?}");
         let counts = shares(std::slice::from_ref(&pool), 8, 50, 0).await;
         assert_eq!(counts.len(), 10, "calls go to the subset only: {counts:?}");
 
         // A member leaves: one endpoint takes its place, the others stay.
-        assert!(pool.remove_endpoint(&in_use[0]));
+        assert!(pool.remove_endpoint(in_use[0].as_str()));
         assert!(
             wait_for_stats(&pool, Duration::from_secs(10), |_| ten(&pool)).await,
             "{:?}",
@@ -377,7 +383,7 @@ async fn a_subset_of_a_hundred_servers_takes_ten_connections() {
         let after: Vec<String> = pool
             .endpoint_stats()
             .into_iter()
-            .map(|e| e.endpoint)
+            .map(|e| e.target.to_string())
             .collect();
         let kept = after.iter().filter(|e| in_use.contains(e)).count();
         assert_eq!(kept, 9, "before {in_use:?}, after {after:?}");
@@ -392,7 +398,7 @@ async fn a_subset_of_a_hundred_servers_takes_ten_connections() {
             })
             .await;
             for endpoint in client.endpoint_stats() {
-                *uses.entry(endpoint.endpoint).or_insert(0) += 1;
+                *uses.entry(endpoint.target.to_string()).or_insert(0) += 1;
             }
             client.close().await;
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
-use pooled_client_tests::support::{bounded, server_and_pool};
+use pooled_client_tests::support::{bounded, endpoint_names, server_and_pool};
 
 /// Every snapshot drains the recorder's histograms, whichever pool they
 /// belong to: the tests of this file take turns.
@@ -174,7 +174,7 @@ async fn each_endpoint_has_its_own_labelled_series() {
         for _ in 0..40 {
             greeter.say_hello(hello(0)).await.unwrap();
         }
-        let names = pool.endpoints();
+        let names = endpoint_names(&pool);
         assert_eq!(names.len(), 2, "{names:?}");
         // Published at the next maintenance tick (every 100 ms here).
         let started = std::time::Instant::now();

@@ -2,12 +2,11 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use pooled_client::{Error, Pool};
 use pooled_client_tests::helloworld::HelloRequest;
 use pooled_client_tests::helloworld::greeter_client::GreeterClient;
 use pooled_client_tests::server::{ServerOptions, TestServer};
-use pooled_client_tests::support::server_and_pool;
+use pooled_client_tests::support::{every_rpc_kind, server_and_pool};
 use tonic::Code;
 
 /// Every test ends within this, whatever goes wrong.
@@ -29,44 +28,7 @@ async fn bounded<F: std::future::Future>(test: F) -> F::Output {
 async fn all_four_rpc_kinds_work_through_the_pool() {
     bounded(async {
         let (_server, pool) = server_and_pool(None, |b| b).await;
-        let mut client = GreeterClient::new(pool.clone());
-
-        let unary = client.say_hello(hello("unary", 0)).await.unwrap();
-        assert_eq!(unary.into_inner().message, "Hello unary");
-
-        let request = HelloRequest {
-            name: "stream".into(),
-            delay_ms: 0,
-            count: 3,
-        };
-        let replies: Vec<String> = client
-            .say_hello_stream(request)
-            .await
-            .unwrap()
-            .into_inner()
-            .map(|r| r.unwrap().message)
-            .collect()
-            .await;
-        assert_eq!(
-            replies,
-            ["Hello stream #0", "Hello stream #1", "Hello stream #2"]
-        );
-
-        let names = futures_util::stream::iter(["a", "b", "c"].map(|n| hello(n, 0)));
-        let collected = client.collect_hellos(names).await.unwrap();
-        assert_eq!(collected.into_inner().message, "Hello a, b, c");
-
-        let chat = futures_util::stream::iter(["x", "y"].map(|n| hello(n, 0)));
-        let answers: Vec<String> = client
-            .chat(chat)
-            .await
-            .unwrap()
-            .into_inner()
-            .map(|r| r.unwrap().message)
-            .collect()
-            .await;
-        assert_eq!(answers, ["Hello x", "Hello y"]);
-
+        every_rpc_kind(&pool).await;
         let stats = pool.stats();
         assert_eq!(stats.in_flight, 0, "{stats:?}");
         assert!(stats.connections >= 1, "{stats:?}");

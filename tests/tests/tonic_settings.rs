@@ -1,14 +1,18 @@
 //! The connection settings a tonic user knows by tonic's names:
-//! `user_agent`, `local_address`, `tcp_nodelay`, `tcp_keepalive`.
+//! `user_agent`, `local_address`, `tcp_nodelay`, `keep_alive_while_idle`
+//! (`tcp_keepalive` is read back from the socket in the crate's own test
+//! of the dialer).
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pooled_client::{Error, Pool};
+use pooled_client_tests::frames::ping_counting_connector;
 use pooled_client_tests::helloworld::greeter_server::GreeterServer;
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
-use pooled_client_tests::server::{GreeterService, serve_router};
+use pooled_client_tests::server::{GreeterService, ServerOptions, TestServer, serve_router};
 use pooled_client_tests::support::bounded;
 
 /// What the server saw of each call: its `user-agent` and its peer's IP.
@@ -97,4 +101,52 @@ fn a_user_agent_that_is_no_header_value_is_refused_at_build() {
         ),
         "{error}"
     );
+}
+
+/// Counts the PINGs a pool sends over an idle connection, with keepalive
+/// every 50 ms.
+async fn idle_pings(while_idle: bool) -> Arc<AtomicUsize> {
+    let server = TestServer::start(ServerOptions::default()).await;
+    let (connector, pings) = ping_counting_connector(server.addr);
+    let pool = Pool::builder()
+        .endpoint(server.uri())
+        .connector(connector)
+        .http2_keep_alive_interval(Duration::from_millis(50))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(while_idle)
+        .build()
+        .unwrap();
+    pool.ready().await.unwrap();
+    if while_idle {
+        // The signal: PINGs arrive.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pings.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    } else {
+        // No signal for an absence: ten intervals with no PING.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The connection was idle throughout, and stays up.
+    assert_eq!(pool.stats().connections, 1);
+    assert_eq!(pool.stats().connects_total, 1);
+    pings
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_while_idle_decides_whether_idle_connections_are_pinged() {
+    bounded(Duration::from_secs(30), async {
+        let silent = idle_pings(false).await;
+        assert_eq!(
+            silent.load(Ordering::SeqCst),
+            0,
+            "no PING on an idle connection by default"
+        );
+        let pinged = idle_pings(true).await;
+        assert!(
+            pinged.load(Ordering::SeqCst) >= 3,
+            "PINGs with keep_alive_while_idle(true)"
+        );
+    })
+    .await;
 }

@@ -1,4 +1,4 @@
-//! Opening a connection: TCP, the HTTP/2 handshake, and the server's first
+//! Opening a connection: the byte stream, the HTTP/2 handshake, and the server's first
 //! SETTINGS frame.
 
 use std::sync::Arc;
@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use super::Tls;
+use super::dial::Dial;
 use super::endpoint::Endpoint;
 use super::frames::WatchedIo;
 use super::link::Link;
@@ -17,6 +16,7 @@ use super::probe::{self, HealthError};
 use super::request_body::RequestBody;
 use super::transport::Transport;
 use crate::config::PoolConfig;
+use crate::error::BoxError;
 
 /// The task that drives a connection's request dispatch; it ends when the
 /// connection can take no more requests.
@@ -54,6 +54,14 @@ pub(crate) enum ConnectError {
     Timeout(Duration),
     #[error("tcp connect failed: {0}")]
     Tcp(#[source] std::io::Error),
+    #[error("connecting to the Unix socket {path:?} failed: {source}")]
+    Unix {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the connector failed: {0}")]
+    Connector(#[source] BoxError),
     #[cfg(feature = "tls")]
     #[error("tls handshake failed: {0}")]
     Tls(#[source] std::io::Error),
@@ -67,56 +75,14 @@ pub(crate) enum ConnectError {
     Unhealthy(HealthError),
 }
 
-/// Opens the TCP connection as the settings say: from `local_address`,
-/// with TCP_NODELAY and keepalive as set.
-async fn open_tcp(address: &str, config: &PoolConfig) -> std::io::Result<TcpStream> {
-    let tcp = match config.local_address {
-        None => TcpStream::connect(address).await?,
-        Some(local) => connect_from(local, address).await?,
-    };
-    tcp.set_nodelay(config.tcp_nodelay)?;
-    if let Some(idle) = config.tcp_keepalive {
-        let keepalive = socket2::TcpKeepalive::new().with_time(idle);
-        socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive)?;
-    }
-    Ok(tcp)
-}
-
-/// Connects to `address` from `local`, trying its addresses of the same
-/// family in turn.
-async fn connect_from(local: std::net::IpAddr, address: &str) -> std::io::Result<TcpStream> {
-    let mut last = None;
-    for remote in tokio::net::lookup_host(address).await? {
-        if remote.is_ipv4() != local.is_ipv4() {
-            continue;
-        }
-        let socket = if remote.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.bind(std::net::SocketAddr::new(local, 0))?;
-        match socket.connect(remote).await {
-            Ok(tcp) => return Ok(tcp),
-            Err(error) => last = Some(error),
-        }
-    }
-    Err(last.unwrap_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::AddrNotAvailable,
-            format!("no address of {address} is of local_address {local}'s family"),
-        )
-    }))
-}
-
 /// Opens one connection to `endpoint`, within the configured connect timeout.
 pub(crate) async fn connect(
     endpoint: &Arc<Endpoint>,
     config: &PoolConfig,
-    tls: Option<&Tls>,
+    dial: &Dial,
 ) -> Result<Connected, ConnectError> {
     let timeout = config.connect_timeout;
-    match tokio::time::timeout(timeout, connect_unbounded(endpoint, config, tls)).await {
+    match tokio::time::timeout(timeout, connect_unbounded(endpoint, config, dial)).await {
         Ok(result) => result,
         Err(_) => Err(ConnectError::Timeout(timeout)),
     }
@@ -125,12 +91,9 @@ pub(crate) async fn connect(
 async fn connect_unbounded(
     endpoint: &Arc<Endpoint>,
     config: &PoolConfig,
-    tls: Option<&Tls>,
+    dial: &Dial,
 ) -> Result<Connected, ConnectError> {
-    let tcp = open_tcp(endpoint.address.as_str(), config)
-        .await
-        .map_err(ConnectError::Tcp)?;
-    let transport = secure(endpoint, tcp, tls).await?;
+    let transport = dial.open(endpoint, config).await?;
     let link = Arc::new(Link::default());
     let io = TokioIo::new(WatchedIo::new(transport, link.clone()));
 
@@ -169,27 +132,6 @@ async fn connect_unbounded(
         driver,
         link,
     })
-}
-
-/// Runs the TLS handshake when the endpoint is `https`.
-async fn secure(
-    endpoint: &Endpoint,
-    tcp: TcpStream,
-    tls: Option<&Tls>,
-) -> Result<Transport, ConnectError> {
-    if !endpoint.is_tls() {
-        return Ok(Transport::Plain(tcp));
-    }
-    #[cfg(feature = "tls")]
-    if let Some(tls) = tls {
-        let stream = tls
-            .connect(endpoint, tcp)
-            .await
-            .map_err(ConnectError::Tls)?;
-        return Ok(Transport::Tls(Box::new(stream)));
-    }
-    let _ = tls;
-    Err(ConnectError::NoTls)
 }
 
 fn builder(config: &PoolConfig) -> http2::Builder<SpanExecutor> {

@@ -1,6 +1,7 @@
 //! One server address the pool connects to, and the health of its attempts.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -10,6 +11,7 @@ use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use tonic::Status;
 
 use crate::config::Backoff;
+use crate::discovery::Target;
 use crate::error::{BoxError, Error};
 use crate::lock::lock;
 
@@ -20,14 +22,61 @@ pub(crate) struct Endpoint {
     /// the URI as given, and the address connected to when it is not the
     /// URI's host (a resolved name).
     pub(crate) key: String,
+    /// The endpoint as it was given, which identifies it.
+    pub(crate) target: Target,
     pub(crate) scheme: Scheme,
     pub(crate) authority: Authority,
-    /// `host:port`, as `TcpStream::connect` takes it.
-    pub(crate) address: String,
+    /// Where connections go.
+    pub(crate) address: Address,
+    /// The URI a user's connector is given: the endpoint's, with the
+    /// address to connect to as its authority when one was given.
+    pub(crate) dial_uri: Uri,
     /// Set when the endpoint leaves the pool, so that an attempt under way
     /// does not add a connection to it.
     removed: AtomicBool,
     attempts: Mutex<Attempts>,
+}
+
+/// Where an endpoint's connections go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Address {
+    /// `host:port`, as `TcpStream::connect` takes it.
+    Tcp(String),
+    /// A Unix domain socket's path (`unix:` endpoints).
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(address) => f.write_str(address),
+            Self::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// The socket path of a `unix:` URI, in gRPC's and tonic's spellings:
+/// `unix:relative/or/absolute/path` and `unix:///absolute/path`.
+fn unix_path(uri: &str) -> Option<Result<PathBuf, Error>> {
+    let rest = uri.strip_prefix("unix:")?;
+    let path = match rest.strip_prefix("//") {
+        // `unix://` must be followed by an absolute path (no host).
+        Some(absolute) if absolute.starts_with('/') => absolute,
+        Some(_) => {
+            return Some(Err(Error::InvalidEndpoint {
+                uri: uri.to_owned(),
+                reason: "a unix:// URI takes an absolute path: write \"unix:///path/to.sock\"",
+            }));
+        }
+        None => rest,
+    };
+    if path.is_empty() {
+        return Some(Err(Error::InvalidEndpoint {
+            uri: uri.to_owned(),
+            reason: "it names no socket path",
+        }));
+    }
+    Some(Ok(PathBuf::from(path)))
 }
 
 /// The state of an endpoint's connection attempts.
@@ -57,6 +106,9 @@ impl Attempts {
 impl Endpoint {
     /// Parses and checks an endpoint URI.
     pub(crate) fn parse(uri: &str) -> Result<Self, Error> {
+        if let Some(path) = unix_path(uri) {
+            return Ok(Self::unix(uri, path?));
+        }
         let parsed: Uri = uri.parse().map_err(|source| Error::InvalidUri {
             uri: uri.to_owned(),
             source,
@@ -101,12 +153,29 @@ impl Endpoint {
         let address = format!("{}:{port}", authority.host());
         Ok(Self {
             key: uri.to_owned(),
+            target: Target::new(uri),
             scheme,
             authority,
-            address,
+            address: Address::Tcp(address),
+            dial_uri: parsed,
             removed: AtomicBool::new(false),
             attempts: Mutex::new(Attempts::default()),
         })
+    }
+
+    /// A `unix:` endpoint: plain HTTP/2 over the socket at `path`, with
+    /// `localhost` as the `:authority`, as gRPC's clients send.
+    fn unix(uri: &str, path: PathBuf) -> Self {
+        Self {
+            key: uri.to_owned(),
+            target: Target::new(uri),
+            scheme: Scheme::HTTP,
+            authority: Authority::from_static("localhost"),
+            address: Address::Unix(path),
+            dial_uri: Uri::from_static("http://localhost"),
+            removed: AtomicBool::new(false),
+            attempts: Mutex::new(Attempts::default()),
+        }
     }
 
     /// Parses `uri` but connects to `address` instead of resolving the URI's
@@ -114,8 +183,20 @@ impl Endpoint {
     pub(crate) fn parse_at(uri: &str, address: Option<SocketAddr>) -> Result<Self, Error> {
         let mut endpoint = Self::parse(uri)?;
         if let Some(address) = address {
-            endpoint.address = address.to_string();
-            endpoint.key = format!("{uri} at {address}");
+            if matches!(endpoint.address, Address::Unix(_)) {
+                return Err(Error::InvalidEndpoint {
+                    uri: uri.to_owned(),
+                    reason: "a unix: endpoint takes no address to connect to",
+                });
+            }
+            endpoint.address = Address::Tcp(address.to_string());
+            endpoint.target = Target::new(uri).connect_to(address);
+            endpoint.key = endpoint.target.to_string();
+            let mut parts = endpoint.dial_uri.clone().into_parts();
+            parts.authority = address.to_string().parse().ok();
+            if let Ok(dial_uri) = Uri::from_parts(parts) {
+                endpoint.dial_uri = dial_uri;
+            }
         }
         Ok(endpoint)
     }
@@ -252,20 +333,60 @@ mod tests {
     #[test]
     fn parses_host_and_port() {
         let endpoint = Endpoint::parse("http://127.0.0.1:50051").unwrap();
-        assert_eq!(endpoint.address, "127.0.0.1:50051");
+        assert_eq!(endpoint.address.to_string(), "127.0.0.1:50051");
         assert_eq!(endpoint.authority.as_str(), "127.0.0.1:50051");
     }
 
     #[test]
     fn defaults_port_80_and_keeps_ipv6_brackets() {
         assert_eq!(
-            Endpoint::parse("http://localhost").unwrap().address,
+            Endpoint::parse("http://localhost")
+                .unwrap()
+                .address
+                .to_string(),
             "localhost:80"
         );
         assert_eq!(
-            Endpoint::parse("http://[::1]:9").unwrap().address,
+            Endpoint::parse("http://[::1]:9")
+                .unwrap()
+                .address
+                .to_string(),
             "[::1]:9"
         );
+    }
+
+    #[test]
+    fn parses_unix_sockets_in_both_spellings() {
+        for (uri, path) in [
+            ("unix:/run/app.sock", "/run/app.sock"),
+            ("unix:///run/app.sock", "/run/app.sock"),
+            ("unix:app.sock", "app.sock"),
+        ] {
+            let endpoint = Endpoint::parse(uri).unwrap();
+            assert_eq!(
+                endpoint.address,
+                Address::Unix(PathBuf::from(path)),
+                "{uri}"
+            );
+            assert_eq!(endpoint.authority.as_str(), "localhost");
+            assert!(!endpoint.is_tls());
+        }
+        for uri in ["unix:", "unix://host/app.sock"] {
+            assert!(
+                matches!(Endpoint::parse(uri), Err(Error::InvalidEndpoint { .. })),
+                "{uri}"
+            );
+        }
+        let at = "10.0.0.1:1".parse().ok();
+        assert!(Endpoint::parse_at("unix:/run/app.sock", at).is_err());
+    }
+
+    #[test]
+    fn a_connector_is_given_the_address_to_connect_to() {
+        let at = "10.0.0.1:443".parse().ok();
+        let endpoint = Endpoint::parse_at("http://orders.internal", at).unwrap();
+        assert_eq!(endpoint.dial_uri.to_string(), "http://10.0.0.1:443/");
+        assert_eq!(endpoint.authority.as_str(), "orders.internal");
     }
 
     #[test]

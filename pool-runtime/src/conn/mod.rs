@@ -5,9 +5,10 @@
 //! | file | what |
 //! |---|---|
 //! | `endpoint.rs` | a server address and the bookkeeping of attempts to it |
-//! | `connect.rs` | TCP, TLS, the HTTP/2 handshake and the first SETTINGS |
+//! | `dial.rs` | the byte stream: TCP, a Unix socket or the user's connector, then TLS |
+//! | `connect.rs` | the HTTP/2 handshake over it and the first SETTINGS |
 //! | `tls.rs` | rustls glue (feature `tls`) |
-//! | `transport.rs` | the byte stream: TCP or TLS over TCP |
+//! | `transport.rs` | the byte stream's kinds as one type |
 //! | `frames.rs` | the frame scanner that reads SETTINGS and GOAWAY |
 //! | `link.rs` | what the connection's I/O and its users share |
 //! | `probe.rs` | a `grpc.health.v1` check sent on one connection |
@@ -17,6 +18,7 @@
 
 mod connect;
 mod connection;
+mod dial;
 mod endpoint;
 mod frames;
 mod link;
@@ -29,6 +31,7 @@ mod transport;
 
 pub(crate) use self::connect::{ConnectError, Connected, Driver, connect};
 pub(crate) use self::connection::Connection;
+pub(crate) use self::dial::{Connector, Dial};
 #[cfg(feature = "dns")]
 pub(crate) use self::endpoint::default_port;
 pub(crate) use self::endpoint::{Endpoint, parse_authority};

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::endpoint::Endpoint;
+use super::transport::Transport;
 use crate::config::TlsConfig;
 use crate::error::Error;
 
@@ -97,12 +97,12 @@ impl Tls {
         })
     }
 
-    /// Runs the TLS handshake on `tcp`, offering HTTP/2.
+    /// Runs the TLS handshake on `raw`, offering HTTP/2.
     pub(crate) async fn connect(
         &self,
         endpoint: &Endpoint,
-        tcp: TcpStream,
-    ) -> std::io::Result<TlsStream<TcpStream>> {
+        raw: Transport,
+    ) -> std::io::Result<TlsStream<Transport>> {
         let name = match &self.server_name {
             Some(name) => name.clone(),
             None => ServerName::try_from(endpoint.host().to_owned()).map_err(|_| {
@@ -112,7 +112,7 @@ impl Tls {
                 )
             })?,
         };
-        let stream = self.connector.connect(name, tcp).await?;
+        let stream = self.connector.connect(name, raw).await?;
         if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,

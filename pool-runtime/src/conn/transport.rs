@@ -1,4 +1,5 @@
-//! The byte stream under a connection: plain TCP, or TLS over TCP.
+//! The byte stream under a connection: TCP, a Unix domain socket, the
+//! user's connector's stream, or TLS over any of them.
 
 use std::io;
 use std::pin::Pin;
@@ -7,14 +8,47 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// A connected socket, with TLS when the endpoint is `https`.
-#[derive(Debug)]
+use super::dial::Io;
+
+/// A connected byte stream, with TLS when the endpoint is `https`.
 pub(crate) enum Transport {
-    /// Plain TCP, for `http` endpoints.
-    Plain(TcpStream),
-    /// TLS over TCP, for `https` endpoints.
+    /// TCP, the common case, unboxed.
+    Tcp(TcpStream),
+    /// A Unix domain socket, for `unix:` endpoints.
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+    /// What the user's connector returned.
+    Custom(Box<dyn Io>),
+    /// TLS over one of the above, for `https` endpoints.
     #[cfg(feature = "tls")]
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::client::TlsStream<Transport>>),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Tcp(_) => "Transport::Tcp",
+            #[cfg(unix)]
+            Self::Unix(_) => "Transport::Unix",
+            Self::Custom(_) => "Transport::Custom",
+            #[cfg(feature = "tls")]
+            Self::Tls(_) => "Transport::Tls",
+        })
+    }
+}
+
+/// Forwards a call to whichever stream the transport holds.
+macro_rules! each {
+    ($transport:expr, $stream:ident => $call:expr) => {
+        match $transport {
+            Transport::Tcp($stream) => $call,
+            #[cfg(unix)]
+            Transport::Unix($stream) => $call,
+            Transport::Custom($stream) => $call,
+            #[cfg(feature = "tls")]
+            Transport::Tls($stream) => $call,
+        }
+    };
 }
 
 impl AsyncRead for Transport {
@@ -23,11 +57,7 @@ impl AsyncRead for Transport {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            #[cfg(feature = "tls")]
-            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
-        }
+        each!(self.get_mut(), stream => Pin::new(stream).poll_read(cx, buf))
     }
 }
 
@@ -37,11 +67,7 @@ impl AsyncWrite for Transport {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            #[cfg(feature = "tls")]
-            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
-        }
+        each!(self.get_mut(), stream => Pin::new(stream).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -49,34 +75,18 @@ impl AsyncWrite for Transport {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
-            #[cfg(feature = "tls")]
-            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        each!(self.get_mut(), stream => Pin::new(stream).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Plain(tcp) => tcp.is_write_vectored(),
-            #[cfg(feature = "tls")]
-            Self::Tls(tls) => tls.is_write_vectored(),
-        }
+        each!(self, stream => stream.is_write_vectored())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
-            #[cfg(feature = "tls")]
-            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
-        }
+        each!(self.get_mut(), stream => Pin::new(stream).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            #[cfg(feature = "tls")]
-            Self::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
-        }
+        each!(self.get_mut(), stream => Pin::new(stream).poll_shutdown(cx))
     }
 }

@@ -65,7 +65,7 @@ where
 {
     let mut changes = std::pin::pin!(changes);
     // Endpoint keys by the source's keys, to remove what the source removes.
-    let mut known: HashMap<K, String> = HashMap::new();
+    let mut known: HashMap<K, Target> = HashMap::new();
     loop {
         let next = tokio::select! {
             next = changes.next() => next,
@@ -82,9 +82,9 @@ where
         match change {
             Ok(Change::Insert(key, target)) => match inner.endpoint_for(&target) {
                 Ok(endpoint) => {
-                    let new_key = endpoint.key.clone();
-                    if let Some(old) = known.insert(key, new_key.clone())
-                        && old != new_key
+                    let new_target = endpoint.target.clone();
+                    if let Some(old) = known.insert(key, new_target.clone())
+                        && old != new_target
                     {
                         inner.remove_endpoint(&old);
                     }

@@ -16,11 +16,17 @@ impl Inner {
         endpoint_for(target, &self.config)
     }
 
-    /// Adds `endpoint` unless one with its key is in the pool already.
+    /// Adds `endpoint` unless one added as the same target is in the pool
+    /// already.
     pub(crate) fn add_endpoint(self: &Arc<Self>, endpoint: Endpoint) -> bool {
         let left = {
             let _live = self.live();
-            if self.endpoints.load().iter().any(|e| e.key == endpoint.key) {
+            if self
+                .endpoints
+                .load()
+                .iter()
+                .any(|e| e.target == endpoint.target)
+            {
                 return false;
             }
             tracing::info!(endpoint = %endpoint.key, "endpoint added");
@@ -34,11 +40,11 @@ impl Inner {
         true
     }
 
-    /// Removes the endpoint with `key` and drains its connections.
-    pub(crate) fn remove_endpoint(self: &Arc<Self>, key: &str) -> bool {
+    /// Removes the endpoint added as `target` and drains its connections.
+    pub(crate) fn remove_endpoint(self: &Arc<Self>, target: &Target) -> bool {
         let removed = {
             let _live = self.live();
-            let Some(removed) = take_from(&self.endpoints, |e| e.key == key) else {
+            let Some(removed) = take_from(&self.endpoints, |e| e.target == *target) else {
                 return false;
             };
             removed.remove();

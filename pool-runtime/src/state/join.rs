@@ -26,7 +26,7 @@ impl Inner {
             endpoint = %endpoint.key
         );
         async move {
-            match conn::connect(&endpoint, &self.config, self.tls.as_ref()).await {
+            match conn::connect(&endpoint, &self.config, &self.dial).await {
                 Ok(connected) => self.admit(endpoint, connected, id, rebalance),
                 Err(error) => self.attempt_failed(&endpoint, error),
             }

@@ -219,7 +219,7 @@ pub(crate) fn publish(pool: &str, stats: &PoolStats, endpoints: &[EndpointStats]
         for endpoint in endpoints {
             let labels = [
                 ("pool", pool.to_owned()),
-                ("endpoint", endpoint.endpoint.clone()),
+                ("endpoint", endpoint.target.to_string()),
             ];
             for (name, _, value) in ENDPOINT_GAUGES {
                 metrics::gauge!(name, &labels).set(value(endpoint));

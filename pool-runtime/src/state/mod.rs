@@ -61,7 +61,7 @@ use self::queue::Waiters;
 pub(crate) use self::retire::Retirement;
 pub(crate) use self::subchannel::Subchannel;
 use crate::config::PoolConfig;
-use crate::conn::{Connection, Endpoint, Tls};
+use crate::conn::{Connection, Dial, Endpoint};
 use crate::lock::lock;
 
 /// What the pool has done, counted as it happens.
@@ -95,8 +95,9 @@ pub(crate) struct Inner {
     choosing: AtomicBool,
     /// This pool's seed for choosing its subset.
     seed: u64,
-    /// The checked TLS settings, for `https` endpoints.
-    tls: Option<Tls>,
+    /// How connections reach their servers: the checked TLS settings and
+    /// the user's connector.
+    dial: Dial,
     /// Discovery sources, started with the background work.
     discoveries: Mutex<Vec<discover::Start>>,
     /// The connections taking calls, read lock-free on every call.
@@ -163,7 +164,7 @@ impl Inner {
     pub(crate) fn new(
         config: PoolConfig,
         endpoints: Vec<Endpoint>,
-        tls: Option<Tls>,
+        dial: Dial,
         discoveries: Vec<discover::Start>,
     ) -> Self {
         let stream_cap = config.max_streams_per_connection.unwrap_or(usize::MAX);
@@ -184,7 +185,7 @@ impl Inner {
             discovery_stats: Mutex::default(),
             user_agent: user_agent(&config),
             config,
-            tls,
+            dial,
             endpoints: ArcSwap::from_pointee(endpoints),
             subchannels: ArcSwap::from_pointee(subchannels),
             choosing,

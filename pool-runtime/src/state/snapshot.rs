@@ -4,9 +4,32 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
+use std::time::Instant;
+
+use super::subchannel::Subchannel;
 use super::{Inner, metrics};
-use crate::conn::Connection;
-use crate::stats::{EndpointStats, PoolStats};
+use crate::conn::{Connection, Endpoint};
+use crate::stats::{EndpointInfo, EndpointState, EndpointStats, PoolStats};
+
+/// How `endpoint` stands; `subchannel` is its place in the subset, if it
+/// has one.
+fn state_of(endpoint: &Endpoint, subchannel: Option<&Subchannel>, now: Instant) -> EndpointState {
+    let Some(subchannel) = subchannel else {
+        return EndpointState::Standby;
+    };
+    if subchannel.is_ejected(now) {
+        return EndpointState::Ejected;
+    }
+    if !subchannel.connections.load().is_empty() {
+        return EndpointState::Ready;
+    }
+    match endpoint.connecting_unless_backing_off(now) {
+        Some(true) => EndpointState::Connecting,
+        None => EndpointState::BackingOff,
+        Some(false) if endpoint.is_failing() => EndpointState::BackingOff,
+        Some(false) => EndpointState::Idle,
+    }
+}
 
 impl Inner {
     /// Streams held over every live connection, draining ones included.
@@ -63,6 +86,26 @@ impl Inner {
             hedges_total: counters.hedges.load(Ordering::Relaxed),
             endpoints: self.endpoints.load().len(),
         }
+    }
+
+    /// Each endpoint as it was added, where it connects, and its state.
+    pub(crate) fn endpoint_infos(&self) -> Vec<EndpointInfo> {
+        let now = Instant::now();
+        let subchannels = self.subchannels.load();
+        self.endpoints
+            .load()
+            .iter()
+            .map(|endpoint| {
+                let subchannel = subchannels
+                    .iter()
+                    .find(|s| Arc::ptr_eq(&s.endpoint, endpoint));
+                EndpointInfo {
+                    target: endpoint.target.clone(),
+                    connects_to: endpoint.address.to_string(),
+                    state: state_of(endpoint, subchannel.map(|s| &**s), now),
+                }
+            })
+            .collect()
     }
 
     /// What each endpoint holds and has done.

@@ -152,7 +152,7 @@ impl Subchannel {
     pub(super) fn stats(&self) -> EndpointStats {
         let connections = self.connections.load();
         EndpointStats {
-            endpoint: self.endpoint.key.clone(),
+            target: self.endpoint.target.clone(),
             connections: connections.len(),
             in_flight: connections.iter().map(|c| c.in_flight()).sum(),
             calls: self.calls.load(Ordering::Relaxed),
