@@ -44,6 +44,8 @@ pub(crate) struct Client<'a> {
     pub(crate) vis: &'a Visibility,
     pub(crate) ident: &'a Ident,
     pub(crate) client: Path,
+    /// The runtime crate's path (`crate = ...`, or `::pooled_client`).
+    pub(crate) krate: Path,
     pub(crate) methods: Vec<Method<'a>>,
 }
 
@@ -110,6 +112,7 @@ impl<'a> Client<'a> {
             vis: &item.vis,
             ident: &item.ident,
             client: args.client,
+            krate: args.krate,
             methods,
         })
     }

@@ -12,14 +12,17 @@ pub(crate) fn client(client: &Client<'_>) -> TokenStream {
         vis,
         ident,
         client: tonic_client,
+        krate,
         methods,
         ..
     } = client;
+    // Every path into the runtime goes through its support module.
+    let private = quote!(#krate::__private);
     let name = ident.to_string();
     let declared_types = methods.iter().map(|m| &m.field.ty);
-    let constructors = constructors(tonic_client);
-    let settings = settings();
-    let methods = methods.iter().map(method);
+    let constructors = constructors(tonic_client, &private);
+    let settings = settings(&private);
+    let methods = methods.iter().map(|m| method(m, &private));
     quote! {
         // The declared field types, used here so that the user's imports of
         // `Unary` and friends (and of the message types) count as used.
@@ -28,10 +31,10 @@ pub(crate) fn client(client: &Client<'_>) -> TokenStream {
         #(#attrs)*
         #[derive(Clone)]
         #vis struct #ident {
-            inner: #tonic_client<::pooled_client::__private::Pool>,
-            pool: ::pooled_client::__private::Pool,
+            inner: #tonic_client<#private::Pool>,
+            pool: #private::Pool,
             timeout: ::core::option::Option<::core::time::Duration>,
-            interceptor: ::core::option::Option<::pooled_client::__private::SharedInterceptor>,
+            interceptor: ::core::option::Option<#private::SharedInterceptor>,
         }
 
         impl ::core::fmt::Debug for #ident {
@@ -54,10 +57,10 @@ pub(crate) fn client(client: &Client<'_>) -> TokenStream {
 }
 
 /// `new`, `connect` and `pool`.
-fn constructors(tonic_client: &syn::Path) -> TokenStream {
+fn constructors(tonic_client: &syn::Path, private: &TokenStream) -> TokenStream {
     quote! {
         /// A client whose calls go through `pool`; cheap, like cloning the pool.
-        pub fn new(pool: ::pooled_client::__private::Pool) -> Self {
+        pub fn new(pool: #private::Pool) -> Self {
             Self {
                 inner: #tonic_client::new(::core::clone::Clone::clone(&pool)),
                 pool,
@@ -74,28 +77,28 @@ fn constructors(tonic_client: &syn::Path) -> TokenStream {
         /// When `uri` is not a valid endpoint or the server cannot be reached.
         pub async fn connect(
             uri: impl ::core::convert::Into<::std::string::String>,
-        ) -> ::core::result::Result<Self, ::pooled_client::__private::Error> {
-            ::pooled_client::__private::connect(uri.into()).await.map(Self::new)
+        ) -> ::core::result::Result<Self, #private::Error> {
+            #private::connect(uri.into()).await.map(Self::new)
         }
 
         /// The pool this client sends through.
-        pub fn pool(&self) -> &::pooled_client::__private::Pool {
+        pub fn pool(&self) -> &#private::Pool {
             &self.pool
         }
     }
 }
 
 /// tonic's per-client settings, and the default deadline.
-fn settings() -> TokenStream {
+fn settings(private: &TokenStream) -> TokenStream {
     quote! {
             /// Compresses requests with `encoding`.
-            pub fn send_compressed(mut self, encoding: ::pooled_client::__private::tonic::codec::CompressionEncoding) -> Self {
+            pub fn send_compressed(mut self, encoding: #private::tonic::codec::CompressionEncoding) -> Self {
                 self.inner = self.inner.send_compressed(encoding);
                 self
             }
 
             /// Accepts responses compressed with `encoding`.
-            pub fn accept_compressed(mut self, encoding: ::pooled_client::__private::tonic::codec::CompressionEncoding) -> Self {
+            pub fn accept_compressed(mut self, encoding: #private::tonic::codec::CompressionEncoding) -> Self {
                 self.inner = self.inner.accept_compressed(encoding);
                 self
             }
@@ -125,17 +128,17 @@ fn settings() -> TokenStream {
             /// Default: none.
             pub fn with_interceptor(
                 mut self,
-                interceptor: impl ::pooled_client::__private::tonic::service::Interceptor + ::core::marker::Send + 'static,
+                interceptor: impl #private::tonic::service::Interceptor + ::core::marker::Send + 'static,
             ) -> Self {
                 self.interceptor = ::core::option::Option::Some(
-                    ::pooled_client::__private::SharedInterceptor::new(interceptor),
+                    #private::SharedInterceptor::new(interceptor),
                 );
                 self
             }
     }
 }
 
-fn method(method: &Method<'_>) -> TokenStream {
+fn method(method: &Method<'_>, private: &TokenStream) -> TokenStream {
     let Method {
         field,
         name,
@@ -145,7 +148,6 @@ fn method(method: &Method<'_>) -> TokenStream {
         attrs,
         idempotent,
     } = method;
-    let private = quote!(::pooled_client::__private);
     let (parameter, into_request) = if kind.streams_requests() {
         (
             quote!(impl #private::tonic::IntoStreamingRequest<Message = #request>),
@@ -243,5 +245,64 @@ mod tests {
         // itself is consumed.
         assert_eq!(expanded.matches("mark_idempotent").count(), 1, "{expanded}");
         assert!(!expanded.contains("#[idempotent]"), "{expanded}");
+    }
+
+    #[test]
+    fn a_crate_path_replaces_every_path_into_the_runtime() {
+        let item = quote! {
+            pub struct PooledGreeterClient {
+                #[idempotent]
+                say_hello: Unary<HelloRequest, HelloReply>,
+            }
+        };
+        for args in [
+            quote!(
+                client = greeter_client::GreeterClient,
+                crate = my_sdk::pooled_client
+            ),
+            quote!(
+                crate = "my_sdk::pooled_client",
+                client = greeter_client::GreeterClient
+            ),
+        ] {
+            let expanded = expand(args, item.clone());
+            let squeezed: String = expanded.split_whitespace().collect();
+            assert!(
+                squeezed.contains(
+                    "inner:greeter_client::GreeterClient<my_sdk::pooled_client::__private::Pool>"
+                ),
+                "{expanded}"
+            );
+            assert!(
+                squeezed.contains("my_sdk::pooled_client::__private::mark_idempotent("),
+                "{expanded}"
+            );
+            assert_eq!(
+                squeezed.matches("::pooled_client::").count(),
+                squeezed.matches("my_sdk::pooled_client::").count(),
+                "{expanded}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_crate_arguments_are_spanned_errors() {
+        for (args, message) in [
+            (
+                quote!(client = a::B, crate = "not a path"),
+                "expected the path of the crate",
+            ),
+            (
+                quote!(client = a::B, crate = x, crate = y),
+                "`crate` is given twice",
+            ),
+            (
+                quote!(client = a::B, crate = x::<u8>),
+                "takes no generic parameters",
+            ),
+        ] {
+            let error = attr::parse(args).err().expect("an error");
+            assert!(error.to_string().contains(message), "{error}");
+        }
     }
 }

@@ -190,6 +190,13 @@ pub use crate::{
 /// - one `async fn` per field with tonic's own signature but `&self`, so the
 ///   client can be shared: field doc comments and `#[deprecated]` carry over.
 ///
+/// A crate that re-exports this one (an SDK whose users depend on it
+/// alone) says where to find it with `crate = path`, as serde's
+/// `crate = "..."`: `#[my_sdk::pooled_client::pooled_client(client = ...,
+/// crate = my_sdk::pooled_client)]` (the path may also be a string). The
+/// build helper writes the same when given
+/// `build::Builder::pooled_client_path`.
+///
 /// Mistakes are compile errors that point at the token at fault: a tuple or
 /// unit struct, generics, a field type other than the four above, a missing
 /// or malformed `client = ...`, or a method declared twice.

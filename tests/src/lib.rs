@@ -12,6 +12,12 @@ pub mod scripted;
 pub mod server;
 pub mod support;
 
+/// pooled-client re-exported, as an SDK crate would; the interop protos'
+/// generated clients name it by this path (`pooled_client_path`).
+pub mod sdk {
+    pub use ::pooled_client;
+}
+
 /// The code generated from `proto/helloworld.proto`.
 pub mod helloworld {
     tonic::include_proto!("helloworld");

@@ -30,6 +30,13 @@ pub enum Error {
     /// `protoc` failed (with [`use_protoc`](super::Builder::use_protoc)).
     #[error("protoc failed: {0}")]
     Protoc(#[source] std::io::Error),
+    /// [`pooled_client_path`](super::Builder::pooled_client_path) is not a
+    /// Rust path.
+    #[error("pooled_client_path = {path:?}: not a Rust path such as `::my_sdk::pooled_client`")]
+    InvalidPath {
+        /// The path as given.
+        path: String,
+    },
     /// Generating or writing the Rust code failed.
     #[error("code generation failed: {0}")]
     Generate(#[source] std::io::Error),

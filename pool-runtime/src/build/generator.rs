@@ -9,18 +9,22 @@ use prost_build::{Comments, Method, Service, ServiceGenerator};
 /// tonic's service generator, followed by the pooled client's declaration.
 pub(crate) struct PooledGenerator {
     tonic: Box<dyn ServiceGenerator>,
-    pooled: bool,
+    /// The runtime crate's path, or `None` for no pooled clients.
+    pooled: Option<String>,
 }
 
 impl PooledGenerator {
-    pub(crate) fn new(tonic: Box<dyn ServiceGenerator>, pooled: bool) -> Self {
+    /// `pooled` is the path the generated code names the runtime crate by
+    /// (`::pooled_client` unless it is re-exported), or `None` for tonic's
+    /// code alone.
+    pub(crate) fn new(tonic: Box<dyn ServiceGenerator>, pooled: Option<String>) -> Self {
         Self { tonic, pooled }
     }
 }
 
 impl ServiceGenerator for PooledGenerator {
     fn generate(&mut self, service: Service, buf: &mut String) {
-        let declaration = self.pooled.then(|| declare(&service));
+        let declaration = self.pooled.as_deref().map(|krate| declare(&service, krate));
         self.tonic.generate(service, buf);
         if let Some(declaration) = declaration {
             buf.push_str(&declaration);
@@ -36,8 +40,9 @@ impl ServiceGenerator for PooledGenerator {
     }
 }
 
-/// The annotated struct for `service`, as source text.
-pub(crate) fn declare(service: &Service) -> String {
+/// The annotated struct for `service`, as source text, naming the runtime
+/// crate `krate`.
+pub(crate) fn declare(service: &Service, krate: &str) -> String {
     // tonic-build names the client module and type this way.
     let client_module = format!("{}_client", naive_snake_case(&service.name));
     let full_name = if service.package.is_empty() {
@@ -53,19 +58,28 @@ pub(crate) fn declare(service: &Service) -> String {
         out.push_str("///\n");
         out.push_str(&docs);
     }
+    // The attribute is told the path only when it is not its default.
+    let crate_argument = if krate == DEFAULT_CRATE {
+        String::new()
+    } else {
+        format!(", crate = {krate}")
+    };
     out.push_str(&format!(
-        "#[::pooled_client::pooled_client(client = {client_module}::{name}Client)]\n\
+        "#[{krate}::pooled_client(client = {client_module}::{name}Client{crate_argument})]\n\
          pub struct Pooled{name}Client {{\n",
         name = service.name
     ));
     for method in &service.methods {
-        out.push_str(&field(method));
+        out.push_str(&field(method, krate));
     }
     out.push_str("}\n");
     out
 }
 
-fn field(method: &Method) -> String {
+/// The runtime crate's path when nothing re-exports it.
+pub(crate) const DEFAULT_CRATE: &str = "::pooled_client";
+
+fn field(method: &Method, krate: &str) -> String {
     let kind = match (method.client_streaming, method.server_streaming) {
         (false, false) => "Unary",
         (false, true) => "ServerStreaming",
@@ -90,7 +104,7 @@ fn field(method: &Method) -> String {
     // and its type paths are relative to the package module, where the
     // struct goes.
     format!(
-        "{docs}{deprecated}{idempotent}    {name}: ::pooled_client::{kind}<{request}, {response}>,\n",
+        "{docs}{deprecated}{idempotent}    {name}: {krate}::{kind}<{request}, {response}>,\n",
         name = method.name,
         request = method.input_type,
         response = method.output_type,

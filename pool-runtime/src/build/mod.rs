@@ -62,6 +62,7 @@ pub struct Builder {
     use_protoc: bool,
     emit_rerun_if_changed: bool,
     out_dir: Option<PathBuf>,
+    pooled_client_path: String,
 }
 
 impl Default for Builder {
@@ -74,6 +75,7 @@ impl Default for Builder {
             use_protoc: false,
             emit_rerun_if_changed: true,
             out_dir: None,
+            pooled_client_path: generator::DEFAULT_CRATE.to_owned(),
         }
     }
 }
@@ -85,6 +87,7 @@ impl std::fmt::Debug for Builder {
             .field("build_pooled", &self.build_pooled)
             .field("use_protoc", &self.use_protoc)
             .field("out_dir", &self.out_dir)
+            .field("pooled_client_path", &self.pooled_client_path)
             .finish_non_exhaustive()
     }
 }
@@ -108,6 +111,24 @@ impl Builder {
     /// `build_client`). Default: true.
     pub fn build_pooled(mut self, enable: bool) -> Self {
         self.build_pooled = enable;
+        self
+    }
+
+    /// The path the generated pooled clients name this crate by, for a
+    /// crate that re-exports it (an SDK whose users depend on it alone):
+    /// the attribute is then `#[my_sdk::pooled_client::pooled_client(...,
+    /// crate = my_sdk::pooled_client)]`, as with serde's `crate = "..."`.
+    /// Default: `::pooled_client`.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), pooled_client::build::Error> {
+    /// pooled_client::build::configure()
+    ///     .pooled_client_path("::my_sdk::pooled_client")
+    ///     .compile_protos(&["proto/orders.proto"], &["proto"])
+    /// # }
+    /// ```
+    pub fn pooled_client_path(mut self, path: impl Into<String>) -> Self {
+        self.pooled_client_path = path.into();
         self
     }
 
@@ -194,11 +215,12 @@ impl Builder {
     /// gives the file, line and column of a syntax error; [`Error::Protoc`]
     /// and [`Error::Generate`] pass on the failures of `protoc` and of code
     /// generation.
-    pub fn compile_protos<P: AsRef<Path>>(
+    pub fn compile_protos(
         mut self,
-        protos: &[P],
-        includes: &[P],
+        protos: &[impl AsRef<Path>],
+        includes: &[impl AsRef<Path>],
     ) -> Result<(), Error> {
+        check_path(&self.pooled_client_path)?;
         let descriptors = if self.use_protoc {
             self.prost
                 .load_fds(protos, includes)
@@ -216,16 +238,35 @@ impl Builder {
         }
         let generator = PooledGenerator::new(
             self.tonic.service_generator(),
-            self.build_client && self.build_pooled,
+            (self.build_client && self.build_pooled).then_some(self.pooled_client_path),
         );
         self.prost.service_generator(Box::new(generator));
         self.prost.compile_fds(descriptors).map_err(Error::Generate)
     }
 }
 
-fn parse_with_protox<P: AsRef<Path>>(
-    protos: &[P],
-    includes: &[P],
+/// Checks that `path` reads as a Rust path (`::a::b`, `crate::a`), so a
+/// typo fails here and not in the generated code.
+fn check_path(path: &str) -> Result<(), Error> {
+    let segments = path.strip_prefix("::").unwrap_or(path).split("::");
+    let is_identifier = |s: &str| {
+        let s = s.strip_prefix("r#").unwrap_or(s);
+        s.chars()
+            .next()
+            .is_some_and(|c| c == '_' || c.is_alphabetic())
+            && s.chars().all(|c| c == '_' || c.is_alphanumeric())
+    };
+    if segments.clone().all(is_identifier) {
+        return Ok(());
+    }
+    Err(Error::InvalidPath {
+        path: path.to_owned(),
+    })
+}
+
+fn parse_with_protox(
+    protos: &[impl AsRef<Path>],
+    includes: &[impl AsRef<Path>],
     emit_rerun_if_changed: bool,
 ) -> Result<prost_types::FileDescriptorSet, Error> {
     for proto in protos {
@@ -285,5 +326,34 @@ mod generated {
             fresh == committed,
             "src/etcd/etcdserverpb.rs is out of date: run UPDATE_GENERATED=1 cargo test -p pooled-client --features build"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crate_path_must_read_as_a_rust_path() {
+        for good in [
+            "::pooled_client",
+            "my_sdk::pooled_client",
+            "crate::sdk::pc",
+            "r#type::x",
+        ] {
+            assert!(check_path(good).is_ok(), "{good}");
+        }
+        for bad in ["", "my sdk::x", "a::", "::", "a::1b", "\"a\""] {
+            let error = check_path(bad).unwrap_err();
+            assert!(
+                error.to_string().contains("pooled_client_path"),
+                "{bad}: {error}"
+            );
+        }
+        let error = configure()
+            .pooled_client_path("my-sdk::pooled_client")
+            .compile_protos(&["missing.proto"], &["."])
+            .unwrap_err();
+        assert!(matches!(error, Error::InvalidPath { .. }), "{error}");
     }
 }
