@@ -270,3 +270,162 @@ fn hello_named(name: &str) -> HelloRequest {
         count: 0,
     }
 }
+
+/// The series labelled `grpc.target = target`, by name and by their
+/// `grpc.method` and `grpc.status` labels (empty when absent).
+fn grpc_metrics_of(target: &str) -> HashMap<(String, String, String), DebugValue> {
+    snapshotter()
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| {
+            key.key()
+                .labels()
+                .any(|l| l.key() == "grpc.target" && l.value() == target)
+        })
+        .map(|(key, _, _, value)| {
+            let label = |name: &str| {
+                key.key()
+                    .labels()
+                    .find(|l| l.key() == name)
+                    .map_or_else(String::new, |l| l.value().to_owned())
+            };
+            let name = key.key().name().to_owned();
+            let status = match name.as_str() {
+                "grpc.subchannel.disconnections" => label("grpc.disconnect_error"),
+                _ => label("grpc.status"),
+            };
+            ((name, label("grpc.method"), status), value)
+        })
+        .collect()
+}
+
+/// What successive snapshots showed of one `grpc.target`: the largest value
+/// of each counter and gauge, and every histogram sample.
+#[derive(Debug, Default)]
+struct Observed(HashMap<(String, String, String), DebugValue>);
+
+impl Observed {
+    /// Takes snapshots until `done` holds (or 5 s pass).
+    async fn until(&mut self, target: &str, done: impl Fn(&Self) -> bool) {
+        let started = std::time::Instant::now();
+        loop {
+            for (key, value) in grpc_metrics_of(target) {
+                match (self.0.get_mut(&key), value) {
+                    (Some(DebugValue::Counter(old)), DebugValue::Counter(new)) => {
+                        *old = (*old).max(new)
+                    }
+                    (Some(DebugValue::Gauge(old)), DebugValue::Gauge(new)) => {
+                        *old = (*old).max(new)
+                    }
+                    (Some(DebugValue::Histogram(old)), DebugValue::Histogram(new)) => {
+                        old.extend(new)
+                    }
+                    (_, value) => {
+                        self.0.insert(key, value);
+                    }
+                }
+            }
+            if done(self) || started.elapsed() > Duration::from_secs(5) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn get(&self, name: &str, method: &str, status: &str) -> Option<&DebugValue> {
+        self.0
+            .get(&(name.to_owned(), method.to_owned(), status.to_owned()))
+    }
+
+    fn counter(&self, name: &str, method: &str, status: &str) -> u64 {
+        match self.get(name, method, status) {
+            Some(DebugValue::Counter(n)) => *n,
+            _ => 0,
+        }
+    }
+
+    fn gauge(&self, name: &str) -> f64 {
+        match self.get(name, "", "") {
+            Some(DebugValue::Gauge(value)) => value.0,
+            _ => f64::NAN,
+        }
+    }
+
+    fn samples(&self, name: &str, method: &str, status: &str) -> usize {
+        match self.get(name, method, status) {
+            Some(DebugValue::Histogram(samples)) => samples.len(),
+            _ => 0,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_and_connections_are_recorded_under_grpcs_a66_and_a94_names() {
+    snapshotter();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    bounded(Duration::from_secs(30), async {
+        let server = pooled_client_tests::scripted::ScriptedGreeter::default();
+        let config = pooled_client::ServiceConfig::from_json(
+            r#"{"methodConfig": [{"name": [{"service": "helloworld.Greeter"}],
+                "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.01s", "maxBackoff": "0.01s",
+                                "backoffMultiplier": 1, "retryableStatusCodes": ["UNAVAILABLE"]}}]}"#,
+        )
+        .unwrap();
+        let pool = pooled_client::Pool::builder()
+            .name("a66")
+            .endpoint(server.serve().await)
+            .service_config(config)
+            .build()
+            .unwrap();
+        let greeter = PooledGreeterClient::new(pool.clone());
+        // Three attempts (two UNAVAILABLE, then OK) make one OK call.
+        greeter.say_hello(hello_named("twice/2/14")).await.unwrap();
+        // A call past its deadline.
+        let mut late = tonic::Request::new(HelloRequest {
+            name: "late/stall".into(),
+            delay_ms: 2_000,
+            count: 0,
+        });
+        late.set_timeout(Duration::from_millis(100));
+        let status = greeter.say_hello(late).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        // A method the server does not have, through a plain tonic client.
+        let mut health = tonic_health::pb::health_client::HealthClient::new(pool.clone());
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+
+        // Every snapshot drains the recorder: keep what each one shows.
+        let mut seen = Observed::default();
+        seen.until("a66", |o| o.counter("grpc.subchannel.connection_attempts_succeeded", "", "") >= 1)
+            .await;
+        let hello = "helloworld.Greeter/SayHello";
+        let check = "grpc.health.v1.Health/Check";
+        assert_eq!(seen.counter("grpc.client.attempt.started", hello, ""), 4, "{seen:#?}");
+        assert_eq!(seen.samples("grpc.client.attempt.duration", hello, "UNAVAILABLE"), 2, "{seen:#?}");
+        assert_eq!(seen.samples("grpc.client.attempt.duration", hello, "OK"), 1, "{seen:#?}");
+        assert_eq!(seen.samples("grpc.client.call.duration", hello, "OK"), 1, "{seen:#?}");
+        assert_eq!(seen.samples("grpc.client.call.duration", hello, "DEADLINE_EXCEEDED"), 1, "{seen:#?}");
+        assert_eq!(seen.samples("grpc.client.call.duration", check, "UNIMPLEMENTED"), 1, "{seen:#?}");
+        assert_eq!(
+            seen.samples("grpc.client.call.duration", hello, "UNAVAILABLE"),
+            0,
+            "a retried attempt's status is not the call's"
+        );
+
+        // A94: the pool's connection, and its end when the pool closes.
+        assert_eq!(seen.counter("grpc.subchannel.connection_attempts_succeeded", "", ""), 1);
+        assert_eq!(seen.counter("grpc.subchannel.connection_attempts_failed", "", ""), 0);
+        assert_eq!(seen.gauge("grpc.subchannel.open_connections"), 1.0, "{seen:#?}");
+        pool.close().await;
+        let shutdown = "subchannel shutdown";
+        seen.until("a66", |o| o.counter("grpc.subchannel.disconnections", "", shutdown) >= 1)
+            .await;
+        assert_eq!(seen.counter("grpc.subchannel.disconnections", "", shutdown), 1);
+        assert_eq!(seen.counter("grpc.subchannel.disconnections", "", "unknown"), 0);
+    })
+    .await;
+}

@@ -24,6 +24,7 @@ use std::task::{Context, Poll};
 
 use tokio::time::{Instant, Sleep};
 
+use super::telemetry::AttemptClock;
 use crate::conn::{BodyHandle, Connection};
 use crate::state::Slot;
 
@@ -40,15 +41,19 @@ pub(crate) struct CallEnd {
     /// `None` once the attempt was given up to send the request again.
     request: Option<Arc<BodyHandle>>,
     deadline: Option<Pin<Box<Sleep>>>,
+    /// The attempt's clock, for gRPC A66's metrics (empty without them).
+    clock: AttemptClock,
 }
 
 impl CallEnd {
-    /// An attempt holding `slot` and sending the request behind `request`.
-    pub(crate) fn new(slot: Slot, request: Arc<BodyHandle>) -> Self {
+    /// An attempt holding `slot` and sending the request behind `request`,
+    /// timed by `clock`.
+    pub(crate) fn new(slot: Slot, request: Arc<BodyHandle>, clock: AttemptClock) -> Self {
         Self {
             slot,
             request: Some(request),
             deadline: None,
+            clock,
         }
     }
 
@@ -69,21 +74,22 @@ impl CallEnd {
     }
 
     /// Records the call's status for its endpoint's outlier detection, if
-    /// its endpoint is one of several.
+    /// its endpoint is one of several, and for the metrics.
     pub(crate) fn set_outcome(&mut self, code: tonic::Code) {
         self.slot.set_outcome(code);
+        self.clock.set_code(code);
     }
 
     /// Records the status the trailers (or a trailers-only response's
     /// headers) carry, if the outcome is wanted.
     pub(crate) fn set_outcome_from(&mut self, headers: &http::HeaderMap) {
-        if self.slot.wants_outcome()
+        if (self.slot.wants_outcome() || self.clock.wants_code())
             && let Some(status) = headers.get("grpc-status")
             && let Ok(code) = std::str::from_utf8(status.as_bytes())
                 .unwrap_or("")
                 .parse::<i32>()
         {
-            self.slot.set_outcome(tonic::Code::from_i32(code));
+            self.set_outcome(tonic::Code::from_i32(code));
         }
     }
 

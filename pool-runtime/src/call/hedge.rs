@@ -25,6 +25,7 @@ use tonic::body::Body;
 use super::body::ResponseBody;
 use super::retry::Pushback;
 use super::send::{copy_parts, send};
+use super::telemetry::CallClock;
 use crate::config::{HedgingPolicy, MethodConfig};
 use crate::conn::REPLAY_LIMIT;
 use crate::state::{Inner, Spread};
@@ -38,6 +39,7 @@ pub(super) async fn hedge(
     deadline: Option<Instant>,
     method: Arc<MethodConfig>,
     policy: &HedgingPolicy,
+    clock: CallClock,
 ) -> Outcome {
     let (head, body) = request.into_parts();
     let body = match buffer(body).await? {
@@ -48,6 +50,7 @@ pub(super) async fn hedge(
                 Request::from_parts(head, body),
                 deadline,
                 Some(method),
+                clock,
             )
             .await;
         }
@@ -58,6 +61,7 @@ pub(super) async fn hedge(
         body,
         deadline,
         method,
+        clock,
         spread: Arc::new(Spread::default()),
         running: FuturesUnordered::new(),
         sent: 0,
@@ -74,6 +78,8 @@ struct Copies {
     body: Bytes,
     deadline: Option<Instant>,
     method: Arc<MethodConfig>,
+    /// The call's clock, shared by its copies (empty without metrics).
+    clock: CallClock,
     spread: Arc<Spread>,
     running: FuturesUnordered<futures_util::future::BoxFuture<'static, Outcome>>,
     sent: u32,
@@ -102,6 +108,7 @@ impl Copies {
             request,
             self.deadline,
             Some(self.method.clone()),
+            self.clock.clone(),
         );
         self.running.push(Box::pin(copy));
     }

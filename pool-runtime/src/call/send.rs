@@ -16,6 +16,7 @@ use super::body::ResponseBody;
 use super::end::CallEnd;
 use super::limit::LimitedBody;
 use super::retry::{Budget, Failure, Idempotent, Pushback, RetryPolicy};
+use super::telemetry::CallClock;
 use crate::affinity::AffinityKey;
 use crate::config::MethodConfig;
 use crate::conn::{BodyHandle, RequestBody, status};
@@ -32,6 +33,7 @@ pub(super) async fn send(
     request: Request<Body>,
     deadline: Option<Instant>,
     method: Option<Arc<MethodConfig>>,
+    clock: CallClock,
 ) -> Result<Response<ResponseBody>, Status> {
     let (mut call, mut request) = Call::new(&inner, request, method.as_ref());
     loop {
@@ -40,7 +42,7 @@ pub(super) async fn send(
             (None, None) => inner.acquire(call.wait_for_ready).await?,
             (None, Some(key)) => inner.acquire_for(key, call.wait_for_ready).await?,
         };
-        let mut end = CallEnd::new(slot, call.handle.clone());
+        let mut end = CallEnd::new(slot, call.handle.clone(), clock.attempt());
         end.connection().endpoint.address_request(&mut request)?;
         let failed = match end.connection().sender().try_send_request(request).await {
             Ok(response) if call.read_whole => match read_whole(response).await {

@@ -12,6 +12,7 @@ use tonic::Status;
 use tonic::body::Body;
 
 use super::body::ResponseBody;
+use super::telemetry::CallClock;
 use super::{deadline, hedge, send};
 use crate::config::MethodConfig;
 use crate::pool::Pool;
@@ -70,9 +71,44 @@ async fn call(
     if let Some(interceptor) = &inner.interceptor {
         request = interceptor.intercept_http(request)?;
     }
+    let clock = CallClock::start(&inner, request.uri().path());
     let policy = inner.method_policy(request.uri().path()).cloned();
-    let mut timeout = deadline::from_headers(request.headers());
-    let imposed = match policy.as_ref().and_then(|p| p.timeout) {
+    let result = match call_timeout(&inner, &mut request, policy.as_deref()) {
+        None => dispatch(inner, request, None, policy, clock.clone()).await,
+        Some(timeout) => {
+            let at = tokio::time::Instant::now() + timeout;
+            let sent = dispatch(inner, request, Some(at), policy, clock.clone());
+            match tokio::time::timeout_at(at, sent).await {
+                // A server that enforces the deadline too may answer first, and
+                // tonic's servers answer CANCELLED: the deadline is what happened.
+                Ok(Ok(response))
+                    if tokio::time::Instant::now() >= at && is_cancelled(response.headers()) =>
+                {
+                    Err(deadline_passed(timeout))
+                }
+                Ok(result) => result,
+                Err(_) => Err(deadline_passed(timeout)),
+            }
+        }
+    };
+    // The status the caller gets is the call's; a response's status comes
+    // from its attempt, when its body ends.
+    if let Err(status) = &result {
+        clock.set_code(status.code());
+    }
+    result
+}
+
+/// The call's timeout: the request's `grpc-timeout`, or its method's
+/// `timeout` when shorter, or else the pool's; what the pool imposes is set
+/// as the request's `grpc-timeout`.
+fn call_timeout(
+    inner: &Inner,
+    request: &mut Request<Body>,
+    method: Option<&MethodConfig>,
+) -> Option<std::time::Duration> {
+    let timeout = deadline::from_headers(request.headers());
+    let imposed = match method.and_then(|m| m.timeout) {
         Some(method) if timeout.is_none_or(|t| method < t) => Some(method),
         Some(_) => None,
         None if timeout.is_none() => inner.config.timeout,
@@ -80,28 +116,15 @@ async fn call(
     };
     if let Some(imposed) = imposed {
         deadline::set(request.headers_mut(), imposed);
-        timeout = Some(imposed);
+        return Some(imposed);
     }
-    let Some(timeout) = timeout else {
-        return dispatch(inner, request, None, policy).await;
-    };
-    let at = tokio::time::Instant::now() + timeout;
-    let passed = || {
-        Status::deadline_exceeded(format!(
-            "the call's deadline of {timeout:?} passed before the server answered"
-        ))
-    };
-    match tokio::time::timeout_at(at, dispatch(inner, request, Some(at), policy)).await {
-        // A server that enforces the deadline too may answer first, and
-        // tonic's servers answer CANCELLED: the deadline is what happened.
-        Ok(Ok(response))
-            if tokio::time::Instant::now() >= at && is_cancelled(response.headers()) =>
-        {
-            Err(passed())
-        }
-        Ok(result) => result,
-        Err(_) => Err(passed()),
-    }
+    timeout
+}
+
+fn deadline_passed(timeout: std::time::Duration) -> Status {
+    Status::deadline_exceeded(format!(
+        "the call's deadline of {timeout:?} passed before the server answered"
+    ))
 }
 
 /// Sends the call once (with its retries) or hedged, as its method says;
@@ -112,16 +135,17 @@ fn dispatch(
     request: Request<Body>,
     deadline: Option<tokio::time::Instant>,
     method: Option<Arc<MethodConfig>>,
+    clock: CallClock,
 ) -> impl Future<Output = Result<Response<ResponseBody>, Status>> {
     match method {
         Some(method) if method.hedging_policy.is_some() => {
             let hedged = async move {
                 let policy = method.hedging_policy.clone().unwrap_or_default();
-                hedge::hedge(inner, request, deadline, method, &policy).await
+                hedge::hedge(inner, request, deadline, method, &policy, clock).await
             };
             Either::Right(Box::pin(hedged))
         }
-        method => Either::Left(send::send(inner, request, deadline, method)),
+        method => Either::Left(send::send(inner, request, deadline, method, clock)),
     }
 }
 

@@ -69,6 +69,7 @@ impl Inner {
         let connections = self.rotation.swap(Arc::new(Vec::new()));
         for connection in connections.iter() {
             connection.link.advance(State::Draining);
+            super::metrics::record_disconnection(&self.config.name, false);
         }
         drop(connections);
         tracing::info!(pool = %self.config.name, "pool closed");

@@ -12,6 +12,15 @@
 //! fleet); the pool-wide series, and the wait histogram, stay unlabelled by
 //! endpoint. A recorder keeps the last values of an endpoint that has left:
 //! the `metrics` facade cannot remove a series.
+//!
+//! The same state also goes out under the names of gRPC A94, labelled
+//! `grpc.target` (the pool's name), so that dashboards built for grpc-go
+//! or grpc-java work unchanged: `grpc.subchannel.connection_attempts_succeeded`
+//! and `_failed`, `grpc.subchannel.open_connections` (open and draining),
+//! and `grpc.subchannel.disconnections`, counted as connections leave,
+//! labelled `grpc.disconnect_error` (`unknown` for a connection that broke
+//! or was told GOAWAY, `subchannel shutdown` for one the pool closed).
+//! A66's per-call metrics are in `instruments.rs`.
 
 use std::time::Duration;
 
@@ -157,6 +166,25 @@ const ENDPOINT_COUNTERS: [Metric<EndpointStats, u64>; 2] = [
     ),
 ];
 
+/// gRPC A94's names of the connection counters, and where they come from.
+#[cfg(feature = "metrics")]
+const A94_COUNTERS: [Metric<PoolStats, u64>; 2] = [
+    (
+        "grpc.subchannel.connection_attempts_succeeded",
+        "connection attempts that succeeded (gRPC A94)",
+        |s| s.connects_total,
+    ),
+    (
+        "grpc.subchannel.connection_attempts_failed",
+        "connection attempts that failed (gRPC A94)",
+        |s| s.connect_failures_total,
+    ),
+];
+#[cfg(feature = "metrics")]
+const A94_OPEN_CONNECTIONS: &str = "grpc.subchannel.open_connections";
+#[cfg(feature = "metrics")]
+const A94_DISCONNECTIONS: &str = "grpc.subchannel.disconnections";
+
 /// The histogram of how long calls that queued waited for a stream.
 #[cfg(feature = "metrics")]
 const WAIT_SECONDS: &str = "pooled_client_wait_seconds";
@@ -183,6 +211,19 @@ pub(crate) fn describe() {
         for (name, help, _) in ENDPOINT_COUNTERS {
             describe_counter!(name, Unit::Count, help);
         }
+        for (name, help, _) in A94_COUNTERS {
+            describe_counter!(name, Unit::Count, help);
+        }
+        describe_gauge!(
+            A94_OPEN_CONNECTIONS,
+            Unit::Count,
+            "connections open, draining ones included (gRPC A94)"
+        );
+        describe_counter!(
+            A94_DISCONNECTIONS,
+            Unit::Count,
+            "connections that closed or broke (gRPC A94)"
+        );
         for (name, help) in [
             (CALL_RETRIES, "retries a call made (gRPC A96)"),
             (
@@ -216,6 +257,11 @@ pub(crate) fn publish(pool: &str, stats: &PoolStats, endpoints: &[EndpointStats]
         for (name, _, value) in COUNTERS {
             metrics::counter!(name, "pool" => pool.to_owned()).absolute(value(stats));
         }
+        for (name, _, value) in A94_COUNTERS {
+            metrics::counter!(name, "grpc.target" => pool.to_owned()).absolute(value(stats));
+        }
+        metrics::gauge!(A94_OPEN_CONNECTIONS, "grpc.target" => pool.to_owned())
+            .set((stats.connections + stats.draining) as f64);
         for endpoint in endpoints {
             let labels = [
                 ("pool", pool.to_owned()),
@@ -271,6 +317,27 @@ pub(crate) fn record_call_hedges(pool: &str, hedges: u32) {
     }
     #[cfg(not(feature = "metrics"))]
     let _ = (pool, hedges);
+}
+
+/// Counts a connection that left the pool (gRPC A94): `broke` when it
+/// failed or the server sent GOAWAY, not when the pool closed it.
+pub(crate) fn record_disconnection(pool: &str, broke: bool) {
+    #[cfg(feature = "metrics")]
+    {
+        let error = if broke {
+            "unknown"
+        } else {
+            "subchannel shutdown"
+        };
+        metrics::counter!(
+            A94_DISCONNECTIONS,
+            "grpc.target" => pool.to_owned(),
+            "grpc.disconnect_error" => error
+        )
+        .increment(1);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (pool, broke);
 }
 
 /// Records how long a call waited for a stream.

@@ -29,6 +29,8 @@ pub(crate) mod discover;
 mod endpoints;
 mod grow;
 mod health;
+#[cfg(feature = "metrics")]
+mod instruments;
 mod join;
 mod lifecycle;
 mod list;
@@ -55,6 +57,8 @@ use tokio::sync::watch;
 
 pub(crate) use self::affinity::Bindings;
 pub(crate) use self::endpoints::endpoint_for;
+#[cfg(feature = "metrics")]
+pub(crate) use self::instruments::{Instruments, MethodInstruments};
 pub(crate) use self::pick::{Slot, Spread};
 use self::policy::MethodPolicies;
 use self::queue::Waiters;
@@ -125,6 +129,9 @@ pub(crate) struct Inner {
     pub(crate) discovery_stats: Mutex<crate::stats::DiscoveryStats>,
     /// The `user-agent` of calls that set none.
     pub(crate) user_agent: http::HeaderValue,
+    /// gRPC A66's per-call instruments, by method.
+    #[cfg(feature = "metrics")]
+    pub(crate) instruments: Instruments,
 }
 
 /// This crate's token in every `user-agent` it sets.
@@ -184,6 +191,8 @@ impl Inner {
             interceptor: None,
             discovery_stats: Mutex::default(),
             user_agent: user_agent(&config),
+            #[cfg(feature = "metrics")]
+            instruments: Instruments::new(&config.name),
             config,
             dial,
             endpoints: ArcSwap::from_pointee(endpoints),

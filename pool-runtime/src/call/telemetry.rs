@@ -1,0 +1,156 @@
+//! The clocks behind gRPC A66's per-call metrics (feature `metrics`): one
+//! per call, shared by its attempts, and one per attempt. Without the
+//! feature both are empty types and every method is a no-op, so a call
+//! carries nothing for them.
+//!
+//! A call's status is the last one an attempt learned (a retried attempt's
+//! is replaced by the next one's; a hedged copy cancelled by the pool
+//! learns none), or the final status the call returns; a call that ends
+//! with none was dropped by its caller: `CANCELLED`.
+
+#[cfg(feature = "metrics")]
+pub(crate) use self::on::{AttemptClock, CallClock};
+
+#[cfg(not(feature = "metrics"))]
+pub(crate) use self::off::{AttemptClock, CallClock};
+
+#[cfg(feature = "metrics")]
+mod on {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI32, Ordering};
+    use std::time::Instant;
+
+    use tonic::Code;
+
+    use crate::state::{Inner, MethodInstruments};
+
+    /// No status learned yet.
+    const NONE: i32 = -1;
+
+    /// One call's clock and last known status.
+    struct Call {
+        instruments: Arc<MethodInstruments>,
+        started: Instant,
+        code: AtomicI32,
+    }
+
+    impl Drop for Call {
+        fn drop(&mut self) {
+            let code = match self.code.load(Ordering::Relaxed) {
+                NONE => Code::Cancelled,
+                code => Code::from_i32(code),
+            };
+            self.instruments.call_ended(code, self.started.elapsed());
+        }
+    }
+
+    /// The clock of a call, cloned into each of its attempts.
+    #[derive(Clone)]
+    pub(crate) struct CallClock(Arc<Call>);
+
+    impl CallClock {
+        /// Starts the clock of a call to `path`.
+        pub(crate) fn start(inner: &Inner, path: &str) -> Self {
+            Self(Arc::new(Call {
+                instruments: inner.instruments.of(path),
+                started: Instant::now(),
+                code: AtomicI32::new(NONE),
+            }))
+        }
+
+        /// The call ends with `code`.
+        pub(crate) fn set_code(&self, code: Code) {
+            self.0.code.store(code as i32, Ordering::Relaxed);
+        }
+
+        /// Starts an attempt's clock; counts the attempt.
+        pub(crate) fn attempt(&self) -> AttemptClock {
+            self.0.instruments.attempt_started();
+            AttemptClock {
+                call: self.0.clone(),
+                started: Instant::now(),
+                code: None,
+            }
+        }
+    }
+
+    /// One attempt's clock; it records the attempt when dropped.
+    pub(crate) struct AttemptClock {
+        call: Arc<Call>,
+        started: Instant,
+        code: Option<Code>,
+    }
+
+    impl AttemptClock {
+        /// The attempt ends with `code` (the first one learned stays).
+        pub(crate) fn set_code(&mut self, code: Code) {
+            self.code.get_or_insert(code);
+        }
+
+        /// Whether the attempt's status is wanted.
+        pub(crate) fn wants_code(&self) -> bool {
+            true
+        }
+    }
+
+    impl Drop for AttemptClock {
+        fn drop(&mut self) {
+            let code = self.code.unwrap_or(Code::Cancelled);
+            self.call
+                .instruments
+                .attempt_ended(code, self.started.elapsed());
+            if let Some(code) = self.code {
+                self.call.code.store(code as i32, Ordering::Relaxed);
+            }
+        }
+    }
+
+    impl std::fmt::Debug for AttemptClock {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("AttemptClock")
+                .field("code", &self.code)
+                .finish_non_exhaustive()
+        }
+    }
+}
+
+#[cfg(not(feature = "metrics"))]
+mod off {
+    use tonic::Code;
+
+    use crate::state::Inner;
+
+    /// Nothing: the `metrics` feature is off. (Not `Copy`, so that the
+    /// code that clones it reads alike with the feature on.)
+    #[derive(Clone)]
+    pub(crate) struct CallClock;
+
+    impl CallClock {
+        #[inline]
+        pub(crate) fn start(_inner: &Inner, _path: &str) -> Self {
+            Self
+        }
+
+        #[inline]
+        pub(crate) fn set_code(&self, _code: Code) {}
+
+        #[inline]
+        pub(crate) fn attempt(&self) -> AttemptClock {
+            AttemptClock
+        }
+    }
+
+    /// Nothing: the `metrics` feature is off.
+    #[derive(Debug)]
+    pub(crate) struct AttemptClock;
+
+    impl AttemptClock {
+        #[inline]
+        pub(crate) fn set_code(&mut self, _code: Code) {}
+
+        #[inline]
+        pub(crate) fn wants_code(&self) -> bool {
+            false
+        }
+    }
+}
