@@ -287,8 +287,16 @@ pub(crate) fn s3_client(kind: &str, calls: usize, uri: &str) {
         .build()
         .expect("runtime");
     runtime.block_on(async {
+        #[cfg(feature = "metrics")]
+        if kind == "pool-metrics" {
+            // A recorder as a service would install one: gRPC A66's
+            // per-call metrics are then recorded for every call.
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .expect("the only recorder");
+        }
         match kind {
-            "pool" | "pool-config" => {
+            "pool" | "pool-config" | "pool-metrics" => {
                 let mut builder = Pool::builder().endpoint(uri);
                 if kind == "pool-config" {
                     builder = builder.service_config(other_methods_config());
