@@ -76,8 +76,10 @@ impl PoolBuilder {
         self
     }
 
-    /// Adds a server, such as `"http://127.0.0.1:50051"`; call it once per
-    /// server. Connections are spread over the endpoints.
+    /// Adds a server, such as `"http://127.0.0.1:50051"`, `"https://host"`
+    /// (feature `tls`) or a Unix domain socket, `"unix:/run/app.sock"` or
+    /// `"unix:///run/app.sock"`; call it once per server. Connections are
+    /// spread over the endpoints.
     pub fn endpoint(mut self, uri: impl Into<String>) -> Self {
         self.config.endpoints.push(uri.into());
         self

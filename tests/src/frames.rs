@@ -52,7 +52,7 @@ impl FrameParser {
     }
 }
 
-/// A TCP stream whose writes pass through a [`FrameParser`].
+/// A TCP stream whose writes pass through a frame parser that counts PINGs.
 pub struct Tapped {
     tcp: TcpStream,
     parser: FrameParser,

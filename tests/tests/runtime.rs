@@ -338,16 +338,18 @@ async fn a_server_that_accepts_and_never_answers_is_unavailable_not_exhausted() 
         // status says why, with the setting and its value.
         assert_eq!(error.code(), Code::Unavailable, "{error:?}");
         assert!(
-            error.message().contains("timed out after 300ms"),
+            error
+                .message()
+                .contains("timed out after 300ms (connect_timeout)"),
             "{}",
             error.message()
         );
         // The call waited for the attempt, not for acquire_timeout...
         assert!(waited > acquire_timeout * 3, "{waited:?}");
-        // ...and no longer than the attempt (a loose bound: this is not a
-        // benchmark).
+        // ...and no longer than the attempt: the bound, which the
+        // attempt (started when the pool was built) keeps with room to spare.
         assert!(
-            waited < connect_timeout + Duration::from_secs(2),
+            waited <= connect_timeout + Duration::from_millis(100),
             "{waited:?}"
         );
         assert_eq!(pool.stats().rejected_total, 0);

@@ -58,7 +58,8 @@ pub struct PoolConfig {
     ///
     /// Default: `"default"`.
     pub name: String,
-    /// The servers to connect to, such as `http://127.0.0.1:50051`.
+    /// The servers to connect to, such as `http://127.0.0.1:50051`, or
+    /// `unix:/run/app.sock` for a Unix domain socket.
     ///
     /// Default: none; at least one is required.
     pub endpoints: Vec<String>,

@@ -50,7 +50,7 @@ pub(crate) struct Connected {
 /// Why a connection attempt failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectError {
-    #[error("connection attempt timed out after {0:?}")]
+    #[error("connection attempt timed out after {0:?} (connect_timeout)")]
     Timeout(Duration),
     #[error("tcp connect failed: {0}")]
     Tcp(#[source] std::io::Error),

@@ -320,7 +320,7 @@ pub(crate) fn parse_authority(value: &str) -> Result<Authority, Error> {
         .ok()
         .filter(|a| !a.host().is_empty() && !a.as_str().contains('@'))
         .ok_or_else(|| Error::InvalidSetting {
-            name: "authority",
+            name: "origin",
             value: format!("{value:?}"),
             reason: "must be a host name, with an optional port".into(),
         })
