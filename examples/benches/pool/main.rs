@@ -14,6 +14,7 @@
 
 mod chart;
 mod fleet;
+mod h2direct;
 mod measure;
 mod scenarios;
 

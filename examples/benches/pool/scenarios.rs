@@ -307,6 +307,17 @@ pub(crate) fn s3_client(kind: &str, calls: usize, uri: &str) {
                     client.unary(small()).await.expect("call");
                 }
             }
+            "h2-direct" => {
+                let addr = uri.trim_start_matches("http://");
+                let transport = crate::h2direct::H2Direct::connect(addr)
+                    .await
+                    .expect("connect");
+                let origin: http::Uri = uri.parse().expect("uri");
+                let mut client = BenchClient::with_origin(transport, origin);
+                for _ in 0..calls {
+                    client.unary(small()).await.expect("call");
+                }
+            }
             _ => {
                 let mut client = BenchClient::new(channel(uri).await);
                 for _ in 0..calls {
