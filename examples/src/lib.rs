@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
@@ -76,7 +75,7 @@ pub async fn start_greeter(
             .max_concurrent_streams(max_concurrent_streams)
             .add_service(health)
             .add_service(GreeterServer::new(SlowGreeter { latency }))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
+            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true))),
     );
     Ok(addr)
 }

@@ -3,12 +3,12 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
+use tonic::transport::server::TcpIncoming;
 
 use futures_util::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_health::server::HealthReporter;
 
@@ -177,9 +177,12 @@ impl TestServer {
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                    let _ = shutdown_rx.await;
-                })
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    async {
+                        let _ = shutdown_rx.await;
+                    },
+                )
                 .await;
         });
         Self {
@@ -216,7 +219,7 @@ pub async fn serve_router(router: tonic::transport::server::Router) -> String {
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
-    tokio::spawn(router.serve_with_incoming(TcpListenerStream::new(listener)));
+    tokio::spawn(router.serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true))));
     format!("http://{addr}")
 }
 

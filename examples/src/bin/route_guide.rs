@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use tonic::transport::server::TcpIncoming;
 
 use futures_util::{Stream, StreamExt};
 use pooled_client::Pool;
@@ -14,7 +15,6 @@ use pooled_client_examples::routeguide::route_guide_server::{RouteGuide, RouteGu
 use pooled_client_examples::routeguide::{
     Feature, Point, PooledRouteGuideClient, Rectangle, RouteNote, RouteSummary,
 };
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The notes left at each point, by latitude and longitude.
@@ -119,7 +119,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(RouteGuideServer::new(Guide::default()))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
+            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true))),
     );
 
     let pool = Pool::builder().endpoint(format!("http://{addr}")).build()?;

@@ -6,12 +6,11 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tonic::Status;
 
 use super::end::CallEnd;
 use super::limit::MessageLimit;
-use crate::conn::status;
+use crate::conn::{RecvBody, TransportError, status};
 
 /// The body of a response received through a [`Pool`](crate::Pool).
 ///
@@ -27,7 +26,7 @@ pub struct ResponseBody {
     whole: VecDeque<Frame<Bytes>>,
     /// `None` once the body has ended; dropping it resets a stream that was
     /// still open.
-    inner: Option<Incoming>,
+    inner: Option<RecvBody>,
     /// The call's slot, request stream and deadline, until the body ends.
     end: Option<CallEnd>,
     /// The method's `maxResponseMessageBytes`, if it has one.
@@ -35,7 +34,7 @@ pub struct ResponseBody {
 }
 
 impl ResponseBody {
-    pub(crate) fn new(inner: Incoming, end: CallEnd) -> Self {
+    pub(crate) fn new(inner: RecvBody, end: CallEnd) -> Self {
         Self {
             whole: VecDeque::new(),
             inner: Some(inner),
@@ -62,7 +61,7 @@ impl ResponseBody {
 
     /// Reads a response to its end, for a call that may be retried until
     /// then; the caller holds the stream slot meanwhile.
-    pub(crate) async fn read_whole(mut incoming: Incoming) -> Result<Self, hyper::Error> {
+    pub(crate) async fn read_whole(mut incoming: RecvBody) -> Result<Self, TransportError> {
         let mut whole = VecDeque::new();
         while let Some(frame) =
             std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx)).await
@@ -153,12 +152,12 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.whole.is_empty() && self.inner.as_ref().is_none_or(Incoming::is_end_stream)
+        self.whole.is_empty() && self.inner.as_ref().is_none_or(RecvBody::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
         self.inner
             .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
+            .map_or_else(|| SizeHint::with_exact(0), RecvBody::size_hint)
     }
 }

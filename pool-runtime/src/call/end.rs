@@ -6,7 +6,7 @@
 //!
 //! | the call ends because | where | how the stream is reset |
 //! |---|---|---|
-//! | the caller drops it before the response | `send.rs`: the future holding the `CallEnd` is dropped | `CallEnd::drop` ends the request body with CANCEL; hyper also resets on its dropped response future |
+//! | the caller drops it before the response | `send.rs`: the future holding the `CallEnd` is dropped | `CallEnd::drop` ends the request body with CANCEL; h2 also resets a stream whose handles are all dropped |
 //! | the caller drops the response (stream) | `body.rs`: `ResponseBody` drops its `CallEnd` and the stream | the same; h2 resets an open stream whose handles are gone with CANCEL |
 //! | its deadline passes (`DEADLINE_EXCEEDED` locally, as gRPC) | `service.rs` (before the response) and `body.rs` (while reading it) | the same as a drop |
 //! | the attempt fails and is not sent again | `send.rs`, `Call::again` | the `CallEnd` is dropped: the same |
@@ -30,7 +30,7 @@ use crate::state::Slot;
 
 /// Everything a call holds until it ends, given back in one place when it
 /// is dropped: the stream slot (to the pool and the first waiting call),
-/// and the request stream (ended, so that hyper stops sending it). It also
+/// and the request stream (ended, so that its sender stops sending it). It also
 /// carries the call's deadline while the response is read.
 ///
 /// A call ends when its response ends or fails, when its deadline passes,

@@ -69,8 +69,8 @@ impl MessageLimit {
 }
 
 /// A request body whose messages are held to a limit. A message above it
-/// resets the stream with CANCEL (hyper takes the reason from the error's
-/// sources) and leaves the call's status in `exceeded`, for the attempt
+/// resets the stream with CANCEL (the sender resets a stream whose body
+/// fails) and leaves the call's status in `exceeded`, for the attempt
 /// loop to give.
 pub(super) struct LimitedBody {
     inner: tonic::body::Body,

@@ -7,7 +7,6 @@ use std::sync::{Arc, OnceLock};
 use http::header::USER_AGENT;
 use http::request::Parts;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 use tonic::body::Body;
 use tonic::{Code, Status};
@@ -19,7 +18,7 @@ use super::retry::{Budget, Failure, Idempotent, Pushback, RetryPolicy};
 use super::telemetry::CallClock;
 use crate::affinity::AffinityKey;
 use crate::config::MethodConfig;
-use crate::conn::{BodyHandle, RequestBody, status};
+use crate::conn::{BodyHandle, RecvBody, RequestBody, SendError, TransportError, status};
 use crate::state::{Inner, Spread};
 
 /// Sends `request` on the least-loaded connection, again elsewhere when the
@@ -44,7 +43,7 @@ pub(super) async fn send(
         };
         let mut end = CallEnd::new(slot, call.handle.clone(), clock.attempt());
         end.connection().endpoint.address_request(&mut request)?;
-        let failed = match end.connection().sender().try_send_request(request).await {
+        let failed = match end.connection().send(request).await {
             Ok(response) if call.read_whole => match read_whole(response).await {
                 Ok(response) => {
                     if let Some(retry) = call.retry_for(&inner, &response) {
@@ -57,6 +56,7 @@ pub(super) async fn send(
                 Err(error) => Failed {
                     error,
                     unsent: None,
+                    sent: true,
                     end,
                 },
             },
@@ -74,9 +74,14 @@ pub(super) async fn send(
                 let limit = call.response_limit();
                 return Ok(response.map(|body| ResponseBody::new(body, end).with_limit(limit)));
             }
-            Err(mut error) => Failed {
-                unsent: error.take_message(),
-                error: error.into_error(),
+            Err(SendError {
+                error,
+                unsent,
+                sent,
+            }) => Failed {
+                error,
+                unsent,
+                sent,
                 end,
             },
         };
@@ -172,14 +177,18 @@ fn finish_whole(
 /// What a failed attempt leaves: its error, the request if it never left
 /// the client, and the call's hold on the connection.
 struct Failed {
-    error: hyper::Error,
+    error: TransportError,
     unsent: Option<Request<RequestBody>>,
+    /// Whether the request's headers went out.
+    sent: bool,
     end: CallEnd,
 }
 
 /// Reads a response to its end, for a call that may be retried until then;
 /// the caller holds the call's slot meanwhile and gives it back after.
-async fn read_whole(response: Response<Incoming>) -> Result<Response<ResponseBody>, hyper::Error> {
+async fn read_whole(
+    response: Response<RecvBody>,
+) -> Result<Response<ResponseBody>, TransportError> {
     let (head, incoming) = response.into_parts();
     let body = ResponseBody::read_whole(incoming).await?;
     Ok(Response::from_parts(head, body))
@@ -190,7 +199,7 @@ struct Call {
     handle: Arc<BodyHandle>,
     policy: RetryPolicy,
     /// A copy of the request's head for sending it again; the body comes
-    /// back from hyper or through `handle`.
+    /// back unsent or through `handle`.
     spare_head: Option<Parts>,
     /// A unary call of an idempotent method with a retry policy is read
     /// whole before it is handed on, so that a connection lost
@@ -279,10 +288,12 @@ impl Call {
         let Failed {
             error,
             unsent,
+            sent,
             mut end,
         } = failed;
         end.set_outcome(status::code_for(&error));
-        let refused = status::refused_unprocessed(&error);
+        // Never sent, or refused unprocessed: the server did not act on it.
+        let refused = !sent || status::refused_unprocessed(&error);
         if unsent.is_some() || refused || error.is_closed() {
             end.retire_connection();
         }
@@ -374,8 +385,8 @@ impl Call {
         Ok(again)
     }
 
-    /// The request to send again: the one hyper handed back unsent, or the
-    /// spare head with the body taken back from hyper.
+    /// The request to send again: the one handed back unsent, or the
+    /// spare head with the body taken back through `handle`.
     async fn recover(
         &mut self,
         unsent: Option<Request<RequestBody>>,

@@ -4,57 +4,30 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::client::conn::http2::{self, SendRequest};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tracing::Instrument;
-
 use super::dial::Dial;
+use super::driver::{Driver, Pings};
 use super::endpoint::Endpoint;
+use super::exchange::Sender;
 use super::frames::WatchedIo;
 use super::link::Link;
 use super::probe::{self, HealthError};
-use super::request_body::RequestBody;
-use super::transport::Transport;
 use crate::config::PoolConfig;
 use crate::error::BoxError;
 
-/// The task that drives a connection's request dispatch; it ends when the
-/// connection can take no more requests.
-pub(crate) type Driver =
-    http2::Connection<TokioIo<WatchedIo<Transport>>, RequestBody, SpanExecutor>;
-
-/// Runs hyper's tasks on tokio. The first task of a connection, the one
-/// hyper spawns at the handshake to drive its I/O, runs inside the span
-/// current then, so that what it logs (a GOAWAY, a failure) carries the
-/// connection's span. The two tasks hyper spawns per request (the request
-/// body's pipe and the response's) run plain: they log nothing of their
-/// own, and a span on each cost every call about 1,000 instructions in
-/// moves of larger futures and span entries (S3).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SpanExecutor {
-    /// Set once the connection's I/O task was spawned.
-    spawned_io: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl<F> hyper::rt::Executor<F> for SpanExecutor
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, future: F) {
-        use std::sync::atomic::Ordering;
-        if self.spawned_io.swap(true, Ordering::Relaxed) {
-            tokio::spawn(future);
-        } else {
-            tokio::spawn(future.instrument(tracing::Span::current()));
-        }
-    }
-}
+/// The stream window when none is set (hyper's default, kept).
+const STREAM_WINDOW: u32 = 2 << 20;
+/// The connection window when none is set (hyper's default, kept).
+const CONNECTION_WINDOW: u32 = 5 << 20;
+/// HTTP/2's initial window, where the adaptive window starts.
+const SPEC_WINDOW: u32 = 65_535;
+/// The largest response header list accepted when none is set (hyper's
+/// default, kept).
+const HEADER_LIST: u32 = 16 << 10;
 
 /// A connection that completed its handshake and received the server's
 /// SETTINGS, so its stream limit is known.
 pub(crate) struct Connected {
-    pub(crate) sender: SendRequest<RequestBody>,
+    pub(crate) sender: Sender,
     pub(crate) driver: Driver,
     pub(crate) link: Arc<Link>,
 }
@@ -80,7 +53,7 @@ pub(crate) enum ConnectError {
     #[error("endpoint is https but the pool has no TLS settings")]
     NoTls,
     #[error("http/2 handshake failed: {0}")]
-    Handshake(#[source] hyper::Error),
+    Handshake(#[source] h2::Error),
     #[error("connection closed before the server's SETTINGS frame arrived")]
     ClosedEarly,
     #[error(transparent)]
@@ -107,14 +80,14 @@ async fn connect_unbounded(
 ) -> Result<Connected, ConnectError> {
     let transport = dial.open(endpoint, config).await?;
     let link = Arc::new(Link::default());
-    let io = TokioIo::new(WatchedIo::new(transport, link.clone()));
-
-    let (sender, mut driver) = builder(config)
+    let io = WatchedIo::new(transport, link.clone());
+    let (sender, connection) = builder(config)
         .handshake(io)
         .await
         .map_err(ConnectError::Handshake)?;
+    let mut driver = Driver::new(connection, link.clone(), pings(config));
 
-    // hyper assumes 100 streams until the server's SETTINGS arrive; a burst
+    // h2 assumes 100 streams until the server's SETTINGS arrive; a burst
     // sent before then would overshoot a lower limit (dotnet/runtime#40249),
     // so the connection only joins the pool once SETTINGS have been read.
     // The driver must be polled meanwhile for a dead connection to show.
@@ -132,7 +105,7 @@ async fn connect_unbounded(
     // With health checking, a connection joins only once its server says
     // it is serving.
     if let Some(settings) = &config.health_check {
-        let check = probe::check(sender.clone(), endpoint.clone(), settings);
+        let check = probe::check(sender.clone(), link.clone(), endpoint.clone(), settings);
         tokio::pin!(check);
         tokio::select! {
             result = &mut check => result.map_err(ConnectError::Unhealthy)?,
@@ -146,24 +119,38 @@ async fn connect_unbounded(
     })
 }
 
-fn builder(config: &PoolConfig) -> http2::Builder<SpanExecutor> {
-    let mut builder = http2::Builder::new(SpanExecutor::default());
-    builder.timer(TokioTimer::new());
-    if let Some(interval) = config.http2_keep_alive_interval {
-        builder
-            .keep_alive_interval(interval)
-            .keep_alive_timeout(config.keep_alive_timeout)
-            .keep_alive_while_idle(config.keep_alive_while_idle);
-    }
-    if let Some(size) = config.http2_max_header_list_size {
-        builder.max_header_list_size(size);
-    }
+/// h2's settings for a connection, from tonic's names in the config.
+fn builder(config: &PoolConfig) -> h2::client::Builder {
+    let mut builder = h2::client::Builder::new();
+    builder
+        .enable_push(false)
+        .max_header_list_size(config.http2_max_header_list_size.unwrap_or(HEADER_LIST));
     if config.http2_adaptive_window {
-        builder.adaptive_window(true);
+        builder
+            .initial_window_size(SPEC_WINDOW)
+            .initial_connection_window_size(SPEC_WINDOW);
     } else {
         builder
-            .initial_stream_window_size(config.initial_stream_window_size)
-            .initial_connection_window_size(config.initial_connection_window_size);
+            .initial_window_size(config.initial_stream_window_size.unwrap_or(STREAM_WINDOW))
+            .initial_connection_window_size(
+                config
+                    .initial_connection_window_size
+                    .unwrap_or(CONNECTION_WINDOW),
+            );
     }
     builder
+}
+
+/// What the connection's PINGs are for.
+fn pings(config: &PoolConfig) -> Pings {
+    Pings {
+        keepalive: config.http2_keep_alive_interval.map(|interval| {
+            (
+                interval,
+                config.keep_alive_timeout,
+                config.keep_alive_while_idle,
+            )
+        }),
+        adaptive_from: config.http2_adaptive_window.then_some(SPEC_WINDOW),
+    }
 }

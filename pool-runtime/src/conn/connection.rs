@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use hyper::client::conn::http2::SendRequest;
+use http::{Request, Response};
 
 use super::endpoint::Endpoint;
+use super::exchange::{SendError, Sender, exchange};
 use super::link::Link;
+use super::recv_body::RecvBody;
 use super::request_body::RequestBody;
 
 /// A connection shared by every call that picks it; never checked out.
@@ -19,7 +21,7 @@ pub(crate) struct Connection {
     pub(crate) endpoint: Arc<Endpoint>,
     /// State and stream limit, as the connection's I/O learns them.
     pub(crate) link: Arc<Link>,
-    sender: SendRequest<RequestBody>,
+    sender: Sender,
     in_flight: AtomicUsize,
     /// The user's cap on streams per connection (`usize::MAX` if none).
     stream_cap: usize,
@@ -33,7 +35,7 @@ impl Connection {
         id: u64,
         endpoint: Arc<Endpoint>,
         link: Arc<Link>,
-        sender: SendRequest<RequestBody>,
+        sender: Sender,
         stream_cap: usize,
         expires_at: Option<Instant>,
     ) -> Self {
@@ -99,9 +101,18 @@ impl Connection {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// A handle to send one request on this connection.
+    /// Sends `request` on this connection and waits for the response's
+    /// headers.
     #[inline]
-    pub(crate) fn sender(&self) -> SendRequest<RequestBody> {
-        self.sender.clone()
+    pub(crate) async fn send(
+        &self,
+        request: Request<RequestBody>,
+    ) -> Result<Response<RecvBody>, SendError> {
+        exchange(&self.sender, &self.link, request).await
+    }
+
+    /// The handle that opens streams on this connection.
+    pub(crate) fn sender(&self) -> &Sender {
+        &self.sender
     }
 }

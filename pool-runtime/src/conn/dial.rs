@@ -38,7 +38,7 @@ impl std::fmt::Debug for Connector {
 
 impl Connector {
     /// Wraps a `tower::Service<Uri>`; each connection clones it, as
-    /// hyper's and tonic's connectors are used.
+    /// tonic's connectors are used.
     pub(crate) fn new<C>(connector: C) -> Self
     where
         C: Service<Uri> + Clone + Send + Sync + 'static,

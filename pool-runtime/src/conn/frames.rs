@@ -1,9 +1,9 @@
 //! What the pool learns from the bytes a server sends.
 //!
-//! hyper hides the HTTP/2 frames it reads, but the pool needs two of them the
+//! h2 hides the HTTP/2 frames it reads, but the pool needs two of them the
 //! moment they arrive: the server's first SETTINGS frame (its stream limit,
 //! and the sign that the connection is really up) and GOAWAY (stop sending new
-//! calls here). [`WatchedIo`] wraps the socket below hyper and scans frame
+//! calls here). [`WatchedIo`] wraps the socket below h2 and scans frame
 //! headers as they are read; it skips payloads by length, so the cost is a
 //! few instructions per frame.
 

@@ -1,9 +1,10 @@
 //! What a connection's I/O and the pool share: its state, the server's
 //! stream limit, and what to do on GOAWAY.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
+use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
 
 /// The stream limit assumed when a server advertises none (hyper's and
@@ -36,6 +37,15 @@ pub(crate) struct Link {
     /// Takes the connection out of the pool's rotation; called from the read
     /// path so that no task has to watch for GOAWAY on every request.
     on_goaway: OnceLock<OnGoAway>,
+    /// HTTP/2 streams open on the connection (keepalive PINGs an idle
+    /// connection only with `keep_alive_while_idle`).
+    open_streams: AtomicUsize,
+    /// Response bytes read since the driver last looked, counted only
+    /// while the window adapts (`http2_adaptive_window`).
+    received: AtomicUsize,
+    measuring: AtomicBool,
+    /// Wakes the connection's driver when bytes arrive to be measured.
+    driver: AtomicWaker,
 }
 
 impl std::fmt::Debug for Link {
@@ -56,11 +66,50 @@ impl Default for Link {
             settings_seen: AtomicBool::new(false),
             settings: Notify::new(),
             on_goaway: OnceLock::new(),
+            open_streams: AtomicUsize::new(0),
+            received: AtomicUsize::new(0),
+            measuring: AtomicBool::new(false),
+            driver: AtomicWaker::new(),
         }
     }
 }
 
 impl Link {
+    /// Counts a stream that opens; the guard counts it closed.
+    pub(crate) fn open_stream(self: &Arc<Self>) -> OpenStream {
+        self.open_streams.fetch_add(1, Ordering::Relaxed);
+        OpenStream(self.clone())
+    }
+
+    /// Streams open now.
+    pub(crate) fn open_streams(&self) -> usize {
+        self.open_streams.load(Ordering::Relaxed)
+    }
+
+    /// Has response bytes counted for the adaptive window.
+    pub(crate) fn measure_received(&self) {
+        self.measuring.store(true, Ordering::Relaxed);
+    }
+
+    /// Counts `bytes` of response data read, when the window adapts.
+    #[inline]
+    pub(crate) fn received(&self, bytes: usize) {
+        if self.measuring.load(Ordering::Relaxed) {
+            self.received.fetch_add(bytes, Ordering::Relaxed);
+            self.driver.wake();
+        }
+    }
+
+    /// The bytes counted since the last call.
+    pub(crate) fn take_received(&self) -> usize {
+        self.received.swap(0, Ordering::Relaxed)
+    }
+
+    /// Where the driver waits for bytes to measure.
+    pub(crate) fn register_driver(&self, waker: &std::task::Waker) {
+        self.driver.register(waker);
+    }
+
     /// The connection's state.
     pub(crate) fn state(&self) -> State {
         match self.state.load(Ordering::Acquire) {
@@ -158,5 +207,23 @@ mod tests {
         link.on_frame(FrameEvent::GoAway);
         assert_eq!(link.state(), State::Draining);
         assert!(!link.advance(State::Ready), "state never moves backwards");
+    }
+}
+
+/// One open HTTP/2 stream, counted on its connection's [`Link`] until
+/// dropped.
+#[derive(Debug)]
+pub(crate) struct OpenStream(Arc<Link>);
+
+impl OpenStream {
+    /// The stream's connection.
+    pub(crate) fn link(&self) -> &Link {
+        &self.0
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.open_streams.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -6,37 +6,49 @@
 //! |---|---|
 //! | `endpoint.rs` | a server address and the bookkeeping of attempts to it |
 //! | `dial.rs` | the byte stream: TCP, a Unix socket or the user's connector, then TLS |
-//! | `connect.rs` | the HTTP/2 handshake over it and the first SETTINGS |
+//! | `connect.rs` | the HTTP/2 handshake over it (h2) and the first SETTINGS |
+//! | `driver.rs` | the connection's task: h2, keepalive PINGs, the adaptive window |
+//! | `exchange.rs` | one request and its response on a stream, the request body sent from the caller's task |
+//! | `recv_body.rs` | a response body read from h2 |
+//! | `error.rs` | transport errors |
 //! | `tls.rs` | rustls glue (feature `tls`) |
 //! | `transport.rs` | the byte stream's kinds as one type |
 //! | `frames.rs` | the frame scanner that reads SETTINGS and GOAWAY |
 //! | `link.rs` | what the connection's I/O and its users share |
 //! | `probe.rs` | a `grpc.health.v1` check sent on one connection |
 //! | `connection.rs` | an open connection: send handle, stream count, limit |
-//! | `request_body.rs` | the request body handed to hyper, and the handle on it |
+//! | `request_body.rs` | the request body, and the caller's handle on it |
 //! | `status.rs` | transport errors as gRPC statuses |
 
 mod connect;
 mod connection;
 mod dial;
+mod driver;
 mod endpoint;
+mod error;
+mod exchange;
 mod frames;
 mod link;
 mod probe;
+mod recv_body;
 mod request_body;
 pub(crate) mod status;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;
 
-pub(crate) use self::connect::{ConnectError, Connected, Driver, connect};
+pub(crate) use self::connect::{ConnectError, Connected, connect};
 pub(crate) use self::connection::Connection;
 pub(crate) use self::dial::{Connector, Dial};
+pub(crate) use self::driver::Driver;
 #[cfg(feature = "dns")]
 pub(crate) use self::endpoint::default_port;
 pub(crate) use self::endpoint::{Endpoint, parse_authority};
+pub(crate) use self::error::TransportError;
+pub(crate) use self::exchange::SendError;
 pub(crate) use self::link::{DEFAULT_MAX_STREAMS, Link, State};
 pub(crate) use self::probe::check as probe;
+pub(crate) use self::recv_body::RecvBody;
 pub(crate) use self::request_body::{BodyHandle, REPLAY_LIMIT, RequestBody};
 #[cfg(feature = "tls")]
 pub(crate) use self::tls::Tls;

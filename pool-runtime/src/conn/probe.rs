@@ -8,13 +8,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http2::SendRequest;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::endpoint::Endpoint;
+use super::exchange::{Sender, exchange};
+use super::link::Link;
+use super::recv_body::RecvBody;
 use super::request_body::{BodyHandle, RequestBody};
 use crate::config::HealthCheck;
 use crate::error::BoxError;
@@ -38,12 +39,17 @@ pub(crate) enum HealthError {
 
 /// Asks the server behind `sender` whether the checked service is serving.
 pub(crate) async fn check(
-    sender: SendRequest<RequestBody>,
+    sender: Sender,
+    link: Arc<Link>,
     endpoint: Arc<Endpoint>,
     settings: &HealthCheck,
 ) -> Result<(), HealthError> {
     let service = settings.service.clone();
-    let mut client = HealthClient::new(OneConnection { sender, endpoint });
+    let mut client = HealthClient::new(OneConnection {
+        sender,
+        link,
+        endpoint,
+    });
     let mut request = tonic::Request::new(HealthCheckRequest {
         service: service.clone(),
     });
@@ -78,28 +84,32 @@ pub(crate) async fn check(
 /// client.
 #[derive(Clone)]
 struct OneConnection {
-    sender: SendRequest<RequestBody>,
+    sender: Sender,
+    link: Arc<Link>,
     endpoint: Arc<Endpoint>,
 }
 
 impl tower_service::Service<Request<tonic::body::Body>> for OneConnection {
-    type Response = Response<Incoming>;
+    type Response = Response<RecvBody>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<RecvBody>, BoxError>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.sender.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<tonic::body::Body>) -> Self::Future {
-        let mut sender = self.sender.clone();
+        let sender = self.sender.clone();
+        let link = self.link.clone();
         let endpoint = self.endpoint.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             let body = RequestBody::new(body, Arc::new(BodyHandle::default()));
             let mut request = Request::from_parts(parts, body);
             endpoint.address_request(&mut request)?;
-            Ok(sender.send_request(request).await?)
+            exchange(&sender, &link, request)
+                .await
+                .map_err(|failed| failed.error.into())
         })
     }
 }

@@ -1,20 +1,20 @@
-//! The request body the pool hands to hyper, and the caller's handle on it
+//! The request body the pool sends, and the caller's handle on it
 //! ([`BodyHandle`]): ending it when the call ends, taking it back to send
 //! it again.
 //!
-//! hyper sends a request body from a task of its own until the body ends.
-//! A streaming request whose caller gave up (dropped the call, or its
-//! response) would keep that task, and the HTTP/2 stream, alive for as long
-//! as the caller's stream stays open; h2 then counts the stream against the
-//! server's limit while the pool does not, and once enough such streams pile
-//! up, every new request on the connection queues inside hyper forever. So
-//! each call's request body ends as soon as the call ends, and it ends with
-//! an error that resets the stream with CANCEL: to the server, a cancelled
-//! upload must never look finished.
+//! A streaming request's body is sent by a task of its own (see
+//! `exchange.rs`) until the body ends. A call whose caller gave up (dropped
+//! the call, or its response) would keep that task, and the HTTP/2 stream,
+//! alive for as long as the caller's stream stays open; h2 then counts the
+//! stream against the server's limit while the pool does not, and once
+//! enough such streams pile up, every new request on the connection waits
+//! forever. So each call's request body ends as soon as the call ends, and
+//! it ends with an error that resets the stream with CANCEL: to the server,
+//! a cancelled upload must never look finished.
 //!
 //! The body also keeps what it sent of a small request (up to
 //! [`REPLAY_LIMIT`]), as gRPC's transparent retry does, so that a request the
-//! server refused unprocessed can be sent again even after hyper read it.
+//! server refused unprocessed can be sent again even after it was read.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -33,20 +33,20 @@ use crate::lock::lock;
 /// larger request is not retried once any of it was read.
 pub(crate) const REPLAY_LIMIT: usize = 64 * 1024;
 
-/// How long a retry waits for hyper to give the request body back.
+/// How long a retry waits for the sender to give the request body back.
 const RECLAIM_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// The caller's handle on a request body that hyper owns: it ends the body
-/// when the call ends, and takes it back to send it again.
+/// The caller's handle on a request body being sent: it ends the body when
+/// the call ends, and takes it back to send it again.
 #[derive(Default)]
 pub(crate) struct BodyHandle {
     ended: AtomicBool,
     waker: AtomicWaker,
-    /// The body as it can be sent again, left here when hyper drops it:
-    /// the untouched body if hyper read none of it, or the bytes it read if
+    /// The body as it can be sent again, left here when the sender drops
+    /// it: the untouched body if none of it was read, or the bytes read if
     /// that was the whole (small) body.
     unread: Mutex<Option<ReplayBody>>,
-    /// Whether hyper has dropped the current request body, whether a retry
+    /// Whether the sender has dropped the current request body, whether a retry
     /// waits for that, and the signal for it. Sequentially consistent: either
     /// the waiter sees the drop, or the drop sees the waiter.
     body_dropped: AtomicBool,
@@ -75,7 +75,7 @@ impl BodyHandle {
         self.ended.load(Ordering::Acquire)
     }
 
-    /// The request body to send again, if hyper dropped one that can be.
+    /// The request body to send again, if the sender dropped one that can be.
     pub(crate) fn take_unread(&self) -> Option<tonic::body::Body> {
         let replay = lock(&self.unread).take()?;
         Some(match replay {
@@ -87,8 +87,8 @@ impl BodyHandle {
         })
     }
 
-    /// The request body to send again, waiting briefly for hyper to drop
-    /// it: a lost connection fails the response before hyper's task that
+    /// The request body to send again, waiting briefly for the sender to
+    /// drop it: a lost connection fails the response before the task that
     /// sends the body has noticed.
     pub(crate) async fn reclaim(&self) -> Option<tonic::body::Body> {
         let dropped = self.dropped.notified();
@@ -107,8 +107,8 @@ impl BodyHandle {
 ///
 /// gRPC's PROTOCOL-HTTP2.md: a client cancels a call with RST_STREAM(CANCEL);
 /// END_STREAM means "done sending", and a server may commit an upload that
-/// ends so. hyper resets a stream whose body fails with the h2 reason it
-/// finds among the error's sources, so the status carries CANCEL there.
+/// ends so. The sender resets a stream whose body fails with CANCEL; the
+/// status carries the reason among its sources too.
 fn cancelled() -> Status {
     let mut status = Status::cancelled("the call ended before its request stream did");
     status.set_source(Arc::new(h2::Error::from(h2::Reason::CANCEL)));
@@ -121,7 +121,7 @@ fn cancelled() -> Status {
 pub(crate) struct RequestBody {
     /// `None` only after `drop` has handed the body back.
     inner: Option<tonic::body::Body>,
-    /// What hyper has read, while it stays under [`REPLAY_LIMIT`].
+    /// What the sender has read, while it stays under [`REPLAY_LIMIT`].
     sent: Replay,
     end: Arc<BodyHandle>,
 }
@@ -181,6 +181,18 @@ impl Replay {
 }
 
 impl RequestBody {
+    /// Ready once the call has ended (the body then fails with CANCEL).
+    pub(crate) fn poll_call_end(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.end.has_ended() {
+            return Poll::Ready(());
+        }
+        self.end.waker.register(cx.waker());
+        if self.end.has_ended() {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
     pub(crate) fn new(inner: tonic::body::Body, end: Arc<BodyHandle>) -> Self {
         end.body_dropped.store(false, Ordering::SeqCst);
         Self {
@@ -280,7 +292,7 @@ impl Body for RequestBody {
 
     fn is_end_stream(&self) -> bool {
         // Only the caller's own body ends the stream cleanly: a call that
-        // ended early must not let hyper mark its last frame END_STREAM.
+        // ended early must not let the sender mark its last frame END_STREAM.
         self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 

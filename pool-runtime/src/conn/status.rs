@@ -7,8 +7,10 @@ use std::error::Error as StdError;
 
 use tonic::{Code, Status};
 
+use super::error::TransportError;
+
 /// The status for a call that failed in the transport.
-pub(crate) fn from_transport(error: hyper::Error, endpoint: &str) -> Status {
+pub(crate) fn from_transport(error: TransportError, endpoint: &str) -> Status {
     let code = code_for(&error);
     let message = if error.is_timeout() {
         format!("connection to {endpoint} missed its keepalive: {error}")
@@ -20,8 +22,12 @@ pub(crate) fn from_transport(error: hyper::Error, endpoint: &str) -> Status {
     status
 }
 
-pub(crate) fn code_for(error: &hyper::Error) -> Code {
-    let Some(h2) = find::<h2::Error>(error) else {
+pub(crate) fn code_for(error: &TransportError) -> Code {
+    if let TransportError::Body(body) = error {
+        // The caller's own stream failed: its status, if it is one.
+        return find::<Status>(&**body).map_or(Code::Internal, Status::code);
+    }
+    let Some(h2) = error.h2() else {
         return Code::Unavailable;
     };
     // A stream the server reset: the mapping of gRPC's HTTP/2 spec.
@@ -41,8 +47,8 @@ pub(crate) fn code_for(error: &hyper::Error) -> Code {
 /// Whether the server refused the request before processing it: a stream it
 /// reset with REFUSED_STREAM, or one h2 would not open after the server's
 /// GOAWAY. Such a request is safe to send again (RFC 9113, section 8.7).
-pub(crate) fn refused_unprocessed(error: &hyper::Error) -> bool {
-    find::<h2::Error>(error).is_some_and(|h2| {
+pub(crate) fn refused_unprocessed(error: &TransportError) -> bool {
+    error.h2().is_some_and(|h2| {
         (h2.is_go_away() && h2.is_remote())
             || (h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM))
     })

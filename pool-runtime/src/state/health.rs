@@ -28,7 +28,13 @@ pub(crate) async fn watch(pool: Weak<Inner>, connection: Weak<Connection>, setti
             continue;
         }
         let slot = Slot::new(connection.clone(), inner.clone());
-        let result = probe(connection.sender(), connection.endpoint.clone(), &settings).await;
+        let result = probe(
+            connection.sender().clone(),
+            connection.link.clone(),
+            connection.endpoint.clone(),
+            &settings,
+        )
+        .await;
         drop(slot);
         if let Err(error) = result
             && connection.link.is_ready()

@@ -15,7 +15,7 @@ use crate::conn::{Driver, Link, State};
 /// connection out of rotation if it is still in it (GOAWAY takes it out
 /// earlier, from the read path).
 pub(super) async fn drive(driver: Driver, link: Arc<Link>, pool: Weak<Inner>, id: u64) {
-    let result = driver.await;
+    let result = driver.run().await;
     link.advance(State::Closed);
     let Some(inner) = pool.upgrade() else {
         return;

@@ -1,0 +1,254 @@
+//! One request and its response on an HTTP/2 stream, on h2 directly.
+//!
+//! The caller's task sends the headers and, while the request body has
+//! frames ready, its data: a unary or server-streaming call (one message)
+//! spawns no task at all. A request body that has to wait for its next
+//! frame (a client stream still being written) is handed to one task that
+//! sends the rest within flow control; the call's own future then only
+//! waits for the response. Either way a call that ends early resets its
+//! stream with RST_STREAM(CANCEL), never END_STREAM: h2 resets a stream
+//! whose handles are all dropped, and the pump resets it when the call's
+//! end reaches the request body.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body::{Body, Frame};
+
+use super::error::TransportError;
+use super::link::Link;
+use super::recv_body::RecvBody;
+use super::request_body::RequestBody;
+
+/// The handle that opens streams on one connection.
+pub(crate) type Sender = h2::client::SendRequest<Bytes>;
+
+/// The most request bytes the caller's task sends before the stream's
+/// flow control has to be respected (by the pump task): a unary request
+/// fits, a long client stream does not buffer without bound.
+const INLINE_BYTES: usize = 1 << 20;
+
+/// Why a request could not be exchanged, and what is left of it.
+#[derive(Debug)]
+pub(crate) struct SendError {
+    pub(crate) error: TransportError,
+    /// The whole request, when it never left the client.
+    pub(crate) unsent: Option<Request<RequestBody>>,
+    /// Whether its headers went out (if not, the server never saw it).
+    pub(crate) sent: bool,
+}
+
+impl SendError {
+    fn before_headers(error: h2::Error, unsent: Option<Request<RequestBody>>) -> Self {
+        Self {
+            error: error.into(),
+            unsent,
+            sent: false,
+        }
+    }
+
+    fn after_headers(error: TransportError) -> Self {
+        Self {
+            error,
+            unsent: None,
+            sent: true,
+        }
+    }
+}
+
+/// Sends `request` on the connection behind `sender` and waits for the
+/// response's headers.
+pub(crate) async fn exchange(
+    sender: &Sender,
+    link: &Arc<Link>,
+    mut request: Request<RequestBody>,
+) -> Result<Response<RecvBody>, SendError> {
+    let mut sender = sender.clone();
+    if let Err(error) = std::future::poll_fn(|cx| sender.poll_ready(cx)).await {
+        return Err(SendError::before_headers(error, Some(request)));
+    }
+    strip_connection_headers(request.headers_mut());
+    let (head, body) = request.into_parts();
+    let end_stream = body.is_end_stream();
+    let (response, stream) = match sender.send_request(Request::from_parts(head, ()), end_stream) {
+        Ok(sent) => sent,
+        // The body, dropped here, keeps itself for sending again.
+        Err(error) => return Err(SendError::before_headers(error, None)),
+    };
+    let open = link.open_stream();
+    if !end_stream {
+        let mut pump = Pump {
+            body,
+            stream,
+            waiting: None,
+            inline: 0,
+        };
+        match std::future::poll_fn(|cx| Poll::Ready(pump.send_ready(cx))).await {
+            Inline::Done => {}
+            Inline::Failed(error) => return Err(SendError::after_headers(error)),
+            Inline::Wait => {
+                tokio::spawn(pump);
+            }
+        }
+    }
+    match response.await {
+        Ok(response) => Ok(response.map(|recv| RecvBody::new(recv, open))),
+        Err(error) => Err(SendError::after_headers(error.into())),
+    }
+}
+
+/// Headers HTTP/2 forbids (RFC 9113, section 8.2.2); h2 refuses a request
+/// that carries one, so they are dropped, as hyper does.
+fn strip_connection_headers(headers: &mut HeaderMap) {
+    for name in [
+        http::header::CONNECTION,
+        http::header::TRANSFER_ENCODING,
+        http::header::UPGRADE,
+    ] {
+        if headers.contains_key(&name) {
+            headers.remove(&name);
+        }
+    }
+    for name in ["keep-alive", "proxy-connection"] {
+        if headers.contains_key(name) {
+            headers.remove(name);
+        }
+    }
+}
+
+/// How far the caller's task got with the request body.
+enum Inline {
+    /// All of it is sent.
+    Done,
+    /// It failed; the stream is reset.
+    Failed(TransportError),
+    /// Its next frame is not ready (or the inline budget is spent): the
+    /// pump task sends the rest.
+    Wait,
+}
+
+/// Sends a request body on its stream: first from the caller's task while
+/// frames are ready, then, if need be, as a task of its own.
+struct Pump {
+    body: RequestBody,
+    stream: h2::SendStream<Bytes>,
+    /// A chunk waiting for flow-control capacity, and whether it ends the
+    /// body.
+    waiting: Option<(Bytes, bool)>,
+    /// Bytes the caller's task sent.
+    inline: usize,
+}
+
+impl Pump {
+    /// Sends the frames that are ready now, without waiting for capacity
+    /// (h2 buffers them).
+    fn send_ready(&mut self, cx: &mut Context<'_>) -> Inline {
+        while self.inline <= INLINE_BYTES {
+            match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Pending => return Inline::Wait,
+                Poll::Ready(frame) => match self.send(frame) {
+                    Ok(true) => return Inline::Done,
+                    Ok(false) => {}
+                    Err(error) => return Inline::Failed(error),
+                },
+            }
+        }
+        Inline::Wait
+    }
+
+    /// Sends one frame of the body (`None`: its end); whether the body is
+    /// done.
+    fn send(
+        &mut self,
+        frame: Option<Result<Frame<Bytes>, tonic::Status>>,
+    ) -> Result<bool, TransportError> {
+        match frame {
+            None => {
+                self.stream.send_data(Bytes::new(), true)?;
+                Ok(true)
+            }
+            Some(Err(status)) => {
+                // The caller's stream failed, or the call ended first: to
+                // the server, the upload must not look finished.
+                self.stream.send_reset(h2::Reason::CANCEL);
+                Err(TransportError::Body(Box::new(status)))
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    let end = self.body.is_end_stream();
+                    self.inline += data.len();
+                    self.stream.send_data(data, end)?;
+                    Ok(end)
+                }
+                Err(frame) => match frame.into_trailers() {
+                    Ok(trailers) => {
+                        self.stream.send_trailers(trailers)?;
+                        Ok(true)
+                    }
+                    Err(_) => Ok(false),
+                },
+            },
+        }
+    }
+
+    /// Waits for capacity for the chunk that waits, then sends it.
+    fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, TransportError>> {
+        let Some((chunk, end)) = self.waiting.as_ref() else {
+            return Poll::Ready(Ok(false));
+        };
+        while self.stream.capacity() == 0 {
+            match ready!(self.stream.poll_capacity(cx)) {
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Poll::Ready(Err(error.into())),
+                None => return Poll::Ready(Err(h2::Error::from(h2::Reason::CANCEL).into())),
+            }
+        }
+        let end = *end;
+        let chunk = chunk.clone();
+        self.waiting = None;
+        self.stream.send_data(chunk, end)?;
+        Poll::Ready(Ok(end))
+    }
+}
+
+/// The pump as a task: the rest of the body, within flow control, until it
+/// ends, the server resets the stream, or the call ends.
+impl Future for Pump {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        loop {
+            if this.stream.poll_reset(cx).is_ready() || this.body.poll_call_end(cx).is_ready() {
+                // The server is done with the request, or the caller with
+                // the call: reset (a no-op on a stream already reset).
+                this.stream.send_reset(h2::Reason::CANCEL);
+                return Poll::Ready(());
+            }
+            match this.poll_waiting(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_) | Ok(true)) => return Poll::Ready(()),
+                Poll::Ready(Ok(false)) => {}
+            }
+            let frame = ready!(Pin::new(&mut this.body).poll_frame(cx));
+            match frame {
+                Some(Ok(frame)) if frame.is_data() => {
+                    let Ok(chunk) = frame.into_data() else {
+                        continue;
+                    };
+                    let end = this.body.is_end_stream();
+                    this.stream.reserve_capacity(chunk.len().max(1));
+                    this.waiting = Some((chunk, end));
+                }
+                frame => match this.send(frame) {
+                    Ok(false) => {}
+                    Ok(true) | Err(_) => return Poll::Ready(()),
+                },
+            }
+        }
+    }
+}
