@@ -4,12 +4,12 @@
 //! of the dialer).
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pooled_client::{Error, Pool};
-use pooled_client_tests::frames::ping_counting_connector;
+use pooled_client_tests::frames::{Seen as Sent, tapping_connector};
 use pooled_client_tests::helloworld::greeter_server::GreeterServer;
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::server::{GreeterService, ServerOptions, TestServer, serve_router};
@@ -105,9 +105,10 @@ fn a_user_agent_that_is_no_header_value_is_refused_at_build() {
 
 /// Counts the PINGs a pool sends over an idle connection, with keepalive
 /// every 50 ms.
-async fn idle_pings(while_idle: bool) -> Arc<AtomicUsize> {
+async fn idle_pings(while_idle: bool) -> usize {
     let server = TestServer::start(ServerOptions::default()).await;
-    let (connector, pings) = ping_counting_connector(server.addr);
+    let (connector, seen) = tapping_connector(server.addr);
+    let pings = || seen.pings.load(Ordering::SeqCst);
     let pool = Pool::builder()
         .endpoint(server.uri())
         .connector(connector)
@@ -120,7 +121,7 @@ async fn idle_pings(while_idle: bool) -> Arc<AtomicUsize> {
     if while_idle {
         // The signal: PINGs arrive.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while pings.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+        while pings() < 3 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     } else {
@@ -130,23 +131,106 @@ async fn idle_pings(while_idle: bool) -> Arc<AtomicUsize> {
     // The connection was idle throughout, and stays up.
     assert_eq!(pool.stats().connections, 1);
     assert_eq!(pool.stats().connects_total, 1);
-    pings
+    pings()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_while_idle_decides_whether_idle_connections_are_pinged() {
     bounded(Duration::from_secs(30), async {
-        let silent = idle_pings(false).await;
         assert_eq!(
-            silent.load(Ordering::SeqCst),
+            idle_pings(false).await,
             0,
             "no PING on an idle connection by default"
         );
-        let pinged = idle_pings(true).await;
         assert!(
-            pinged.load(Ordering::SeqCst) >= 3,
+            idle_pings(true).await >= 3,
             "PINGs with keep_alive_while_idle(true)"
         );
+    })
+    .await;
+}
+
+/// SETTINGS parameters (RFC 9113, section 6.5.2).
+const INITIAL_WINDOW_SIZE: u16 = 0x4;
+const MAX_HEADER_LIST_SIZE: u16 = 0x6;
+
+/// A pool over a tapped connection to a fresh greeter, built by `configure`,
+/// after one call; what the client sent.
+async fn tapped(
+    configure: impl FnOnce(pooled_client::PoolBuilder) -> pooled_client::PoolBuilder,
+) -> (Pool, Arc<Sent>, TestServer) {
+    let server = TestServer::start(ServerOptions::default()).await;
+    let (connector, seen) = tapping_connector(server.addr);
+    let pool = configure(Pool::builder().endpoint(server.uri()).connector(connector))
+        .build()
+        .unwrap();
+    PooledGreeterClient::new(pool.clone())
+        .say_hello(hello())
+        .await
+        .unwrap();
+    (pool, seen, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_sizes_and_the_header_list_limit_are_announced() {
+    bounded(Duration::from_secs(30), async {
+        let (_pool, seen, _server) = tapped(|b| {
+            b.initial_stream_window_size(1 << 20)
+                .initial_connection_window_size(3 << 20)
+                .http2_max_header_list_size(32 << 10)
+        })
+        .await;
+        assert_eq!(seen.setting(INITIAL_WINDOW_SIZE), Some(1 << 20));
+        assert_eq!(seen.setting(MAX_HEADER_LIST_SIZE), Some(32 << 10));
+        // The connection window opens from HTTP/2's 65,535 to the setting.
+        assert_eq!(
+            seen.connection_window.load(Ordering::SeqCst),
+            (3 << 20) - 65_535
+        );
+
+        // Defaults: hyper's, kept (2 MiB per stream, 5 MiB per connection,
+        // 16 KiB of headers).
+        let (_pool, seen, _server) = tapped(|b| b).await;
+        assert_eq!(seen.setting(INITIAL_WINDOW_SIZE), Some(2 << 20));
+        assert_eq!(seen.setting(MAX_HEADER_LIST_SIZE), Some(16 << 10));
+        assert_eq!(
+            seen.connection_window.load(Ordering::SeqCst),
+            (5 << 20) - 65_535
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adaptive_window_grows_while_a_stream_downloads() {
+    bounded(Duration::from_secs(30), async {
+        let (pool, seen, _server) = tapped(|b| b.http2_adaptive_window(true)).await;
+        // It starts at HTTP/2's window.
+        assert_eq!(seen.setting(INITIAL_WINDOW_SIZE), Some(65_535));
+        let mut client =
+            pooled_client_tests::helloworld::greeter_client::GreeterClient::new(pool.clone());
+        // Rounds of a long server stream until the window has grown (each
+        // round reads a few MiB; the estimate needs a round trip's worth of
+        // data read while a PING is out).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let grown = || {
+            seen.setting(INITIAL_WINDOW_SIZE)
+                .is_some_and(|w| w > 65_535)
+        };
+        while !grown() && Instant::now() < deadline {
+            let mut stream = client
+                .say_hello_stream(HelloRequest {
+                    name: "x".repeat(1000),
+                    delay_ms: 0,
+                    count: 2000,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            while stream.message().await.unwrap().is_some() {}
+        }
+        assert!(grown(), "settings: {:?}", seen.settings.lock().unwrap());
+        assert!(seen.connection_window.load(Ordering::SeqCst) > 0);
     })
     .await;
 }
