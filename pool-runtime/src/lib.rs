@@ -75,7 +75,7 @@
 //! # Features
 //! - `runtime` (default): the pool and the `#[pooled_client]` attribute.
 //! - `build`: the module `pooled_client::build`, the build-script helper that compiles protos into
-//!   tonic clients and pooled wrappers, without tokio or hyper.
+//!   tonic clients and pooled wrappers, without tokio or h2.
 //! - `tls`: `https://` endpoints through rustls (`TlsConfig`).
 //! - `dns`: `dns::DnsDiscovery`, re-resolving a host name on an
 //!   interval and spreading connections over its addresses (hickory-resolver).

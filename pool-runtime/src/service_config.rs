@@ -382,7 +382,7 @@ fn codes(value: &Value, field: &str) -> Result<Vec<Code>, Error> {
     list.iter()
         .map(|code| {
             let parsed = match code {
-                Value::String(name) => code_named(name),
+                Value::String(name) => crate::conn::status::code_named(name),
                 Value::Number(n) => n
                     .as_i64()
                     .and_then(|n| i32::try_from(n).ok())
@@ -399,30 +399,6 @@ fn codes(value: &Value, field: &str) -> Result<Vec<Code>, Error> {
             })
         })
         .collect()
-}
-
-fn code_named(name: &str) -> Option<Code> {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    let index = NAMES.iter().position(|n| n.eq_ignore_ascii_case(name))?;
-    Some(Code::from_i32(index as i32))
 }
 
 #[cfg(test)]

@@ -16,12 +16,12 @@
 
 use std::pin::Pin;
 use std::time::Duration;
-use tonic::transport::server::TcpIncoming;
 
 use futures_util::Stream;
 use pooled_client_examples::bench::bench_server::{Bench, BenchServer};
 use pooled_client_examples::bench::{DownloadRequest, Payload};
 use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
 #[derive(Clone, Default)]
@@ -86,7 +86,11 @@ async fn listen(name: &str, service: Service, max_streams: Option<u32>) -> std::
         tonic::transport::Server::builder()
             .max_concurrent_streams(max_streams)
             .add_service(BenchServer::new(service))
-            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true))),
+            // Nagle stays on, as in every earlier run of the harness, so
+            // that the figures compare across runs: the server then batches
+            // its answers and stays off the critical path of S5. (A tonic
+            // server from `serve` sets TCP_NODELAY; the test servers do.)
+            .serve_with_incoming(TcpListenerStream::new(listener)),
     );
     Ok(())
 }

@@ -23,6 +23,7 @@ use arc_swap::ArcSwap;
 use metrics::{Counter, Histogram, Label};
 use tonic::Code;
 
+use crate::conn::status;
 use crate::lock::lock;
 
 const ATTEMPT_STARTED: &str = "grpc.client.attempt.started";
@@ -31,27 +32,6 @@ const CALL_DURATION: &str = "grpc.client.call.duration";
 
 /// The most methods with labels of their own; more go to `other`.
 pub(crate) const MAX_METHODS: usize = 1024;
-
-/// gRPC's names of the status codes, by value.
-const CODE_NAMES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
 
 /// One method's instruments; the histograms of a status are taken at its
 /// first use, so a recorder shows only the statuses that happened.
@@ -101,7 +81,7 @@ impl MethodInstruments {
     ) -> &'a Histogram {
         let index = (code as usize).min(by_code.len() - 1);
         by_code[index].get_or_init(|| {
-            let status = Label::new("grpc.status", CODE_NAMES[index]);
+            let status = Label::new("grpc.status", status::code_name(code));
             let labels: Vec<Label> = self.labels.iter().cloned().chain([status]).collect();
             metrics::histogram!(name, labels)
         })
