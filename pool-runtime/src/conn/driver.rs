@@ -44,6 +44,7 @@ pub(crate) struct Pings {
 /// Drives a connection until it ends; an error says why it failed.
 pub(crate) struct Driver {
     connection: h2::client::Connection<WatchedIo<Transport>, Bytes>,
+    link: Arc<Link>,
     ping: Option<Pinger>,
 }
 
@@ -53,6 +54,7 @@ impl Driver {
         link: Arc<Link>,
         pings: Pings,
     ) -> Self {
+        let driven = link.clone();
         let ping = (pings.keepalive.is_some() || pings.adaptive_from.is_some())
             .then(|| connection.ping_pong())
             .flatten()
@@ -75,28 +77,47 @@ impl Driver {
                     out: None,
                 }
             });
-        Self { connection, ping }
+        Self {
+            connection,
+            link: driven,
+            ping,
+        }
     }
 }
 
 impl Driver {
     /// Drives the connection until it ends, as its task.
     ///
-    /// Each time something wakes the connection, the task first goes to the
-    /// back of its worker's run queue, so that the tasks already woken run
-    /// first: callers send from their own tasks, and each wakes the
-    /// connection, which a multi-thread runtime runs next (it runs the task
-    /// woken last first), so without this each call's frames would take a
-    /// write of their own. Behind them, one write carries the frames of
-    /// every caller that was ready. (tokio's `yield_now` would wait until
-    /// the worker has nothing else to do, which starves a connection on a
-    /// busy worker.)
+    /// When a caller wakes the connection with a new request, the task
+    /// first goes to the back of its worker's run queue, so that the
+    /// tasks already woken run first: callers send from their own tasks and
+    /// each wakes the connection, which a multi-thread runtime runs next (it
+    /// runs the task woken last first), so without this each call's frames
+    /// would take a write of their own; behind them, one write carries the
+    /// frames of every caller that was ready. Anything else (the socket, a
+    /// window update, a timer) is handled at once: deferring those halved
+    /// S6's download rate. (tokio's
+    /// `yield_now` would wait until the worker has nothing else to do,
+    /// which starves a connection on a busy worker.)
     pub(crate) async fn run(mut self) -> Result<(), TransportError> {
         let woken = Arc::new(Woken::default());
         let waker = Waker::from(woken.clone());
+        self.link
+            .set_io_waker(Waker::from(Arc::new(SocketWoken(woken.clone()))));
         woken.flag.store(true, Ordering::Release);
         loop {
             std::future::poll_fn(|cx| woken.poll(cx)).await;
+            // What the socket brings is read at once, and what is not a
+            // new request (a window update, a PING) goes at once; only new
+            // requests wait for the other callers' requests.
+            let by_socket = woken.by_socket.swap(false, Ordering::AcqRel);
+            if by_socket || !self.link.take_requests_queued() {
+                let mut relay = Context::from_waker(&waker);
+                if let Poll::Ready(result) = Pin::new(&mut self).poll(&mut relay) {
+                    return result;
+                }
+                continue;
+            }
             let mut yielded = false;
             std::future::poll_fn(|cx| {
                 if yielded {
@@ -115,11 +136,27 @@ impl Driver {
     }
 }
 
-/// Whether something woke the connection since the task last looked.
+/// Whether something woke the connection since the task last looked, and
+/// whether the socket did.
 #[derive(Default)]
 struct Woken {
     flag: AtomicBool,
+    by_socket: AtomicBool,
     task: AtomicWaker,
+}
+
+/// The waker the socket is polled with: it marks the wake as the socket's.
+struct SocketWoken(Arc<Woken>);
+
+impl Wake for SocketWoken {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.by_socket.store(true, Ordering::Release);
+        self.0.wake_by_ref();
+    }
 }
 
 impl Woken {

@@ -80,6 +80,7 @@ pub(crate) async fn exchange(
         Err(error) => return Err(SendError::before_headers(error, None)),
     };
     let open = link.open_stream();
+    link.request_queued();
     if !end_stream {
         let mut pump = Pump {
             body,

@@ -114,6 +114,19 @@ impl<T> WatchedIo<T> {
     }
 }
 
+/// Polls the socket with the waker that tells the connection's driver the
+/// socket woke it (see `Driver::run`), once the driver runs as a task.
+fn with_io_waker<R>(
+    link: &Link,
+    cx: &mut Context<'_>,
+    poll: impl FnOnce(&mut Context<'_>) -> R,
+) -> R {
+    match link.io_waker() {
+        Some(waker) => poll(&mut Context::from_waker(waker)),
+        None => poll(cx),
+    }
+}
+
 impl<T: AsyncRead> AsyncRead for WatchedIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -122,7 +135,8 @@ impl<T: AsyncRead> AsyncRead for WatchedIo<T> {
     ) -> Poll<io::Result<()>> {
         let this = self.project();
         let before = buf.filled().len();
-        let result = this.inner.poll_read(cx, buf);
+        let mut inner = this.inner;
+        let result = with_io_waker(this.link, cx, |cx| inner.as_mut().poll_read(cx, buf));
         if let Poll::Ready(Ok(())) = result {
             let link = &**this.link;
             this.scanner
@@ -138,15 +152,21 @@ impl<T: AsyncWrite> AsyncWrite for WatchedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
+        let this = self.project();
+        let mut inner = this.inner;
+        with_io_waker(this.link, cx, |cx| inner.as_mut().poll_write(cx, buf))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        let this = self.project();
+        let mut inner = this.inner;
+        with_io_waker(this.link, cx, |cx| inner.as_mut().poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
+        let this = self.project();
+        let mut inner = this.inner;
+        with_io_waker(this.link, cx, |cx| inner.as_mut().poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -154,7 +174,11 @@ impl<T: AsyncWrite> AsyncWrite for WatchedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
+        let this = self.project();
+        let mut inner = this.inner;
+        with_io_waker(this.link, cx, |cx| {
+            inner.as_mut().poll_write_vectored(cx, bufs)
+        })
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -46,6 +46,11 @@ pub(crate) struct Link {
     measuring: AtomicBool,
     /// Wakes the connection's driver when bytes arrive to be measured.
     driver: AtomicWaker,
+    /// The waker the socket is polled with once the driver runs as a task:
+    /// it tells the driver that the socket woke it.
+    io_waker: OnceLock<std::task::Waker>,
+    /// Set when a caller queued a request since the driver last looked.
+    requests_queued: AtomicBool,
 }
 
 impl std::fmt::Debug for Link {
@@ -70,11 +75,35 @@ impl Default for Link {
             received: AtomicUsize::new(0),
             measuring: AtomicBool::new(false),
             driver: AtomicWaker::new(),
+            io_waker: OnceLock::new(),
+            requests_queued: AtomicBool::new(false),
         }
     }
 }
 
 impl Link {
+    /// The waker to poll the socket with, once set.
+    #[inline]
+    pub(crate) fn io_waker(&self) -> Option<&std::task::Waker> {
+        self.io_waker.get()
+    }
+
+    /// Sets the waker to poll the socket with (once per connection).
+    pub(crate) fn set_io_waker(&self, waker: std::task::Waker) {
+        let _ = self.io_waker.set(waker);
+    }
+
+    /// Notes that a caller queued a request's frames for the driver.
+    #[inline]
+    pub(crate) fn request_queued(&self) {
+        self.requests_queued.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether requests were queued since the last call.
+    pub(crate) fn take_requests_queued(&self) -> bool {
+        self.requests_queued.swap(false, Ordering::Relaxed)
+    }
+
     /// Counts a stream that opens; the guard counts it closed.
     pub(crate) fn open_stream(self: &Arc<Self>) -> OpenStream {
         self.open_streams.fetch_add(1, Ordering::Relaxed);

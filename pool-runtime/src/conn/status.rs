@@ -76,11 +76,9 @@ const CODE_NAMES: [&str; 17] = [
 ];
 
 /// gRPC's name of `code`, such as `UNAVAILABLE`.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub(crate) fn code_name(code: Code) -> &'static str {
-    CODE_NAMES
-        .get(code as usize)
-        .copied()
-        .unwrap_or("UNKNOWN")
+    CODE_NAMES.get(code as usize).copied().unwrap_or("UNKNOWN")
 }
 
 /// The code gRPC names `name` (in any case), if any.
