@@ -54,9 +54,7 @@ pub(super) async fn send(
                     return Ok(finish_whole(&mut end, response, call.response_limit()));
                 }
                 Err(error) => Failed {
-                    error,
-                    unsent: None,
-                    sent: true,
+                    failure: SendError::after_headers(error),
                     end,
                 },
             },
@@ -74,16 +72,7 @@ pub(super) async fn send(
                 let limit = call.response_limit();
                 return Ok(response.map(|body| ResponseBody::new(body, end).with_limit(limit)));
             }
-            Err(SendError {
-                error,
-                unsent,
-                sent,
-            }) => Failed {
-                error,
-                unsent,
-                sent,
-                end,
-            },
+            Err(failure) => Failed { failure, end },
         };
         // Boxed: only failed attempts carry the retry's state (a timer, a
         // copy of the head), so every call's future stays small.
@@ -177,10 +166,7 @@ fn finish_whole(
 /// What a failed attempt leaves: its error, the request if it never left
 /// the client, and the call's hold on the connection.
 struct Failed {
-    error: TransportError,
-    unsent: Option<Request<RequestBody>>,
-    /// Whether the request's headers went out.
-    sent: bool,
+    failure: SendError,
     end: CallEnd,
 }
 
@@ -286,9 +272,12 @@ impl Call {
             return Err(status.clone());
         }
         let Failed {
-            error,
-            unsent,
-            sent,
+            failure:
+                SendError {
+                    error,
+                    unsent,
+                    sent,
+                },
             mut end,
         } = failed;
         end.set_outcome(status::code_for(&error));

@@ -51,7 +51,8 @@ impl SendError {
         }
     }
 
-    fn after_headers(error: TransportError) -> Self {
+    /// A failure after the headers went out: the server may have acted.
+    pub(crate) fn after_headers(error: TransportError) -> Self {
         Self {
             error,
             unsent: None,
