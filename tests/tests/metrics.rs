@@ -217,22 +217,32 @@ async fn each_endpoint_has_its_own_labelled_series() {
     .await;
 }
 
+/// A pool named `name` over `server`, whose greeter methods are retried
+/// on UNAVAILABLE up to 4 attempts, 10 ms apart.
+async fn retrying_pool(
+    name: &str,
+    server: &pooled_client_tests::scripted::ScriptedGreeter,
+) -> pooled_client::PoolBuilder {
+    let config = pooled_client::ServiceConfig::from_json(
+        r#"{"methodConfig": [{"name": [{"service": "helloworld.Greeter"}],
+            "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.01s", "maxBackoff": "0.01s",
+                            "backoffMultiplier": 1, "retryableStatusCodes": ["UNAVAILABLE"]}}]}"#,
+    )
+    .unwrap();
+    pooled_client::Pool::builder()
+        .name(name)
+        .endpoint(server.serve().await)
+        .service_config(config)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_are_recorded_under_grpcs_a96_names() {
     snapshotter();
     let _turn = ONE_AT_A_TIME.lock().await;
     bounded(Duration::from_secs(30), async {
         let server = pooled_client_tests::scripted::ScriptedGreeter::default();
-        let config = pooled_client::ServiceConfig::from_json(
-            r#"{"methodConfig": [{"name": [{"service": "helloworld.Greeter"}],
-                "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.01s", "maxBackoff": "0.01s",
-                                "backoffMultiplier": 1, "retryableStatusCodes": ["UNAVAILABLE"]}}]}"#,
-        )
-        .unwrap();
-        let pool = pooled_client::Pool::builder()
-            .name("a96")
-            .endpoint(server.serve().await)
-            .service_config(config)
+        let pool = retrying_pool("a96", &server)
+            .await
             .idle_timeout(Duration::from_millis(800))
             .build()
             .unwrap();
@@ -366,18 +376,7 @@ async fn calls_and_connections_are_recorded_under_grpcs_a66_and_a94_names() {
     let _turn = ONE_AT_A_TIME.lock().await;
     bounded(Duration::from_secs(30), async {
         let server = pooled_client_tests::scripted::ScriptedGreeter::default();
-        let config = pooled_client::ServiceConfig::from_json(
-            r#"{"methodConfig": [{"name": [{"service": "helloworld.Greeter"}],
-                "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.01s", "maxBackoff": "0.01s",
-                                "backoffMultiplier": 1, "retryableStatusCodes": ["UNAVAILABLE"]}}]}"#,
-        )
-        .unwrap();
-        let pool = pooled_client::Pool::builder()
-            .name("a66")
-            .endpoint(server.serve().await)
-            .service_config(config)
-            .build()
-            .unwrap();
+        let pool = retrying_pool("a66", &server).await.build().unwrap();
         let greeter = PooledGreeterClient::new(pool.clone());
         // Three attempts (two UNAVAILABLE, then OK) make one OK call.
         greeter.say_hello(hello_named("twice/2/14")).await.unwrap();
@@ -400,16 +399,42 @@ async fn calls_and_connections_are_recorded_under_grpcs_a66_and_a94_names() {
 
         // Every snapshot drains the recorder: keep what each one shows.
         let mut seen = Observed::default();
-        seen.until("a66", |o| o.counter("grpc.subchannel.connection_attempts_succeeded", "", "") >= 1)
-            .await;
+        seen.until("a66", |o| {
+            o.counter("grpc.subchannel.connection_attempts_succeeded", "", "") >= 1
+        })
+        .await;
         let hello = "helloworld.Greeter/SayHello";
         let check = "grpc.health.v1.Health/Check";
-        assert_eq!(seen.counter("grpc.client.attempt.started", hello, ""), 4, "{seen:#?}");
-        assert_eq!(seen.samples("grpc.client.attempt.duration", hello, "UNAVAILABLE"), 2, "{seen:#?}");
-        assert_eq!(seen.samples("grpc.client.attempt.duration", hello, "OK"), 1, "{seen:#?}");
-        assert_eq!(seen.samples("grpc.client.call.duration", hello, "OK"), 1, "{seen:#?}");
-        assert_eq!(seen.samples("grpc.client.call.duration", hello, "DEADLINE_EXCEEDED"), 1, "{seen:#?}");
-        assert_eq!(seen.samples("grpc.client.call.duration", check, "UNIMPLEMENTED"), 1, "{seen:#?}");
+        assert_eq!(
+            seen.counter("grpc.client.attempt.started", hello, ""),
+            4,
+            "{seen:#?}"
+        );
+        assert_eq!(
+            seen.samples("grpc.client.attempt.duration", hello, "UNAVAILABLE"),
+            2,
+            "{seen:#?}"
+        );
+        assert_eq!(
+            seen.samples("grpc.client.attempt.duration", hello, "OK"),
+            1,
+            "{seen:#?}"
+        );
+        assert_eq!(
+            seen.samples("grpc.client.call.duration", hello, "OK"),
+            1,
+            "{seen:#?}"
+        );
+        assert_eq!(
+            seen.samples("grpc.client.call.duration", hello, "DEADLINE_EXCEEDED"),
+            1,
+            "{seen:#?}"
+        );
+        assert_eq!(
+            seen.samples("grpc.client.call.duration", check, "UNIMPLEMENTED"),
+            1,
+            "{seen:#?}"
+        );
         assert_eq!(
             seen.samples("grpc.client.call.duration", hello, "UNAVAILABLE"),
             0,
@@ -417,15 +442,33 @@ async fn calls_and_connections_are_recorded_under_grpcs_a66_and_a94_names() {
         );
 
         // A94: the pool's connection, and its end when the pool closes.
-        assert_eq!(seen.counter("grpc.subchannel.connection_attempts_succeeded", "", ""), 1);
-        assert_eq!(seen.counter("grpc.subchannel.connection_attempts_failed", "", ""), 0);
-        assert_eq!(seen.gauge("grpc.subchannel.open_connections"), 1.0, "{seen:#?}");
+        assert_eq!(
+            seen.counter("grpc.subchannel.connection_attempts_succeeded", "", ""),
+            1
+        );
+        assert_eq!(
+            seen.counter("grpc.subchannel.connection_attempts_failed", "", ""),
+            0
+        );
+        assert_eq!(
+            seen.gauge("grpc.subchannel.open_connections"),
+            1.0,
+            "{seen:#?}"
+        );
         pool.close().await;
         let shutdown = "subchannel shutdown";
-        seen.until("a66", |o| o.counter("grpc.subchannel.disconnections", "", shutdown) >= 1)
-            .await;
-        assert_eq!(seen.counter("grpc.subchannel.disconnections", "", shutdown), 1);
-        assert_eq!(seen.counter("grpc.subchannel.disconnections", "", "unknown"), 0);
+        seen.until("a66", |o| {
+            o.counter("grpc.subchannel.disconnections", "", shutdown) >= 1
+        })
+        .await;
+        assert_eq!(
+            seen.counter("grpc.subchannel.disconnections", "", shutdown),
+            1
+        );
+        assert_eq!(
+            seen.counter("grpc.subchannel.disconnections", "", "unknown"),
+            0
+        );
     })
     .await;
 }
