@@ -348,6 +348,14 @@ impl PoolBuilder {
         self
     }
 
+    /// Whether connections acknowledge what they read as soon as the socket
+    /// is drained (TCP_QUICKACK, Linux only), so that a server with Nagle's
+    /// algorithm on never waits 40 ms for a delayed ACK. Default: true.
+    pub fn tcp_quickack(mut self, enabled: bool) -> Self {
+        self.config.tcp_quickack = enabled;
+        self
+    }
+
     /// TCP keepalive probes after `idle` without traffic, as tonic's
     /// `tcp_keepalive`. Default: none.
     pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {

@@ -1,6 +1,6 @@
 //! The connection settings a tonic user knows by tonic's names:
-//! `user_agent`, `local_address`, `tcp_nodelay`, `keep_alive_while_idle`
-//! (`tcp_keepalive` is read back from the socket in the crate's own test
+//! `user_agent`, `local_address`, `tcp_nodelay`, `keep_alive_while_idle`,
+//! and our `tcp_quickack` (`tcp_keepalive` is read back from the socket in the crate's own test
 //! of the dialer).
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -231,6 +231,79 @@ async fn the_adaptive_window_grows_while_a_stream_downloads() {
         }
         assert!(grown(), "settings: {:?}", seen.settings.lock().unwrap());
         assert!(seen.connection_window.load(Ordering::SeqCst) > 0);
+    })
+    .await;
+}
+
+/// A greeter whose connections leave Nagle's algorithm on (TCP_NODELAY
+/// off), as a server behind `serve_with_incoming` does unless told.
+async fn nagle_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("http://{}", listener.local_addr().unwrap());
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(false));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(GreeterServer::new(GreeterService))
+            .serve_with_incoming(incoming),
+    );
+    uri
+}
+
+/// The longest wait between two replies of a stream of small replies the
+/// server writes 2 ms apart; the least of three streams, so that one
+/// scheduling hiccup of a busy machine does not decide.
+async fn longest_gap(uri: &str, quickack: bool) -> Duration {
+    use futures_util::StreamExt;
+    let pool = Pool::builder()
+        .endpoint(uri)
+        .tcp_quickack(quickack)
+        .build()
+        .unwrap();
+    let client = PooledGreeterClient::new(pool.clone());
+    // Past the start of the connection, when Linux still acknowledges
+    // every segment at once.
+    for _ in 0..20 {
+        client.say_hello(hello()).await.unwrap();
+    }
+    let mut gaps = Vec::new();
+    for _ in 0..3 {
+        let request = HelloRequest {
+            delay_ms: 2,
+            count: 20,
+            ..hello()
+        };
+        let mut replies = client.say_hello_stream(request).await.unwrap().into_inner();
+        let mut last = Instant::now();
+        let mut longest = Duration::ZERO;
+        while let Some(reply) = replies.next().await {
+            reply.unwrap();
+            longest = longest.max(last.elapsed());
+            last = Instant::now();
+        }
+        gaps.push(longest);
+    }
+    pool.close().await;
+    gaps.into_iter().min().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_quickack_keeps_a_nagle_server_from_waiting_for_delayed_acks() {
+    bounded(Duration::from_secs(30), async {
+        let uri = nagle_server().await;
+        // Without the setting, the scenario must show the stall (Linux
+        // delays an ACK by at least 40 ms), or this test proves nothing.
+        let without = longest_gap(&uri, false).await;
+        assert!(
+            without >= Duration::from_millis(30),
+            "no delayed-ACK stall without tcp_quickack: longest gap {without:?}"
+        );
+        // With it, replies come about as the server writes them (2 ms
+        // apart); 20 ms leaves room for a busy machine and none for a stall.
+        let with = longest_gap(&uri, true).await;
+        assert!(
+            with < Duration::from_millis(20),
+            "a reply waited {with:?} with tcp_quickack (without: {without:?})"
+        );
     })
     .await;
 }

@@ -21,7 +21,6 @@ use futures_util::Stream;
 use pooled_client_examples::bench::bench_server::{Bench, BenchServer};
 use pooled_client_examples::bench::{DownloadRequest, Payload};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
 #[derive(Clone, Default)]
@@ -90,7 +89,11 @@ async fn listen(name: &str, service: Service, max_streams: Option<u32>) -> std::
             // that the figures compare across runs: the server then batches
             // its answers and stays off the critical path of S5. (A tonic
             // server from `serve` sets TCP_NODELAY; the test servers do.)
-            .serve_with_incoming(TcpListenerStream::new(listener)),
+            // BENCH_SERVER_NODELAY set in the environment turns it off.
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(listener)
+                    .with_nodelay(Some(std::env::var_os("BENCH_SERVER_NODELAY").is_some())),
+            ),
     );
     Ok(())
 }

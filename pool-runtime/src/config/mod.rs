@@ -223,6 +223,15 @@ pub struct PoolConfig {
     ///
     /// Default: true.
     pub tcp_nodelay: bool,
+    /// Whether a connection acknowledges what it read as soon as the
+    /// socket is drained (TCP_QUICKACK, Linux only), instead of letting
+    /// the kernel delay the ACK by up to 40 ms in the hope of carrying it
+    /// on the next write. Against a server that leaves Nagle's algorithm
+    /// on, a delayed ACK stalls the server's next small write for those
+    /// 40 ms; this costs one `setsockopt` per burst of reads.
+    ///
+    /// Default: true.
+    pub tcp_quickack: bool,
     /// TCP keepalive probes after this much idleness (as tonic's
     /// `tcp_keepalive`), beside HTTP/2's own PINGs.
     ///
@@ -291,6 +300,7 @@ impl Default for PoolConfig {
             outlier_detection: None,
             origin: None,
             tcp_nodelay: true,
+            tcp_quickack: true,
             tcp_keepalive: None,
             local_address: None,
             user_agent: None,

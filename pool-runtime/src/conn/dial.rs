@@ -14,6 +14,7 @@ use tower_service::Service;
 use super::Tls;
 use super::connect::ConnectError;
 use super::endpoint::{Address, Endpoint};
+use super::tcp::Tcp;
 use super::transport::Transport;
 use crate::config::PoolConfig;
 use crate::error::BoxError;
@@ -83,7 +84,8 @@ impl Dial {
                 Transport::Custom(io)
             }
             (Address::Tcp(address), None) => {
-                Transport::Tcp(open_tcp(address, config).await.map_err(ConnectError::Tcp)?)
+                let stream = open_tcp(address, config).await.map_err(ConnectError::Tcp)?;
+                Transport::Tcp(Tcp::new(stream, config.tcp_quickack))
             }
         };
         self.secure(endpoint, raw).await

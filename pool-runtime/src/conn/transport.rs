@@ -6,14 +6,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 use super::dial::Io;
+use super::tcp::Tcp;
 
 /// A connected byte stream, with TLS when the endpoint is `https`.
 pub(crate) enum Transport {
     /// TCP, the common case, unboxed.
-    Tcp(TcpStream),
+    Tcp(Tcp),
     /// A Unix domain socket, for `unix:` endpoints.
     #[cfg(unix)]
     Unix(tokio::net::UnixStream),
