@@ -418,6 +418,52 @@ async fn only_methods_declared_idempotent_are_sent_twice() {
     .await;
 }
 
+/// A copy that lost a hedge race keeps counting on its server for as long
+/// as it had run: least request then keeps calls off a server that stalls,
+/// as it does when stalled calls stay in flight (unhedged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_lost_a_hedge_race_takes_no_calls_for_a_while() {
+    bounded(LIMIT, async {
+        let server = ScriptedGreeter::default();
+        let (a, b) = (server.serve().await, server.serve().await);
+        let hedging = config(
+            r#""hedgingPolicy": {"maxAttempts": 2, "hedgingDelay": "0.5s", "nonFatalStatusCodes": ["UNAVAILABLE"]}"#,
+        );
+        let pool = Pool::builder()
+            .endpoint(a)
+            .endpoint(b)
+            .service_config(hedging)
+            .build()
+            .unwrap();
+        pool.ready().await.unwrap();
+        let greeter = PooledGreeterClient::new(pool.clone());
+        greeter.say_hello(hello("first/stall", 5000)).await.unwrap();
+        let ports = server.ports_of("first");
+        assert_eq!(ports.len(), 2, "the call was hedged: {ports:?}");
+        let (stalled, other) = (ports[0], ports[1]);
+        // Both servers are idle and unmeasured (fewer than ten calls each),
+        // so only the lost copy, still counted on its server for about
+        // 0.5 s, tells them apart: without it, each call would go to either
+        // at random.
+        for i in 0..10 {
+            greeter.say_hello(hello(&format!("next{i}"), 0)).await.unwrap();
+            assert_eq!(
+                server.ports_of(&format!("next{i}")),
+                [other],
+                "call {i} went to the server that lost the race"
+            );
+        }
+        // And it ends: the server takes calls again.
+        let mut call = 0;
+        while server.ports_of(&format!("later{call}")) != [stalled] {
+            call += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            greeter.say_hello(hello(&format!("later{call}"), 0)).await.unwrap();
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hedging_answers_from_a_second_copy_on_another_server_and_cancels_the_first() {
     bounded(LIMIT, async {
