@@ -434,7 +434,7 @@ pub(crate) async fn s10(ctx: &Context, fleet: &Server) -> Section {
         let (table, ratio) = s10_scenario(ctx, fleet, &uris, callers).await;
         let _ = write!(body, "\n### {scenario}\n\n{table}");
         targets.push((
-            format!("S10, {scenario}: hedged p99 at most 0.5x the unhedged ({ratio:.2}x)"),
+            format!("{scenario}: hedged p99 at most 0.5x the unhedged ({ratio:.2}x)"),
             ratio <= 0.5,
         ));
     }
