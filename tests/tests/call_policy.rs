@@ -418,24 +418,31 @@ async fn only_methods_declared_idempotent_are_sent_twice() {
     .await;
 }
 
+/// A scripted greeter on two ports and a pool over both that hedges
+/// `SayHello` with `max_attempts` copies `delay` apart.
+async fn hedging_over_two_servers(max_attempts: u32, delay: &str) -> (ScriptedGreeter, Pool) {
+    let server = ScriptedGreeter::default();
+    let (a, b) = (server.serve().await, server.serve().await);
+    let hedging = config(&format!(
+        r#""hedgingPolicy": {{"maxAttempts": {max_attempts}, "hedgingDelay": "{delay}", "nonFatalStatusCodes": ["UNAVAILABLE"]}}"#
+    ));
+    let pool = Pool::builder()
+        .endpoint(a)
+        .endpoint(b)
+        .service_config(hedging)
+        .build()
+        .unwrap();
+    pool.ready().await.unwrap();
+    (server, pool)
+}
+
 /// A copy that lost a hedge race keeps counting on its server for as long
 /// as it had run: least request then keeps calls off a server that stalls,
 /// as it does when stalled calls stay in flight (unhedged).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_lost_a_hedge_race_takes_no_calls_for_a_while() {
     bounded(LIMIT, async {
-        let server = ScriptedGreeter::default();
-        let (a, b) = (server.serve().await, server.serve().await);
-        let hedging = config(
-            r#""hedgingPolicy": {"maxAttempts": 2, "hedgingDelay": "0.5s", "nonFatalStatusCodes": ["UNAVAILABLE"]}"#,
-        );
-        let pool = Pool::builder()
-            .endpoint(a)
-            .endpoint(b)
-            .service_config(hedging)
-            .build()
-            .unwrap();
-        pool.ready().await.unwrap();
+        let (server, pool) = hedging_over_two_servers(2, "0.5s").await;
         let greeter = PooledGreeterClient::new(pool.clone());
         greeter.say_hello(hello("first/stall", 5000)).await.unwrap();
         let ports = server.ports_of("first");
@@ -446,7 +453,10 @@ async fn a_server_that_lost_a_hedge_race_takes_no_calls_for_a_while() {
         // 0.5 s, tells them apart: without it, each call would go to either
         // at random.
         for i in 0..10 {
-            greeter.say_hello(hello(&format!("next{i}"), 0)).await.unwrap();
+            greeter
+                .say_hello(hello(&format!("next{i}"), 0))
+                .await
+                .unwrap();
             assert_eq!(
                 server.ports_of(&format!("next{i}")),
                 [other],
@@ -458,7 +468,10 @@ async fn a_server_that_lost_a_hedge_race_takes_no_calls_for_a_while() {
         while server.ports_of(&format!("later{call}")) != [stalled] {
             call += 1;
             tokio::time::sleep(Duration::from_millis(20)).await;
-            greeter.say_hello(hello(&format!("later{call}"), 0)).await.unwrap();
+            greeter
+                .say_hello(hello(&format!("later{call}"), 0))
+                .await
+                .unwrap();
         }
     })
     .await;
@@ -467,18 +480,7 @@ async fn a_server_that_lost_a_hedge_race_takes_no_calls_for_a_while() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hedging_answers_from_a_second_copy_on_another_server_and_cancels_the_first() {
     bounded(LIMIT, async {
-        let server = ScriptedGreeter::default();
-        let (a, b) = (server.serve().await, server.serve().await);
-        let hedging = config(
-            r#""hedgingPolicy": {"maxAttempts": 3, "hedgingDelay": "0.05s", "nonFatalStatusCodes": ["UNAVAILABLE"]}"#,
-        );
-        let pool = Pool::builder()
-            .endpoint(a)
-            .endpoint(b)
-            .service_config(hedging)
-            .build()
-            .unwrap();
-        pool.ready().await.unwrap();
+        let (server, pool) = hedging_over_two_servers(3, "0.05s").await;
         let greeter = PooledGreeterClient::new(pool.clone());
         for round in 0..5 {
             let key = format!("hedged{round}");

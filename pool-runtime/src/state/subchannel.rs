@@ -25,7 +25,7 @@ pub(crate) struct Subchannel {
     latency: Ewma,
     /// Copies of hedged calls that lost the race here, counted in flight
     /// for a while after they were cancelled (see [`Subchannel::record_lost`]).
-    lingering: Arc<AtomicUsize>,
+    lingering: AtomicUsize,
     /// Calls it carried, counted as their latency is recorded.
     calls: AtomicU64,
     /// Calls whose outcome was seen in the current outlier-detection
@@ -46,7 +46,7 @@ impl Subchannel {
             endpoint,
             connections: ArcSwap::from_pointee(Vec::new()),
             latency: Ewma::default(),
-            lingering: Arc::default(),
+            lingering: AtomicUsize::new(0),
             calls: AtomicU64::new(0),
             outcomes: AtomicU64::new(0),
             interval_failures: AtomicU64::new(0),
@@ -140,16 +140,16 @@ impl Subchannel {
     /// this the server would look idle sooner, take more calls and stall
     /// more of them (S10, 64 callers: 1.1 % of hedged calls met a stall
     /// against 0.6 % unhedged, and the hedged p99 was the hedging delay).
-    pub(super) fn record_lost(&self, elapsed: Duration, now: Instant) {
+    pub(super) fn record_lost(self: &Arc<Self>, elapsed: Duration, now: Instant) {
         self.latency.record(elapsed, now, true);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let lingering = Arc::clone(&self.lingering);
-        lingering.fetch_add(1, Ordering::Relaxed);
+        self.lingering.fetch_add(1, Ordering::Relaxed);
+        let subchannel = Arc::clone(self);
         runtime.spawn(async move {
             tokio::time::sleep(elapsed).await;
-            lingering.fetch_sub(1, Ordering::Relaxed);
+            subchannel.lingering.fetch_sub(1, Ordering::Relaxed);
         });
     }
 
