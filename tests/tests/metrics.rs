@@ -421,6 +421,11 @@ async fn calls_and_connections_are_recorded_under_grpcs_a66_and_a94_names() {
             "{seen:#?}"
         );
         assert_eq!(
+            seen.samples("grpc.client.attempt.duration", hello, "DEADLINE_EXCEEDED"),
+            1,
+            "the attempt the deadline cut short: {seen:#?}"
+        );
+        assert_eq!(
             seen.samples("grpc.client.call.duration", hello, "OK"),
             1,
             "{seen:#?}"

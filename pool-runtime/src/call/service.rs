@@ -71,12 +71,13 @@ async fn call(
     if let Some(interceptor) = &inner.interceptor {
         request = interceptor.intercept_http(request)?;
     }
-    let clock = CallClock::start(&inner, request.uri().path());
     let policy = inner.method_policy(request.uri().path()).cloned();
-    let result = match call_timeout(&inner, &mut request, policy.as_deref()) {
+    let timeout = call_timeout(&inner, &mut request, policy.as_deref());
+    let deadline = timeout.map(|timeout| tokio::time::Instant::now() + timeout);
+    let clock = CallClock::start(&inner, request.uri().path(), deadline);
+    let result = match timeout.zip(deadline) {
         None => dispatch(inner, request, None, policy, clock.clone()).await,
-        Some(timeout) => {
-            let at = tokio::time::Instant::now() + timeout;
+        Some((timeout, at)) => {
             let sent = dispatch(inner, request, Some(at), policy, clock.clone());
             match tokio::time::timeout_at(at, sent).await {
                 // A server that enforces the deadline too may answer first, and

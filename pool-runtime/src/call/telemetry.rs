@@ -6,7 +6,10 @@
 //! A call's status is the last one an attempt learned (a retried attempt's
 //! is replaced by the next one's; a hedged copy cancelled by the pool
 //! learns none), or the final status the call returns; a call that ends
-//! with none was dropped by its caller: `CANCELLED`.
+//! with none was dropped by its caller: `CANCELLED`. An attempt that learned
+//! no status was cut short: by the call's deadline (`DEADLINE_EXCEEDED`,
+//! as grpc-go and grpc-java record it) or else by its caller or a hedge
+//! that won (`CANCELLED`).
 
 #[cfg(feature = "metrics")]
 pub(crate) use self::on::{AttemptClock, CallClock};
@@ -31,6 +34,7 @@ mod on {
     struct Call {
         instruments: Arc<MethodInstruments>,
         started: Instant,
+        deadline: Option<tokio::time::Instant>,
         code: AtomicI32,
     }
 
@@ -49,11 +53,16 @@ mod on {
     pub(crate) struct CallClock(Arc<Call>);
 
     impl CallClock {
-        /// Starts the clock of a call to `path`.
-        pub(crate) fn start(inner: &Inner, path: &str) -> Self {
+        /// Starts the clock of a call to `path`, due by `deadline`.
+        pub(crate) fn start(
+            inner: &Inner,
+            path: &str,
+            deadline: Option<tokio::time::Instant>,
+        ) -> Self {
             Self(Arc::new(Call {
                 instruments: inner.instruments.of(path),
                 started: Instant::now(),
+                deadline,
                 code: AtomicI32::new(NONE),
             }))
         }
@@ -95,7 +104,10 @@ mod on {
 
     impl Drop for AttemptClock {
         fn drop(&mut self) {
-            let code = self.code.unwrap_or(Code::Cancelled);
+            let code = self.code.unwrap_or_else(|| match self.call.deadline {
+                Some(at) if tokio::time::Instant::now() >= at => Code::DeadlineExceeded,
+                _ => Code::Cancelled,
+            });
             self.call
                 .instruments
                 .attempt_ended(code, self.started.elapsed());
@@ -127,7 +139,11 @@ mod off {
 
     impl CallClock {
         #[inline]
-        pub(crate) fn start(_inner: &Inner, _path: &str) -> Self {
+        pub(crate) fn start(
+            _inner: &Inner,
+            _path: &str,
+            _deadline: Option<tokio::time::Instant>,
+        ) -> Self {
             Self
         }
 
