@@ -179,3 +179,44 @@ fn bad_tls_settings_are_rejected_when_the_pool_is_built() {
     let bad_name = build(TlsConfig::new().server_name("not a name!"));
     assert!(bad_name.contains("tls server_name"), "{bad_name}");
 }
+
+/// An `https` endpoint through the user's connector: the connector gives
+/// the byte stream (here, TCP it opened itself, as a proxy's tunnel would
+/// be), and the pool runs TLS over it, verifying the endpoint's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_runs_over_the_byte_stream_a_connector_returns() {
+    use std::sync::{Arc, Mutex};
+    bounded(Duration::from_secs(30), async {
+        let pki = pki();
+        let port = tls_server(&pki, false).await;
+        let dialed = Arc::new(Mutex::new(Vec::new()));
+        let seen = dialed.clone();
+        let connector = tower::service_fn(move |uri: http::Uri| {
+            seen.lock().unwrap().push(uri.to_string());
+            let address = format!("127.0.0.1:{}", uri.port_u16().unwrap_or(443));
+            tokio::net::TcpStream::connect(address)
+        });
+        let pool = Pool::builder()
+            .endpoint(format!("https://localhost:{port}"))
+            .tls(TlsConfig::new().ca_certificate_pem(pki.ca_pem.clone()))
+            .connector(connector.clone())
+            .build()
+            .unwrap();
+        assert_eq!(call(&pool).await.unwrap(), "Hello tls");
+        assert_eq!(
+            *dialed.lock().unwrap(),
+            [format!("https://localhost:{port}/")],
+            "the connector opened the one connection"
+        );
+        // TLS is the pool's: a certificate its roots do not trust fails the
+        // handshake over the connector's stream too.
+        let untrusted = Pool::builder()
+            .endpoint(format!("https://localhost:{port}"))
+            .connector(connector)
+            .build()
+            .unwrap();
+        let message = format!("{}", untrusted.ready().await.unwrap_err());
+        assert!(message.contains("UnknownIssuer"), "{message}");
+    })
+    .await;
+}
