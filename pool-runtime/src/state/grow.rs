@@ -35,7 +35,9 @@ impl Inner {
             .config
             .max_connections_per_endpoint
             .unwrap_or(self.config.max_connections);
-        let open = self.rotation.load().len() + self.connecting();
+        // Attempts first, then the rotation (see `needs_connection`).
+        let connecting = self.connecting();
+        let open = self.rotation.load().len() + connecting;
         if self.is_closed()
             || open >= self.config.max_connections
             || subchannel.connections.load().len() >= cap
@@ -118,9 +120,14 @@ impl Inner {
     /// `min_connections`, or calls wait beyond what the attempts under way
     /// will serve, and below `max_connections`.
     fn needs_connection(&self, extra: usize) -> bool {
+        // Attempts first, then the rotation: an attempt stops counting only
+        // once its connection is in the rotation, so the two reads see it
+        // in one or both, never in neither (read the other way round, a
+        // connection joining in between was missed, and a fresh pool's
+        // first call opened a second connection about once in thirty).
+        let connecting = self.connecting();
         let rotation = self.rotation.load();
         let open = rotation.len();
-        let connecting = self.connecting();
         if open + connecting >= self.config.max_connections {
             return false;
         }

@@ -54,6 +54,12 @@ impl Inner {
         );
         self.watch(&connection, connected);
         self.join_rotation(&connection);
+        // The calls that wait get their streams while the attempt still
+        // counts as under way: growth counts a waiting call as demand unless
+        // an attempt will serve it, and would open a second connection for
+        // a call about to be served by this one (a fresh pool's first call
+        // did, about once in thirty).
+        self.serve_waiters();
         // Only now, with the connection counted in the rotation, does the
         // endpoint stop counting an attempt under way: in between, growth
         // would see neither and open a second connection to it.
