@@ -9,7 +9,8 @@
 //! with none was dropped by its caller: `CANCELLED`. An attempt that learned
 //! no status was cut short: by the call's deadline (`DEADLINE_EXCEEDED`,
 //! as grpc-go and grpc-java record it) or else by its caller or a hedge
-//! that won (`CANCELLED`).
+//! that won (`CANCELLED`); a `CANCELLED` learned past the deadline (a
+//! server enforcing it too) counts as `DEADLINE_EXCEEDED` as well.
 
 #[cfg(feature = "metrics")]
 pub(crate) use self::on::{AttemptClock, CallClock};
@@ -104,10 +105,16 @@ mod on {
 
     impl Drop for AttemptClock {
         fn drop(&mut self) {
-            let code = self.code.unwrap_or_else(|| match self.call.deadline {
-                Some(at) if tokio::time::Instant::now() >= at => Code::DeadlineExceeded,
-                _ => Code::Cancelled,
-            });
+            // Cut short, or CANCELLED by a server that enforces the
+            // deadline too (tonic's answer): past the deadline, the
+            // deadline is what happened, as the call's status says.
+            let code = match self.code {
+                Some(code) if code != Code::Cancelled => code,
+                learned => match self.call.deadline {
+                    Some(at) if tokio::time::Instant::now() >= at => Code::DeadlineExceeded,
+                    _ => learned.unwrap_or(Code::Cancelled),
+                },
+            };
             self.call
                 .instruments
                 .attempt_ended(code, self.started.elapsed());
