@@ -176,7 +176,10 @@ async fn each_endpoint_has_its_own_labelled_series() {
         }
         let names = endpoint_names(&pool);
         assert_eq!(names.len(), 2, "{names:?}");
-        // Published at the next maintenance tick (every 100 ms here).
+        // Published at the next maintenance tick (every 100 ms here). Each
+        // snapshot of the debugging recorder drains what it reads, so one
+        // taken while a tick is publishing leaves the next with part of the
+        // series at 0 (CI saw it): wait for a snapshot of a whole tick.
         let started = std::time::Instant::now();
         let seen = loop {
             let seen = endpoint_metrics_of("endpoint-metrics");
@@ -186,9 +189,12 @@ async fn each_endpoint_has_its_own_labelled_series() {
                 Some(DebugValue::Counter(n)) => *n,
                 _ => 0,
             };
-            if names.iter().map(calls).sum::<u64>() == 40
-                || started.elapsed() > Duration::from_secs(5)
-            {
+            let connected = |endpoint: &String| {
+                seen.get(&(endpoint.clone(), "pooled_client_endpoint_connections".into()))
+                    == Some(&DebugValue::Gauge(1.0.into()))
+            };
+            let whole = names.iter().map(calls).sum::<u64>() == 40 && names.iter().all(connected);
+            if whole || started.elapsed() > Duration::from_secs(5) {
                 break seen;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
