@@ -348,9 +348,10 @@ impl PoolBuilder {
         self
     }
 
-    /// Whether connections acknowledge what they read as soon as the socket
-    /// is drained (TCP_QUICKACK, Linux only), so that a server with Nagle's
-    /// algorithm on never waits 40 ms for a delayed ACK. Default: true.
+    /// Whether connections send the ACK of what they read after 1 ms when
+    /// no write carried it (TCP_QUICKACK, Linux only), so that a server
+    /// with Nagle's algorithm on never waits 40 ms for a delayed ACK.
+    /// Default: true.
     pub fn tcp_quickack(mut self, enabled: bool) -> Self {
         self.config.tcp_quickack = enabled;
         self

@@ -298,8 +298,10 @@ async fn tcp_quickack_keeps_a_nagle_server_from_waiting_for_delayed_acks() {
             "no delayed-ACK stall without tcp_quickack: longest gap {without:?}"
         );
         // With it, replies come about as the server writes them (2 ms
-        // apart); 20 ms leaves room for a busy machine and none for a stall.
+        // apart, and an ACK no write carried goes out after 1 ms); 20 ms
+        // leaves room for a busy machine and none for a stall.
         let with = longest_gap(&uri, true).await;
+        println!("longest gap: {without:?} without tcp_quickack, {with:?} with it");
         assert!(
             with < Duration::from_millis(20),
             "a reply waited {with:?} with tcp_quickack (without: {without:?})"

@@ -9,8 +9,9 @@
 //!
 //! Options: `--rounds N` (default 5), `--seconds S` per round (default 2),
 //! `--only S1,S3` to run some scenarios, `--out DIR` (default `docs`).
-//! `--load pool|channel --callers N --seconds S --uri URI` runs one
-//! configuration's small unary calls alone, to profile it from outside.
+//! `--load pool|pool-no-quickack|channel --callers N --seconds S --uri URI`
+//! runs one configuration's small unary calls alone, to profile it from
+//! outside.
 
 mod chart;
 mod fleet;

@@ -346,8 +346,9 @@ fn other_methods_config() -> pooled_client::ServiceConfig {
 pub(crate) fn load_alone(kind: &str, callers: usize, duration: Duration, uri: &str) {
     let runtime = crate::measure::one_worker_runtime();
     runtime.block_on(async {
-        let round = if kind == "pool" {
-            let pooled = PooledBenchClient::new(pool(uri, |b| b).await);
+        let round = if kind == "pool" || kind == "pool-no-quickack" {
+            let quickack = kind == "pool";
+            let pooled = PooledBenchClient::new(pool(uri, |b| b.tcp_quickack(quickack)).await);
             closed_loop(callers, duration, 0, pooled_calls(&pooled)).await
         } else {
             let single = BenchClient::new(channel(uri).await);

@@ -223,12 +223,13 @@ pub struct PoolConfig {
     ///
     /// Default: true.
     pub tcp_nodelay: bool,
-    /// Whether a connection acknowledges what it read as soon as the
-    /// socket is drained (TCP_QUICKACK, Linux only), instead of letting
-    /// the kernel delay the ACK by up to 40 ms in the hope of carrying it
-    /// on the next write. Against a server that leaves Nagle's algorithm
-    /// on, a delayed ACK stalls the server's next small write for those
-    /// 40 ms; this costs one `setsockopt` per burst of reads.
+    /// Whether a connection sends the ACK of what it read after 1 ms when
+    /// no write of its own carried it (TCP_QUICKACK, Linux only), instead
+    /// of letting the kernel delay it by up to 40 ms. Against a server that
+    /// leaves Nagle's algorithm on, a delayed ACK stalls the server's next
+    /// small write for those 40 ms. While calls flow, their requests carry
+    /// the ACKs and this costs nothing; it costs a `setsockopt` when one
+    /// is sent.
     ///
     /// Default: true.
     pub tcp_quickack: bool,

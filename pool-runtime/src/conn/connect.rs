@@ -79,13 +79,14 @@ async fn connect_unbounded(
     dial: &Dial,
 ) -> Result<Connected, ConnectError> {
     let transport = dial.open(endpoint, config).await?;
+    let ack = transport.ack_signal();
     let link = Arc::new(Link::default());
     let io = WatchedIo::new(transport, link.clone());
     let (sender, connection) = builder(config)
         .handshake(io)
         .await
         .map_err(ConnectError::Handshake)?;
-    let mut driver = Driver::new(connection, link.clone(), pings(config));
+    let mut driver = Driver::new(connection, link.clone(), pings(config), ack);
 
     // h2 assumes 100 streams until the server's SETTINGS arrive; a burst
     // sent before then would overshoot a lower limit (dotnet/runtime#40249),

@@ -1,5 +1,6 @@
 //! The task that drives one HTTP/2 connection: h2's connection future,
-//! keepalive PINGs and their timeout, and the adaptive window.
+//! keepalive PINGs and their timeout, the adaptive window, and the timer
+//! that has an ACK no write carried sent (`tcp_quickack`, see `tcp.rs`).
 //!
 //! Keepalive (tonic's `http2_keep_alive_interval`, `keep_alive_timeout`,
 //! `keep_alive_while_idle`): every interval a PING goes out, unless the
@@ -26,6 +27,7 @@ use tokio::time::{Instant, Sleep};
 use super::error::TransportError;
 use super::frames::WatchedIo;
 use super::link::Link;
+use super::tcp::{AckSignal, AckTimer};
 use super::transport::Transport;
 
 /// The largest window the adaptive window grows to.
@@ -46,6 +48,9 @@ pub(crate) struct Driver {
     connection: h2::client::Connection<WatchedIo<Transport>, Bytes>,
     link: Arc<Link>,
     ping: Option<Pinger>,
+    /// Sends the ACK of what was read when no write carried it
+    /// (`tcp_quickack`).
+    ack: Option<AckTimer>,
 }
 
 impl Driver {
@@ -53,6 +58,7 @@ impl Driver {
         mut connection: h2::client::Connection<WatchedIo<Transport>, Bytes>,
         link: Arc<Link>,
         pings: Pings,
+        ack: Option<Arc<AckSignal>>,
     ) -> Self {
         let driven = link.clone();
         let ping = (pings.keepalive.is_some() || pings.adaptive_from.is_some())
@@ -81,6 +87,7 @@ impl Driver {
             connection,
             link: driven,
             ping,
+            ack: ack.map(AckTimer::new),
         }
     }
 }
@@ -197,7 +204,12 @@ impl Future for Driver {
         if let Some(ping) = &mut this.ping {
             ping.poll(&mut this.connection, cx)?;
         }
-        Pin::new(&mut this.connection).poll(cx).map_err(Into::into)
+        let polled = Pin::new(&mut this.connection).poll(cx);
+        if polled.is_pending() && this.ack.as_mut().is_some_and(|ack| ack.poll(cx)) {
+            // The ACK waited long enough: the connection's read sends it.
+            return Pin::new(&mut this.connection).poll(cx).map_err(Into::into);
+        }
+        polled.map_err(Into::into)
     }
 }
 

@@ -13,7 +13,7 @@
 //! | `error.rs` | transport errors |
 //! | `tls.rs` | rustls glue (feature `tls`) |
 //! | `transport.rs` | the byte stream's kinds as one type |
-//! | `tcp.rs` | a TCP stream that acknowledges each burst of reads at once |
+//! | `tcp.rs` | a TCP stream that sends the ACK of what it read when no write carries it |
 //! | `frames.rs` | the frame scanner that reads SETTINGS and GOAWAY |
 //! | `link.rs` | what the connection's I/O and its users share |
 //! | `probe.rs` | a `grpc.health.v1` check sent on one connection |

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::dial::Io;
-use super::tcp::Tcp;
+use super::tcp::{AckSignal, Tcp};
 
 /// A connected byte stream, with TLS when the endpoint is `https`.
 pub(crate) enum Transport {
@@ -22,6 +22,19 @@ pub(crate) enum Transport {
     /// TLS over one of the above, for `https` endpoints.
     #[cfg(feature = "tls")]
     Tls(Box<tokio_rustls::client::TlsStream<Transport>>),
+}
+
+impl Transport {
+    /// The signal through which the driver has the ACK of what was read
+    /// sent (`tcp_quickack`): TCP's, under TLS too; none for other streams.
+    pub(crate) fn ack_signal(&self) -> Option<std::sync::Arc<AckSignal>> {
+        match self {
+            Self::Tcp(tcp) => tcp.ack_signal(),
+            #[cfg(feature = "tls")]
+            Self::Tls(tls) => tls.get_ref().0.ack_signal(),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Transport {
