@@ -436,9 +436,9 @@ async fn hedging_over_two_servers(max_attempts: u32, delay: &str) -> (ScriptedGr
     (server, pool)
 }
 
-/// A copy that lost a hedge race keeps counting on its server for as long
-/// as it had run: least request then keeps calls off a server that stalls,
-/// as it does when stalled calls stay in flight (unhedged).
+/// A copy that lost a hedge race keeps counting on its server for twice as
+/// long as it had run: least request then keeps calls off a server that
+/// stalls, as it does when stalled calls stay in flight (unhedged).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_lost_a_hedge_race_takes_no_calls_for_a_while() {
     bounded(LIMIT, async {
@@ -450,7 +450,7 @@ async fn a_server_that_lost_a_hedge_race_takes_no_calls_for_a_while() {
         let (stalled, other) = (ports[0], ports[1]);
         // Both servers are idle and unmeasured (fewer than ten calls each),
         // so only the lost copy, still counted on its server for about
-        // 0.5 s, tells them apart: without it, each call would go to either
+        // 1 s, tells them apart: without it, each call would go to either
         // at random.
         for i in 0..10 {
             greeter

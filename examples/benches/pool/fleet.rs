@@ -411,9 +411,9 @@ pub(crate) async fn s10(ctx: &Context, fleet: &Server) -> Section {
          stay in flight for 200 ms, so it looks busy; in equilibrium it takes about a tenth of \
          the calls, and about 0.5 % of all calls meet a stall, too few to reach the p99 (which \
          is then the servers' own time, and no hedge can shorten it) but all of the p99.9. A \
-         copy that loses a hedge race is cancelled early; it keeps counting on its server for as \
-         long again, or the stalling server would look idle sooner and take twice as many \
-         calls.\n",
+         copy that loses a hedge race is cancelled early; it keeps counting on its server for \
+         twice as long as it ran, or the stalling server would look idle sooner and take twice \
+         as many calls.\n",
         ctx.rounds, ctx.round
     );
     let mut targets = Vec::new();
