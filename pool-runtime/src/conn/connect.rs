@@ -2,17 +2,16 @@
 //! SETTINGS frame.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::dial::Dial;
 use super::driver::{Driver, Pings};
 use super::endpoint::Endpoint;
+use super::error::ConnectError;
 use super::exchange::Sender;
 use super::frames::WatchedIo;
 use super::link::Link;
-use super::probe::{self, HealthError};
+use super::probe;
 use crate::config::PoolConfig;
-use crate::error::BoxError;
 
 /// The stream window when none is set (hyper's default, kept).
 const STREAM_WINDOW: u32 = 2 << 20;
@@ -30,34 +29,6 @@ pub(crate) struct Connected {
     pub(crate) sender: Sender,
     pub(crate) driver: Driver,
     pub(crate) link: Arc<Link>,
-}
-
-/// Why a connection attempt failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ConnectError {
-    #[error("connection attempt timed out after {0:?} (connect_timeout)")]
-    Timeout(Duration),
-    #[error("tcp connect failed: {0}")]
-    Tcp(#[source] std::io::Error),
-    #[error("connecting to the Unix socket {path:?} failed: {source}")]
-    Unix {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the connector failed: {0}")]
-    Connector(#[source] BoxError),
-    #[cfg(feature = "tls")]
-    #[error("tls handshake failed: {0}")]
-    Tls(#[source] std::io::Error),
-    #[error("endpoint is https but the pool has no TLS settings")]
-    NoTls,
-    #[error("http/2 handshake failed: {0}")]
-    Handshake(#[source] h2::Error),
-    #[error("connection closed before the server's SETTINGS frame arrived")]
-    ClosedEarly,
-    #[error(transparent)]
-    Unhealthy(HealthError),
 }
 
 /// Opens one connection to `endpoint`, within the configured connect timeout.

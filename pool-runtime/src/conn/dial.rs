@@ -12,17 +12,12 @@ use tokio::net::TcpStream;
 use tower_service::Service;
 
 use super::Tls;
-use super::connect::ConnectError;
 use super::endpoint::{Address, Endpoint};
+use super::error::ConnectError;
 use super::tcp::Tcp;
-use super::transport::Transport;
+use super::transport::{Io, Transport};
 use crate::config::PoolConfig;
 use crate::error::BoxError;
-
-/// A byte stream a connector may return.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 type Dialing = Pin<Box<dyn Future<Output = Result<Box<dyn Io>, BoxError>> + Send>>;
 

@@ -1,7 +1,9 @@
-//! Why a call failed in the transport: an HTTP/2 error, a missed
-//! keepalive, or the request body's own failure.
+//! Why a call failed in the transport (an HTTP/2 error, a missed
+//! keepalive, or the request body's own failure), why a connection
+//! attempt failed, and why a health check did.
 
 use std::fmt;
+use std::time::Duration;
 
 /// A transport failure of one request or of its connection.
 #[derive(Debug)]
@@ -66,4 +68,49 @@ impl From<h2::Error> for TransportError {
     fn from(error: h2::Error) -> Self {
         Self::H2(error)
     }
+}
+
+/// Why a connection attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    #[error("connection attempt timed out after {0:?} (connect_timeout)")]
+    Timeout(Duration),
+    #[error("tcp connect failed: {0}")]
+    Tcp(#[source] std::io::Error),
+    #[error("connecting to the Unix socket {path:?} failed: {source}")]
+    Unix {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the connector failed: {0}")]
+    Connector(#[source] crate::error::BoxError),
+    #[cfg(feature = "tls")]
+    #[error("tls handshake failed: {0}")]
+    Tls(#[source] std::io::Error),
+    #[error("endpoint is https but the pool has no TLS settings")]
+    NoTls,
+    #[error("http/2 handshake failed: {0}")]
+    Handshake(#[source] h2::Error),
+    #[error("connection closed before the server's SETTINGS frame arrived")]
+    ClosedEarly,
+    #[error(transparent)]
+    Unhealthy(HealthError),
+}
+
+/// Why a health check failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HealthError {
+    #[error("health check for {service:?} answered {status}")]
+    NotServing {
+        service: String,
+        status: &'static str,
+    },
+    #[error("health check for {service:?} failed: {status}")]
+    Failed {
+        service: String,
+        status: tonic::Status,
+    },
+    #[error("health check for {service:?} got no answer within {timeout:?}")]
+    Timeout { service: String, timeout: Duration },
 }

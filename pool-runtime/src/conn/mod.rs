@@ -10,7 +10,7 @@
 //! | `driver.rs` | the connection's task: h2, keepalive PINGs, the adaptive window |
 //! | `exchange.rs` | one request and its response on a stream, the request body sent from the caller's task |
 //! | `recv_body.rs` | a response body read from h2 |
-//! | `error.rs` | transport errors |
+//! | `error.rs` | transport errors, and why a connection attempt or a health check failed |
 //! | `tls.rs` | rustls glue (feature `tls`) |
 //! | `transport.rs` | the byte stream's kinds as one type |
 //! | `tcp.rs` | a TCP stream that sends the ACK of what it read when no write carries it |
@@ -39,14 +39,14 @@ mod tcp;
 mod tls;
 mod transport;
 
-pub(crate) use self::connect::{ConnectError, Connected, connect};
+pub(crate) use self::connect::{Connected, connect};
 pub(crate) use self::connection::Connection;
 pub(crate) use self::dial::{Connector, Dial};
 pub(crate) use self::driver::Driver;
 #[cfg(feature = "dns")]
 pub(crate) use self::endpoint::default_port;
 pub(crate) use self::endpoint::{Endpoint, parse_authority};
-pub(crate) use self::error::TransportError;
+pub(crate) use self::error::{ConnectError, TransportError};
 pub(crate) use self::exchange::SendError;
 pub(crate) use self::link::{DEFAULT_MAX_STREAMS, Link, State};
 pub(crate) use self::probe::check as probe;

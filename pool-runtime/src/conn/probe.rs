@@ -5,7 +5,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::{Request, Response};
 use tonic_health::pb::HealthCheckRequest;
@@ -13,29 +12,13 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::endpoint::Endpoint;
+use super::error::HealthError;
 use super::exchange::{Sender, exchange};
 use super::link::Link;
 use super::recv_body::RecvBody;
 use super::request_body::{BodyHandle, RequestBody};
 use crate::config::HealthCheck;
 use crate::error::BoxError;
-
-/// Why a health check failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum HealthError {
-    #[error("health check for {service:?} answered {status}")]
-    NotServing {
-        service: String,
-        status: &'static str,
-    },
-    #[error("health check for {service:?} failed: {status}")]
-    Failed {
-        service: String,
-        status: tonic::Status,
-    },
-    #[error("health check for {service:?} got no answer within {timeout:?}")]
-    Timeout { service: String, timeout: Duration },
-}
 
 /// Asks the server behind `sender` whether the checked service is serving.
 pub(crate) async fn check(

@@ -7,8 +7,12 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::dial::Io;
 use super::tcp::{AckSignal, Tcp};
+
+/// A byte stream a connector may return.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 /// A connected byte stream, with TLS when the endpoint is `https`.
 pub(crate) enum Transport {
