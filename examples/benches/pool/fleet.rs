@@ -265,6 +265,23 @@ pub(crate) async fn s7(ctx: &Context, fleet: &Server, out: &str) -> Section {
     }
 }
 
+/// `callers` loops of `client`'s calls for `duration`: their latencies,
+/// sorted; `tally` counts the servers that answered.
+async fn sorted_latencies(
+    fleet: &Server,
+    client: &Client,
+    callers: usize,
+    duration: Duration,
+    tally: Arc<Tally>,
+) -> Vec<Duration> {
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let load = calls(vec![client.clone()], tally, latencies.clone());
+    closed_loop(callers, duration, fleet.pid(), load).await;
+    let mut latencies = std::mem::take(&mut *latencies.lock().expect("latencies"));
+    latencies.sort();
+    latencies
+}
+
 /// One S8 round's figures for one client: p50, p99, and the slow server's
 /// fraction of the calls.
 type LatencyRound = (Duration, Duration, f64);
@@ -302,11 +319,7 @@ async fn s8_clients(uris: &[String]) -> (Pool, Vec<(&'static str, Client)>) {
 /// One round of `client`: 8 callers for `duration`.
 async fn latency_round(fleet: &Server, client: &Client, duration: Duration) -> LatencyRound {
     let tally = Arc::new(Tally::default());
-    let latencies = Arc::new(Mutex::new(Vec::new()));
-    let load = calls(vec![client.clone()], tally.clone(), latencies.clone());
-    closed_loop(8, duration, fleet.pid(), load).await;
-    let mut latencies = std::mem::take(&mut *latencies.lock().expect("latencies"));
-    latencies.sort();
+    let latencies = sorted_latencies(fleet, client, 8, duration, tally.clone()).await;
     let counts = tally.take(&[SLOW, 0, 1, 2]);
     let slow = counts[0] as f64 / counts.iter().sum::<u64>().max(1) as f64;
     (
@@ -462,11 +475,7 @@ async fn stall_round(
     callers: usize,
     duration: Duration,
 ) -> StallRound {
-    let latencies = Arc::new(Mutex::new(Vec::new()));
-    let load = calls(vec![client.clone()], Arc::default(), latencies.clone());
-    closed_loop(callers, duration, fleet.pid(), load).await;
-    let mut latencies = std::mem::take(&mut *latencies.lock().expect("latencies"));
-    latencies.sort();
+    let latencies = sorted_latencies(fleet, client, callers, duration, Arc::default()).await;
     let slow = latencies
         .iter()
         .filter(|l| **l >= Duration::from_millis(40))

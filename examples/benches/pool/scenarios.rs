@@ -779,6 +779,17 @@ fn pooled_downloads(
     }
 }
 
+/// A download of 4 messages of 1 MiB through tonic's client over a Channel.
+fn channel_downloads(
+    client: &BenchClient<Channel>,
+) -> impl Fn() -> futures_util::future::BoxFuture<'static, u64> + Clone + Send + 'static {
+    let client = client.clone();
+    move || {
+        let mut client = client.clone();
+        Box::pin(async move { downloaded_bytes(client.download(MIXED_DOWNLOAD).await).await })
+    }
+}
+
 /// What every S6 download asks for.
 const MIXED_DOWNLOAD: DownloadRequest = DownloadRequest {
     size: 1 << 20,
@@ -805,14 +816,6 @@ pub(crate) async fn s6(ctx: &Context) -> Section {
     let (pool, pooled) = mixed_pool(&ctx.open, true).await;
     let (slow_pool, slow_acks) = mixed_pool(&ctx.open, false).await;
     let single = BenchClient::new(channel(&ctx.open).await).max_decoding_message_size(2 << 20);
-    let single_download = {
-        let client = single.clone();
-        move || {
-            let mut client = client.clone();
-            Box::pin(async move { downloaded_bytes(client.download(MIXED_DOWNLOAD).await).await })
-                as futures_util::future::BoxFuture<'static, u64>
-        }
-    };
     let mut rows: [[Vec<f64>; 6]; 3] = Default::default();
     for _ in 0..ctx.rounds {
         let (round, pid) = (ctx.round, ctx.server_pid);
@@ -825,7 +828,13 @@ pub(crate) async fn s6(ctx: &Context) -> Section {
                 pid,
             )
             .await,
-            mixed_round(channel_calls(&single), single_download.clone(), round, pid).await,
+            mixed_round(
+                channel_calls(&single),
+                channel_downloads(&single),
+                round,
+                pid,
+            )
+            .await,
         ];
         let seconds = round.as_secs_f64();
         for (row, side) in rows.iter_mut().zip(sides) {

@@ -72,10 +72,10 @@ async fn call(
         request = interceptor.intercept_http(request)?;
     }
     let policy = inner.method_policy(request.uri().path()).cloned();
-    let timeout = call_timeout(&inner, &mut request, policy.as_deref());
-    let deadline = timeout.map(|timeout| tokio::time::Instant::now() + timeout);
-    let clock = CallClock::start(&inner, request.uri().path(), deadline);
-    let result = match timeout.zip(deadline) {
+    let deadline = call_timeout(&inner, &mut request, policy.as_deref())
+        .map(|timeout| (timeout, tokio::time::Instant::now() + timeout));
+    let clock = CallClock::start(&inner, request.uri().path(), deadline.map(|(_, at)| at));
+    let result = match deadline {
         None => dispatch(inner, request, None, policy, clock.clone()).await,
         Some((timeout, at)) => {
             let sent = dispatch(inner, request, Some(at), policy, clock.clone());

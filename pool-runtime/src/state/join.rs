@@ -58,7 +58,8 @@ impl Inner {
         // counts as under way: growth counts a waiting call as demand unless
         // an attempt will serve it, and would open a second connection for
         // a call about to be served by this one (a fresh pool's first call
-        // did, about once in thirty).
+        // did, about once in thirty). Calls that queue after this serve
+        // themselves: they find the connection in the rotation.
         self.serve_waiters();
         // Only now, with the connection counted in the rotation, does the
         // endpoint stop counting an attempt under way: in between, growth
@@ -78,7 +79,6 @@ impl Inner {
             self.drain_one(&fullest);
         }
         self.notify();
-        self.serve_waiters();
         self.grow(0);
     }
 
