@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame};
 
@@ -75,11 +76,12 @@ pub(crate) async fn exchange(
     strip_connection_headers(request.headers_mut());
     let (head, body) = request.into_parts();
     let end_stream = body.is_end_stream();
-    let (response, stream) = match sender.send_request(Request::from_parts(head, ()), end_stream) {
-        Ok(sent) => sent,
-        // The body, dropped here, keeps itself for sending again.
-        Err(error) => return Err(SendError::before_headers(error, None)),
-    };
+    let (mut response, stream) =
+        match sender.send_request(Request::from_parts(head, ()), end_stream) {
+            Ok(sent) => sent,
+            // The body, dropped here, keeps itself for sending again.
+            Err(error) => return Err(SendError::before_headers(error, None)),
+        };
     let open = link.open_stream();
     link.request_queued();
     if !end_stream {
@@ -91,7 +93,16 @@ pub(crate) async fn exchange(
         };
         match std::future::poll_fn(|cx| Poll::Ready(pump.send_ready(cx))).await {
             Inline::Done => {}
-            Inline::Failed(error) => return Err(SendError::after_headers(error)),
+            Inline::Failed(error) => {
+                // The server may have answered and closed the stream before
+                // the body went out (tonic answers an unknown service with
+                // its status at once, then resets the stream): its answer
+                // is the call's, as hyper has it, not the failed send.
+                if let Some(Ok(response)) = (&mut response).now_or_never() {
+                    return Ok(response.map(|recv| RecvBody::new(recv, open)));
+                }
+                return Err(SendError::after_headers(error));
+            }
             Inline::Wait => {
                 tokio::spawn(pump);
             }
