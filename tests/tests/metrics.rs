@@ -405,8 +405,11 @@ async fn calls_and_connections_are_recorded_under_grpcs_a66_and_a94_names() {
 
         // Every snapshot drains the recorder: keep what each one shows.
         let mut seen = Observed::default();
+        // Until a whole tick is seen: a snapshot taken while one publishes
+        // can show the attempt counted and the gauge not yet set.
         seen.until("a66", |o| {
             o.counter("grpc.subchannel.connection_attempts_succeeded", "", "") >= 1
+                && o.gauge("grpc.subchannel.open_connections") >= 1.0
         })
         .await;
         let hello = "helloworld.Greeter/SayHello";
@@ -416,41 +419,48 @@ async fn calls_and_connections_are_recorded_under_grpcs_a66_and_a94_names() {
             4,
             "{seen:#?}"
         );
-        assert_eq!(
-            seen.samples("grpc.client.attempt.duration", hello, "UNAVAILABLE"),
-            2,
-            "{seen:#?}"
-        );
-        assert_eq!(
-            seen.samples("grpc.client.attempt.duration", hello, "OK"),
-            1,
-            "{seen:#?}"
-        );
-        assert_eq!(
-            seen.samples("grpc.client.attempt.duration", hello, "DEADLINE_EXCEEDED"),
-            1,
-            "the attempt the deadline cut short: {seen:#?}"
-        );
-        assert_eq!(
-            seen.samples("grpc.client.call.duration", hello, "OK"),
-            1,
-            "{seen:#?}"
-        );
-        assert_eq!(
-            seen.samples("grpc.client.call.duration", hello, "DEADLINE_EXCEEDED"),
-            1,
-            "{seen:#?}"
-        );
-        assert_eq!(
-            seen.samples("grpc.client.call.duration", check, "UNIMPLEMENTED"),
-            1,
-            "{seen:#?}"
-        );
-        assert_eq!(
-            seen.samples("grpc.client.call.duration", hello, "UNAVAILABLE"),
-            0,
-            "a retried attempt's status is not the call's"
-        );
+        // (histogram, method, status, samples, what the count shows)
+        let attempt = "grpc.client.attempt.duration";
+        let call = "grpc.client.call.duration";
+        for (name, method, status, samples, why) in [
+            (attempt, hello, "UNAVAILABLE", 2, "the two retried attempts"),
+            (attempt, hello, "OK", 1, "the attempt that succeeded"),
+            (
+                attempt,
+                hello,
+                "DEADLINE_EXCEEDED",
+                1,
+                "the attempt the deadline cut short",
+            ),
+            (call, hello, "OK", 1, "the retried call"),
+            (
+                call,
+                hello,
+                "DEADLINE_EXCEEDED",
+                1,
+                "the call past its deadline",
+            ),
+            (
+                call,
+                check,
+                "UNIMPLEMENTED",
+                1,
+                "the plain tonic client's call",
+            ),
+            (
+                call,
+                hello,
+                "UNAVAILABLE",
+                0,
+                "a retried attempt's status is not the call's",
+            ),
+        ] {
+            assert_eq!(
+                seen.samples(name, method, status),
+                samples,
+                "{name} {method} {status}: {why}: {seen:#?}"
+            );
+        }
 
         // A94: the pool's connection, and its end when the pool closes.
         assert_eq!(
