@@ -34,6 +34,7 @@ pub(crate) fn client(client: &Client<'_>) -> TokenStream {
             inner: #tonic_client<#private::Pool>,
             pool: #private::Pool,
             timeout: ::core::option::Option<::core::time::Duration>,
+            decoding_limit: ::core::option::Option<usize>,
             interceptor: ::core::option::Option<#private::SharedInterceptor>,
         }
 
@@ -61,10 +62,14 @@ fn constructors(tonic_client: &syn::Path, private: &TokenStream) -> TokenStream 
     quote! {
         /// A client whose calls go through `pool`; cheap, like cloning the pool.
         pub fn new(pool: #private::Pool) -> Self {
+            // tonic's decoder holds what the pool holds: the pool's limit.
+            let decoding_limit = pool.config().max_decoding_message_size;
             Self {
-                inner: #tonic_client::new(::core::clone::Clone::clone(&pool)),
+                inner: #tonic_client::new(::core::clone::Clone::clone(&pool))
+                    .max_decoding_message_size(decoding_limit),
                 pool,
                 timeout: ::core::option::Option::None,
+                decoding_limit: ::core::option::Option::None,
                 interceptor: ::core::option::Option::None,
             }
         }
@@ -103,9 +108,12 @@ fn settings(private: &TokenStream) -> TokenStream {
                 self
             }
 
-            /// The largest response message accepted, in bytes. Default: tonic's, 4 MiB.
+            /// The largest response message accepted, in bytes; a larger one
+            /// fails the call with `RESOURCE_EXHAUSTED`. Default: the pool's
+            /// `max_decoding_message_size` (tonic's 4 MiB unless set).
             pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
                 self.inner = self.inner.max_decoding_message_size(limit);
+                self.decoding_limit = ::core::option::Option::Some(limit);
                 self
             }
 
@@ -179,6 +187,7 @@ fn method(method: &Method<'_>, private: &TokenStream) -> TokenStream {
             }
             #mark_idempotent
             #private::apply_default_timeout(&mut request, self.timeout);
+            #private::apply_decoding_limit(&mut request, self.decoding_limit);
             let mut client = ::core::clone::Clone::clone(&self.inner);
             // A deprecated RPC warns where the user calls it, not here.
             #[allow(deprecated)]

@@ -15,6 +15,18 @@ pub fn mark_idempotent<T>(pool: &Pool, request: &mut tonic::Request<T>, unary: b
     }
 }
 
+/// The response limit a generated client's `max_decoding_message_size`
+/// set, carried to the pool (which cannot see the tonic client's).
+#[derive(Debug, Clone, Copy)]
+pub struct DecodingLimit(pub usize);
+
+/// Tells the pool the client's `max_decoding_message_size`, when it set one.
+pub fn apply_decoding_limit<T>(request: &mut tonic::Request<T>, limit: Option<usize>) {
+    if let Some(limit) = limit {
+        request.extensions_mut().insert(DecodingLimit(limit));
+    }
+}
+
 /// Gives `request` the client's default deadline unless it has its own.
 pub fn apply_default_timeout<T>(
     request: &mut tonic::Request<T>,

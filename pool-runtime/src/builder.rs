@@ -191,6 +191,15 @@ impl PoolBuilder {
         self
     }
 
+    /// The largest response message a call takes, in bytes (tonic's name):
+    /// above it the call fails with `RESOURCE_EXHAUSTED` at the message's
+    /// length prefix. A generated client's `max_decoding_message_size`
+    /// takes its place for that client's calls. Default: 4 MiB (tonic's).
+    pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+        self.config.max_decoding_message_size = limit;
+        self
+    }
+
     /// The retry policy of methods their proto declares idempotent, unless
     /// the service config names them (see
     /// [`PoolConfig::idempotent_retry_policy`]); `None` turns it off.
@@ -535,6 +544,13 @@ fn check_limits(config: &PoolConfig) -> Result<(), Error> {
             "max_waiters",
             config.max_waiters,
             "must be at most 16777216",
+        ));
+    }
+    if config.max_decoding_message_size == 0 {
+        return Err(invalid(
+            "max_decoding_message_size",
+            0,
+            "must be at least 1",
         ));
     }
     if config.max_streams_per_connection == Some(0) {

@@ -29,7 +29,8 @@ pub struct ResponseBody {
     inner: Option<RecvBody>,
     /// The call's slot, request stream and deadline, until the body ends.
     end: Option<CallEnd>,
-    /// The method's `maxResponseMessageBytes`, if it has one.
+    /// The largest response message the call takes (see
+    /// `Call::response_limit`); `None` only for a default body.
     limit: Option<MessageLimit>,
 }
 
@@ -44,8 +45,8 @@ impl ResponseBody {
     }
 
     /// Holds the response's messages to `limit` bytes each.
-    pub(crate) fn with_limit(mut self, limit: Option<usize>) -> Self {
-        self.limit = limit.map(MessageLimit::new);
+    pub(crate) fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = Some(MessageLimit::new(limit));
         self
     }
 
@@ -59,19 +60,34 @@ impl ResponseBody {
         Some(status)
     }
 
-    /// Reads a response to its end, for a call that may be retried until
-    /// then; the caller holds the stream slot meanwhile.
-    pub(crate) async fn read_whole(mut incoming: RecvBody) -> Result<Self, TransportError> {
+    /// Reads a unary response to its end, for a call that may be retried
+    /// until then; the caller holds the stream slot meanwhile. What it holds
+    /// is bounded: a message above `limit` ends the read at its length
+    /// prefix with RESOURCE_EXHAUSTED (dropping `incoming` resets the
+    /// stream with CANCEL), and of the messages only the first is kept, as
+    /// tonic's unary client reads the first and drops the rest.
+    pub(crate) async fn read_whole(
+        mut incoming: RecvBody,
+        limit: usize,
+    ) -> Result<Result<Self, Status>, TransportError> {
         let mut whole = VecDeque::new();
+        let mut first = FirstMessage::new(limit);
         while let Some(frame) =
             std::future::poll_fn(|cx| Pin::new(&mut incoming).poll_frame(cx)).await
         {
-            whole.push_back(frame?);
+            match frame?.into_data() {
+                Ok(data) => match first.keep(data) {
+                    Ok(Some(kept)) => whole.push_back(Frame::data(kept)),
+                    Ok(None) => {}
+                    Err(length) => return Ok(Err(first.limit.exceeded("response", length))),
+                },
+                Err(frame) => whole.push_back(frame),
+            }
         }
-        Ok(Self {
+        Ok(Ok(Self {
             whole,
             ..Self::default()
-        })
+        }))
     }
 
     /// The trailers of a response read whole, if it had any.
@@ -159,5 +175,88 @@ impl Body for ResponseBody {
         self.inner
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), RecvBody::size_hint)
+    }
+}
+
+/// What a response read whole keeps of its data: the first message, each
+/// message checked against the limit at its length prefix.
+struct FirstMessage {
+    limit: MessageLimit,
+    /// Data bytes seen so far.
+    seen: usize,
+    prefix: [u8; 5],
+    /// Where the first message ends in the data, once its prefix is read.
+    end: Option<usize>,
+}
+
+impl FirstMessage {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit: MessageLimit::new(limit),
+            seen: 0,
+            prefix: [0; 5],
+            end: None,
+        }
+    }
+
+    /// The part of `data` to keep; the length of a message above the
+    /// limit, if one starts in it.
+    fn keep(&mut self, data: Bytes) -> Result<Option<Bytes>, usize> {
+        self.limit.check(&data)?;
+        let start = self.seen;
+        self.seen += data.len();
+        if self.end.is_none() {
+            for (i, byte) in data.iter().take(5usize.saturating_sub(start)).enumerate() {
+                self.prefix[start + i] = *byte;
+            }
+            if self.seen >= 5 {
+                let [_, a, b, c, d] = self.prefix;
+                self.end = Some(5 + u32::from_be_bytes([a, b, c, d]) as usize);
+            }
+        }
+        let end = self.end.unwrap_or(usize::MAX);
+        if start >= end {
+            return Ok(None);
+        }
+        let kept = (end - start).min(data.len());
+        Ok(Some(data.slice(..kept)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FirstMessage;
+    use bytes::Bytes;
+
+    fn message(length: u32) -> Vec<u8> {
+        let mut framed = vec![0];
+        framed.extend_from_slice(&length.to_be_bytes());
+        framed.extend(std::iter::repeat_n(7, length as usize));
+        framed
+    }
+
+    #[test]
+    fn keeps_the_first_message_only_however_the_data_is_split() {
+        let mut stream = message(10);
+        stream.extend(message(20));
+        for piece in [1, 3, 7, 40] {
+            let mut first = FirstMessage::new(100);
+            let kept: Vec<u8> = stream
+                .chunks(piece)
+                .filter_map(|chunk| first.keep(Bytes::copy_from_slice(chunk)).unwrap())
+                .flat_map(|b| b.to_vec())
+                .collect();
+            assert_eq!(kept, message(10), "pieces of {piece}");
+        }
+    }
+
+    #[test]
+    fn a_prefix_above_the_limit_fails_at_once() {
+        let mut first = FirstMessage::new(4 << 20);
+        let prefix = [0, 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(
+            first.keep(Bytes::copy_from_slice(&prefix)),
+            Err(u32::MAX as usize)
+        );
     }
 }

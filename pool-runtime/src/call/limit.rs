@@ -59,10 +59,12 @@ impl MessageLimit {
         Ok(())
     }
 
-    /// The status of a call whose `direction` message was `length` bytes.
+    /// The status of a call whose `direction` message was `length` bytes:
+    /// RESOURCE_EXHAUSTED, as gRPC's `doc/statuscodes.md` gives for a
+    /// message larger than a configured limit (tonic says OUT_OF_RANGE).
     pub(crate) fn exceeded(&self, direction: &str, length: usize) -> Status {
         Status::resource_exhausted(format!(
-            "a {direction} message of {length} bytes is above the method's limit of {} bytes",
+            "a {direction} message of {length} bytes is above the limit of {} bytes",
             self.limit
         ))
     }

@@ -116,7 +116,10 @@ impl RetryPolicy {
     pub(super) fn retry(&self, failure: Failure) -> Option<Budget> {
         match failure {
             Failure::Unprocessed if self.transparent_left > 0 => Some(Budget::Transparent),
-            Failure::Unprocessed => None,
+            // gRPC A6: a transparent retry is not an attempt; once it is
+            // spent, a request refused unprocessed is an UNAVAILABLE attempt
+            // for the retry policy, as grpc-go's `shouldRetry` has it.
+            Failure::Unprocessed => self.retry(Failure::Sent(Code::Unavailable)),
             Failure::Sent(code) => {
                 let (method, attempts, _) = self.configured.as_ref()?;
                 let policy = method.retry_policy.as_ref()?;
@@ -187,7 +190,7 @@ mod tests {
             Some(Budget::Transparent)
         );
         policy.spend(Budget::Transparent, Pushback::None);
-        assert_eq!(policy.retry(Failure::Unprocessed), None);
+        assert_eq!(policy.retry(Failure::Unprocessed), None, "no policy: no attempt");
         assert_eq!(policy.retry(Failure::Sent(Code::Unavailable)), None);
         assert!(!policy.any_left());
     }
@@ -227,6 +230,25 @@ mod tests {
         for (wait, ceiling) in waits.iter().zip(ceilings) {
             assert!(*wait <= Duration::from_millis(ceiling), "{waits:?}");
         }
+    }
+
+    #[test]
+    fn a_refusal_after_the_transparent_retry_is_an_unavailable_attempt() {
+        let method = configured(3);
+        let mut policy = RetryPolicy::new(Some(&method));
+        assert_eq!(
+            policy.retry(Failure::Unprocessed),
+            Some(Budget::Transparent)
+        );
+        policy.spend(Budget::Transparent, Pushback::None);
+        for _ in 0..2 {
+            assert_eq!(
+                policy.retry(Failure::Unprocessed),
+                Some(Budget::Configured)
+            );
+            policy.spend(Budget::Configured, Pushback::None);
+        }
+        assert_eq!(policy.retry(Failure::Unprocessed), None, "3 attempts made");
     }
 
     #[test]

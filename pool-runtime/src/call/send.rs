@@ -16,9 +16,12 @@ use super::end::CallEnd;
 use super::limit::LimitedBody;
 use super::retry::{Budget, Failure, Idempotent, Pushback, RetryPolicy};
 use super::telemetry::CallClock;
+use crate::__private::DecodingLimit;
 use crate::affinity::AffinityKey;
 use crate::config::MethodConfig;
-use crate::conn::{BodyHandle, RecvBody, RequestBody, SendError, TransportError, status};
+use crate::conn::{
+    BodyHandle, Endpoint, RecvBody, RequestBody, SendError, TransportError, status,
+};
 use crate::state::{Inner, Spread};
 
 /// Sends `request` on the least-loaded connection, again elsewhere when the
@@ -36,7 +39,7 @@ pub(super) async fn send(
 ) -> Result<Response<ResponseBody>, Status> {
     let (mut call, mut request) = Call::new(&inner, request, method.as_ref());
     loop {
-        let slot = match (call.spread_slot(&inner), call.affinity) {
+        let slot = match (call.preferred_slot(&inner), call.affinity) {
             (Some(slot), _) => slot,
             (None, None) => inner.acquire(call.wait_for_ready).await?,
             (None, Some(key)) => inner.acquire_for(key, call.wait_for_ready).await?,
@@ -44,14 +47,22 @@ pub(super) async fn send(
         let mut end = CallEnd::new(slot, call.handle.clone(), clock.attempt());
         end.connection().endpoint.address_request(&mut request)?;
         let failed = match end.connection().send(request).await {
-            Ok(response) if call.read_whole => match read_whole(response).await {
-                Ok(response) => {
+            Ok(response) if call.read_whole => match read_whole(response, call.response_limit(&inner)).await {
+                Ok(Err(too_large)) => {
+                    end.set_outcome(too_large.code());
+                    return Err(too_large);
+                }
+                Ok(Ok(response)) => {
                     if let Some(retry) = call.retry_for(&inner, &response) {
+                        // The attempt failed: its endpoint and the metrics
+                        // count it so, not as cancelled.
+                        end.set_outcome(retry.status.code());
+                        call.tried(&end);
                         end.release_for_retry();
                         request = Box::pin(call.again_after(&inner, retry)).await?;
                         continue;
                     }
-                    return Ok(finish_whole(&mut end, response, call.response_limit()));
+                    return Ok(finish_whole(&mut end, response, call.response_limit(&inner)));
                 }
                 Err(error) => Failed {
                     failure: SendError::after_headers(error),
@@ -61,6 +72,7 @@ pub(super) async fn send(
             Ok(response) => {
                 if let Some(retry) = call.retry_for(&inner, &response) {
                     end.set_outcome(retry.status.code());
+                    call.tried(&end);
                     end.release_for_retry();
                     drop(response);
                     request = Box::pin(call.again_after(&inner, retry)).await?;
@@ -69,7 +81,7 @@ pub(super) async fn send(
                 // A trailers-only response carries its status here.
                 end.set_outcome_from(response.headers());
                 let end = end.with_deadline(deadline);
-                let limit = call.response_limit();
+                let limit = call.response_limit(&inner);
                 return Ok(response.map(|body| ResponseBody::new(body, end).with_limit(limit)));
             }
             Err(failure) => Failed { failure, end },
@@ -86,19 +98,29 @@ pub(super) async fn send(
 struct Rare {
     /// For a copy of a hedged call: the endpoints the other copies took.
     spread: Option<Arc<Spread>>,
-    /// The method's `maxResponseMessageBytes`.
+    /// The method's `maxResponseMessageBytes`, or the generated client's
+    /// `max_decoding_message_size` (the smaller when both are set).
     response_limit: Option<usize>,
     /// Set when a request message was above `maxRequestMessageBytes`.
     request_exceeded: Option<Arc<OnceLock<Status>>>,
     /// The retries made, for gRPC A96's per-call metrics.
     made: Made,
+    /// The endpoints of the attempts that failed: a retry goes elsewhere
+    /// while the pool has others (beyond gRPC A6, as Envoy's
+    /// `previous_hosts` retry predicate).
+    tried: Vec<Arc<Endpoint>>,
 }
 
 impl Rare {
     /// What `request` of `method` carries, if anything.
     fn of<B>(request: &Request<B>, method: Option<&Arc<MethodConfig>>) -> Option<Box<Self>> {
         let spread = request.extensions().get::<Arc<Spread>>().cloned();
-        let response_limit = method.and_then(|m| m.max_response_message_bytes);
+        let client_limit = request.extensions().get::<DecodingLimit>().map(|l| l.0);
+        let method_limit = method.and_then(|m| m.max_response_message_bytes);
+        let response_limit = match (method_limit, client_limit) {
+            (Some(method), Some(client)) => Some(method.min(client)),
+            (method, client) => method.or(client),
+        };
         let limited = method.is_some_and(|m| m.max_request_message_bytes.is_some());
         (spread.is_some() || response_limit.is_some() || limited).then(|| {
             Box::new(Self {
@@ -155,7 +177,7 @@ struct StatusRetry {
 fn finish_whole(
     end: &mut CallEnd,
     response: Response<ResponseBody>,
-    limit: Option<usize>,
+    limit: usize,
 ) -> Response<ResponseBody> {
     if let Some(trailers) = response.body().whole_trailers() {
         end.set_outcome_from(trailers);
@@ -174,10 +196,11 @@ struct Failed {
 /// the caller holds the call's slot meanwhile and gives it back after.
 async fn read_whole(
     response: Response<RecvBody>,
-) -> Result<Response<ResponseBody>, TransportError> {
+    limit: usize,
+) -> Result<Result<Response<ResponseBody>, Status>, TransportError> {
     let (head, incoming) = response.into_parts();
-    let body = ResponseBody::read_whole(incoming).await?;
-    Ok(Response::from_parts(head, body))
+    let body = ResponseBody::read_whole(incoming, limit).await?;
+    Ok(body.map(|body| Response::from_parts(head, body)))
 }
 
 /// What the attempt loop keeps between attempts.
@@ -247,18 +270,38 @@ impl Call {
     }
 
     /// For a copy of a hedged call, a slot on an endpoint no other copy
-    /// took, if one is free.
-    fn spread_slot(&self, inner: &Arc<Inner>) -> Option<crate::state::Slot> {
-        let spread = self.rare.as_ref()?.spread.as_ref()?;
-        inner.pick_spread(spread)
+    /// took; for a retry, one on an endpoint no failed attempt took; if
+    /// one is free.
+    fn preferred_slot(&self, inner: &Arc<Inner>) -> Option<crate::state::Slot> {
+        let rare = self.rare.as_ref()?;
+        match &rare.spread {
+            Some(spread) => inner.pick_spread(spread),
+            None if rare.tried.is_empty() => None,
+            None => inner.pick_untried(&rare.tried),
+        }
+    }
+
+    /// Remembers the endpoint of `end`'s attempt, which failed and is
+    /// sent again.
+    fn tried(&mut self, end: &CallEnd) {
+        let endpoint = &end.connection().endpoint;
+        let tried = &mut self.rare_mut().tried;
+        if !tried.iter().any(|e| Arc::ptr_eq(e, endpoint)) {
+            tried.push(endpoint.clone());
+        }
     }
 
     fn rare_mut(&mut self) -> &mut Rare {
         self.rare.get_or_insert_with(Box::default)
     }
 
-    fn response_limit(&self) -> Option<usize> {
-        self.rare.as_ref().and_then(|r| r.response_limit)
+    /// The largest response message the call takes: the method's or the
+    /// client's limit, else the pool's `max_decoding_message_size`.
+    fn response_limit(&self, inner: &Inner) -> usize {
+        self.rare
+            .as_ref()
+            .and_then(|r| r.response_limit)
+            .unwrap_or(inner.config.max_decoding_message_size)
     }
 
     /// The request to send next after `failed`, or the call's final status.
@@ -300,6 +343,7 @@ impl Call {
         let Some((budget, again)) = again else {
             return Err(status::from_transport(error, &endpoint));
         };
+        self.tried(&end);
         let counter = match budget {
             Budget::Transparent => &inner.counters.transparent_retries,
             _ => &inner.counters.retries,

@@ -78,6 +78,7 @@ async fn call(
     let result = match deadline {
         None => dispatch(inner, request, None, policy, clock.clone()).await,
         Some((timeout, at)) => {
+            let pool = inner.clone();
             let sent = dispatch(inner, request, Some(at), policy, clock.clone());
             match tokio::time::timeout_at(at, sent).await {
                 // A server that enforces the deadline too may answer first, and
@@ -85,10 +86,10 @@ async fn call(
                 Ok(Ok(response))
                     if tokio::time::Instant::now() >= at && is_cancelled(response.headers()) =>
                 {
-                    Err(deadline_passed(timeout))
+                    Err(pool.deadline_status(timeout))
                 }
                 Ok(result) => result,
-                Err(_) => Err(deadline_passed(timeout)),
+                Err(_) => Err(pool.deadline_status(timeout)),
             }
         }
     };
@@ -120,12 +121,6 @@ fn call_timeout(
         return Some(imposed);
     }
     timeout
-}
-
-fn deadline_passed(timeout: std::time::Duration) -> Status {
-    Status::deadline_exceeded(format!(
-        "the call's deadline of {timeout:?} passed before the server answered"
-    ))
 }
 
 /// Sends the call once (with its retries) or hedged, as its method says;

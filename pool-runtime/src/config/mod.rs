@@ -24,6 +24,10 @@ pub use self::service_config::{
 #[cfg(feature = "tls")]
 pub use self::tls::TlsConfig;
 
+/// tonic's default limit of a response message, in bytes (gRPC's default
+/// receive limit too).
+pub(crate) const DEFAULT_DECODING_LIMIT: usize = 4 << 20;
+
 /// Every setting of a [`Pool`](crate::Pool), as plain data.
 ///
 /// Build one with [`Pool::builder`](crate::Pool::builder); the builder checks
@@ -160,6 +164,16 @@ pub struct PoolConfig {
     /// Default: none (the server's `SETTINGS_MAX_CONCURRENT_STREAMS`, or 100
     /// when it advertises no limit).
     pub max_streams_per_connection: Option<usize>,
+    /// The largest response message a call takes, in bytes (tonic's name,
+    /// and tonic's client default): a message above it fails the call with
+    /// `RESOURCE_EXHAUSTED` at its length prefix, before its bytes are read.
+    /// A generated client's own `max_decoding_message_size`, and a method's
+    /// `maxResponseMessageBytes` in the service config, take the place of
+    /// this for their calls (the smaller of the method's and the client's
+    /// applies). Raise it here for plain tonic clients whose limit you raised.
+    ///
+    /// Default: 4 MiB (4194304).
+    pub max_decoding_message_size: usize,
     /// The retry policy of methods their proto declares safe to send twice
     /// (`option idempotency_level = IDEMPOTENT` or `NO_SIDE_EFFECTS`, which
     /// the build helper carries to the generated clients), unless the
@@ -291,6 +305,7 @@ impl Default for PoolConfig {
             keep_alive_timeout: Duration::from_secs(20),
             keep_alive_while_idle: false,
             max_streams_per_connection: None,
+            max_decoding_message_size: DEFAULT_DECODING_LIMIT,
             idempotent_retry_policy: Some(RetryPolicy::default()),
             backoff: Backoff::default(),
             initial_stream_window_size: None,

@@ -69,10 +69,28 @@ async fn connect_unbounded(
         settings.as_mut().enable();
         if !link.settings_seen() {
             tokio::select! {
+                // The driver first: when the server's SETTINGS and its
+                // GOAWAY (or a broken connection) come together, the
+                // connection is not up, and the error says why.
+                biased;
+                result = &mut driver => return Err(closed_early(&link, result.err())),
                 () = &mut settings => {}
-                _ = &mut driver => return Err(ConnectError::ClosedEarly),
             }
         }
+    }
+    // gRPC's servers advertise a limit or none; 0 means no call can go
+    // here, so the attempt fails and the endpoint backs off, as for a
+    // server that refuses connections.
+    if link.max_streams() == 0 {
+        return Err(ConnectError::NoStreams {
+            endpoint: endpoint.key.clone(),
+        });
+    }
+    if !link.is_ready() {
+        // GOAWAY came with the SETTINGS: the driver's error, if it ends
+        // with one soon, says why.
+        let ended = tokio::time::timeout(GOAWAY_GRACE, &mut driver).await;
+        return Err(closed_early(&link, ended.ok().and_then(Result::err)));
     }
     // With health checking, a connection joins only once its server says
     // it is serving.
@@ -81,7 +99,7 @@ async fn connect_unbounded(
         tokio::pin!(check);
         tokio::select! {
             result = &mut check => result.map_err(ConnectError::Unhealthy)?,
-            _ = &mut driver => return Err(ConnectError::ClosedEarly),
+            result = &mut driver => return Err(closed_early(&link, result.err())),
         }
     }
     Ok(Connected {
@@ -90,6 +108,20 @@ async fn connect_unbounded(
         link,
     })
 }
+
+/// The error of a connection that ended, or went away, before it was
+/// ready: what h2 saw, and what the server sent if it is not HTTP/2.
+fn closed_early(link: &Link, cause: Option<super::TransportError>) -> ConnectError {
+    ConnectError::ClosedEarly {
+        cause,
+        answered: link.not_http2(),
+        goaway: link.state() != super::State::Ready,
+    }
+}
+
+/// How long a connection told GOAWAY with its SETTINGS is given to end
+/// with h2's error, for the attempt's message.
+const GOAWAY_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// h2's settings for a connection, from tonic's names in the config.
 fn builder(config: &PoolConfig) -> h2::client::Builder {

@@ -92,8 +92,21 @@ pub(crate) enum ConnectError {
     NoTls,
     #[error("http/2 handshake failed: {0}")]
     Handshake(#[source] h2::Error),
-    #[error("connection closed before the server's SETTINGS frame arrived")]
-    ClosedEarly,
+    /// The connection ended before it could take calls: `cause` is what
+    /// h2 saw, `answered` what the server sent if it is not HTTP/2.
+    #[error("{}", closed_early(.cause.as_ref(), .answered.as_deref(), *.goaway))]
+    ClosedEarly {
+        #[source]
+        cause: Option<TransportError>,
+        answered: Option<String>,
+        /// Whether the server sent GOAWAY (h2 may end without an error
+        /// after a graceful one).
+        goaway: bool,
+    },
+    #[error(
+        "the server at {endpoint} allows 0 concurrent streams (SETTINGS_MAX_CONCURRENT_STREAMS = 0): the connection can carry no call"
+    )]
+    NoStreams { endpoint: String },
     #[error(transparent)]
     Unhealthy(HealthError),
 }
@@ -113,4 +126,25 @@ pub(crate) enum HealthError {
     },
     #[error("health check for {service:?} got no answer within {timeout:?}")]
     Timeout { service: String, timeout: Duration },
+}
+
+/// What a connection that ended before it was ready says.
+fn closed_early(cause: Option<&TransportError>, answered: Option<&str>, goaway: bool) -> String {
+    if let Some(answered) = answered {
+        return format!("the server does not speak HTTP/2 ({answered})");
+    }
+    match cause.and_then(TransportError::h2) {
+        Some(h2) if h2.is_go_away() && h2.is_remote() => {
+            let reason = h2.reason().unwrap_or(h2::Reason::NO_ERROR);
+            format!("the server sent GOAWAY ({reason:?}) before the connection was ready: {h2}")
+        }
+        Some(h2) => format!("the connection failed before the server's SETTINGS frame arrived: {h2}"),
+        None => match cause {
+            Some(cause) => format!("the connection failed before it was ready: {cause}"),
+            None if goaway => {
+                "the server sent GOAWAY before the connection took a call".to_owned()
+            }
+            None => "the server closed the connection before its SETTINGS frame arrived".to_owned(),
+        },
+    }
 }

@@ -99,7 +99,7 @@ pub(crate) async fn exchange(
                 // its status at once, then resets the stream): its answer
                 // is the call's, as hyper has it, not the failed send.
                 if let Some(Ok(response)) = (&mut response).now_or_never() {
-                    return Ok(response.map(|recv| RecvBody::new(recv, open)));
+                    return Ok(RecvBody::checked(response, open));
                 }
                 return Err(SendError::after_headers(error));
             }
@@ -109,7 +109,7 @@ pub(crate) async fn exchange(
         }
     }
     match response.await {
-        Ok(response) => Ok(response.map(|recv| RecvBody::new(recv, open))),
+        Ok(response) => Ok(RecvBody::checked(response, open)),
         Err(error) => Err(SendError::after_headers(error.into())),
     }
 }

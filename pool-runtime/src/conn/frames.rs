@@ -101,6 +101,8 @@ pin_project_lite::pin_project! {
         inner: T,
         scanner: FrameScanner,
         link: std::sync::Arc<Link>,
+        // Whether the server has sent anything yet.
+        started: bool,
     }
 }
 
@@ -110,6 +112,7 @@ impl<T> WatchedIo<T> {
             inner,
             scanner: FrameScanner::default(),
             link,
+            started: false,
         }
     }
 }
@@ -139,8 +142,12 @@ impl<T: AsyncRead> AsyncRead for WatchedIo<T> {
         let result = with_io_waker(this.link, cx, |cx| inner.as_mut().poll_read(cx, buf));
         if let Poll::Ready(Ok(())) = result {
             let link = &**this.link;
-            this.scanner
-                .feed(&buf.filled()[before..], |event| link.on_frame(event));
+            let read = &buf.filled()[before..];
+            if !*this.started && !read.is_empty() {
+                *this.started = true;
+                link.note_first_bytes(read);
+            }
+            this.scanner.feed(read, |event| link.on_frame(event));
         }
         result
     }

@@ -51,7 +51,13 @@ pub(crate) struct Link {
     io_waker: OnceLock<std::task::Waker>,
     /// Set when a caller queued a request since the driver last looked.
     requests_queued: AtomicBool,
+    /// The first bytes the server sent (up to `FIRST_BYTES`), to say what
+    /// it is when it is not an HTTP/2 server.
+    first_bytes: OnceLock<Box<[u8]>>,
 }
+
+/// How many of the server's first bytes a connection keeps.
+const FIRST_BYTES: usize = 128;
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,6 +83,7 @@ impl Default for Link {
             driver: AtomicWaker::new(),
             io_waker: OnceLock::new(),
             requests_queued: AtomicBool::new(false),
+            first_bytes: OnceLock::new(),
         }
     }
 }
@@ -102,6 +109,30 @@ impl Link {
     /// Whether requests were queued since the last call.
     pub(crate) fn take_requests_queued(&self) -> bool {
         self.requests_queued.swap(false, Ordering::Relaxed)
+    }
+
+    /// Keeps the start of the first bytes the server sent.
+    pub(super) fn note_first_bytes(&self, bytes: &[u8]) {
+        let _ = self
+            .first_bytes
+            .set(bytes[..bytes.len().min(FIRST_BYTES)].into());
+    }
+
+    /// What the server answered, when its first bytes show it is not an
+    /// HTTP/2 server: an HTTP/1 status line, or a TLS record.
+    pub(crate) fn not_http2(&self) -> Option<String> {
+        let bytes = self.first_bytes.get()?;
+        if bytes.starts_with(b"HTTP/") {
+            let line = bytes.split(|&b| b == b'\r' || b == b'\n').next().unwrap_or(bytes);
+            return Some(format!("it answered: {}", String::from_utf8_lossy(line)));
+        }
+        // A TLS record: content type 20 to 23, then version 3.x.
+        if let [kind @ 20..=23, 3, ..] = **bytes {
+            return Some(format!(
+                "it answered with TLS (record type {kind}): the endpoint needs https://"
+            ));
+        }
+        None
     }
 
     /// Counts a stream that opens; the guard counts it closed.

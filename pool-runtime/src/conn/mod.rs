@@ -10,6 +10,7 @@
 //! | `driver.rs` | the connection's task: h2, keepalive PINGs, the adaptive window |
 //! | `exchange.rs` | one request and its response on a stream, the request body sent from the caller's task |
 //! | `recv_body.rs` | a response body read from h2 |
+//! | `answer.rs` | a server's answer checked before tonic reads it: not gRPC, bad status details, a message that is not UTF-8 |
 //! | `error.rs` | transport errors, and why a connection attempt or a health check failed |
 //! | `tls.rs` | rustls glue (feature `tls`) |
 //! | `transport.rs` | the byte stream's kinds as one type |
@@ -21,6 +22,7 @@
 //! | `request_body.rs` | the request body, and the caller's handle on it |
 //! | `status.rs` | transport errors as gRPC statuses |
 
+mod answer;
 mod connect;
 mod connection;
 mod dial;

@@ -11,6 +11,13 @@ use super::error::TransportError;
 
 /// The status for a call that failed in the transport.
 pub(crate) fn from_transport(error: TransportError, endpoint: &str) -> Status {
+    // The caller's own request failed (its stream, or its encoder): that
+    // is the call's status, and no connection failed.
+    if let TransportError::Body(body) = &error
+        && let Some(status) = find::<Status>(&**body)
+    {
+        return request_status(status);
+    }
     let code = code_for(&error);
     let message = if error.is_timeout() {
         format!("connection to {endpoint} missed its keepalive: {error}")
@@ -25,7 +32,7 @@ pub(crate) fn from_transport(error: TransportError, endpoint: &str) -> Status {
 pub(crate) fn code_for(error: &TransportError) -> Code {
     if let TransportError::Body(body) = error {
         // The caller's own stream failed: its status, if it is one.
-        return find::<Status>(&**body).map_or(Code::Internal, Status::code);
+        return find::<Status>(&**body).map_or(Code::Internal, |s| request_status(s).code());
     }
     let Some(h2) = error.h2() else {
         return Code::Unavailable;
@@ -43,6 +50,25 @@ pub(crate) fn code_for(error: &TransportError) -> Code {
     // GOAWAY, I/O errors and the connection's end: the transport is gone.
     Code::Unavailable
 }
+
+/// The status of a call whose request body failed with `status`. tonic's
+/// encoder says OUT_OF_RANGE for a message above the client's
+/// `max_encoding_message_size`; gRPC's `doc/statuscodes.md` gives
+/// RESOURCE_EXHAUSTED for a message larger than a configured limit.
+fn request_status(status: &Status) -> Status {
+    if status.code() == Code::OutOfRange
+        && status.message().starts_with(TONIC_ENCODE_LIMIT)
+    {
+        return Status::resource_exhausted(format!(
+            "the request message is above the client's max_encoding_message_size, so it was not sent (its stream was reset with CANCEL): {}",
+            status.message()
+        ));
+    }
+    status.clone()
+}
+
+/// How tonic 0.14's encoder starts the message of a request above its limit.
+const TONIC_ENCODE_LIMIT: &str = "Error, encoded message length too large";
 
 /// Whether the server refused the request before processing it: a stream it
 /// reset with REFUSED_STREAM, or one h2 would not open after the server's

@@ -63,6 +63,30 @@ impl Inner {
         }
     }
 
+    /// The status of a call whose deadline of `timeout` passed before it
+    /// had an answer: when no connection was up, it says so (nothing was
+    /// sent) and names the attempts under way or the last one's error.
+    pub(crate) fn deadline_status(&self, timeout: Duration) -> Status {
+        if !self.rotation.load().is_empty() || self.endpoints.load().is_empty() {
+            return Status::deadline_exceeded(format!(
+                "the call's deadline of {timeout:?} passed before the server answered"
+            ));
+        }
+        let attempts = match (self.connecting(), self.last_failure()) {
+            (0, Some((uri, error))) => {
+                format!("the last connection attempt, to {uri}, failed: {error}")
+            }
+            (0, None) => "no connection attempt is under way".to_owned(),
+            (n, _) => format!(
+                "{n} connection attempt(s) under way (connect_timeout {:?})",
+                self.config.connect_timeout
+            ),
+        };
+        Status::deadline_exceeded(format!(
+            "the call's deadline of {timeout:?} passed before any connection was ready, so it was not sent; {attempts}"
+        ))
+    }
+
     /// The error of `ready()` when nothing can be reached.
     pub(super) fn connect_error(&self) -> Error {
         let (endpoint, error) = self

@@ -11,7 +11,7 @@ use tonic::Status;
 use super::outage::closed_status;
 use super::subchannel::Load;
 use super::{Inner, Subchannel};
-use crate::conn::Connection;
+use crate::conn::{Connection, Endpoint};
 
 impl Inner {
     /// Takes a stream slot for a call, waiting in line if none is free
@@ -107,6 +107,23 @@ impl Inner {
         }
         slot.hedge = Some(Arc::clone(spread));
         Some(slot)
+    }
+
+    /// Reserves a slot for a retry on the least loaded endpoint none of
+    /// the call's failed attempts went to; `None` when the pool has one
+    /// endpoint, or every other is taken or full (the retry then takes an
+    /// ordinary pick).
+    #[cold]
+    pub(crate) fn pick_untried(self: &Arc<Self>, tried: &[Arc<Endpoint>]) -> Option<Slot> {
+        if !self.choosing.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        let subchannels = self.subchannels.load();
+        let untried = subchannels
+            .iter()
+            .filter(|s| !tried.iter().any(|e| Arc::ptr_eq(e, &s.endpoint)));
+        let (lightest, connections) = lightest(untried)?;
+        self.reserve_on(lightest, &connections)
     }
 
     /// The pick settles for an endpoint with `chosen` load because `full`

@@ -1,0 +1,235 @@
+//! A server's answer checked before tonic reads it: everything a server
+//! sends is untrusted input.
+//!
+//! - A response that is not gRPC (an error page from a proxy: no
+//!   `grpc-status`, and an HTTP status other than 200 or a content-type other
+//!   than `application/grpc`) takes its status from the HTTP status, as gRPC's
+//!   `doc/http-grpc-status-mapping.md` gives it, whatever its body; read as
+//!   gRPC framing, an HTML body would say "invalid compression flag: 60".
+//! - A `grpc-status-details-bin` that is not base64 is dropped: tonic's
+//!   `Status::from_header_map` panics on it.
+//! - A `grpc-message` that is not UTF-8 once percent-decoded is replaced by
+//!   its lossy decoding, percent-encoded again: tonic would turn the call's
+//!   code into UNKNOWN, where `doc/PROTOCOL-HTTP2.md` has the code stand
+//!   ("When decoding invalid values, implementations MUST NOT error or throw
+//!   away the message").
+
+use base64::Engine;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use tonic::Code;
+
+const GRPC_STATUS: &str = "grpc-status";
+const GRPC_MESSAGE: &str = "grpc-message";
+const GRPC_STATUS_DETAILS: &str = "grpc-status-details-bin";
+
+/// The engine tonic 0.14 decodes `grpc-status-details-bin` with (padding
+/// optional), so that what passes here decodes there.
+const DETAILS: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// The status of a response that is not gRPC, if `headers` (the response's
+/// head, with its HTTP `status`) say so: no `grpc-status`, and an HTTP
+/// status other than 200 or a content-type that is not `application/grpc`.
+pub(crate) fn non_grpc(status: StatusCode, headers: &HeaderMap) -> Option<(Code, String)> {
+    if headers.contains_key(GRPC_STATUS) {
+        return None;
+    }
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    let grpc = content_type.as_deref().is_some_and(is_grpc);
+    if status == StatusCode::OK && grpc {
+        return None;
+    }
+    let code = from_http(status);
+    let content_type = content_type.as_deref().unwrap_or("none");
+    Some((
+        code,
+        format!(
+            "the server's answer is not gRPC: HTTP status {status}, content-type {content_type:?}, no grpc-status (mapped per gRPC's http-grpc-status-mapping.md)"
+        ),
+    ))
+}
+
+/// Whether `content_type` is gRPC's: `application/grpc`, alone or followed by
+/// `+` (a codec) or `;` (parameters).
+fn is_grpc(content_type: &str) -> bool {
+    content_type
+        .strip_prefix("application/grpc")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('+') || rest.starts_with(';'))
+}
+
+/// gRPC's `doc/http-grpc-status-mapping.md`: the code of a response without
+/// `grpc-status` by its HTTP status.
+pub(crate) fn from_http(status: StatusCode) -> Code {
+    match status.as_u16() {
+        400 => Code::Internal,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::Unimplemented,
+        429 | 502 | 503 | 504 => Code::Unavailable,
+        _ => Code::Unknown,
+    }
+}
+
+/// A trailers-only head that carries `code` and `message`, for a response
+/// that is not gRPC.
+pub(crate) fn trailers_only(headers: &mut HeaderMap, code: Code, message: &str) {
+    headers.clear();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(GRPC_STATUS, HeaderValue::from(code as i32));
+    if let Ok(message) = HeaderValue::from_str(&percent_encode(message.as_bytes())) {
+        headers.insert(GRPC_MESSAGE, message);
+    }
+}
+
+/// Repairs what tonic would panic on or misread in a status's `headers`
+/// (trailers, or a trailers-only head): drops a `grpc-status-details-bin`
+/// that is not base64, and makes `grpc-message` UTF-8. Headers with only a
+/// `grpc-status` (every OK trailer) cost one length check.
+#[inline]
+pub(crate) fn repair(headers: &mut HeaderMap) {
+    if headers.len() > 1 {
+        repair_slow(headers);
+    }
+}
+
+#[cold]
+fn repair_slow(headers: &mut HeaderMap) {
+    if let Some(details) = headers.get(GRPC_STATUS_DETAILS)
+        && DETAILS.decode(details.as_bytes()).is_err()
+    {
+        tracing::debug!(
+            length = details.len(),
+            "dropped a grpc-status-details-bin that is not base64"
+        );
+        headers.remove(GRPC_STATUS_DETAILS);
+    }
+    if let Some(message) = headers.get(GRPC_MESSAGE) {
+        let decoded = percent_encoding::percent_decode(message.as_bytes()).collect::<Vec<u8>>();
+        if std::str::from_utf8(&decoded).is_err() {
+            let lossy = String::from_utf8_lossy(&decoded);
+            tracing::debug!(message = %lossy, "replaced a grpc-message that is not UTF-8");
+            match HeaderValue::from_str(&percent_encode(lossy.as_bytes())) {
+                Ok(value) => headers.insert(GRPC_MESSAGE, value),
+                Err(_) => headers.remove(GRPC_MESSAGE),
+            };
+        }
+    }
+}
+
+/// gRPC's percent-encoding of a `grpc-message`: bytes outside printable
+/// ASCII, and `%`, as `%XX`.
+fn percent_encode(bytes: &[u8]) -> String {
+    let mut encoded = String::with_capacity(bytes.len());
+    for &byte in bytes {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_of(headers: &HeaderMap) -> tonic::Status {
+        tonic::Status::from_header_map(headers).expect("a grpc-status")
+    }
+
+    #[test]
+    fn proxy_error_pages_map_from_their_http_status() {
+        let mut html = HeaderMap::new();
+        html.insert("content-type", HeaderValue::from_static("text/html"));
+        for (status, code) in [
+            (502, Code::Unavailable),
+            (503, Code::Unavailable),
+            (404, Code::Unimplemented),
+            (401, Code::Unauthenticated),
+            (403, Code::PermissionDenied),
+            (429, Code::Unavailable),
+            (200, Code::Unknown),
+            (500, Code::Unknown),
+        ] {
+            let status = StatusCode::from_u16(status).unwrap();
+            let (found, message) = non_grpc(status, &html).expect("not gRPC");
+            assert_eq!(found, code, "{status}");
+            assert!(message.contains("text/html"), "{message}");
+        }
+    }
+
+    #[test]
+    fn grpc_answers_pass() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/grpc"));
+        assert!(non_grpc(StatusCode::OK, &headers).is_none());
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/grpc+proto"),
+        );
+        assert!(non_grpc(StatusCode::OK, &headers).is_none());
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/grpcx"),
+        );
+        assert!(non_grpc(StatusCode::OK, &headers).is_some());
+        // A grpc-status decides, whatever the rest says.
+        headers.insert("grpc-status", HeaderValue::from_static("14"));
+        assert!(non_grpc(StatusCode::BAD_GATEWAY, &headers).is_none());
+    }
+
+    #[test]
+    fn bad_details_are_dropped_and_the_status_stands() {
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-status", HeaderValue::from_static("9"));
+        headers.insert("grpc-message", HeaderValue::from_static("no%20way"));
+        headers.insert(
+            "grpc-status-details-bin",
+            HeaderValue::from_static("!!not base64!!"),
+        );
+        repair(&mut headers);
+        let status = status_of(&headers);
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(status.message(), "no way");
+        assert!(status.details().is_empty());
+    }
+
+    #[test]
+    fn good_details_are_kept() {
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-status", HeaderValue::from_static("9"));
+        headers.insert("grpc-status-details-bin", HeaderValue::from_static("AQID"));
+        repair(&mut headers);
+        assert_eq!(status_of(&headers).details(), &[1, 2, 3]);
+    }
+
+    #[test]
+    fn a_message_that_is_not_utf8_is_decoded_lossily_and_the_code_stands() {
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-status", HeaderValue::from_static("5"));
+        headers.insert("grpc-message", HeaderValue::from_static("bad %FF%FE byte"));
+        repair(&mut headers);
+        let status = status_of(&headers);
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "bad \u{fffd}\u{fffd} byte");
+    }
+
+    #[test]
+    fn a_synthesised_head_reads_back() {
+        let mut headers = HeaderMap::new();
+        trailers_only(&mut headers, Code::Unavailable, "100% \"down\"");
+        let status = status_of(&headers);
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.message(), "100% \"down\"");
+    }
+}
