@@ -190,7 +190,11 @@ mod tests {
             Some(Budget::Transparent)
         );
         policy.spend(Budget::Transparent, Pushback::None);
-        assert_eq!(policy.retry(Failure::Unprocessed), None, "no policy: no attempt");
+        assert_eq!(
+            policy.retry(Failure::Unprocessed),
+            None,
+            "no policy: no attempt"
+        );
         assert_eq!(policy.retry(Failure::Sent(Code::Unavailable)), None);
         assert!(!policy.any_left());
     }
@@ -242,10 +246,7 @@ mod tests {
         );
         policy.spend(Budget::Transparent, Pushback::None);
         for _ in 0..2 {
-            assert_eq!(
-                policy.retry(Failure::Unprocessed),
-                Some(Budget::Configured)
-            );
+            assert_eq!(policy.retry(Failure::Unprocessed), Some(Budget::Configured));
             policy.spend(Budget::Configured, Pushback::None);
         }
         assert_eq!(policy.retry(Failure::Unprocessed), None, "3 attempts made");

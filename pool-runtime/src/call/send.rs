@@ -19,9 +19,7 @@ use super::telemetry::CallClock;
 use crate::__private::DecodingLimit;
 use crate::affinity::AffinityKey;
 use crate::config::MethodConfig;
-use crate::conn::{
-    BodyHandle, Endpoint, RecvBody, RequestBody, SendError, TransportError, status,
-};
+use crate::conn::{BodyHandle, Endpoint, RecvBody, RequestBody, SendError, TransportError, status};
 use crate::state::{Inner, Spread};
 
 /// Sends `request` on the least-loaded connection, again elsewhere when the
@@ -47,28 +45,34 @@ pub(super) async fn send(
         let mut end = CallEnd::new(slot, call.handle.clone(), clock.attempt());
         end.connection().endpoint.address_request(&mut request)?;
         let failed = match end.connection().send(request).await {
-            Ok(response) if call.read_whole => match read_whole(response, call.response_limit(&inner)).await {
-                Ok(Err(too_large)) => {
-                    end.set_outcome(too_large.code());
-                    return Err(too_large);
-                }
-                Ok(Ok(response)) => {
-                    if let Some(retry) = call.retry_for(&inner, &response) {
-                        // The attempt failed: its endpoint and the metrics
-                        // count it so, not as cancelled.
-                        end.set_outcome(retry.status.code());
-                        call.tried(&end);
-                        end.release_for_retry();
-                        request = Box::pin(call.again_after(&inner, retry)).await?;
-                        continue;
+            Ok(response) if call.read_whole => {
+                match read_whole(response, call.response_limit(&inner)).await {
+                    Ok(Err(too_large)) => {
+                        end.set_outcome(too_large.code());
+                        return Err(too_large);
                     }
-                    return Ok(finish_whole(&mut end, response, call.response_limit(&inner)));
+                    Ok(Ok(response)) => {
+                        if let Some(retry) = call.retry_for(&inner, &response) {
+                            // The attempt failed: its endpoint and the metrics
+                            // count it so, not as cancelled.
+                            end.set_outcome(retry.status.code());
+                            call.tried(&end);
+                            end.release_for_retry();
+                            request = Box::pin(call.again_after(&inner, retry)).await?;
+                            continue;
+                        }
+                        return Ok(finish_whole(
+                            &mut end,
+                            response,
+                            call.response_limit(&inner),
+                        ));
+                    }
+                    Err(error) => Failed {
+                        failure: SendError::after_headers(error),
+                        end,
+                    },
                 }
-                Err(error) => Failed {
-                    failure: SendError::after_headers(error),
-                    end,
-                },
-            },
+            }
             Ok(response) => {
                 if let Some(retry) = call.retry_for(&inner, &response) {
                     end.set_outcome(retry.status.code());

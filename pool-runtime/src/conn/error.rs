@@ -138,12 +138,12 @@ fn closed_early(cause: Option<&TransportError>, answered: Option<&str>, goaway: 
             let reason = h2.reason().unwrap_or(h2::Reason::NO_ERROR);
             format!("the server sent GOAWAY ({reason:?}) before the connection was ready: {h2}")
         }
-        Some(h2) => format!("the connection failed before the server's SETTINGS frame arrived: {h2}"),
+        Some(h2) => {
+            format!("the connection failed before the server's SETTINGS frame arrived: {h2}")
+        }
         None => match cause {
             Some(cause) => format!("the connection failed before it was ready: {cause}"),
-            None if goaway => {
-                "the server sent GOAWAY before the connection took a call".to_owned()
-            }
+            None if goaway => "the server sent GOAWAY before the connection took a call".to_owned(),
             None => "the server closed the connection before its SETTINGS frame arrived".to_owned(),
         },
     }

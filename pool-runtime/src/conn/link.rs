@@ -123,7 +123,10 @@ impl Link {
     pub(crate) fn not_http2(&self) -> Option<String> {
         let bytes = self.first_bytes.get()?;
         if bytes.starts_with(b"HTTP/") {
-            let line = bytes.split(|&b| b == b'\r' || b == b'\n').next().unwrap_or(bytes);
+            let line = bytes
+                .split(|&b| b == b'\r' || b == b'\n')
+                .next()
+                .unwrap_or(bytes);
             return Some(format!("it answered: {}", String::from_utf8_lossy(line)));
         }
         // A TLS record: content type 20 to 23, then version 3.x.

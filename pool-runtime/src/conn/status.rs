@@ -56,9 +56,7 @@ pub(crate) fn code_for(error: &TransportError) -> Code {
 /// `max_encoding_message_size`; gRPC's `doc/statuscodes.md` gives
 /// RESOURCE_EXHAUSTED for a message larger than a configured limit.
 fn request_status(status: &Status) -> Status {
-    if status.code() == Code::OutOfRange
-        && status.message().starts_with(TONIC_ENCODE_LIMIT)
-    {
+    if status.code() == Code::OutOfRange && status.message().starts_with(TONIC_ENCODE_LIMIT) {
         return Status::resource_exhausted(format!(
             "the request message is above the client's max_encoding_message_size, so it was not sent (its stream was reset with CANCEL): {}",
             status.message()
