@@ -5,6 +5,7 @@
 pub mod dns;
 pub mod etcd;
 pub mod frames;
+pub mod fuzz;
 pub mod hostile;
 pub mod interop;
 pub mod memory;
