@@ -129,6 +129,19 @@ fn invalid_configurations_are_rejected_with_the_bad_value() {
                 )
             },
         ),
+        (
+            "a zero response limit",
+            valid().max_decoding_message_size(0),
+            |e| {
+                matches!(
+                    e,
+                    Error::InvalidSetting {
+                        name: "max_decoding_message_size",
+                        ..
+                    }
+                )
+            },
+        ),
         ("too many waiters", valid().max_waiters(usize::MAX), |e| {
             matches!(
                 e,

@@ -19,6 +19,7 @@ max_connection_lifetime = "30m"
 acquire_timeout = "750ms"
 max_waiters = 512
 max_streams_per_connection = 50
+max_decoding_message_size = 8388608
 idempotent_retry_policy = { maxAttempts = 4, initialBackoff = "0.2s", maxBackoff = "2s", backoffMultiplier = 3, retryableStatusCodes = ["UNAVAILABLE", "ABORTED"] }
 timeout = "3s"
 initial_stream_window_size = 1048576
@@ -64,6 +65,7 @@ fn every_setting_reads_from_toml_as_the_builder_would_set_it() {
         .acquire_timeout(Duration::from_millis(750))
         .max_waiters(512)
         .max_streams_per_connection(50)
+        .max_decoding_message_size(8 << 20)
         .idempotent_retry_policy(Some(pooled_client::RetryPolicy {
             max_attempts: 4,
             initial_backoff: Duration::from_millis(200),
