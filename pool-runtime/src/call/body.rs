@@ -95,6 +95,18 @@ impl ResponseBody {
         self.whole.back().and_then(Frame::trailers_ref)
     }
 
+    /// Ends the call with DEADLINE_EXCEEDED: its deadline passed while its
+    /// response was being received.
+    fn deadline_exceeded(&mut self) -> Status {
+        if let Some(end) = self.end.as_mut() {
+            end.set_outcome(tonic::Code::DeadlineExceeded);
+        }
+        self.finish();
+        Status::deadline_exceeded(
+            "the call's deadline passed while its response was being received",
+        )
+    }
+
     fn finish(&mut self) {
         self.inner = None;
         self.end = None;
@@ -130,11 +142,7 @@ impl Body for ResponseBody {
         if let Some(end) = this.end.as_mut()
             && end.poll_deadline(cx).is_ready()
         {
-            end.set_outcome(tonic::Code::DeadlineExceeded);
-            this.finish();
-            return Poll::Ready(Some(Err(Status::deadline_exceeded(
-                "the call's deadline passed while its response was being received",
-            ))));
+            return Poll::Ready(Some(Err(this.deadline_exceeded())));
         }
         let frame = ready!(Pin::new(inner).poll_frame(cx));
         Poll::Ready(match frame {
@@ -147,8 +155,13 @@ impl Body for ResponseBody {
                     return Poll::Ready(Some(Err(status)));
                 }
                 if let Some(trailers) = frame.trailers_ref() {
-                    // Trailers end a gRPC response: the call is done.
+                    // Trailers end a gRPC response: the call is done. A
+                    // CANCELLED that a server enforcing the deadline sent
+                    // once it passed is the deadline.
                     if let Some(end) = this.end.as_mut() {
+                        if end.deadline_passed() && is_cancelled(trailers) {
+                            return Poll::Ready(Some(Err(this.deadline_exceeded())));
+                        }
                         end.set_outcome_from(trailers);
                     }
                     this.end = None;
@@ -156,6 +169,11 @@ impl Body for ResponseBody {
                 Some(Ok(frame))
             }
             Some(Err(error)) => {
+                // A reset that arrives once the deadline has passed is the
+                // deadline (as grpc-go's client has it).
+                if this.end.as_ref().is_some_and(CallEnd::deadline_passed) {
+                    return Poll::Ready(Some(Err(this.deadline_exceeded())));
+                }
                 let endpoint = this.endpoint();
                 let status = status::from_transport(error, &endpoint);
                 if let Some(end) = this.end.as_mut() {
@@ -259,4 +277,11 @@ mod tests {
             Err(u32::MAX as usize)
         );
     }
+}
+
+/// Whether `trailers` end the call with CANCELLED.
+fn is_cancelled(trailers: &http::HeaderMap) -> bool {
+    trailers
+        .get("grpc-status")
+        .is_some_and(|code| code.as_bytes() == b"1")
 }

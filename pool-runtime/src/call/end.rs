@@ -98,6 +98,15 @@ impl CallEnd {
         self.request = None;
     }
 
+    /// Whether the call's deadline has passed.
+    pub(crate) fn deadline_passed(&self) -> bool {
+        // The instant, not the timer: tokio's timer fires up to a
+        // millisecond late, and a server's reset can come in between.
+        self.deadline
+            .as_ref()
+            .is_some_and(|d| Instant::now() >= d.deadline())
+    }
+
     /// Ready once the call's deadline has passed; never without one.
     pub(crate) fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match self.deadline.as_mut() {

@@ -15,6 +15,7 @@ use super::body::ResponseBody;
 use super::telemetry::CallClock;
 use super::{deadline, hedge, send};
 use crate::config::MethodConfig;
+use crate::conn::status;
 use crate::pool::Pool;
 use crate::state::Inner;
 
@@ -85,6 +86,15 @@ async fn call(
                 // tonic's servers answer CANCELLED: the deadline is what happened.
                 Ok(Ok(response))
                     if tokio::time::Instant::now() >= at && is_cancelled(response.headers()) =>
+                {
+                    Err(pool.deadline_status(timeout))
+                }
+                // A server that enforces the deadline resets the stream as it
+                // passes (grpc-go with CANCEL); a reset that arrives once the
+                // deadline has passed is the deadline, as grpc-go's client has
+                // it (`handleRSTStream`).
+                Ok(Err(status))
+                    if tokio::time::Instant::now() >= at && status::is_stream_reset(&status) =>
                 {
                     Err(pool.deadline_status(timeout))
                 }

@@ -19,10 +19,21 @@ pub(crate) fn from_transport(error: TransportError, endpoint: &str) -> Status {
         return request_status(status);
     }
     let code = code_for(&error);
-    let message = if error.is_timeout() {
-        format!("connection to {endpoint} missed its keepalive: {error}")
-    } else {
-        format!("connection to {endpoint} failed: {}", chain(&error))
+    let message = match error.h2() {
+        _ if error.is_timeout() => {
+            format!("connection to {endpoint} missed its keepalive: {error}")
+        }
+        // One stream's reset is not a failed connection (PROTOCOL-HTTP2.md
+        // maps the reset's code to the call's status).
+        Some(h2) if h2.is_reset() && !h2.is_go_away() => {
+            let reason = h2.reason().unwrap_or(h2::Reason::INTERNAL_ERROR);
+            if h2.is_remote() {
+                format!("the server at {endpoint} reset the call's stream (RST_STREAM {reason:?})")
+            } else {
+                format!("the call's stream to {endpoint} was reset (RST_STREAM {reason:?}): {h2}")
+            }
+        }
+        _ => format!("connection to {endpoint} failed: {}", chain(&error)),
     };
     let mut status = Status::new(code, message);
     status.set_source(std::sync::Arc::new(error));
@@ -137,4 +148,13 @@ pub(crate) fn chain(error: &(dyn StdError + 'static)) -> String {
         current = cause.source();
     }
     text
+}
+
+/// Whether `status` came from a stream the server reset (not a GOAWAY).
+pub(crate) fn is_stream_reset(status: &Status) -> bool {
+    status
+        .source()
+        .and_then(|source| source.downcast_ref::<TransportError>())
+        .and_then(TransportError::h2)
+        .is_some_and(|h2| h2.is_reset() && !h2.is_go_away())
 }
