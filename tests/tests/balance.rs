@@ -118,6 +118,35 @@ async fn four_servers_share_the_calls_evenly() {
     .await;
 }
 
+/// A mixed fleet, as grpc-go's servers (no stream limit advertised) beside
+/// grpc-java's and Envoy's (2147483647, "unlimited"): servers of equal
+/// speed share evenly whatever they advertise, since the pick compares
+/// calls in flight (gRPC A48), not a fraction of the advertised limit
+/// (which made the "unlimited" ones look idle: 0.68 of the calls to two
+/// of four).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_advertising_unlimited_streams_take_an_even_share() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    bounded(LIMIT, async {
+        let mut servers = servers(2).await;
+        for _ in 0..2 {
+            let unlimited = ServerOptions {
+                max_concurrent_streams: Some(i32::MAX as u32),
+            };
+            servers.push(TestServer::start(unlimited).await);
+        }
+        let pool = pool_over(&servers).await;
+        let shares = relative_shares(
+            &servers,
+            &shares(std::slice::from_ref(&pool), 16, 150, 2).await,
+        );
+        let unlimited = (shares[2] + shares[3]) / 4.0;
+        println!("2 servers advertising no limit, 2 advertising 2147483647: shares {shares:.2?}; the 'unlimited' ones took {unlimited:.3}");
+        assert!((0.45..=0.55).contains(&unlimited), "{shares:?}");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pools_together_share_four_servers_evenly() {
     let _alone = ONE_AT_A_TIME.lock().await;

@@ -56,6 +56,21 @@ pub(crate) struct Link {
     first_bytes: OnceLock<Box<[u8]>>,
 }
 
+/// The most streams one connection is taken to carry: a server that
+/// advertises more (grpc-java's and Envoy's 2147483647 mean "unlimited")
+/// counts as advertising none, so the pool grows past one connection to
+/// it as it does for grpc-go's, which advertises none.
+const PRACTICAL_MAX_STREAMS: u32 = 65_536;
+
+/// The stream limit the pool counts for an advertised `max`.
+fn practical_limit(max: u32) -> usize {
+    if max > PRACTICAL_MAX_STREAMS {
+        DEFAULT_MAX_STREAMS
+    } else {
+        max as usize
+    }
+}
+
 /// How many of the server's first bytes a connection keeps.
 const FIRST_BYTES: usize = 128;
 
@@ -225,7 +240,8 @@ impl Link {
         match event {
             FrameEvent::Settings { max_streams } => {
                 if let Some(max) = max_streams {
-                    self.max_streams.store(max as usize, Ordering::Relaxed);
+                    self.max_streams
+                        .store(practical_limit(max), Ordering::Relaxed);
                 }
                 if !self.settings_seen.swap(true, Ordering::AcqRel) {
                     self.settings.notify_one();
@@ -267,6 +283,11 @@ mod tests {
         });
         assert!(link.settings_seen());
         assert_eq!(link.max_streams(), 4);
+        // "Unlimited" (grpc-java's, Envoy's) counts as no limit given.
+        link.on_frame(FrameEvent::Settings {
+            max_streams: Some(i32::MAX as u32),
+        });
+        assert_eq!(link.max_streams(), DEFAULT_MAX_STREAMS);
         link.on_frame(FrameEvent::GoAway);
         assert_eq!(link.state(), State::Draining);
         assert!(!link.advance(State::Ready), "state never moves backwards");

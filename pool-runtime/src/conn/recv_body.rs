@@ -41,7 +41,7 @@ impl RecvBody {
         stream: OpenStream,
     ) -> http::Response<Self> {
         let (mut head, recv) = response.into_parts();
-        if let Some((code, message)) = answer::non_grpc(head.status, &head.headers) {
+        if let Some((code, message)) = answer::check_head(head.status, &mut head.headers) {
             tracing::debug!(status = %head.status, ?code, "the server's answer is not gRPC");
             answer::trailers_only(&mut head.headers, code, &message);
             drop(recv);
@@ -52,7 +52,6 @@ impl RecvBody {
             };
             return http::Response::from_parts(head, body);
         }
-        answer::repair(&mut head.headers);
         http::Response::from_parts(head, Self::new(recv, stream))
     }
 }

@@ -66,15 +66,14 @@ impl Subchannel {
             return None;
         }
         let connections = self.connections.load();
-        let (mut in_flight, mut capacity, mut free) = (0usize, 0usize, false);
+        let (mut in_flight, mut free) = (0usize, false);
         for connection in connections.iter() {
             if !connection.link.is_ready() {
                 continue;
             }
-            let (held, allowed) = (connection.in_flight(), connection.capacity());
+            let held = connection.in_flight();
             in_flight += held;
-            capacity += allowed;
-            free |= held < allowed;
+            free |= held < connection.capacity();
         }
         if !free {
             return None;
@@ -82,7 +81,6 @@ impl Subchannel {
         in_flight += self.lingering.load(Ordering::Relaxed);
         let load = Load {
             in_flight: in_flight as f64,
-            busy: in_flight as f64 / capacity as f64,
             latency: self.latency.estimate_nanos(),
         };
         Some((load, connections))
@@ -189,9 +187,6 @@ impl Subchannel {
 pub(super) struct Load {
     /// The streams in flight.
     in_flight: f64,
-    /// The streams in flight over the streams the endpoint's connections
-    /// allow.
-    busy: f64,
     /// The latency estimate in nanoseconds; 0 when unknown.
     latency: f64,
 }
@@ -213,13 +208,16 @@ fn same_latency(a: f64, b: f64) -> bool {
 
 impl Load {
     /// Whether `self` is the lighter of two endpoints. Endpoints of about
-    /// the same latency compare by how busy they are (gRPC A48's least
-    /// request, relative to capacity; idle ones tie, and the random draw
-    /// breaks the tie); otherwise by the calls in flight, the one being
-    /// placed included, times latency, as tower's `PeakEwma` balancer,
-    /// Finagle and linkerd weigh load (absolute, so that a fast server
-    /// allowing few streams is not passed over for a slow one allowing
-    /// many). An endpoint not yet measured borrows the other's latency, so
+    /// the same latency compare by their calls in flight (gRPC A48's
+    /// outstanding requests; idle ones tie, and the random draw breaks the
+    /// tie), not by a fraction of what their servers advertise: a server
+    /// that advertises "unlimited" streams (grpc-java's and Envoy's
+    /// 2147483647) is not idler than one that advertises none (grpc-go's).
+    /// The advertised limit decides only whether a connection is full and
+    /// when to grow (A105). Endpoints of clearly different latency compare
+    /// by the calls in flight, the one being placed included, times
+    /// latency, as tower's `PeakEwma` balancer, Finagle and linkerd weigh
+    /// load. An endpoint not yet measured borrows the other's latency, so
     /// that a new server is neither flooded nor starved.
     pub(super) fn lighter_than(self, other: Load) -> bool {
         let known = |l: f64, fallback: f64| if l > 0.0 { l } else { fallback.max(1.0) };
@@ -228,7 +226,7 @@ impl Load {
             known(other.latency, self.latency),
         );
         if same_latency(mine, theirs) {
-            self.busy < other.busy
+            self.in_flight < other.in_flight
         } else {
             (self.in_flight + 1.0) * mine < (other.in_flight + 1.0) * theirs
         }
@@ -367,10 +365,12 @@ impl Ewma {
 mod tests {
     use super::*;
 
-    fn load(in_flight: f64, capacity: f64, latency_ms: f64) -> Load {
+    /// A load of `in_flight` calls on an endpoint whose connections allow
+    /// `_capacity` (which the comparison does not read: gRPC A48 compares
+    /// outstanding requests).
+    fn load(in_flight: f64, _capacity: f64, latency_ms: f64) -> Load {
         Load {
             in_flight,
-            busy: in_flight / capacity,
             latency: latency_ms * 1e6,
         }
     }
@@ -412,5 +412,8 @@ mod tests {
         // 1 ms against 5 ms is a factor of five but a gap a busy host
         // makes: the same latency, compared by load.
         assert!(load(1.0, 100.0, 5.0).lighter_than(load(2.0, 100.0, 1.0)));
+        // A server advertising "unlimited" streams is not idler than one
+        // advertising 100 with fewer calls in flight.
+        assert!(load(3.0, 100.0, 1.0).lighter_than(load(4.0, 2_147_483_647.0, 1.0)));
     }
 }
