@@ -169,6 +169,69 @@ pub fn python_with_grpcio() -> PathBuf {
     python
 }
 
+/// grpc-go's interop server (`google.golang.org/grpc/interop/server`, of
+/// the grpc-go release `tests/go/go.mod` pins), built unchanged with the
+/// machine's Go through the module proxy on first use, under `target/go/`.
+pub fn grpc_go_interop_server() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("../target"));
+    let go = target.join("go");
+    let binary = go.join("bin/interop-server");
+    if !binary.exists() {
+        let built = std::process::Command::new("go")
+            .args(["build", "-o"])
+            .arg(&binary)
+            .arg("google.golang.org/grpc/interop/server")
+            .current_dir(manifest.join("go"))
+            .env("GOPATH", go.join("path"))
+            .env("GOMODCACHE", go.join("path/pkg/mod"))
+            .env("GOCACHE", go.join("cache"))
+            .env("GOFLAGS", "-modcacherw")
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            built,
+            "go build of grpc-go's interop server failed (is Go 1.26 installed?)"
+        );
+    }
+    binary
+}
+
+/// Starts grpc-go's interop server on a free loopback port (with TLS and
+/// grpc-go's test certificates when `tls`); the process (killed on drop)
+/// and its port.
+pub async fn spawn_grpc_go_interop_server(tls: bool) -> (Child, u16) {
+    let binary = tokio::task::spawn_blocking(grpc_go_interop_server)
+        .await
+        .expect("build grpc-go's interop server");
+    let mut command = Command::new(binary);
+    command
+        .args(["-port", "0", &format!("-use_tls={tls}")])
+        // The server logs its address at info level.
+        .env("GRPC_GO_LOG_SEVERITY_LEVEL", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("start grpc-go's interop server");
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+    let port = loop {
+        let line = stderr
+            .next_line()
+            .await
+            .expect("read the server's log")
+            .expect("the server exited before it listened");
+        if let Some(address) = line.split("listening on ").nth(1) {
+            let port = address.trim().rsplit(':').next().unwrap_or_default();
+            break port.parse().expect("a port");
+        }
+    };
+    // Keep draining its log, so that it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
+    (child, port)
+}
+
 /// Makes `calls` concurrent `SayHello` calls that take `delay_ms` each,
 /// carrying `key` if given, and returns each response's `header` (the test
 /// server reports the client's port in `peer-port` and its own address in

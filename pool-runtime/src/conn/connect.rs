@@ -114,7 +114,7 @@ async fn connect_unbounded(
 fn closed_early(link: &Link, cause: Option<super::TransportError>) -> ConnectError {
     ConnectError::ClosedEarly {
         cause,
-        answered: link.not_http2(),
+        answered: link.first_answer(),
         goaway: link.state() != super::State::Ready,
     }
 }

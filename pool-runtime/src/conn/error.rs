@@ -3,6 +3,8 @@
 //! attempt failed, and why a health check did.
 
 use std::fmt;
+
+use super::link::FirstAnswer;
 use std::time::Duration;
 
 /// A transport failure of one request or of its connection.
@@ -94,11 +96,11 @@ pub(crate) enum ConnectError {
     Handshake(#[source] h2::Error),
     /// The connection ended before it could take calls: `cause` is what
     /// h2 saw, `answered` what the server sent if it is not HTTP/2.
-    #[error("{}", closed_early(.cause.as_ref(), .answered.as_deref(), *.goaway))]
+    #[error("{}", closed_early(.cause.as_ref(), .answered, *.goaway))]
     ClosedEarly {
         #[source]
         cause: Option<TransportError>,
-        answered: Option<String>,
+        answered: FirstAnswer,
         /// Whether the server sent GOAWAY (h2 may end without an error
         /// after a graceful one).
         goaway: bool,
@@ -129,9 +131,20 @@ pub(crate) enum HealthError {
 }
 
 /// What a connection that ended before it was ready says.
-fn closed_early(cause: Option<&TransportError>, answered: Option<&str>, goaway: bool) -> String {
-    if let Some(answered) = answered {
-        return format!("the server does not speak HTTP/2 ({answered})");
+fn closed_early(cause: Option<&TransportError>, answered: &FirstAnswer, goaway: bool) -> String {
+    match answered {
+        FirstAnswer::Http1(line) => {
+            return format!("the server does not speak HTTP/2 (it answered: {line})");
+        }
+        FirstAnswer::Tls(kind) => {
+            return format!(
+                "the server answered with TLS (a record of type {kind}): use https:// (and a TlsConfig)"
+            );
+        }
+        FirstAnswer::Nothing => {
+            return "the server closed the connection without sending a byte (a TLS server closes so on a plaintext client: if it serves TLS, use https:// and a TlsConfig)".to_owned();
+        }
+        FirstAnswer::Frames => {}
     }
     match cause.and_then(TransportError::h2) {
         Some(h2) if h2.is_go_away() && h2.is_remote() => {

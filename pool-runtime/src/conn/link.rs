@@ -133,24 +133,23 @@ impl Link {
             .set(bytes[..bytes.len().min(FIRST_BYTES)].into());
     }
 
-    /// What the server answered, when its first bytes show it is not an
-    /// HTTP/2 server: an HTTP/1 status line, or a TLS record.
-    pub(crate) fn not_http2(&self) -> Option<String> {
-        let bytes = self.first_bytes.get()?;
+    /// What the server's first bytes say it is.
+    pub(crate) fn first_answer(&self) -> FirstAnswer {
+        let Some(bytes) = self.first_bytes.get() else {
+            return FirstAnswer::Nothing;
+        };
         if bytes.starts_with(b"HTTP/") {
             let line = bytes
                 .split(|&b| b == b'\r' || b == b'\n')
                 .next()
                 .unwrap_or(bytes);
-            return Some(format!("it answered: {}", String::from_utf8_lossy(line)));
+            return FirstAnswer::Http1(String::from_utf8_lossy(line).into_owned());
         }
         // A TLS record: content type 20 to 23, then version 3.x.
         if let [kind @ 20..=23, 3, ..] = **bytes {
-            return Some(format!(
-                "it answered with TLS (record type {kind}): the endpoint needs https://"
-            ));
+            return FirstAnswer::Tls(kind);
         }
-        None
+        FirstAnswer::Frames
     }
 
     /// Counts a stream that opens; the guard counts it closed.
@@ -256,6 +255,19 @@ impl Link {
             }
         }
     }
+}
+
+/// What a server's first bytes say it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FirstAnswer {
+    /// It sent nothing.
+    Nothing,
+    /// An HTTP/1 status line: it does not speak HTTP/2.
+    Http1(String),
+    /// A TLS record of this content type: a TLS server.
+    Tls(u8),
+    /// Anything else (HTTP/2 frames, as it should).
+    Frames,
 }
 
 /// A frame the pool reacts to.

@@ -112,7 +112,11 @@ impl Tls {
                 )
             })?,
         };
-        let stream = self.connector.connect(name, raw).await?;
+        let stream = self
+            .connector
+            .connect(name, raw)
+            .await
+            .map_err(plaintext_named)?;
         if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -137,4 +141,26 @@ fn certificates(pem: &str, name: &'static str) -> Result<Vec<CertificateDer<'sta
 fn excerpt(pem: &str) -> String {
     let line = pem.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     line.chars().take(40).collect()
+}
+
+/// A handshake that met bytes no TLS record starts with (an HTTP/2 frame,
+/// an HTTP/1 answer): the server does not speak TLS, which rustls calls a
+/// corrupt message of type InvalidContentType.
+fn plaintext_named(error: std::io::Error) -> std::io::Error {
+    let plaintext = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| {
+            matches!(
+                e,
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+            )
+        });
+    if plaintext {
+        return std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the server does not speak TLS (it answered in plaintext): use http://",
+        );
+    }
+    error
 }
