@@ -98,10 +98,17 @@ pub(crate) async fn exchange(
                 // the body went out (tonic answers an unknown service with
                 // its status at once, then resets the stream): its answer
                 // is the call's, as hyper has it, not the failed send.
-                if let Some(Ok(response)) = (&mut response).now_or_never() {
-                    return Ok(RecvBody::checked(response, open));
+                match (&mut response).now_or_never() {
+                    Some(Ok(response)) => return Ok(RecvBody::checked(response, open)),
+                    // The server reset the stream first (h2 then calls the
+                    // body's send "inactive stream"): its reset is what
+                    // happened, REFUSED_STREAM included, which a transparent
+                    // retry may send again.
+                    Some(Err(reset)) if reset.is_remote() => {
+                        return Err(SendError::after_headers(reset.into()));
+                    }
+                    _ => return Err(SendError::after_headers(error)),
                 }
-                return Err(SendError::after_headers(error));
             }
             Inline::Wait => {
                 tokio::spawn(pump);
