@@ -241,6 +241,13 @@ impl FirstMessage {
     }
 }
 
+/// Whether `trailers` end the call with CANCELLED.
+fn is_cancelled(trailers: &http::HeaderMap) -> bool {
+    trailers
+        .get("grpc-status")
+        .is_some_and(|code| code.as_bytes() == b"1")
+}
+
 #[cfg(test)]
 mod tests {
     use super::FirstMessage;
@@ -277,11 +284,4 @@ mod tests {
             Err(u32::MAX as usize)
         );
     }
-}
-
-/// Whether `trailers` end the call with CANCELLED.
-fn is_cancelled(trailers: &http::HeaderMap) -> bool {
-    trailers
-        .get("grpc-status")
-        .is_some_and(|code| code.as_bytes() == b"1")
 }
