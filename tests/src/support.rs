@@ -232,6 +232,53 @@ pub async fn spawn_grpc_go_interop_server(tls: bool) -> (Child, u16) {
     (child, port)
 }
 
+/// grpc-java 1.85's Netty server serving `grpc.testing.TestService`
+/// (`tests/java/`, every version pinned in its pom), built with Maven from
+/// Maven Central on first use into `target/java/interop-server.jar`, its
+/// repository under `target/m2`.
+pub fn grpc_java_interop_server() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("../target"));
+    let jar = target.join("java/interop-server.jar");
+    if !jar.exists() {
+        let built = std::process::Command::new("mvn")
+            .args(["-q", "-B", "-f"])
+            .arg(manifest.join("java/pom.xml"))
+            .arg(format!(
+                "-Dmaven.repo.local={}",
+                target.join("m2").display()
+            ))
+            .arg("package")
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            built,
+            "the Maven build of the grpc-java peer failed (are Java 17 and Maven installed?)"
+        );
+    }
+    jar
+}
+
+/// Starts the grpc-java peer on a free loopback port, allowing
+/// `max_calls_per_connection` streams per connection if given; the process
+/// (killed on drop), its address, and the rest of its output (its report of
+/// what it saw).
+pub async fn spawn_grpc_java_interop_server(
+    max_calls_per_connection: Option<u32>,
+) -> (Child, String, BufReader<ChildStdout>) {
+    let jar = tokio::task::spawn_blocking(grpc_java_interop_server)
+        .await
+        .expect("build the grpc-java peer");
+    let mut command = Command::new("java");
+    command.arg("-jar").arg(jar).arg("0");
+    if let Some(max) = max_calls_per_connection {
+        command.arg(max.to_string());
+    }
+    spawn_listening_with_output(&mut command).await
+}
+
 /// Makes `calls` concurrent `SayHello` calls that take `delay_ms` each,
 /// carrying `key` if given, and returns each response's `header` (the test
 /// server reports the client's port in `peer-port` and its own address in

@@ -15,9 +15,11 @@ use pooled_client_tests::interop::pb::{
     ResponseParameters, SimpleRequest, StreamingInputCallRequest, StreamingOutputCallRequest,
 };
 use pooled_client_tests::interop::{CallLog, ECHO_INITIAL, ECHO_TRAILING, InteropService, Seen};
+use pooled_client_tests::proxy::FaultProxy;
 use pooled_client_tests::server::serve_router;
 use pooled_client_tests::support::{
-    bounded, python_with_grpcio, spawn_grpc_go_interop_server, spawn_listening_with_output,
+    bounded, python_with_grpcio, spawn_grpc_go_interop_server, spawn_grpc_java_interop_server,
+    spawn_listening_with_output,
 };
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::{mpsc, watch};
@@ -522,6 +524,69 @@ async fn timeout_on_sleeping_server_against_grpc_go_fifty_times() {
     .await;
 }
 
+/// grpc-java 1.85's Netty server (`tests/java/`, a TestService written on
+/// grpc-netty-shaded): every case, the cancel cases checked against what
+/// the server reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interop_cases_against_a_grpc_java_server() {
+    bounded(Duration::from_secs(300), async {
+        let (_server, addr, output) = spawn_grpc_java_interop_server(None).await;
+        let mut peer = Peer::new(&format!("http://{addr}"), reported(output));
+        peer.run_all().await;
+    })
+    .await;
+}
+
+/// gRFC A105's interop case, `max_concurrent_streams_connection_scaling`,
+/// against grpc-java with `maxConcurrentCallsPerConnection(2)`: calls 1
+/// and 2 share a connection, call 3 opens a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrent_streams_connection_scaling_against_grpc_java() {
+    bounded(Duration::from_secs(300), async {
+        let (_server, addr, output) = spawn_grpc_java_interop_server(Some(2)).await;
+        let peer = Peer::new(&format!("http://{addr}"), reported(output));
+        let mut open = Vec::new();
+        for call in 1..=3 {
+            let (requests, rx) = mpsc::channel(1);
+            requests.send(output_request(&[1], 1)).await.unwrap();
+            let mut responses = peer
+                .client
+                .full_duplex_call(ReceiverStream::new(rx))
+                .await
+                .unwrap()
+                .into_inner();
+            responses.message().await.unwrap().expect("a response");
+            let connections = peer.pool.stats().connections;
+            let expected = if call <= 2 { 1 } else { 2 };
+            assert_eq!(
+                connections,
+                expected,
+                "after call {call}: {:?}",
+                peer.pool.stats()
+            );
+            open.push((requests, responses));
+        }
+    })
+    .await;
+}
+
+/// The events a peer reports on its standard output, as they come.
+fn reported(
+    output: tokio::io::BufReader<tokio::process::ChildStdout>,
+) -> watch::Receiver<Vec<(&'static str, Seen)>> {
+    let log = CallLog::new(Vec::new());
+    let seen = log.subscribe();
+    tokio::spawn(async move {
+        let mut lines = output.lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(event) = parse_python_event(&line) {
+                log.send_modify(|all| all.push(event));
+            }
+        }
+    });
+    seen
+}
+
 /// One line of the Python server's report: `begin METHOD`, or `ending
 /// METHOD clean|cancelled|dropped|failed`.
 fn parse_python_event(line: &str) -> Option<(&'static str, Seen)> {
@@ -599,6 +664,101 @@ async fn tls_mix_ups_against_grpc_go_are_named() {
             .build()
             .unwrap();
         call(right).await.unwrap();
+    })
+    .await;
+}
+
+/// Four real peers behind one pool: two grpc-go 1.85 interop servers
+/// (which advertise no stream limit) and two grpc-java 1.85 Netty servers
+/// (which advertise 2147483647), each behind the suite's TCP proxy, which
+/// adds 5 ms each way to all of them so that they are of equal speed. Each
+/// stack then takes half the calls (0.45 to 0.55); with one server of
+/// either stack made 20 ms slower by its proxy, that server gets less than
+/// a quarter of its even share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_fleet_of_grpc_go_and_grpc_java_is_balanced() {
+    bounded(Duration::from_secs(300), async {
+        let (_go_a, go_a) = spawn_grpc_go_interop_server(false).await;
+        let (_go_b, go_b) = spawn_grpc_go_interop_server(false).await;
+        let (_java_a, java_a, _) = spawn_grpc_java_interop_server(None).await;
+        let (_java_b, java_b, _) = spawn_grpc_java_interop_server(None).await;
+        let addresses = [
+            format!("127.0.0.1:{go_a}"),
+            format!("127.0.0.1:{go_b}"),
+            java_a,
+            java_b,
+        ];
+        let mut proxies = Vec::new();
+        for address in &addresses {
+            proxies.push(FaultProxy::start(address.parse().unwrap()).await);
+        }
+        // Each proxy's delay (each way): `base`, and `slow` for one server.
+        let shares = |base: u64, slow: Option<(usize, u64)>| {
+            let proxies = &proxies;
+            async move {
+                for (i, proxy) in proxies.iter().enumerate() {
+                    let latency = match slow {
+                        Some((server, latency)) if server == i => latency,
+                        _ => base,
+                    };
+                    proxy.set_latency(Duration::from_millis(latency));
+                }
+                let pool = proxies
+                    .iter()
+                    .fold(Pool::builder(), |b, p| b.endpoint(p.uri()))
+                    .build()
+                    .unwrap();
+                pool.ready().await.unwrap();
+                let client = PooledTestServiceClient::new(pool.clone());
+                let started = std::time::Instant::now();
+                let callers: Vec<_> = (0..16)
+                    .map(|_| {
+                        let client = client.clone();
+                        tokio::spawn(async move {
+                            while started.elapsed() < Duration::from_secs(3) {
+                                client.empty_call(Empty {}).await.unwrap();
+                            }
+                        })
+                    })
+                    .collect();
+                for caller in callers {
+                    caller.await.unwrap();
+                }
+                let calls: Vec<u64> = proxies
+                    .iter()
+                    .map(|proxy| {
+                        pool.endpoint_stats()
+                            .iter()
+                            .find(|e| e.target.uri() == proxy.uri())
+                            .map_or(0, |e| e.calls)
+                    })
+                    .collect();
+                let latencies: Vec<Duration> =
+                    pool.endpoint_stats().iter().map(|e| e.latency).collect();
+                println!("latencies {latencies:?}");
+                let total: u64 = calls.iter().sum();
+                calls
+                    .iter()
+                    .map(|&c| c as f64 / total as f64)
+                    .collect::<Vec<f64>>()
+            }
+        };
+        // A warm-up, so that the JVM's JIT has compiled the server's path.
+        let _ = shares(0, None).await;
+        // 5 ms each way makes the servers equal in speed on this 2-core
+        // machine (the JVM's own time, up to 1.4x grpc-go's under load,
+        // then hardly counts).
+        let even = shares(5, None).await;
+        let java = even[2] + even[3];
+        println!(
+            "grpc-go, grpc-go, grpc-java, grpc-java: shares {even:.3?}; grpc-java took {java:.3}"
+        );
+        assert!((0.45..=0.55).contains(&java), "{even:?}");
+        for slow in [0, 2] {
+            let shares = shares(0, Some((slow, 10))).await;
+            println!("server {slow} 20 ms slower: shares {shares:.3?}");
+            assert!(shares[slow] < 0.25 * 0.25, "{shares:?}");
+        }
     })
     .await;
 }
