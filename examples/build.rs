@@ -7,5 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pooled_client::build::configure()
         .bytes(["."])
         .compile_protos(&["proto/bench.proto"], &["proto"])?;
+    // grpc's BenchmarkService, for S11 against grpc-go's benchmark server.
+    pooled_client::build::compile_protos("proto/grpc_benchmark.proto")?;
     Ok(())
 }

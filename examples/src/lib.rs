@@ -22,6 +22,13 @@ pub mod bench {
     tonic::include_proto!("bench");
 }
 
+/// The code generated from `proto/grpc_benchmark.proto`: grpc's
+/// BenchmarkService, as grpc-go's benchmark server serves it.
+pub mod grpc_benchmark {
+    #![allow(missing_docs)]
+    tonic::include_proto!("grpc.testing");
+}
+
 /// The code generated from `proto/route_guide.proto`.
 pub mod routeguide {
     #![allow(missing_docs)]

@@ -2,7 +2,11 @@ module pooled-client/tests/go
 
 go 1.26.0
 
-tool google.golang.org/grpc/interop/server
+tool (
+	google.golang.org/grpc/benchmark/client
+	google.golang.org/grpc/benchmark/server
+	google.golang.org/grpc/interop/server
+)
 
 require (
 	cloud.google.com/go/compute/metadata v0.9.0 // indirect

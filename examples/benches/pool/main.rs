@@ -3,7 +3,8 @@
 //! `cargo bench -p pooled-client-examples --bench pool` starts the benchmark
 //! server in its own process pinned to core 1, pins itself to core 0, runs
 //! S1 to S6 alternating the configurations it compares for several rounds,
-//! then S7 to S10 against fleets of servers (a second server process), and
+//! then S7 to S10 against fleets of servers (a second server process), S11
+//! against grpc-go's own benchmark client and server (built from `tests/go/`), and
 //! writes `docs/benchmarks.md`, `docs/s1-concurrency.svg` and
 //! `docs/s7-spread.svg`.
 //!
@@ -15,6 +16,7 @@
 
 mod chart;
 mod fleet;
+mod grpcgo;
 mod h2direct;
 mod measure;
 mod scenarios;
@@ -212,6 +214,9 @@ fn main() {
         sections.push(runtime.block_on(fleet::s10(&context, fleet)));
     }
     drop(fleet);
+    if wanted("S11") {
+        sections.push(runtime.block_on(grpcgo::s11(&context)));
+    }
     let took = started.elapsed();
 
     let mut report = scenarios::report(&sections, &args, took, cores, rounds, seconds);

@@ -1,0 +1,377 @@
+//! S11: the pool against grpc-go 1.85's own client, on grpc-go's own
+//! benchmark server (`google.golang.org/grpc/benchmark/server` and
+//! `benchmark/client`, unchanged, from the Go module in `tests/go/`).
+//!
+//! Closed-loop unary calls with 1-byte messages at 1, 8 and 64 calls in
+//! flight on one connection; the server pinned to core 1, each client to
+//! core 0 (the pool and the Channel on the harness's one-worker runtime,
+//! grpc-go's client by `taskset`, which its runtime's GOMAXPROCS follows).
+//! The three alternate within each round; medians of the rounds. CPU per
+//! call comes from /proc (grpc-go's client reports its own, from the same
+//! clock); the server's reads and writes per call from /proc/PID/io.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pooled_client::Pool;
+use pooled_client_examples::grpc_benchmark::benchmark_service_client::BenchmarkServiceClient;
+use pooled_client_examples::grpc_benchmark::{
+    Payload, PooledBenchmarkServiceClient, SimpleRequest,
+};
+use tonic::transport::Endpoint;
+
+use crate::Context;
+use crate::measure::{Round, closed_loop, cpu_time, median};
+use crate::scenarios::Section;
+
+/// The calls in flight compared.
+const CONCURRENCY: [usize; 3] = [1, 8, 64];
+
+/// The 1-byte request grpc-go's benchmark client sends (`-req 1 -resp 1`).
+fn request() -> SimpleRequest {
+    SimpleRequest {
+        response_type: 0,
+        response_size: 1,
+        payload: Some(Payload {
+            r#type: 0,
+            body: vec![0],
+        }),
+    }
+}
+
+/// grpc-go's benchmark binaries, built on first use as `.ci/run` builds
+/// the interop server.
+fn go_binaries() -> Result<(PathBuf, PathBuf), String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let go = root.join("target/go");
+    let mut built = Vec::new();
+    for (tool, name) in [
+        ("server", "benchmark-server"),
+        ("client", "benchmark-client"),
+    ] {
+        let binary = go.join("bin").join(name);
+        if !binary.exists() {
+            let status = Command::new("go")
+                .args(["build", "-o"])
+                .arg(&binary)
+                .arg(format!("google.golang.org/grpc/benchmark/{tool}"))
+                .current_dir(root.join("tests/go"))
+                .env("GOPATH", go.join("path"))
+                .env("GOMODCACHE", go.join("path/pkg/mod"))
+                .env("GOCACHE", go.join("cache"))
+                .env("GOFLAGS", "-modcacherw")
+                .status()
+                .map_err(|e| format!("go: {e}"))?;
+            if !status.success() {
+                return Err(format!("go build of grpc-go's benchmark {tool} failed"));
+            }
+        }
+        built.push(binary);
+    }
+    Ok((built[0].clone(), built[1].clone()))
+}
+
+/// A free loopback port (grpc-go's benchmark server takes a port, not 0).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_or(50_051, |a| a.port())
+}
+
+/// Reads and writes a process made so far (`syscr`, `syscw`).
+fn syscalls(pid: &str) -> (u64, u64) {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("syscr:"), field("syscw:"))
+}
+
+/// One round of one client, with the server's syscalls per call and the
+/// client's writes per call.
+struct Measured {
+    round: Round,
+    server_io: (f64, f64),
+    client_writes: f64,
+}
+
+struct Config {
+    label: &'static str,
+    rounds: Vec<Measured>,
+}
+
+impl Config {
+    fn median(&self, f: impl Fn(&Measured) -> f64) -> f64 {
+        median(self.rounds.iter().map(f).collect())
+    }
+}
+
+/// Runs `load` with the server's and this process's syscalls counted.
+async fn counted<F: std::future::Future<Output = Round>>(server: u32, load: F) -> Measured {
+    let server = server.to_string();
+    let (sr, sw) = syscalls(&server);
+    let (_, cw) = syscalls("self");
+    let round = load.await;
+    let (sr2, sw2) = syscalls(&server);
+    let (_, cw2) = syscalls("self");
+    let calls = round.calls.max(1) as f64;
+    Measured {
+        server_io: ((sr2 - sr) as f64 / calls, (sw2 - sw) as f64 / calls),
+        client_writes: (cw2 - cw) as f64 / calls,
+        round,
+    }
+}
+
+/// One run of grpc-go's benchmark client: `concurrency` calls on one
+/// connection for `seconds`.
+fn go_client(
+    client: &PathBuf,
+    port: u16,
+    concurrency: usize,
+    seconds: u64,
+    server: u32,
+) -> Measured {
+    let server = server.to_string();
+    let (server_before, (sr, sw)) = (cpu_time(&server), syscalls(&server));
+    let mut child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(client)
+        .args([
+            "-port",
+            &port.to_string(),
+            "-c",
+            "1",
+            "-r",
+            &concurrency.to_string(),
+        ])
+        .args([
+            "-w",
+            "0",
+            "-d",
+            &seconds.to_string(),
+            "-req",
+            "1",
+            "-resp",
+            "1",
+        ])
+        .args(["-rpc_type", "unary", "-test_name", "s11-grpc-go-client"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start grpc-go's benchmark client");
+    // Its writes, sampled while it runs (its own report has none).
+    let pid = child.id().to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, w1) = syscalls(&pid);
+    let sampled_at = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds).saturating_sub(Duration::from_millis(600)));
+    let (_, w2) = syscalls(&pid);
+    let sampled = sampled_at.elapsed();
+    let output = wait_output(&mut child);
+    let qps = field(&output, "qps:").unwrap_or(0.0);
+    let client_cpu = output
+        .lines()
+        .find_map(|l| l.strip_prefix("Client CPU utilization:"))
+        .and_then(|v| parse_go_duration(v.trim()))
+        .unwrap_or_default();
+    let calls = (qps * seconds as f64) as u64;
+    let (sr2, sw2) = syscalls(&server);
+    let per = calls.max(1) as f64;
+    Measured {
+        round: Round {
+            calls,
+            failures: 0,
+            elapsed: Duration::from_secs(seconds),
+            client_cpu,
+            server_cpu: cpu_time(&server).saturating_sub(server_before),
+        },
+        server_io: ((sr2 - sr) as f64 / per, (sw2 - sw) as f64 / per),
+        client_writes: (w2 - w1) as f64 / (qps * sampled.as_secs_f64()).max(1.0),
+    }
+}
+
+fn wait_output(child: &mut Child) -> String {
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
+    }
+    let _ = child.wait();
+    out
+}
+
+fn field(output: &str, name: &str) -> Option<f64> {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Go's `time.Duration` text: "488.250281ms", "1.2s", "950µs".
+fn parse_go_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "s" => value,
+        "ms" => value / 1e3,
+        "µs" | "us" => value / 1e6,
+        "ns" => value / 1e9,
+        "m" => value * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(seconds))
+}
+
+/// S11: the pool, one tonic Channel and grpc-go's client, on grpc-go's
+/// benchmark server.
+pub(crate) async fn s11(ctx: &Context) -> Section {
+    let title = "S11: against grpc-go's own client, on grpc-go's benchmark server".to_owned();
+    let (server_binary, client_binary) = match go_binaries() {
+        Ok(binaries) => binaries,
+        Err(error) => {
+            return Section {
+                title,
+                body: format!("Not measured: {error}.\n"),
+                targets: Vec::new(),
+            };
+        }
+    };
+    let port = free_port();
+    let mut server = Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(&server_binary)
+        .args([
+            "-port",
+            &port.to_string(),
+            "-test_name",
+            "s11-grpc-go-server",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start grpc-go's benchmark server");
+    let server_pid = server.id();
+    let uri = format!("http://127.0.0.1:{port}");
+    // It listens within a moment of starting.
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        && started.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pool = Pool::builder()
+        .endpoint(&uri)
+        .max_connections(1)
+        .build()
+        .expect("pool settings");
+    pool.ready().await.expect("pool ready");
+    let pooled = PooledBenchmarkServiceClient::new(pool.clone());
+    let channel = BenchmarkServiceClient::new(
+        Endpoint::from_shared(uri.clone())
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect a Channel"),
+    );
+    let seconds = ctx.round.as_secs().max(1);
+    let mut body = format!(
+        "grpc-go 1.85's `benchmark/server`; closed-loop unary calls, 1-byte request and response, one connection; \
+         {} rounds of {seconds} s, the three clients alternating, medians. CPU per call: the client's (grpc-go's client \
+         reports its own) and the server's; the server's reads and writes per call, and each client's writes per call.\n\n\
+         | C | client | calls/s | client CPU µs/call | server CPU µs/call | server reads/call | server writes/call | client writes/call |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|\n",
+        ctx.rounds
+    );
+    let mut targets = Vec::new();
+    for concurrency in CONCURRENCY {
+        let mut configs = [
+            Config {
+                label: "pooled-client",
+                rounds: Vec::new(),
+            },
+            Config {
+                label: "one tonic Channel",
+                rounds: Vec::new(),
+            },
+            Config {
+                label: "grpc-go's client",
+                rounds: Vec::new(),
+            },
+        ];
+        let pooled_load = |duration| {
+            let pooled = pooled.clone();
+            closed_loop(concurrency, duration, server_pid, move |_| {
+                let pooled = pooled.clone();
+                async move { pooled.unary_call(request()).await.is_ok() }
+            })
+        };
+        let channel_load = |duration| {
+            let channel = channel.clone();
+            closed_loop(concurrency, duration, server_pid, move |_| {
+                let mut channel = channel.clone();
+                async move { channel.unary_call(request()).await.is_ok() }
+            })
+        };
+        // Warm-up.
+        pooled_load(Duration::from_millis(300)).await;
+        channel_load(Duration::from_millis(300)).await;
+        for round in 0..ctx.rounds {
+            // Each client goes first in turn.
+            for turn in 0..3 {
+                match (round + turn) % 3 {
+                    0 => configs[0]
+                        .rounds
+                        .push(counted(server_pid, pooled_load(Duration::from_secs(seconds))).await),
+                    1 => configs[1].rounds.push(
+                        counted(server_pid, channel_load(Duration::from_secs(seconds))).await,
+                    ),
+                    _ => {
+                        let client = client_binary.clone();
+                        let measured = tokio::task::spawn_blocking(move || {
+                            go_client(&client, port, concurrency, seconds, server_pid)
+                        })
+                        .await
+                        .expect("grpc-go's client run");
+                        configs[2].rounds.push(measured);
+                    }
+                }
+            }
+        }
+        for config in &configs {
+            let _ = writeln!(
+                body,
+                "| {concurrency} | {} | {:.0} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} |",
+                config.label,
+                config.median(|m| m.round.per_second()),
+                config.median(|m| m.round.cpu_per_call().0),
+                config.median(|m| m.round.cpu_per_call().1),
+                config.median(|m| m.server_io.0),
+                config.median(|m| m.server_io.1),
+                config.median(|m| m.client_writes),
+            );
+        }
+        let ratio = |f: &dyn Fn(&Measured) -> f64| configs[0].median(f) / configs[2].median(f);
+        let rate = ratio(&|m| m.round.per_second());
+        let client_cpu = ratio(&|m| m.round.cpu_per_call().0);
+        let server_cpu = ratio(&|m| m.round.cpu_per_call().1);
+        targets.push((format!("S11 C={concurrency}: client CPU per call at most 0.6x grpc-go's client ({client_cpu:.2}x)"), client_cpu <= 0.6));
+        targets.push((
+            format!("S11 C={concurrency}: calls/s at least 1.0x grpc-go's client ({rate:.2}x)"),
+            rate >= 1.0,
+        ));
+        targets.push((format!("S11 C={concurrency}: server CPU per call no higher than with grpc-go's client ({server_cpu:.2}x)"), server_cpu <= 1.0));
+    }
+    pool.close().await;
+    let _ = server.kill();
+    let _ = server.wait();
+    Section {
+        title,
+        body,
+        targets,
+    }
+}
