@@ -477,17 +477,8 @@ async fn interop_cases_against_a_grpcio_server() {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/interop_server.py");
         let (_server, addr, output) =
             spawn_listening_with_output(tokio::process::Command::new(python).arg(script)).await;
-        let log = CallLog::new(Vec::new());
-        let seen = log.subscribe();
         // The server reports what it saw on its standard output.
-        tokio::spawn(async move {
-            let mut lines = output.lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(event) = parse_python_event(&line) {
-                    log.send_modify(|all| all.push(event));
-                }
-            }
-        });
+        let seen = reported(output);
         let mut peer = Peer::new(&format!("http://{addr}"), seen);
         peer.run_all().await;
     })

@@ -251,14 +251,8 @@ fn is_cancelled(trailers: &http::HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::FirstMessage;
+    use crate::call::limit::tests::message;
     use bytes::Bytes;
-
-    fn message(length: u32) -> Vec<u8> {
-        let mut framed = vec![0];
-        framed.extend_from_slice(&length.to_be_bytes());
-        framed.extend(std::iter::repeat_n(7, length as usize));
-        framed
-    }
 
     #[test]
     fn keeps_the_first_message_only_however_the_data_is_split() {

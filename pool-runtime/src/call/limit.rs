@@ -125,10 +125,11 @@ impl Body for LimitedBody {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::MessageLimit;
 
-    fn message(length: u32) -> Vec<u8> {
+    /// A gRPC message of `length` bytes, with its prefix.
+    pub(in crate::call) fn message(length: u32) -> Vec<u8> {
         let mut framed = vec![0];
         framed.extend_from_slice(&length.to_be_bytes());
         framed.extend(std::iter::repeat_n(7, length as usize));
