@@ -169,6 +169,10 @@ pub fn python_with_grpcio() -> PathBuf {
     python
 }
 
+/// Held while a peer is built: tests that start in parallel and need the
+/// same peer build it once, not over each other's files.
+static PEER_BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// grpc-go's interop server (`google.golang.org/grpc/interop/server`, of
 /// the grpc-go release `tests/go/go.mod` pins), built unchanged with the
 /// machine's Go through the module proxy on first use, under `target/go/`.
@@ -179,6 +183,9 @@ pub fn grpc_go_interop_server() -> PathBuf {
         .unwrap_or_else(|| manifest.join("../target"));
     let go = target.join("go");
     let binary = go.join("bin/interop-server");
+    let _building = PEER_BUILD
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if !binary.exists() {
         let built = std::process::Command::new("go")
             .args(["build", "-o"])
@@ -242,6 +249,9 @@ pub fn grpc_java_interop_server() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest.join("../target"));
     let jar = target.join("java/interop-server.jar");
+    let _building = PEER_BUILD
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if !jar.exists() {
         let built = std::process::Command::new("mvn")
             .args(["-q", "-B", "-f"])

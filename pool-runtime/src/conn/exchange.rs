@@ -89,6 +89,7 @@ pub(crate) async fn exchange(
             body,
             stream,
             waiting: None,
+            held: None,
             inline: 0,
         };
         match std::future::poll_fn(|cx| Poll::Ready(pump.send_ready(cx))).await {
@@ -159,17 +160,23 @@ struct Pump {
     /// A chunk waiting for flow-control capacity, and whether it ends the
     /// body.
     waiting: Option<(Bytes, bool)>,
+    /// A data chunk the caller's task read but has not sent: whether it
+    /// ends the body is known at the next poll (see `send_ready`).
+    held: Option<Bytes>,
     /// Bytes the caller's task sent.
     inline: usize,
 }
 
 impl Pump {
     /// Sends the frames that are ready now, without waiting for capacity
-    /// (h2 buffers them).
+    /// (h2 buffers them). A data chunk is held until the body's next poll
+    /// says whether it is the last, so that a unary request is HEADERS and
+    /// one DATA frame with END_STREAM, as grpc-go sends it, not a third,
+    /// empty DATA frame for the end.
     fn send_ready(&mut self, cx: &mut Context<'_>) -> Inline {
         while self.inline <= INLINE_BYTES {
             match Pin::new(&mut self.body).poll_frame(cx) {
-                Poll::Pending => return Inline::Wait,
+                Poll::Pending => break,
                 Poll::Ready(frame) => match self.send(frame) {
                     Ok(true) => return Inline::Done,
                     Ok(false) => {}
@@ -177,7 +184,18 @@ impl Pump {
                 },
             }
         }
-        Inline::Wait
+        match self.release_held() {
+            Ok(()) => Inline::Wait,
+            Err(error) => Inline::Failed(error),
+        }
+    }
+
+    /// Sends the held chunk, if there is one, as not the last.
+    fn release_held(&mut self) -> Result<(), TransportError> {
+        if let Some(held) = self.held.take() {
+            self.stream.send_data(held, false)?;
+        }
+        Ok(())
     }
 
     /// Sends one frame of the body (`None`: its end); whether the body is
@@ -188,24 +206,33 @@ impl Pump {
     ) -> Result<bool, TransportError> {
         match frame {
             None => {
-                self.stream.send_data(Bytes::new(), true)?;
+                match self.held.take() {
+                    Some(last) => self.stream.send_data(last, true)?,
+                    None => self.stream.send_data(Bytes::new(), true)?,
+                }
                 Ok(true)
             }
             Some(Err(status)) => {
                 // The caller's stream failed, or the call ended first: to
                 // the server, the upload must not look finished.
+                self.held = None;
                 self.stream.send_reset(h2::Reason::CANCEL);
                 Err(TransportError::Body(Box::new(status)))
             }
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
-                    let end = self.body.is_end_stream();
+                    self.release_held()?;
                     self.inline += data.len();
-                    self.stream.send_data(data, end)?;
-                    Ok(end)
+                    if self.body.is_end_stream() {
+                        self.stream.send_data(data, true)?;
+                        return Ok(true);
+                    }
+                    self.held = Some(data);
+                    Ok(false)
                 }
                 Err(frame) => match frame.into_trailers() {
                     Ok(trailers) => {
+                        self.release_held()?;
                         self.stream.send_trailers(trailers)?;
                         Ok(true)
                     }

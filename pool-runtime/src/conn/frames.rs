@@ -6,10 +6,20 @@
 //! calls here). [`WatchedIo`] wraps the socket below h2 and scans frame
 //! headers as they are read; it skips payloads by length, so the cost is a
 //! few instructions per frame.
+//!
+//! It also holds back a write that is nothing but PING ACKs for one turn of
+//! the runtime. A server's PING (grpc-go's BDP estimator sends one with
+//! nearly every response) arrives with the response it rides on; h2 acks
+//! it in the same poll, one write of 17 bytes, and the caller's next
+//! request, a moment later, takes a second write. Held back, the ACK goes
+//! out in the same write as that request, as grpc-go's own client sends
+//! it: one write per call instead of two, and one read fewer for the
+//! server (S11 in `docs/benchmarks.md`). When nothing else comes, the ACK
+//! goes alone at the next turn.
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -18,6 +28,11 @@ use super::link::{FrameEvent, Link};
 const FRAME_HEADER_LEN: usize = 9;
 const TYPE_SETTINGS: u8 = 0x4;
 const TYPE_GOAWAY: u8 = 0x7;
+const TYPE_PING: u8 = 0x6;
+/// A PING frame: its header and its 8 bytes of opaque data.
+const PING_FRAME_LEN: usize = FRAME_HEADER_LEN + 8;
+/// The most PING ACK bytes held back at once.
+const MAX_HELD_ACKS: usize = 4 * PING_FRAME_LEN;
 const FLAG_ACK: u8 = 0x1;
 const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
 /// SETTINGS frames longer than this are not collected (a legal SETTINGS
@@ -103,7 +118,28 @@ pin_project_lite::pin_project! {
         link: std::sync::Arc<Link>,
         // Whether the server has sent anything yet.
         started: bool,
+        // PING ACKs written by h2 and not yet by the socket.
+        held_acks: HeldAcks,
     }
+}
+
+/// PING ACK frames held back for one turn of the runtime (see the module's
+/// notes).
+#[derive(Debug, Default)]
+struct HeldAcks {
+    bytes: Vec<u8>,
+    /// Whether a flush already waited a turn for them.
+    waited: bool,
+}
+
+/// Whether `buf` is one or a few whole PING ACK frames and nothing else.
+fn only_ping_acks(buf: &[u8]) -> bool {
+    !buf.is_empty()
+        && buf.len() <= MAX_HELD_ACKS
+        && buf.len() % PING_FRAME_LEN == 0
+        && buf
+            .chunks_exact(PING_FRAME_LEN)
+            .all(|frame| frame[..5] == [0, 0, 8, TYPE_PING, FLAG_ACK])
 }
 
 impl<T> WatchedIo<T> {
@@ -113,6 +149,7 @@ impl<T> WatchedIo<T> {
             scanner: FrameScanner::default(),
             link,
             started: false,
+            held_acks: HeldAcks::default(),
         }
     }
 }
@@ -153,39 +190,121 @@ impl<T: AsyncRead> AsyncRead for WatchedIo<T> {
     }
 }
 
+/// The most slices of a vectored write passed on behind held ACKs.
+const MAX_SLICES: usize = 16;
+
+impl<T: AsyncWrite> WatchedIo<T> {
+    /// Writes the held ACKs, all of them, before anything else is written.
+    fn poll_write_held(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let mut inner = this.inner;
+        let held = &mut this.held_acks.bytes;
+        while !held.is_empty() {
+            let written = ready!(with_io_waker(this.link, cx, |cx| inner
+                .as_mut()
+                .poll_write(cx, held)))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            held.drain(..written);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes `bufs`, behind the held ACKs if there are any (in the same
+    /// write when the socket takes vectored writes); how many bytes of
+    /// `bufs` went.
+    fn poll_write_slices(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if !self.held_acks.bytes.is_empty() && self.inner.is_write_vectored() {
+            let this = self.as_mut().project();
+            let mut inner = this.inner;
+            let held = &mut this.held_acks.bytes;
+            let mut slices = [io::IoSlice::new(&[]); MAX_SLICES];
+            slices[0] = io::IoSlice::new(held);
+            let count = bufs.len().min(MAX_SLICES - 1);
+            slices[1..=count].copy_from_slice(&bufs[..count]);
+            let written = ready!(with_io_waker(this.link, cx, |cx| inner
+                .as_mut()
+                .poll_write_vectored(cx, &slices[..=count])))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let acks = held.len().min(written);
+            held.drain(..acks);
+            if written > acks {
+                return Poll::Ready(Ok(written - acks));
+            }
+        }
+        ready!(self.as_mut().poll_write_held(cx))?;
+        let this = self.project();
+        let mut inner = this.inner;
+        with_io_waker(this.link, cx, |cx| match bufs {
+            [buf] => inner.as_mut().poll_write(cx, buf),
+            _ => inner.as_mut().poll_write_vectored(cx, bufs),
+        })
+    }
+}
+
 impl<T: AsyncWrite> AsyncWrite for WatchedIo<T> {
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        let mut inner = this.inner;
-        with_io_waker(this.link, cx, |cx| inner.as_mut().poll_write(cx, buf))
+        if self.held_acks.bytes.is_empty() && only_ping_acks(buf) {
+            let held = &mut self.as_mut().project().held_acks;
+            held.bytes.extend_from_slice(buf);
+            held.waited = false;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        self.poll_write_slices(cx, &[io::IoSlice::new(buf)])
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if let [buf] = bufs
+            && self.held_acks.bytes.is_empty()
+            && only_ping_acks(buf)
+        {
+            let held = &mut self.as_mut().project().held_acks;
+            held.bytes.extend_from_slice(buf);
+            held.waited = false;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        self.poll_write_slices(cx, bufs)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.held_acks.bytes.is_empty() {
+            let held = &mut self.as_mut().project().held_acks;
+            if !held.waited {
+                // One turn for the callers the response woke to send: the
+                // driver yields before it polls again, as it does for a
+                // new request (see `Driver::run`).
+                held.waited = true;
+                self.link.request_queued();
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            ready!(self.as_mut().poll_write_held(cx))?;
+        }
         let this = self.project();
         let mut inner = this.inner;
         with_io_waker(this.link, cx, |cx| inner.as_mut().poll_flush(cx))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.as_mut().poll_write_held(cx))?;
         let this = self.project();
         let mut inner = this.inner;
         with_io_waker(this.link, cx, |cx| inner.as_mut().poll_shutdown(cx))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        let mut inner = this.inner;
-        with_io_waker(this.link, cx, |cx| {
-            inner.as_mut().poll_write_vectored(cx, bufs)
-        })
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -248,5 +367,21 @@ mod tests {
     fn empty_settings_frame_means_no_limit_given() {
         let events = scan_in_pieces(&frame(TYPE_SETTINGS, 0, &[]), 3);
         assert_eq!(events, vec![FrameEvent::Settings { max_streams: None }]);
+    }
+
+    #[test]
+    fn only_whole_ping_acks_are_held_back() {
+        let ack = frame(TYPE_PING, FLAG_ACK, &[7; 8]);
+        assert!(only_ping_acks(&ack));
+        assert!(only_ping_acks(&[ack.clone(), ack.clone()].concat()));
+        // A PING of our own (keepalive) goes at once, as does an ACK with
+        // anything else, a cut one, or more than a few.
+        assert!(!only_ping_acks(&frame(TYPE_PING, 0, &[7; 8])));
+        assert!(!only_ping_acks(
+            &[ack.clone(), frame(0x0, 0, &[1])].concat()
+        ));
+        assert!(!only_ping_acks(&ack[..10]));
+        assert!(!only_ping_acks(&ack.repeat(5)));
+        assert!(!only_ping_acks(&[]));
     }
 }
