@@ -136,7 +136,7 @@ struct HeldAcks {
 fn only_ping_acks(buf: &[u8]) -> bool {
     !buf.is_empty()
         && buf.len() <= MAX_HELD_ACKS
-        && buf.len() % PING_FRAME_LEN == 0
+        && buf.len().is_multiple_of(PING_FRAME_LEN)
         && buf
             .chunks_exact(PING_FRAME_LEN)
             .all(|frame| frame[..5] == [0, 0, 8, TYPE_PING, FLAG_ACK])
