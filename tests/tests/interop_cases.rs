@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use pooled_client::Pool;
 use pooled_client_tests::interop::pb::{
-    EchoStatus, Empty, Payload, PooledTestServiceClient, PooledUnimplementedServiceClient,
-    ResponseParameters, SimpleRequest, StreamingInputCallRequest, StreamingOutputCallRequest,
+    BoolValue, EchoStatus, Empty, Payload, PooledTestServiceClient,
+    PooledUnimplementedServiceClient, ResponseParameters, SimpleRequest, StreamingInputCallRequest,
+    StreamingOutputCallRequest,
 };
 use pooled_client_tests::interop::{CallLog, ECHO_INITIAL, ECHO_TRAILING, InteropService, Seen};
 use pooled_client_tests::proxy::FaultProxy;
@@ -25,6 +26,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
+use tonic::codec::CompressionEncoding;
 use tonic::metadata::{BinaryMetadataValue, MetadataValue};
 
 /// Calls made by each cancel case.
@@ -142,7 +144,7 @@ fn output_request(sizes: &[i32], payload_size: usize) -> StreamingOutputCallRequ
             .iter()
             .map(|&size| ResponseParameters {
                 size,
-                interval_us: 0,
+                ..Default::default()
             })
             .collect(),
         payload: payload(payload_size),
@@ -174,6 +176,7 @@ async fn large_unary(peer: &Peer) {
 async fn client_streaming(peer: &Peer) {
     let requests = [27_182, 8, 1_828, 45_904].map(|size| StreamingInputCallRequest {
         payload: payload(size),
+        ..Default::default()
     });
     let response = peer
         .client
@@ -487,13 +490,14 @@ async fn interop_cases_against_a_grpcio_server() {
 
 /// grpc-go 1.85's own interop server (`google.golang.org/grpc/interop/server`,
 /// unchanged, built by `tests/go/`): every case the pool can express. Its
-/// compressed cases are not run: grpc-go's interop server does not
-/// implement them (it answers them as uncompressed).
+/// compressed cases are not run here: grpc-go's interop server does not
+/// implement them (it answers them as uncompressed); they run against
+/// grpc-java (`compressed_interop_cases_against_a_grpc_java_server`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interop_cases_against_a_grpc_go_server() {
     bounded(Duration::from_secs(300), async {
         let (_server, port) = spawn_grpc_go_interop_server(false).await;
-        println!("skipped: client_compressed_unary, server_compressed_unary, client_compressed_streaming, server_compressed_streaming (grpc-go's interop server does not implement compression)");
+        println!("skipped: client_compressed_unary, server_compressed_unary, client_compressed_streaming, server_compressed_streaming (grpc-go's interop server does not implement compression; they run against grpc-java)");
         let mut peer = Peer::unreported(&format!("http://127.0.0.1:{port}"));
         peer.run_all().await;
     })
@@ -524,6 +528,128 @@ async fn interop_cases_against_a_grpc_java_server() {
         let (_server, addr, output) = spawn_grpc_java_interop_server(None).await;
         let mut peer = Peer::new(&format!("http://{addr}"), reported(output));
         peer.run_all().await;
+    })
+    .await;
+}
+
+/// A `BoolValue` of the interop messages.
+fn flag(value: bool) -> Option<BoolValue> {
+    Some(BoolValue { value })
+}
+
+/// The response's `grpc-encoding`, if it names one.
+fn encoding_of(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
+    metadata
+        .get("grpc-encoding")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// client_compressed_unary: a request expected compressed that comes
+/// uncompressed is refused with INVALID_ARGUMENT (the probe); compressed
+/// with gzip it succeeds, and uncompressed when not expected so.
+async fn client_compressed_unary(plain: &PooledTestServiceClient) {
+    let compressing = plain.clone().send_compressed(CompressionEncoding::Gzip);
+    let request = |expect| SimpleRequest {
+        response_size: 314_159,
+        payload: payload(271_828),
+        expect_compressed: flag(expect),
+        ..Default::default()
+    };
+    let probe = plain.unary_call(request(true)).await.unwrap_err();
+    assert_eq!(probe.code(), Code::InvalidArgument, "{probe:?}");
+    for (client, expect) in [(&compressing, true), (plain, false)] {
+        let response = client.unary_call(request(expect)).await.unwrap();
+        assert_eq!(body_len(response.into_inner().payload), 314_159);
+    }
+}
+
+/// server_compressed_unary: the server compresses the response when asked
+/// (the client accepts gzip), and answers it plainly when not.
+async fn server_compressed_unary(accepting: &PooledTestServiceClient) {
+    for compressed in [true, false] {
+        let response = accepting
+            .unary_call(SimpleRequest {
+                response_size: 314_159,
+                payload: payload(271_828),
+                response_compressed: flag(compressed),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(encoding_of(response.metadata()).as_deref(), Some("gzip"));
+        assert_eq!(body_len(response.into_inner().payload), 314_159);
+    }
+}
+
+/// client_compressed_streaming, as far as tonic's encoder goes: the probe
+/// (a first message expected compressed, sent plainly) is refused with
+/// INVALID_ARGUMENT, and a stream compressed throughout, every message
+/// expected so, is aggregated. The case's second half (one message
+/// compressed, the next not) needs per-message compression, which tonic's
+/// encoder cannot express: it compresses every message of a call or none.
+async fn client_compressed_streaming(plain: &PooledTestServiceClient) {
+    let message = |size, expect| StreamingInputCallRequest {
+        payload: payload(size),
+        expect_compressed: flag(expect),
+    };
+    let probe = plain
+        .streaming_input_call(futures_util::stream::iter([message(27_182, true)]))
+        .await
+        .unwrap_err();
+    assert_eq!(probe.code(), Code::InvalidArgument, "{probe:?}");
+    let compressing = plain.clone().send_compressed(CompressionEncoding::Gzip);
+    let stream = futures_util::stream::iter([message(27_182, true), message(45_904, true)]);
+    let response = compressing.streaming_input_call(stream).await.unwrap();
+    assert_eq!(response.into_inner().aggregated_payload_size, 73_086);
+    println!(
+        "client_compressed_streaming: the second half (one message compressed, the next not) \
+         skipped: tonic's encoder compresses every message of a call or none"
+    );
+}
+
+/// server_compressed_streaming: two responses, the first compressed and
+/// the second not, both arrive whole. (tonic's decoder does not say which
+/// message came compressed; the response's `grpc-encoding` says the server
+/// compressed.)
+async fn server_compressed_streaming(accepting: &PooledTestServiceClient) {
+    let request = StreamingOutputCallRequest {
+        response_parameters: [(31_415, true), (92_653, false)]
+            .map(|(size, compressed)| ResponseParameters {
+                size,
+                compressed: flag(compressed),
+                ..Default::default()
+            })
+            .to_vec(),
+        ..Default::default()
+    };
+    let response = accepting.streaming_output_call(request).await.unwrap();
+    assert_eq!(encoding_of(response.metadata()).as_deref(), Some("gzip"));
+    let mut responses = response.into_inner();
+    let mut got = Vec::new();
+    while let Some(response) = responses.message().await.unwrap() {
+        got.push(body_len(response.payload));
+    }
+    assert_eq!(got, [31_415, 92_653]);
+}
+
+/// The compressed cases, against grpc-java 1.85 (whose handlers compress
+/// as asked and check what they expect), through the generated client with
+/// tonic's gzip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_interop_cases_against_a_grpc_java_server() {
+    bounded(Duration::from_secs(300), async {
+        let (_server, addr, _output) = spawn_grpc_java_interop_server(None).await;
+        let pool = Pool::builder()
+            .endpoint(format!("http://{addr}"))
+            .build()
+            .unwrap();
+        let plain = PooledTestServiceClient::new(pool).with_timeout(Duration::from_secs(10));
+        let accepting = plain.clone().accept_compressed(CompressionEncoding::Gzip);
+        client_compressed_unary(&plain).await;
+        server_compressed_unary(&accepting).await;
+        client_compressed_streaming(&plain).await;
+        server_compressed_streaming(&accepting).await;
     })
     .await;
 }

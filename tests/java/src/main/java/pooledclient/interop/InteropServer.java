@@ -12,6 +12,8 @@ import grpc.testing.Test.StreamingInputCallRequest;
 import grpc.testing.Test.StreamingInputCallResponse;
 import grpc.testing.Test.StreamingOutputCallRequest;
 import grpc.testing.Test.StreamingOutputCallResponse;
+import io.grpc.Context;
+import io.grpc.Contexts;
 import io.grpc.ForwardingServerCall;
 import io.grpc.Metadata;
 import io.grpc.MethodDescriptor;
@@ -24,6 +26,7 @@ import io.grpc.ServerServiceDefinition;
 import io.grpc.Status;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.grpc.protobuf.ProtoUtils;
+import io.grpc.stub.ServerCallStreamObserver;
 import io.grpc.stub.ServerCalls;
 import io.grpc.stub.StreamObserver;
 import java.net.InetSocketAddress;
@@ -48,13 +51,25 @@ public final class InteropServer {
   private static final Metadata.Key<byte[]> ECHO_TRAILING =
       Metadata.Key.of("x-grpc-test-echo-trailing-bin", Metadata.BINARY_BYTE_MARSHALLER);
 
+  private static final Metadata.Key<String> MESSAGE_ENCODING =
+      Metadata.Key.of("grpc-encoding", Metadata.ASCII_STRING_MARSHALLER);
+
+  /**
+   * Whether the call's request came compressed: its {@code grpc-encoding} names a compressor.
+   * grpc-java's handlers do not see a message's own compressed flag, so a call's messages count
+   * as compressed when its header says they may be (a client that compresses sends every
+   * message compressed, as tonic's does).
+   */
+  private static final Context.Key<Boolean> REQUEST_COMPRESSED = Context.key("request-compressed");
+
   private InteropServer() {}
 
   public static void main(String[] args) throws Exception {
     int port = args.length > 0 ? Integer.parseInt(args[0]) : 0;
     NettyServerBuilder builder =
         NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", port))
-            .addService(ServerInterceptors.intercept(service(), new EchoMetadata()));
+            .addService(
+                ServerInterceptors.intercept(service(), new EchoMetadata(), new Compression()));
     if (args.length > 1) {
       builder.maxConcurrentCallsPerConnection(Integer.parseInt(args[1]));
     }
@@ -134,11 +149,32 @@ public final class InteropServer {
     return Status.fromCodeValue(echo.getCode()).withDescription(echo.getMessage());
   }
 
+  /** INVALID_ARGUMENT when a message expected compressed came uncompressed, as the case asks. */
+  private static Status compressionMismatch(boolean expectCompressed) {
+    if (expectCompressed && !REQUEST_COMPRESSED.get()) {
+      return Status.INVALID_ARGUMENT.withDescription("expected a compressed request");
+    }
+    return null;
+  }
+
+  /** Compresses the call's responses with gzip (when the client accepts it). */
+  private static void compressResponses(StreamObserver<?> responses, boolean compressed) {
+    ServerCallStreamObserver<?> call = (ServerCallStreamObserver<?>) responses;
+    call.setCompression("gzip");
+    call.setMessageCompression(compressed);
+  }
+
   private static void unaryCall(SimpleRequest request, StreamObserver<SimpleResponse> responses) {
     Status status = echoed(request.hasResponseStatus(), request.getResponseStatus());
+    if (status == null) {
+      status = compressionMismatch(request.getExpectCompressed().getValue());
+    }
     if (status != null) {
       responses.onError(status.asRuntimeException());
       return;
+    }
+    if (request.hasResponseCompressed()) {
+      compressResponses(responses, request.getResponseCompressed().getValue());
     }
     responses.onNext(
         SimpleResponse.newBuilder().setPayload(zeros(request.getResponseSize())).build());
@@ -153,8 +189,17 @@ public final class InteropServer {
       responses.onError(status.asRuntimeException());
       return;
     }
+    boolean compressing = false;
     for (ResponseParameters parameters : request.getResponseParametersList()) {
       pause(parameters.getIntervalUs());
+      if (parameters.hasCompressed()) {
+        if (!compressing) {
+          compressing = true;
+          compressResponses(responses, parameters.getCompressed().getValue());
+        }
+        ((ServerCallStreamObserver<?>) responses)
+            .setMessageCompression(parameters.getCompressed().getValue());
+      }
       responses.onNext(
           StreamingOutputCallResponse.newBuilder().setPayload(zeros(parameters.getSize())).build());
     }
@@ -176,9 +221,19 @@ public final class InteropServer {
     report("begin StreamingInputCall");
     return new StreamObserver<>() {
       private int size;
+      private boolean failed;
 
       @Override
       public void onNext(StreamingInputCallRequest request) {
+        if (failed) {
+          return;
+        }
+        Status mismatch = compressionMismatch(request.getExpectCompressed().getValue());
+        if (mismatch != null) {
+          failed = true;
+          responses.onError(mismatch.asRuntimeException());
+          return;
+        }
         size += request.getPayload().getBody().size();
       }
 
@@ -190,6 +245,9 @@ public final class InteropServer {
       @Override
       public void onCompleted() {
         report("ending StreamingInputCall clean");
+        if (failed) {
+          return;
+        }
         responses.onNext(
             StreamingInputCallResponse.newBuilder().setAggregatedPayloadSize(size).build());
         responses.onCompleted();
@@ -269,6 +327,18 @@ public final class InteropServer {
             }
           };
       return next.startCall(echoing, headers);
+    }
+  }
+
+  /** Notes in the call's context whether its request came compressed. */
+  private static final class Compression implements ServerInterceptor {
+    @Override
+    public <Req, Resp> ServerCall.Listener<Req> interceptCall(
+        ServerCall<Req, Resp> call, Metadata headers, ServerCallHandler<Req, Resp> next) {
+      String encoding = headers.get(MESSAGE_ENCODING);
+      boolean compressed = encoding != null && !encoding.equals("identity");
+      Context context = Context.current().withValue(REQUEST_COMPRESSED, compressed);
+      return Contexts.interceptCall(context, call, headers, next);
     }
   }
 }
