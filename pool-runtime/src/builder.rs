@@ -20,6 +20,26 @@ const MAX_CONNECTIONS: usize = 10_000;
 /// The most calls that may wait at once.
 const MAX_WAITERS: usize = 1 << 24;
 
+// The builder is the one constructor: `Pool`'s two ways in live here, beside
+// it, so that `pool.rs` (the handle) does not reach back for the builder.
+impl Pool {
+    /// Starts configuring a pool.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+
+    /// Builds a pool from settings read elsewhere, such as a configuration
+    /// file (see [`PoolConfig`] and the `serde` feature), checking them as
+    /// [`PoolBuilder::build`] does.
+    ///
+    /// # Errors
+    ///
+    /// The same as [`PoolBuilder::build`].
+    pub fn from_config(config: PoolConfig) -> Result<Self, Error> {
+        PoolBuilder::from_config(config).build()
+    }
+}
+
 /// Configures a [`Pool`]; [`build`](Self::build) checks the settings.
 ///
 /// ```

@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use crate::builder::PoolBuilder;
 use crate::config::PoolConfig;
 use crate::discovery::Target;
 use crate::error::Error;
@@ -40,22 +39,6 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts configuring a pool.
-    pub fn builder() -> PoolBuilder {
-        PoolBuilder::new()
-    }
-
-    /// Builds a pool from settings read elsewhere, such as a configuration
-    /// file (see [`PoolConfig`] and the `serde` feature), checking them as
-    /// [`PoolBuilder::build`] does.
-    ///
-    /// # Errors
-    ///
-    /// The same as [`PoolBuilder::build`].
-    pub fn from_config(config: PoolConfig) -> Result<Self, Error> {
-        PoolBuilder::from_config(config).build()
-    }
-
     /// Wraps freshly built state; warms up at once when built inside a
     /// runtime, otherwise on first use.
     pub(crate) fn from_inner(inner: Inner) -> Self {
@@ -117,7 +100,7 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// The same endpoint errors as [`PoolBuilder::build`].
+    /// The same endpoint errors as [`PoolBuilder::build`](crate::PoolBuilder::build).
     pub fn add_endpoint(&self, target: impl Into<Target>) -> Result<bool, Error> {
         let endpoint = self.inner.endpoint_for(&target.into())?;
         Ok(self.inner.add_endpoint(endpoint))

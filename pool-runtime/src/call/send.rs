@@ -44,49 +44,34 @@ pub(super) async fn send(
         };
         let mut end = CallEnd::new(slot, call.handle.clone(), clock.attempt());
         end.connection().endpoint.address_request(&mut request)?;
+        let limit = call.response_limit(&inner);
         let failed = match end.connection().send(request).await {
-            Ok(response) if call.read_whole => {
-                match read_whole(response, call.response_limit(&inner)).await {
-                    Ok(Err(too_large)) => {
-                        end.set_outcome(too_large.code());
-                        return Err(too_large);
-                    }
-                    Ok(Ok(response)) => {
-                        if let Some(retry) = call.retry_for(&inner, &response) {
-                            // The attempt failed: its endpoint and the metrics
-                            // count it so, not as cancelled.
-                            end.set_outcome(retry.status.code());
-                            call.tried(&end);
-                            end.release_for_retry();
-                            request = Box::pin(call.again_after(&inner, retry)).await?;
-                            continue;
-                        }
-                        return Ok(finish_whole(
-                            &mut end,
-                            response,
-                            call.response_limit(&inner),
-                        ));
-                    }
-                    Err(error) => Failed {
-                        failure: SendError::after_headers(error),
-                        end,
-                    },
+            Ok(response) if call.read_whole => match read_whole(response, limit).await {
+                Ok(Err(too_large)) => {
+                    end.set_outcome(too_large.code());
+                    return Err(too_large);
                 }
-            }
+                Ok(Ok(response)) => {
+                    if let Some(retry) = call.retry_for(&inner, &response) {
+                        call.failed_with(end, &retry);
+                        request = Box::pin(call.again_after(&inner, retry)).await?;
+                        continue;
+                    }
+                    return Ok(finish_whole(&mut end, response, limit));
+                }
+                Err(error) => Failed {
+                    failure: SendError::after_headers(error),
+                    end,
+                },
+            },
             Ok(response) => {
                 if let Some(retry) = call.retry_for(&inner, &response) {
-                    end.set_outcome(retry.status.code());
-                    call.tried(&end);
-                    end.release_for_retry();
+                    call.failed_with(end, &retry);
                     drop(response);
                     request = Box::pin(call.again_after(&inner, retry)).await?;
                     continue;
                 }
-                // A trailers-only response carries its status here.
-                end.set_outcome_from(response.headers());
-                let end = end.with_deadline(deadline);
-                let limit = call.response_limit(&inner);
-                return Ok(response.map(|body| ResponseBody::new(body, end).with_limit(limit)));
+                return Ok(streamed(end, response, deadline, limit));
             }
             Err(failure) => Failed { failure, end },
         };
@@ -178,6 +163,20 @@ struct StatusRetry {
 
 /// A response read whole, handed on: its status recorded for the
 /// endpoint, its messages held to the method's limit.
+/// The response of an attempt that stands, its body streamed to the caller
+/// under the call's deadline and response limit.
+fn streamed(
+    mut end: CallEnd,
+    response: Response<RecvBody>,
+    deadline: Option<Instant>,
+    limit: usize,
+) -> Response<ResponseBody> {
+    // A trailers-only response carries its status here.
+    end.set_outcome_from(response.headers());
+    let end = end.with_deadline(deadline);
+    response.map(|body| ResponseBody::new(body, end).with_limit(limit))
+}
+
 fn finish_whole(
     end: &mut CallEnd,
     response: Response<ResponseBody>,
@@ -283,6 +282,15 @@ impl Call {
             None if rare.tried.is_empty() => None,
             None => inner.pick_untried(&rare.tried),
         }
+    }
+
+    /// The attempt on `end` failed with a status the policy retries: its
+    /// endpoint and the metrics count it so, not as cancelled, and its
+    /// slot goes back.
+    fn failed_with(&mut self, mut end: CallEnd, retry: &StatusRetry) {
+        end.set_outcome(retry.status.code());
+        self.tried(&end);
+        end.release_for_retry();
     }
 
     /// Remembers the endpoint of `end`'s attempt, which failed and is

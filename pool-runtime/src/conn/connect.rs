@@ -59,39 +59,8 @@ async fn connect_unbounded(
         .map_err(ConnectError::Handshake)?;
     let mut driver = Driver::new(connection, link.clone(), pings(config), ack);
 
-    // h2 assumes 100 streams until the server's SETTINGS arrive; a burst
-    // sent before then would overshoot a lower limit (dotnet/runtime#40249),
-    // so the connection only joins the pool once SETTINGS have been read.
-    // The driver must be polled meanwhile for a dead connection to show.
-    {
-        let settings = link.settings.notified();
-        tokio::pin!(settings);
-        settings.as_mut().enable();
-        if !link.settings_seen() {
-            tokio::select! {
-                // The driver first: when the server's SETTINGS and its
-                // GOAWAY (or a broken connection) come together, the
-                // connection is not up, and the error says why.
-                biased;
-                result = &mut driver => return Err(closed_early(&link, result.err())),
-                () = &mut settings => {}
-            }
-        }
-    }
-    // gRPC's servers advertise a limit or none; 0 means no call can go
-    // here, so the attempt fails and the endpoint backs off, as for a
-    // server that refuses connections.
-    if link.max_streams() == 0 {
-        return Err(ConnectError::NoStreams {
-            endpoint: endpoint.key.clone(),
-        });
-    }
-    if !link.is_ready() {
-        // GOAWAY came with the SETTINGS: the driver's error, if it ends
-        // with one soon, says why.
-        let ended = tokio::time::timeout(GOAWAY_GRACE, &mut driver).await;
-        return Err(closed_early(&link, ended.ok().and_then(Result::err)));
-    }
+    await_settings(&link, &mut driver).await?;
+    admit(endpoint, &link, &mut driver).await?;
     // With health checking, a connection joins only once its server says
     // it is serving.
     if let Some(settings) = &config.health_check {
@@ -107,6 +76,48 @@ async fn connect_unbounded(
         driver,
         link,
     })
+}
+
+/// Waits for the server's SETTINGS, driving the connection meanwhile.
+///
+/// h2 assumes 100 streams until the server's SETTINGS arrive; a burst
+/// sent before then would overshoot a lower limit (dotnet/runtime#40249),
+/// so the connection only joins the pool once SETTINGS have been read.
+/// The driver must be polled meanwhile for a dead connection to show.
+async fn await_settings(link: &Link, driver: &mut Driver) -> Result<(), ConnectError> {
+    let settings = link.settings.notified();
+    tokio::pin!(settings);
+    settings.as_mut().enable();
+    if !link.settings_seen() {
+        tokio::select! {
+            // The driver first: when the server's SETTINGS and its
+            // GOAWAY (or a broken connection) come together, the
+            // connection is not up, and the error says why.
+            biased;
+            result = &mut *driver => return Err(closed_early(link, result.err())),
+            () = &mut settings => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether what the SETTINGS said lets calls go on the connection.
+async fn admit(endpoint: &Endpoint, link: &Link, driver: &mut Driver) -> Result<(), ConnectError> {
+    // gRPC's servers advertise a limit or none; 0 means no call can go
+    // here, so the attempt fails and the endpoint backs off, as for a
+    // server that refuses connections.
+    if link.max_streams() == 0 {
+        return Err(ConnectError::NoStreams {
+            endpoint: endpoint.key.clone(),
+        });
+    }
+    if !link.is_ready() {
+        // GOAWAY came with the SETTINGS: the driver's error, if it ends
+        // with one soon, says why.
+        let ended = tokio::time::timeout(GOAWAY_GRACE, &mut *driver).await;
+        return Err(closed_early(link, ended.ok().and_then(Result::err)));
+    }
+    Ok(())
 }
 
 /// The error of a connection that ended, or went away, before it was

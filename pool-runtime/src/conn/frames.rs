@@ -194,6 +194,18 @@ impl<T: AsyncRead> AsyncRead for WatchedIo<T> {
 const MAX_SLICES: usize = 16;
 
 impl<T: AsyncWrite> WatchedIo<T> {
+    /// Takes `buf` into the held ACKs when it is nothing but PING ACKs and
+    /// none are held yet; whether it did.
+    fn hold_if_only_acks(self: Pin<&mut Self>, buf: &[u8]) -> bool {
+        let held = self.project().held_acks;
+        if !held.bytes.is_empty() || !only_ping_acks(buf) {
+            return false;
+        }
+        held.bytes.extend_from_slice(buf);
+        held.waited = false;
+        true
+    }
+
     /// Writes the held ACKs, all of them, before anything else is written.
     fn poll_write_held(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.project();
@@ -255,10 +267,7 @@ impl<T: AsyncWrite> AsyncWrite for WatchedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.held_acks.bytes.is_empty() && only_ping_acks(buf) {
-            let held = &mut self.as_mut().project().held_acks;
-            held.bytes.extend_from_slice(buf);
-            held.waited = false;
+        if self.as_mut().hold_if_only_acks(buf) {
             return Poll::Ready(Ok(buf.len()));
         }
         self.poll_write_slices(cx, &[io::IoSlice::new(buf)])
@@ -270,12 +279,8 @@ impl<T: AsyncWrite> AsyncWrite for WatchedIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         if let [buf] = bufs
-            && self.held_acks.bytes.is_empty()
-            && only_ping_acks(buf)
+            && self.as_mut().hold_if_only_acks(buf)
         {
-            let held = &mut self.as_mut().project().held_acks;
-            held.bytes.extend_from_slice(buf);
-            held.waited = false;
             return Poll::Ready(Ok(buf.len()));
         }
         self.poll_write_slices(cx, bufs)
