@@ -375,3 +375,44 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
         targets,
     }
 }
+
+/// `--load grpcgo-pool|grpcgo-channel`: one client's unary calls on grpc-go's
+/// benchmark service at `uri` alone, to profile it from outside.
+pub(crate) fn load_alone(kind: &str, callers: usize, duration: Duration, uri: &str) {
+    let runtime = crate::measure::one_worker_runtime();
+    runtime.block_on(async {
+        let round = if kind == "grpcgo-pool" {
+            let pool = Pool::builder()
+                .endpoint(uri)
+                .max_connections(1)
+                .build()
+                .expect("pool settings");
+            pool.ready().await.expect("pool ready");
+            let pooled = PooledBenchmarkServiceClient::new(pool);
+            closed_loop(callers, duration, 0, move |_| {
+                let pooled = pooled.clone();
+                async move { pooled.unary_call(request()).await.is_ok() }
+            })
+            .await
+        } else {
+            let channel = BenchmarkServiceClient::new(
+                Endpoint::from_shared(uri.to_owned())
+                    .expect("uri")
+                    .connect()
+                    .await
+                    .expect("connect a Channel"),
+            );
+            closed_loop(callers, duration, 0, move |_| {
+                let mut channel = channel.clone();
+                async move { channel.unary_call(request()).await.is_ok() }
+            })
+            .await
+        };
+        let (client, _) = round.cpu_per_call();
+        println!(
+            "{kind}: {} calls, {:.0} calls/s, {client:.1} us client CPU per call",
+            round.calls,
+            round.per_second()
+        );
+    });
+}

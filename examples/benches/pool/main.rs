@@ -12,7 +12,8 @@
 //! `--only S1,S3` to run some scenarios, `--out DIR` (default `docs`).
 //! `--load pool|pool-no-quickack|channel --callers N --seconds S --uri URI`
 //! runs one configuration's small unary calls alone, to profile it from
-//! outside.
+//! outside; `--load grpcgo-pool|grpcgo-channel` does the same on grpc-go's
+//! benchmark service (S11's server).
 
 mod chart;
 mod fleet;
@@ -142,7 +143,12 @@ fn main() {
             .and_then(|n| n.parse().ok())
             .unwrap_or(2.0);
         let uri = arg(&args, "--uri").expect("--uri");
-        scenarios::load_alone(&kind, callers, Duration::from_secs_f64(seconds), &uri);
+        let duration = Duration::from_secs_f64(seconds);
+        if kind.starts_with("grpcgo-") {
+            grpcgo::load_alone(&kind, callers, duration, &uri);
+        } else {
+            scenarios::load_alone(&kind, callers, duration, &uri);
+        }
         return;
     }
     let rounds = arg(&args, "--rounds")
