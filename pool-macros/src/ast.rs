@@ -158,8 +158,13 @@ impl<'a> Method<'a> {
     }
 }
 
+/// Whether `name` is one of the four RPC field types.
+pub(crate) fn is_rpc_kind(name: &Ident) -> bool {
+    RpcKind::from_name(name).is_some()
+}
+
 /// Reads `Kind<Request, Response>`, whatever path leads to `Kind`.
-fn rpc_type(ty: &Type) -> syn::Result<(RpcKind, &Type, &Type)> {
+pub(crate) fn rpc_type(ty: &Type) -> syn::Result<(RpcKind, &Type, &Type)> {
     let unknown = || syn::Error::new_spanned(ty, format!("unknown RPC field type: {FIELD_TYPES}"));
     let Type::Path(path) = ty else {
         return Err(unknown());

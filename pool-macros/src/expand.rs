@@ -133,10 +133,12 @@ fn settings(private: &TokenStream) -> TokenStream {
             /// taking and returning a `tonic::Request<()>`) on every call of
             /// this client and its clones, before the pool's; an error ends the
             /// call with that status. A second call replaces the first.
-            /// Default: none.
+            /// Calls on many threads run it at once (each a clone of it, as
+            /// each clone of a tonic client holds one). Default: none.
             pub fn with_interceptor(
                 mut self,
-                interceptor: impl #private::tonic::service::Interceptor + ::core::marker::Send + 'static,
+                interceptor: impl #private::tonic::service::Interceptor
+                    + ::core::clone::Clone + ::core::marker::Send + ::core::marker::Sync + 'static,
             ) -> Self {
                 self.interceptor = ::core::option::Option::Some(
                     #private::SharedInterceptor::new(interceptor),

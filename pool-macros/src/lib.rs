@@ -3,8 +3,9 @@
 //!
 //! The work is split as in serde_derive: `attr` parses the attribute's
 //! arguments, `ast` reads the struct into a small model, `valid` checks it,
-//! `expand` writes the wrapper, and `fallback` keeps the user's item when
-//! there are errors so that one mistake does not cascade.
+//! `expand` writes the wrapper, and `fallback` puts a stub of the client in
+//! place of the struct when there are errors, so that one mistake does not
+//! cascade.
 
 mod ast;
 mod attr;
@@ -20,13 +21,14 @@ use proc_macro::TokenStream;
 pub fn pooled_client(args: TokenStream, input: TokenStream) -> TokenStream {
     let item = match syn::parse::<syn::ItemStruct>(input.clone()) {
         Ok(item) => item,
-        Err(error) => return fallback::with_errors(input.into(), error).into(),
+        Err(error) => return fallback::with_item(input.into(), error).into(),
     };
-    let expanded = attr::parse(args.into())
+    let args: proc_macro2::TokenStream = args.into();
+    let expanded = attr::parse(args.clone())
         .and_then(|args| ast::Client::from_item(&item, args))
         .and_then(|client| valid::check(&client).map(|()| expand::client(&client)));
     match expanded {
         Ok(tokens) => tokens.into(),
-        Err(error) => fallback::with_errors(quote::quote!(#item), error).into(),
+        Err(error) => fallback::with_stub(&item, &args, error).into(),
     }
 }

@@ -52,6 +52,7 @@ pub async fn connect(uri: String) -> Result<Pool, Error> {
 
 /// Takes a stream slot and gives it back at once, returning whether one
 /// was free: the pool's hot path without any I/O, for the benchmarks.
+#[doc(hidden)]
 pub fn bench_pick_release(pool: &Pool) -> bool {
     pool.inner.pick().is_some()
 }

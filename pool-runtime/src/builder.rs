@@ -327,10 +327,11 @@ impl PoolBuilder {
     /// such as a closure taking and returning a `tonic::Request<()>`) on
     /// every call through the pool, plain tonic clients' included, and
     /// after any client's own; an error ends the call with that status. A second
-    /// call replaces the first. Default: none.
+    /// call replaces the first. Calls on many threads run it at once, each
+    /// a clone of it (see [`SharedInterceptor`]). Default: none.
     pub fn interceptor(
         mut self,
-        interceptor: impl tonic::service::Interceptor + Send + 'static,
+        interceptor: impl tonic::service::Interceptor + Clone + Send + Sync + 'static,
     ) -> Self {
         self.interceptor = Some(SharedInterceptor::new(interceptor));
         self

@@ -4,7 +4,8 @@
 //! server in its own process pinned to core 1, pins itself to core 0, runs
 //! S1 to S6 alternating the configurations it compares for several rounds,
 //! then S7 to S10 against fleets of servers (a second server process), S11
-//! against grpc-go's own benchmark client and server (built from `tests/go/`), and
+//! against grpc-go's own benchmark client and server (built from `tests/go/`), S12
+//! (an interceptor on two threads), and
 //! writes `docs/benchmarks.md`, `docs/s1-concurrency.svg` and
 //! `docs/s7-spread.svg`.
 //!
@@ -19,6 +20,7 @@ mod chart;
 mod fleet;
 mod grpcgo;
 mod h2direct;
+mod interceptor;
 mod measure;
 mod scenarios;
 
@@ -222,6 +224,9 @@ fn main() {
     drop(fleet);
     if wanted("S11") {
         sections.push(runtime.block_on(grpcgo::s11(&context)));
+    }
+    if wanted("S12") {
+        sections.push(interceptor::s12(&context, cores));
     }
     let took = started.elapsed();
 
