@@ -316,6 +316,25 @@ impl PoolBuilder {
         self
     }
 
+    /// Finds the endpoints by resolving `dns`'s name every
+    /// `refresh_interval` (feature `dns`; [`PoolConfig::dns`], as a
+    /// configuration file's `[dns]` sets it), in addition to any endpoint
+    /// and discovery given. Default: none.
+    ///
+    /// ```no_run
+    /// use pooled_client::dns::DnsConfig;
+    ///
+    /// let pool = pooled_client::Pool::builder()
+    ///     .dns(DnsConfig::new("http://greeter.internal:50051"))
+    ///     .build()
+    ///     .expect("valid settings");
+    /// ```
+    #[cfg(feature = "dns")]
+    pub fn dns(mut self, dns: crate::config::DnsConfig) -> Self {
+        self.config.dns = Some(dns);
+        self
+    }
+
     /// Takes endpoints that fail more than the others out of the pick for
     /// a while (gRPC A50; see [`OutlierDetection`]). Default: off.
     pub fn outlier_detection(mut self, detection: OutlierDetection) -> Self {

@@ -130,6 +130,8 @@ mod service_config;
 mod state;
 #[cfg(feature = "runtime")]
 mod stats;
+#[cfg(feature = "runtime")]
+mod watch;
 
 #[cfg(feature = "tls")]
 pub use crate::config::TlsConfig;
@@ -148,6 +150,7 @@ pub use crate::{
     pool::Pool,
     rpc::{BidiStreaming, ClientStreaming, ServerStreaming, Unary},
     stats::{DiscoveryStats, EndpointInfo, EndpointState, EndpointStats, PoolStats},
+    watch::PoolWatch,
 };
 
 /// Turns a struct that lists a tonic client's RPCs into a pooled client.

@@ -22,8 +22,11 @@ impl ServiceConfig {
     /// Supported: `methodConfig[]` with `name`, `timeout`, `waitForReady`,
     /// `retryPolicy`, `hedgingPolicy`, `maxRequestMessageBytes` and
     /// `maxResponseMessageBytes`, and top-level `retryThrottling`. Other
-    /// fields (such as `loadBalancingConfig`) are ignored with a debug log,
-    /// as gRPC does.
+    /// fields are ignored, as gRPC ignores them: those gRPC defines and
+    /// this pool does not use (such as `loadBalancingConfig`) with a debug
+    /// log, any other (a misspelling such as `retryPolicyy`, which would
+    /// turn retries off in silence) with a warning that gives its path.
+    /// [`from_json_strict`](Self::from_json_strict) refuses the latter.
     ///
     /// # Errors
     ///
@@ -34,7 +37,30 @@ impl ServiceConfig {
     pub fn from_json(json: &str) -> Result<Self, Error> {
         let value: Value = serde_json::from_str(json)
             .map_err(|e| invalid("(the document)", excerpt(json), e.to_string()))?;
-        parse_service_config(&value)
+        parse_service_config(&value, &mut Unknown::Warn)
+    }
+
+    /// Parses gRPC's JSON service config as [`from_json`](Self::from_json)
+    /// does, but refuses a field that gRPC does not define.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`from_json`](Self::from_json), and
+    /// [`Error::InvalidServiceConfig`] naming the first unknown field by
+    /// its path (`methodConfig[0].retryPolicyy`).
+    pub fn from_json_strict(json: &str) -> Result<Self, Error> {
+        let value: Value = serde_json::from_str(json)
+            .map_err(|e| invalid("(the document)", excerpt(json), e.to_string()))?;
+        let mut unknown = Unknown::Collect(Vec::new());
+        let config = parse_service_config(&value, &mut unknown)?;
+        match unknown {
+            Unknown::Collect(fields) if !fields.is_empty() => Err(invalid(
+                fields.join(", "),
+                "(unknown)",
+                "gRPC's service config has no such field (from_json ignores it with a warning)",
+            )),
+            _ => Ok(config),
+        }
     }
 }
 
@@ -44,7 +70,7 @@ impl ServiceConfig {
 impl<'de> serde::Deserialize<'de> for ServiceConfig {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
-        parse_service_config(&value).map_err(serde::de::Error::custom)
+        parse_service_config(&value, &mut Unknown::Warn).map_err(serde::de::Error::custom)
     }
 }
 
@@ -55,7 +81,8 @@ impl<'de> serde::Deserialize<'de> for ServiceConfig {
 impl<'de> serde::Deserialize<'de> for RetryPolicy {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
-        parse_retry(&value, "idempotent_retry_policy").map_err(serde::de::Error::custom)
+        parse_retry(&value, "idempotent_retry_policy", &mut Unknown::Warn)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -81,34 +108,69 @@ fn object<'a>(value: &'a Value, field: &str) -> Result<&'a Map<String, Value>, E
         .ok_or_else(|| invalid(field, value.to_string(), "must be an object"))
 }
 
-/// Logs the fields of `object` that are not in `known`.
-fn ignore_unknown(object: &Map<String, Value>, field: &str, known: &[&str]) {
+/// What becomes of fields gRPC does not define.
+enum Unknown {
+    /// Logged at warn level, and ignored (`from_json`).
+    Warn,
+    /// Their paths kept, for `from_json_strict` to refuse.
+    Collect(Vec<String>),
+}
+
+/// Fields gRPC's service config defines that this pool does not use:
+/// ignored with a debug log, never refused.
+const DEFINED_UNUSED: [&str; 4] = [
+    "loadBalancingConfig",
+    "loadBalancingPolicy",
+    "healthCheckConfig",
+    "perAttemptRecvTimeout",
+];
+
+/// Passes over the fields of `object` (at `field`) that are not in `known`.
+fn ignore_unknown(object: &Map<String, Value>, field: &str, known: &[&str], unknown: &mut Unknown) {
     for name in object.keys().filter(|k| !known.contains(&k.as_str())) {
-        tracing::debug!(
-            field,
-            name,
-            "service config: ignoring a field this pool does not use"
-        );
+        if DEFINED_UNUSED.contains(&name.as_str()) {
+            tracing::debug!(
+                field,
+                name,
+                "service config: ignoring a field this pool does not use"
+            );
+            continue;
+        }
+        let path = format!("{field}.{name}").replace("(the document).", "");
+        match unknown {
+            Unknown::Warn => tracing::warn!(
+                field = %path,
+                "service config: ignoring a field gRPC does not define (misspelt?)"
+            ),
+            Unknown::Collect(paths) => paths.push(path),
+        }
     }
 }
 
-fn parse_service_config(value: &Value) -> Result<ServiceConfig, Error> {
+fn parse_service_config(value: &Value, unknown: &mut Unknown) -> Result<ServiceConfig, Error> {
     let top = object(value, "(the document)")?;
-    ignore_unknown(top, "(the document)", &["methodConfig", "retryThrottling"]);
+    ignore_unknown(
+        top,
+        "(the document)",
+        &["methodConfig", "retryThrottling"],
+        unknown,
+    );
     let mut config = ServiceConfig::default();
     if let Some(methods) = top.get("methodConfig") {
         let methods = methods
             .as_array()
             .ok_or_else(|| invalid("methodConfig", methods.to_string(), "must be an array"))?;
         for (i, method) in methods.iter().enumerate() {
-            config
-                .method_config
-                .push(parse_method_config(method, &format!("methodConfig[{i}]"))?);
+            config.method_config.push(parse_method_config(
+                method,
+                &format!("methodConfig[{i}]"),
+                unknown,
+            )?);
         }
     }
     check_unique_names(&config.method_config)?;
     if let Some(throttling) = top.get("retryThrottling") {
-        config.retry_throttling = Some(parse_throttling(throttling)?);
+        config.retry_throttling = Some(parse_throttling(throttling, unknown)?);
     }
     Ok(config)
 }
@@ -124,12 +186,16 @@ const METHOD_FIELDS: [&str; 7] = [
     "maxResponseMessageBytes",
 ];
 
-fn parse_method_config(value: &Value, at: &str) -> Result<MethodConfig, Error> {
+fn parse_method_config(
+    value: &Value,
+    at: &str,
+    unknown: &mut Unknown,
+) -> Result<MethodConfig, Error> {
     let fields = object(value, at)?;
-    ignore_unknown(fields, at, &METHOD_FIELDS);
+    ignore_unknown(fields, at, &METHOD_FIELDS, unknown);
     let field = |name: &str| format!("{at}.{name}");
     let mut method = MethodConfig {
-        name: parse_names(fields.get("name"), at)?,
+        name: parse_names(fields.get("name"), at, unknown)?,
         ..MethodConfig::default()
     };
     if let Some(timeout) = fields.get("timeout") {
@@ -146,7 +212,7 @@ fn parse_method_config(value: &Value, at: &str) -> Result<MethodConfig, Error> {
         method.wait_for_ready = Some(ready);
     }
     if let Some(policy) = fields.get("retryPolicy") {
-        method.retry_policy = Some(parse_retry(policy, &field("retryPolicy"))?);
+        method.retry_policy = Some(parse_retry(policy, &field("retryPolicy"), unknown)?);
     }
     if let Some(policy) = fields.get("hedgingPolicy") {
         if method.retry_policy.is_some() {
@@ -156,7 +222,7 @@ fn parse_method_config(value: &Value, at: &str) -> Result<MethodConfig, Error> {
                 "a method has a retryPolicy or a hedgingPolicy, not both",
             ));
         }
-        method.hedging_policy = Some(parse_hedging(policy, &field("hedgingPolicy"))?);
+        method.hedging_policy = Some(parse_hedging(policy, &field("hedgingPolicy"), unknown)?);
     }
     let bytes = |name: &str| fields.get(name).map(|b| count(b, &field(name))).transpose();
     method.max_request_message_bytes = bytes("maxRequestMessageBytes")?;
@@ -165,7 +231,11 @@ fn parse_method_config(value: &Value, at: &str) -> Result<MethodConfig, Error> {
 }
 
 /// A method config's `name` list.
-fn parse_names(names: Option<&Value>, at: &str) -> Result<Vec<MethodName>, Error> {
+fn parse_names(
+    names: Option<&Value>,
+    at: &str,
+    unknown: &mut Unknown,
+) -> Result<Vec<MethodName>, Error> {
     let Some(names) = names else {
         return Ok(Vec::new());
     };
@@ -174,13 +244,13 @@ fn parse_names(names: Option<&Value>, at: &str) -> Result<Vec<MethodName>, Error
         .ok_or_else(|| invalid(format!("{at}.name"), names.to_string(), "must be an array"))?;
     list.iter()
         .enumerate()
-        .map(|(i, name)| parse_name(name, &format!("{at}.name[{i}]")))
+        .map(|(i, name)| parse_name(name, &format!("{at}.name[{i}]"), unknown))
         .collect()
 }
 
-fn parse_name(value: &Value, at: &str) -> Result<MethodName, Error> {
+fn parse_name(value: &Value, at: &str, unknown: &mut Unknown) -> Result<MethodName, Error> {
     let fields = object(value, at)?;
-    ignore_unknown(fields, at, &["service", "method"]);
+    ignore_unknown(fields, at, &["service", "method"], unknown);
     let text = |name: &str| -> Result<Option<String>, Error> {
         match fields.get(name) {
             None => Ok(None),
@@ -241,7 +311,7 @@ fn attempts(value: &Value, field: &str) -> Result<u32, Error> {
     Ok(u32::try_from(n).unwrap_or(MAX_ATTEMPTS).min(MAX_ATTEMPTS))
 }
 
-fn parse_retry(value: &Value, at: &str) -> Result<RetryPolicy, Error> {
+fn parse_retry(value: &Value, at: &str, unknown: &mut Unknown) -> Result<RetryPolicy, Error> {
     let fields = object(value, at)?;
     let known = [
         "maxAttempts",
@@ -250,7 +320,7 @@ fn parse_retry(value: &Value, at: &str) -> Result<RetryPolicy, Error> {
         "backoffMultiplier",
         "retryableStatusCodes",
     ];
-    ignore_unknown(fields, at, &known);
+    ignore_unknown(fields, at, &known, unknown);
     let field = |name: &str| format!("{at}.{name}");
     let positive = |name: &str| -> Result<Duration, Error> {
         let d = duration(required(fields, at, name)?, &field(name))?;
@@ -290,12 +360,13 @@ fn parse_retry(value: &Value, at: &str) -> Result<RetryPolicy, Error> {
     })
 }
 
-fn parse_hedging(value: &Value, at: &str) -> Result<HedgingPolicy, Error> {
+fn parse_hedging(value: &Value, at: &str, unknown: &mut Unknown) -> Result<HedgingPolicy, Error> {
     let fields = object(value, at)?;
     ignore_unknown(
         fields,
         at,
         &["maxAttempts", "hedgingDelay", "nonFatalStatusCodes"],
+        unknown,
     );
     let field = |name: &str| format!("{at}.{name}");
     let mut policy = HedgingPolicy {
@@ -311,10 +382,10 @@ fn parse_hedging(value: &Value, at: &str) -> Result<HedgingPolicy, Error> {
     Ok(policy)
 }
 
-fn parse_throttling(value: &Value) -> Result<RetryThrottling, Error> {
+fn parse_throttling(value: &Value, unknown: &mut Unknown) -> Result<RetryThrottling, Error> {
     let at = "retryThrottling";
     let fields = object(value, at)?;
-    ignore_unknown(fields, at, &["maxTokens", "tokenRatio"]);
+    ignore_unknown(fields, at, &["maxTokens", "tokenRatio"], unknown);
     let tokens = required(fields, at, "maxTokens")?;
     let max_tokens = tokens
         .as_u64()
@@ -443,6 +514,25 @@ mod tests {
         assert_eq!(hedging.hedging_delay, Duration::from_millis(50));
         assert_eq!(hedging.non_fatal_status_codes, [Code::Unavailable]);
         assert_eq!(config.retry_throttling.unwrap().token_ratio, 0.123);
+    }
+
+    #[test]
+    fn a_misspelt_field_is_ignored_by_default_and_refused_when_strict() {
+        let json = r#"{"methodConfig": [{"name": [{"service": "s"}],
+            "retryPolicyy": {"maxAttempts": 3}}], "loadBalancingConfig": [{"round_robin": {}}]}"#;
+        let lenient = ServiceConfig::from_json(json).unwrap();
+        assert!(lenient.method_config[0].retry_policy.is_none());
+        let refused = ServiceConfig::from_json_strict(json)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("methodConfig[0].retryPolicyy"),
+            "{refused}"
+        );
+        // A field gRPC defines and the pool does not use is never refused.
+        assert!(!refused.contains("loadBalancingConfig"), "{refused}");
+        let defined = r#"{"loadBalancingConfig": [{"round_robin": {}}]}"#;
+        ServiceConfig::from_json_strict(defined).unwrap();
     }
 
     #[test]

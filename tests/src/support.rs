@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pooled_client::{AffinityKey, Pool, PoolBuilder, PoolStats};
 
@@ -14,6 +14,24 @@ use crate::server::{ServerOptions, TestServer};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
+/// A greeting for `name` that the test server answers after `delay_ms`.
+pub fn hello(name: &str, delay_ms: u32) -> HelloRequest {
+    HelloRequest {
+        name: name.to_owned(),
+        delay_ms,
+        count: 0,
+    }
+}
+
+/// A greeting for `name` that the streaming RPCs answer `count` times.
+pub fn hello_stream(name: &str, count: u32) -> HelloRequest {
+    HelloRequest {
+        name: name.to_owned(),
+        delay_ms: 0,
+        count,
+    }
+}
+
 /// Runs `test`, failing it if it takes longer than `limit`.
 pub async fn bounded<F: Future>(limit: Duration, test: F) -> F::Output {
     tokio::time::timeout(limit, test)
@@ -21,15 +39,25 @@ pub async fn bounded<F: Future>(limit: Duration, test: F) -> F::Output {
         .expect("test exceeded its time limit")
 }
 
-/// Waits until the pool's stats satisfy `ready`, polling, for at most
-/// `limit`; returns whether they did. The pool has no event to wait on for
-/// these conditions.
+/// Waits until the pool's stats satisfy `ready`, for at most `limit`;
+/// returns whether they did. Woken by the pool's own changes
+/// ([`Pool::wait_for`]), not by polling.
 pub async fn wait_for_stats(
     pool: &Pool,
     limit: Duration,
     ready: impl Fn(&PoolStats) -> bool,
 ) -> bool {
-    let started = Instant::now();
+    tokio::time::timeout(limit, pool.wait_for(ready))
+        .await
+        .is_ok()
+}
+
+/// Waits until the pool's stats and state outside the pool (a proxy's or a
+/// server's connections) together satisfy `ready`, for at most `limit`;
+/// returns whether they did. Polls every 5 ms: the outside state has no
+/// event to wait on. Conditions on the pool alone use [`wait_for_stats`].
+pub async fn poll_stats(pool: &Pool, limit: Duration, ready: impl Fn(&PoolStats) -> bool) -> bool {
+    let started = std::time::Instant::now();
     while started.elapsed() < limit {
         if ready(&pool.stats()) {
             return true;

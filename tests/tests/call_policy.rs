@@ -9,17 +9,10 @@ use pooled_client_tests::helloworld::greeter_client::GreeterClient;
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::scripted::ScriptedGreeter;
 use pooled_client_tests::support::bounded;
+use pooled_client_tests::support::hello;
 use tonic::Code;
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn hello(name: &str, delay_ms: u32) -> HelloRequest {
-    HelloRequest {
-        name: name.into(),
-        delay_ms,
-        count: 0,
-    }
-}
 
 /// A service config giving `SayHello` `policy` (the JSON of a method
 /// config's fields besides its name).

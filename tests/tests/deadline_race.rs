@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use pooled_client::{Pool, ServiceConfig};
-use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
+use pooled_client_tests::helloworld::PooledGreeterClient;
 use pooled_client_tests::support::bounded;
+use pooled_client_tests::support::hello;
 use tokio::net::TcpListener;
 use tonic::Code;
 
@@ -82,13 +83,6 @@ fn grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
-fn hello() -> HelloRequest {
-    HelloRequest {
-        name: "race".into(),
-        ..HelloRequest::default()
-    }
-}
-
 /// The hedging policy for SayHello: a second copy after 10 ms.
 fn hedged() -> ServiceConfig {
     ServiceConfig::from_json(
@@ -119,13 +113,13 @@ async fn a_reset_at_the_deadline_is_deadline_exceeded() {
         let hedged = PooledGreeterClient::new(hedging).with_timeout(deadline);
         for round in 0..20 {
             let kinds: [(&str, Result<(), tonic::Status>); 4] = [
-                ("unary", client.say_hello(hello()).await.map(drop)),
+                ("unary", client.say_hello(hello("race", 0)).await.map(drop)),
                 (
                     "idempotent",
-                    client.say_hello_again(hello()).await.map(drop),
+                    client.say_hello_again(hello("race", 0)).await.map(drop),
                 ),
                 ("streaming", streamed(&client).await),
-                ("hedged", hedged.say_hello(hello()).await.map(drop)),
+                ("hedged", hedged.say_hello(hello("race", 0)).await.map(drop)),
             ];
             for (kind, result) in kinds {
                 let status = result.expect_err("the server never answers");
@@ -141,7 +135,10 @@ async fn a_reset_at_the_deadline_is_deadline_exceeded() {
 }
 
 async fn streamed(client: &PooledGreeterClient) -> Result<(), tonic::Status> {
-    let mut stream = client.say_hello_stream(hello()).await?.into_inner();
+    let mut stream = client
+        .say_hello_stream(hello("race", 0))
+        .await?
+        .into_inner();
     while let Some(message) = stream.next().await {
         message?;
     }
@@ -158,7 +155,7 @@ async fn a_reset_before_the_deadline_is_cancelled_and_named_a_reset() {
         let client =
             Arc::new(PooledGreeterClient::new(pool.clone()).with_timeout(Duration::from_secs(5)));
         for result in [
-            client.say_hello(hello()).await.map(drop),
+            client.say_hello(hello("race", 0)).await.map(drop),
             streamed(&client).await,
         ] {
             let status = result.unwrap_err();

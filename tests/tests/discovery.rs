@@ -6,20 +6,14 @@ use std::time::Duration;
 
 use pooled_client::Pool;
 use pooled_client::discovery::{Change, Target};
-use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
+use pooled_client_tests::helloworld::PooledGreeterClient;
 use pooled_client_tests::proxy::FaultProxy;
 use pooled_client_tests::server::{ServerOptions, TestServer};
+use pooled_client_tests::support::hello;
+use pooled_client_tests::support::poll_stats;
 use pooled_client_tests::support::{bounded, endpoint_names, wait_for_stats};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
-
-fn hello(delay_ms: u32) -> HelloRequest {
-    HelloRequest {
-        name: "discovery".into(),
-        delay_ms,
-        count: 0,
-    }
-}
 
 /// A server behind a proxy that counts its connections.
 async fn counted_server() -> (TestServer, FaultProxy) {
@@ -48,7 +42,7 @@ async fn an_added_endpoint_takes_connections_and_a_removed_one_drains() {
         assert!(!pool.add_endpoint(proxy_b.uri()).unwrap(), "added twice");
         assert_eq!(endpoint_names(&pool), vec![proxy_a.uri(), proxy_b.uri()]);
         assert!(
-            wait_for_stats(&pool, Duration::from_secs(5), |s| s.connections == 2
+            poll_stats(&pool, Duration::from_secs(5), |s| s.connections == 2
                 && proxy_a.open_connections() == 1
                 && proxy_b.open_connections() == 1)
             .await,
@@ -62,7 +56,7 @@ async fn an_added_endpoint_takes_connections_and_a_removed_one_drains() {
         let slow: Vec<_> = (0..4)
             .map(|_| {
                 let greeter = greeter.clone();
-                tokio::spawn(async move { greeter.say_hello(hello(300)).await })
+                tokio::spawn(async move { greeter.say_hello(hello("discovery", 300)).await })
             })
             .collect();
         assert!(wait_for_stats(&pool, Duration::from_secs(5), |s| s.in_flight == 4).await);
@@ -71,7 +65,7 @@ async fn an_added_endpoint_takes_connections_and_a_removed_one_drains() {
         assert_eq!(endpoint_names(&pool), vec![proxy_b.uri()]);
         // New calls go to B meanwhile.
         for _ in 0..20 {
-            greeter.say_hello(hello(0)).await.unwrap();
+            greeter.say_hello(hello("discovery", 0)).await.unwrap();
         }
         for call in slow {
             call.await
@@ -79,7 +73,7 @@ async fn an_added_endpoint_takes_connections_and_a_removed_one_drains() {
                 .expect("a call in flight on a removed endpoint finishes");
         }
         assert!(
-            wait_for_stats(&pool, Duration::from_secs(5), |s| s.draining == 0
+            poll_stats(&pool, Duration::from_secs(5), |s| s.draining == 0
                 && proxy_a.open_connections() == 0)
             .await,
             "{:?}, A {}",
@@ -88,7 +82,7 @@ async fn an_added_endpoint_takes_connections_and_a_removed_one_drains() {
         );
         // The pool keeps its minimum, now all on B.
         assert!(
-            wait_for_stats(&pool, Duration::from_secs(5), |s| s.connections == 2
+            poll_stats(&pool, Duration::from_secs(5), |s| s.connections == 2
                 && proxy_b.open_connections() == 2)
             .await
         );
@@ -114,7 +108,7 @@ async fn a_discovery_stream_adds_replaces_and_removes_endpoints() {
         // A call made before any endpoint is known waits for one.
         let early = {
             let greeter = greeter.clone();
-            tokio::spawn(async move { greeter.say_hello(hello(0)).await })
+            tokio::spawn(async move { greeter.say_hello(hello("discovery", 0)).await })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         changes
@@ -131,14 +125,14 @@ async fn a_discovery_stream_adds_replaces_and_removes_endpoints() {
             .send(Ok(Change::Insert("pod-1", Target::from(proxy_b.uri()))))
             .unwrap();
         assert!(
-            wait_for_stats(&pool, Duration::from_secs(5), |_| endpoint_names(&pool)
+            poll_stats(&pool, Duration::from_secs(5), |_| endpoint_names(&pool)
                 == vec![proxy_b.uri()]
                 && proxy_a.open_connections() == 0)
             .await,
             "{:?}",
             endpoint_names(&pool)
         );
-        greeter.say_hello(hello(0)).await.unwrap();
+        greeter.say_hello(hello("discovery", 0)).await.unwrap();
         assert!(proxy_b.accepted() >= 1);
 
         // A target with an address connects there but keeps its name.
@@ -164,7 +158,7 @@ async fn a_discovery_stream_adds_replaces_and_removes_endpoints() {
             endpoint_names(&pool)
         );
         for _ in 0..10 {
-            greeter.say_hello(hello(0)).await.unwrap();
+            greeter.say_hello(hello("discovery", 0)).await.unwrap();
         }
         assert!(proxy_a.open_connections() >= 1);
     })
@@ -181,9 +175,9 @@ async fn with_every_endpoint_removed_calls_fail_with_a_clear_status() {
             .build()
             .unwrap();
         let greeter = PooledGreeterClient::new(pool.clone());
-        greeter.say_hello(hello(0)).await.unwrap();
+        greeter.say_hello(hello("discovery", 0)).await.unwrap();
         assert!(pool.remove_endpoint(proxy_a.uri()));
-        let status = greeter.say_hello(hello(0)).await.unwrap_err();
+        let status = greeter.say_hello(hello("discovery", 0)).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
         assert!(status.message().contains("no endpoints"), "{status:?}");
     })
@@ -233,7 +227,7 @@ async fn source_errors_and_invalid_targets_leave_endpoints_alone_and_the_source_
         changes
             .send(Ok(Change::Insert("a", Target::from(proxy_a.uri()))))
             .unwrap();
-        greeter.say_hello(hello(0)).await.unwrap();
+        greeter.say_hello(hello("discovery", 0)).await.unwrap();
 
         // The watcher fails, then sends nonsense: the endpoint stays.
         changes
@@ -254,7 +248,7 @@ async fn source_errors_and_invalid_targets_leave_endpoints_alone_and_the_source_
                 format!("http://greeter.test at {}", proxy_a.addr)
             ]
         );
-        greeter.say_hello(hello(0)).await.unwrap();
+        greeter.say_hello(hello("discovery", 0)).await.unwrap();
 
         // Dropping the last handle to the pool stops the source, although
         // it never ended.

@@ -228,3 +228,34 @@ async fn srv_records_give_host_and_port_and_changes_are_followed() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builders_dns_setting_finds_the_endpoints() {
+    bounded(Duration::from_secs(30), async {
+        let (port, _servers) = servers_on_one_port().await;
+        let dns = FakeDns::start(&IPS[..2]).await;
+        let uri = format!("http://greeter.test:{port}");
+        let mut settings = pooled_client::dns::DnsConfig::new(&uri);
+        settings.nameservers = vec![dns.addr];
+        settings.refresh_interval = Duration::from_millis(100);
+        let pool = Pool::builder().dns(settings).build().unwrap();
+        assert_eq!(
+            pool.config().dns.as_ref().map(|d| d.uri.as_str()),
+            Some(uri.as_str())
+        );
+        assert!(
+            wait_for_stats(&pool, Duration::from_secs(5), |s| s.endpoints == 2
+                && s.connections == 2)
+            .await,
+            "{:?} {:?}",
+            pool.stats(),
+            endpoint_names(&pool)
+        );
+        let greeter = PooledGreeterClient::new(pool.clone());
+        assert_eq!(
+            server_ips(&greeter, 16).await,
+            ips(&["127.0.0.1", "127.0.0.2"])
+        );
+    })
+    .await;
+}

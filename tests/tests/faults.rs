@@ -11,6 +11,7 @@ use pooled_client_tests::helloworld::greeter_client::GreeterClient;
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::proxy::FaultProxy;
 use pooled_client_tests::server::{ServerOptions, TestServer};
+use pooled_client_tests::support::hello;
 use pooled_client_tests::support::server_and_pool;
 use pooled_client_tests::support::{self, spawn_listening, wait_for_stats as wait_for};
 use tokio::process::{Child, Command};
@@ -18,16 +19,8 @@ use tonic::{Code, Request};
 
 const TEST_LIMIT: Duration = Duration::from_secs(120);
 
-fn hello(delay_ms: u32) -> HelloRequest {
-    HelloRequest {
-        name: "fault".into(),
-        delay_ms,
-        count: 0,
-    }
-}
-
 fn with_deadline(delay_ms: u32, deadline: Duration) -> Request<HelloRequest> {
-    let mut request = Request::new(hello(delay_ms));
+    let mut request = Request::new(hello("fault", delay_ms));
     request.set_timeout(deadline);
     request
 }
@@ -311,7 +304,7 @@ async fn f6_ten_thousand_calls_dropped_anywhere_leak_nothing() {
         assert_eq!(stats.in_flight, 0, "{stats:?}");
         assert_eq!(stats.waiting, 0, "{stats:?}");
         GreeterClient::new(pool.clone())
-            .say_hello(hello(0))
+            .say_hello(hello("fault", 0))
             .await
             .expect("the pool still works");
     })
@@ -420,13 +413,14 @@ async fn cancelled_streams_with_open_request_streams_do_not_wedge_the_connection
         for _ in 0..10 {
             // The request stream never ends; the caller reads one reply and
             // gives up on the call.
-            let requests =
-                futures_util::stream::iter(vec![hello(0)]).chain(futures_util::stream::pending());
+            let requests = futures_util::stream::iter(vec![hello("fault", 0)])
+                .chain(futures_util::stream::pending());
             let mut replies = client.chat(requests).await.unwrap().into_inner();
             replies.next().await.unwrap().unwrap();
             drop(replies);
         }
-        let answer = tokio::time::timeout(Duration::from_secs(5), client.say_hello(hello(0))).await;
+        let answer =
+            tokio::time::timeout(Duration::from_secs(5), client.say_hello(hello("fault", 0))).await;
         assert!(
             matches!(answer, Ok(Ok(_))),
             "the connection is wedged: {answer:?}"

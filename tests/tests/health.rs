@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pooled_client::{Backoff, Pool};
+use pooled_client_tests::helloworld::PooledGreeterClient;
 use pooled_client_tests::helloworld::greeter_server::GreeterServer;
-use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::proxy::FaultProxy;
 use pooled_client_tests::server::{GreeterService, TestServer};
+use pooled_client_tests::support::hello;
+use pooled_client_tests::support::poll_stats;
 use pooled_client_tests::support::{
     bounded, python_with_grpcio, server_and_pool, spawn_listening_with_output, wait_for_stats,
 };
@@ -18,14 +20,6 @@ use tokio::process::{ChildStdout, Command};
 use tonic_health::ServingStatus;
 
 const GREETER: &str = "helloworld.Greeter";
-
-fn hello() -> HelloRequest {
-    HelloRequest {
-        name: "health".into(),
-        delay_ms: 0,
-        count: 0,
-    }
-}
 
 /// Backoff short enough for a test to see an endpoint come back.
 fn quick_backoff() -> Backoff {
@@ -78,13 +72,13 @@ async fn endpoint_saying_not_serving_leaves_the_rotation_and_returns_on_serving(
         // While A is not serving, every call goes to B, and none fails.
         let accepted_a = proxy_a.accepted();
         for _ in 0..50 {
-            greeter.say_hello(hello()).await.unwrap();
+            greeter.say_hello(hello("health", 0)).await.unwrap();
         }
         let stats = pool.stats();
         assert!(stats.connections >= 1, "{stats:?}");
         // A new connection to A may be attempted, but it never joins.
         assert!(
-            wait_for_stats(&pool, Duration::from_secs(2), |_| proxy_a
+            poll_stats(&pool, Duration::from_secs(2), |_| proxy_a
                 .open_connections()
                 == 0)
             .await
@@ -99,7 +93,7 @@ async fn endpoint_saying_not_serving_leaves_the_rotation_and_returns_on_serving(
             .await;
         let balanced = || proxy_a.open_connections() == 1 && proxy_b.open_connections() == 1;
         assert!(
-            wait_for_stats(&pool, Duration::from_secs(5), |s| s.connections == 2
+            poll_stats(&pool, Duration::from_secs(5), |s| s.connections == 2
                 && balanced())
             .await,
             "{:?}, A {} B {}",
@@ -130,7 +124,7 @@ async fn a_connection_joins_only_once_its_server_says_serving() {
         println!("{message}");
         assert!(message.contains("NOT_SERVING"), "{message}");
         let status = PooledGreeterClient::new(pool.clone())
-            .say_hello(hello())
+            .say_hello(hello("health", 0))
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
@@ -141,7 +135,7 @@ async fn a_connection_joins_only_once_its_server_says_serving() {
             .await;
         assert!(wait_for_stats(&pool, Duration::from_secs(5), |s| s.connections == 1).await);
         PooledGreeterClient::new(pool.clone())
-            .say_hello(hello())
+            .say_hello(hello("health", 0))
             .await
             .unwrap();
     })
@@ -219,7 +213,7 @@ async fn a_server_without_the_health_service_counts_as_serving() {
             server_and_pool(None, |b| b.health_check(GREETER, Duration::from_millis(50))).await;
         let greeter = PooledGreeterClient::new(pool.clone());
         for _ in 0..5 {
-            greeter.say_hello(hello()).await.unwrap();
+            greeter.say_hello(hello("health", 0)).await.unwrap();
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let stats = pool.stats();

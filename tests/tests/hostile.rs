@@ -20,6 +20,7 @@ use pooled_client_tests::hostile::{
 };
 use pooled_client_tests::scripted::ScriptedGreeter;
 use pooled_client_tests::server::{ServerOptions, TestServer};
+use pooled_client_tests::support::hello;
 use pooled_client_tests::support::{bounded, wait_for_stats};
 use tonic::{Code, Status};
 
@@ -66,20 +67,12 @@ async fn healthy_alongside(hostile: &str) {
     let client = PooledGreeterClient::new(pool.clone()).with_timeout(Duration::from_secs(5));
     for _ in 0..20 {
         let reply = client
-            .say_hello(hello())
+            .say_hello(hello("hostile", 0))
             .await
             .expect("the healthy server answers");
         assert_eq!(reply.get_ref().message, "Hello hostile");
     }
     assert!(wait_for_stats(&pool, Duration::from_secs(5), |s| s.in_flight == 0).await);
-}
-
-fn hello() -> HelloRequest {
-    HelloRequest {
-        name: "hostile".into(),
-        delay_ms: 0,
-        count: 0,
-    }
 }
 
 fn script(answer: impl Fn() -> Answer + Send + Sync + 'static) -> Script {
@@ -116,7 +109,7 @@ async fn hostile_and_healthy(
     let client = PooledGreeterClient::new(pool.clone());
     let (mut answered, mut statuses) = (0, Vec::new());
     for _ in 0..calls {
-        match client.say_hello(hello()).await {
+        match client.say_hello(hello("hostile", 0)).await {
             Ok(reply) => {
                 assert_eq!(reply.get_ref().message, "Hello hostile");
                 answered += 1;
@@ -244,9 +237,12 @@ async fn a_message_above_the_limit_is_resource_exhausted() {
         let pool = Pool::builder().endpoint(&uri).build().unwrap();
         let client = PooledGreeterClient::new(pool.clone()).max_decoding_message_size(1_000);
         for status in [
-            client.say_hello(hello()).await.unwrap_err(),
+            client.say_hello(hello("hostile", 0)).await.unwrap_err(),
             // Idempotent: read whole before it is handed on.
-            client.say_hello_again(hello()).await.unwrap_err(),
+            client
+                .say_hello_again(hello("hostile", 0))
+                .await
+                .unwrap_err(),
         ] {
             assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
             let size = format!("{} bytes", hello_reply(&"x".repeat(2_000)).len());
@@ -259,7 +255,7 @@ async fn a_message_above_the_limit_is_resource_exhausted() {
         let roomy = PooledGreeterClient::new(pool.clone());
         assert_eq!(
             roomy
-                .say_hello(hello())
+                .say_hello(hello("hostile", 0))
                 .await
                 .unwrap()
                 .get_ref()
@@ -282,7 +278,7 @@ async fn an_http1_answer_says_the_server_does_not_speak_http2() {
         .await;
         let pool = Pool::builder().endpoint(&uri).build().unwrap();
         let status = PooledGreeterClient::new(pool)
-            .say_hello(hello())
+            .say_hello(hello("hostile", 0))
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::Unavailable);
@@ -305,7 +301,7 @@ async fn a_goaway_at_start_is_named() {
         let (uri, _) = serve_raw(settings_then_goaway(0xb, b"too many clients")).await;
         let pool = Pool::builder().endpoint(&uri).build().unwrap();
         let status = PooledGreeterClient::new(pool)
-            .say_hello(hello())
+            .say_hello(hello("hostile", 0))
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::Unavailable);
@@ -329,7 +325,7 @@ async fn a_tls_answer_to_plaintext_says_https() {
         let (uri, _) = serve_raw(vec![21, 3, 3, 0, 2, 2, 40]).await;
         let pool = Pool::builder().endpoint(&uri).build().unwrap();
         let status = PooledGreeterClient::new(pool)
-            .say_hello(hello())
+            .say_hello(hello("hostile", 0))
             .await
             .unwrap_err();
         assert!(status.message().contains("https://"), "{status:?}");
@@ -356,7 +352,7 @@ async fn a_server_allowing_no_streams_is_named_and_backed_off() {
             .unwrap();
         let client = PooledGreeterClient::new(pool.clone());
         let started = Instant::now();
-        let status = client.say_hello(hello()).await.unwrap_err();
+        let status = client.say_hello(hello("hostile", 0)).await.unwrap_err();
         assert_eq!(status.code(), Code::Unavailable);
         assert!(
             status.message().contains("allows 0 concurrent streams"),
@@ -364,7 +360,7 @@ async fn a_server_allowing_no_streams_is_named_and_backed_off() {
         );
         // Keep calling for 5 s: the attempts follow the backoff.
         while started.elapsed() < Duration::from_secs(5) {
-            let _ = client.say_hello(hello()).await;
+            let _ = client.say_hello(hello("hostile", 0)).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let attempts = seen.connections.load(Ordering::SeqCst);
@@ -406,7 +402,7 @@ async fn a_client_side_encode_limit_is_the_calls_own_error() {
         let status = client
             .say_hello(HelloRequest {
                 name: "far too long a name".into(),
-                ..hello()
+                ..hello("hostile", 0)
             })
             .await
             .unwrap_err();
@@ -418,7 +414,7 @@ async fn a_client_side_encode_limit_is_the_calls_own_error() {
         assert!(!status.message().contains("connection"), "{status:?}");
         // The connection is fine: the next call goes out on it.
         let roomy = PooledGreeterClient::new(pool.clone());
-        roomy.say_hello(hello()).await.unwrap();
+        roomy.say_hello(hello("hostile", 0)).await.unwrap();
         assert_eq!(pool.stats().connects_total, 1);
     })
     .await;
@@ -435,7 +431,7 @@ async fn a_deadline_before_any_connection_says_nothing_was_sent() {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .unwrap();
-        let mut request = tonic::Request::new(hello());
+        let mut request = tonic::Request::new(hello("hostile", 0));
         request.set_timeout(Duration::from_millis(300));
         let status = PooledGreeterClient::new(pool)
             .say_hello(request)
@@ -466,7 +462,10 @@ async fn refused_streams_get_the_transparent_retry_and_then_the_policy() {
         let (uri, seen) = serve_refusing().await;
         let pool = Pool::builder().endpoint(&uri).build().unwrap();
         let client = PooledGreeterClient::new(pool.clone());
-        let status = client.say_hello_again(hello()).await.unwrap_err();
+        let status = client
+            .say_hello_again(hello("hostile", 0))
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
         assert_eq!(
             seen.load(Ordering::SeqCst),
@@ -479,7 +478,7 @@ async fn refused_streams_get_the_transparent_retry_and_then_the_policy() {
             (1, 2)
         );
         // A method not declared idempotent: the transparent retry only.
-        let status = client.say_hello(hello()).await.unwrap_err();
+        let status = client.say_hello(hello("hostile", 0)).await.unwrap_err();
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
         assert_eq!(seen.load(Ordering::SeqCst), 6);
         healthy_alongside(&uri).await;
@@ -524,7 +523,7 @@ async fn trailers_only_ok_for_a_unary_call_answers_as_tonic() {
         .await;
         let pool = Pool::builder().endpoint(&uri).build().unwrap();
         let pooled = PooledGreeterClient::new(pool)
-            .say_hello(hello())
+            .say_hello(hello("hostile", 0))
             .await
             .unwrap_err();
         let channel = tonic::transport::Endpoint::from_shared(uri)
@@ -533,7 +532,7 @@ async fn trailers_only_ok_for_a_unary_call_answers_as_tonic() {
             .await
             .unwrap();
         let tonic = GreeterClient::new(channel)
-            .say_hello(hello())
+            .say_hello(hello("hostile", 0))
             .await
             .unwrap_err();
         assert_eq!(pooled.code(), tonic.code());
@@ -571,7 +570,7 @@ async fn a_torn_message_then_silence_ends_at_the_deadline() {
             if ok > 0 && expired > 0 {
                 break;
             }
-            match client.say_hello(hello()).await {
+            match client.say_hello(hello("hostile", 0)).await {
                 Ok(_) => ok += 1,
                 Err(status) => {
                     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
@@ -603,7 +602,11 @@ async fn a_fast_pusher_is_held_to_the_window() {
         let pool = Pool::builder().endpoint(&uri).build().unwrap();
         let client = PooledGreeterClient::new(pool.clone());
         let before = hostile::resident_bytes();
-        let mut stream = client.say_hello_stream(hello()).await.unwrap().into_inner();
+        let mut stream = client
+            .say_hello_stream(hello("hostile", 0))
+            .await
+            .unwrap()
+            .into_inner();
         // Do not read for a while: the server fills the windows and waits.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let grown = hostile::resident_bytes().saturating_sub(before);
@@ -637,7 +640,7 @@ async fn a_ping_flood_does_not_stop_calls() {
             PooledGreeterClient::new(pool.clone()).with_timeout(Duration::from_millis(300));
         let (mut ok, mut other) = (0, 0);
         for _ in 0..20 {
-            match client.say_hello(hello()).await {
+            match client.say_hello(hello("hostile", 0)).await {
                 Ok(_) => ok += 1,
                 Err(status) => {
                     assert!(
@@ -673,7 +676,7 @@ async fn a_goaway_loop_is_backed_off() {
         let started = Instant::now();
         let mut failed = 0;
         while started.elapsed() < Duration::from_secs(3) {
-            if client.say_hello(hello()).await.is_err() {
+            if client.say_hello(hello("hostile", 0)).await.is_err() {
                 failed += 1;
             }
         }
@@ -728,7 +731,10 @@ async fn fifth_failing_load(pool: &Pool, calls: usize, done: impl Fn(&Pool) -> b
                 };
                 tokio::spawn(async move {
                     client
-                        .say_hello_again(HelloRequest { name, ..hello() })
+                        .say_hello_again(HelloRequest {
+                            name,
+                            ..hello("hostile", 0)
+                        })
                         .await
                 })
             })

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use pooled_client::Pool;
-use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
+use pooled_client_tests::helloworld::PooledGreeterClient;
+use pooled_client_tests::support::hello_stream;
 use pooled_client_tests::support::{python_with_grpcio, spawn_listening};
 use tokio::process::{Child, Command};
 use tonic::Code;
@@ -14,14 +15,6 @@ use tonic::Code;
 async fn start_python_server(python: &PathBuf, addr: &str) -> (Child, String) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/greeter_server.py");
     spawn_listening(Command::new(python).arg(script).arg(addr)).await
-}
-
-fn hello(count: u32) -> HelloRequest {
-    HelloRequest {
-        name: "python".into(),
-        delay_ms: 0,
-        count,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,10 +30,14 @@ async fn f8_pooled_client_talks_to_grpcio_and_recovers_from_its_restart() {
             .unwrap();
         let greeter = PooledGreeterClient::new(pool.clone()).with_timeout(Duration::from_secs(5));
 
-        let reply = greeter.say_hello(hello(0)).await.unwrap().into_inner();
+        let reply = greeter
+            .say_hello(hello_stream("python", 0))
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(reply.message, "Hello python");
         let streamed: Vec<String> = greeter
-            .say_hello_stream(hello(3))
+            .say_hello_stream(hello_stream("python", 3))
             .await
             .unwrap()
             .into_inner()
@@ -55,7 +52,7 @@ async fn f8_pooled_client_talks_to_grpcio_and_recovers_from_its_restart() {
         let calls: Vec<_> = (0..32)
             .map(|_| {
                 let greeter = greeter.clone();
-                tokio::spawn(async move { greeter.say_hello(hello(0)).await })
+                tokio::spawn(async move { greeter.say_hello(hello_stream("python", 0)).await })
             })
             .collect();
         for call in calls {
@@ -63,13 +60,16 @@ async fn f8_pooled_client_talks_to_grpcio_and_recovers_from_its_restart() {
         }
 
         server.kill().await.unwrap();
-        let error = greeter.say_hello(hello(0)).await.unwrap_err();
+        let error = greeter
+            .say_hello(hello_stream("python", 0))
+            .await
+            .unwrap_err();
         assert_eq!(error.code(), Code::Unavailable, "{error:?}");
 
         let (_server, _) = start_python_server(&python, &addr).await;
         let back = Instant::now();
         loop {
-            match greeter.say_hello(hello(0)).await {
+            match greeter.say_hello(hello_stream("python", 0)).await {
                 Ok(reply) => {
                     assert_eq!(reply.into_inner().message, "Hello python");
                     break;

@@ -790,8 +790,12 @@ async fn tls_mix_ups_against_grpc_go_are_named() {
 /// (which advertise 2147483647), each behind the suite's TCP proxy, which
 /// adds 5 ms each way to all of them so that they are of equal speed. Each
 /// stack then takes half the calls (0.45 to 0.55); with one server of
-/// either stack made 20 ms slower by its proxy, that server gets less than
-/// a quarter of its even share.
+/// either stack made 60 ms slower by its proxy, that server gets less than
+/// a quarter of its even share. (60 ms, not 20: on a busy 2-core host four
+/// servers and a JVM push every server's own latency to 6 to 8 ms, and a
+/// server 20 ms slower is then only 4 to 5 times slower, a share of 0.06
+/// to 0.07 against the bound of 0.0625; 60 ms keeps it 8 times slower or
+/// more, which is what the property is about.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixed_fleet_of_grpc_go_and_grpc_java_is_balanced() {
     bounded(Duration::from_secs(300), async {
@@ -872,8 +876,8 @@ async fn a_mixed_fleet_of_grpc_go_and_grpc_java_is_balanced() {
         );
         assert!((0.45..=0.55).contains(&java), "{even:?}");
         for slow in [0, 2] {
-            let shares = shares(0, Some((slow, 10))).await;
-            println!("server {slow} 20 ms slower: shares {shares:.3?}");
+            let shares = shares(0, Some((slow, 30))).await;
+            println!("server {slow} 60 ms slower: shares {shares:.3?}");
             assert!(shares[slow] < 0.25 * 0.25, "{shares:?}");
         }
     })

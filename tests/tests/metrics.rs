@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
+use pooled_client_tests::support::hello;
 use pooled_client_tests::support::{bounded, endpoint_names, server_and_pool};
 
 /// Every snapshot drains the recorder's histograms, whichever pool they
@@ -36,14 +37,6 @@ fn metrics_of(pool: &str) -> HashMap<String, DebugValue> {
         })
         .map(|(key, _, _, value)| (key.key().name().to_owned(), value))
         .collect()
-}
-
-fn hello(delay_ms: u32) -> HelloRequest {
-    HelloRequest {
-        name: "metrics".into(),
-        delay_ms,
-        count: 0,
-    }
 }
 
 /// Reads the pool's metrics until `until` holds (they are published at every
@@ -92,7 +85,7 @@ async fn gauges_counters_and_the_wait_histogram_follow_the_pool() {
         let calls: Vec<_> = (0..4)
             .map(|_| {
                 let greeter = greeter.clone();
-                tokio::spawn(async move { greeter.say_hello(hello(500)).await })
+                tokio::spawn(async move { greeter.say_hello(hello("metrics", 500)).await })
             })
             .collect();
         let mut waits = Vec::new();
@@ -172,7 +165,7 @@ async fn each_endpoint_has_its_own_labelled_series() {
         pool.ready().await.unwrap();
         let greeter = PooledGreeterClient::new(pool.clone());
         for _ in 0..40 {
-            greeter.say_hello(hello(0)).await.unwrap();
+            greeter.say_hello(hello("metrics", 0)).await.unwrap();
         }
         let names = endpoint_names(&pool);
         assert_eq!(names.len(), 2, "{names:?}");
@@ -253,8 +246,8 @@ async fn retries_are_recorded_under_grpcs_a96_names() {
             .build()
             .unwrap();
         let greeter = PooledGreeterClient::new(pool);
-        greeter.say_hello(hello_named("twice/2/14")).await.unwrap();
-        greeter.say_hello(hello_named("never")).await.unwrap();
+        greeter.say_hello(hello("twice/2/14", 0)).await.unwrap();
+        greeter.say_hello(hello("never", 0)).await.unwrap();
         // Histograms are drained by every snapshot: keep their samples.
         let (mut retries, mut delays) = (Vec::new(), Vec::new());
         let started = std::time::Instant::now();
@@ -277,14 +270,6 @@ async fn retries_are_recorded_under_grpcs_a96_names() {
         assert_eq!(seen["pooled_client_retries_total"], DebugValue::Counter(2));
     })
     .await;
-}
-
-fn hello_named(name: &str) -> HelloRequest {
-    HelloRequest {
-        name: name.into(),
-        delay_ms: 0,
-        count: 0,
-    }
 }
 
 /// The series labelled `grpc.target = target`, by name and by their
@@ -385,7 +370,7 @@ async fn calls_and_connections_are_recorded_under_grpcs_a66_and_a94_names() {
         let pool = retrying_pool("a66", &server).await.build().unwrap();
         let greeter = PooledGreeterClient::new(pool.clone());
         // Three attempts (two UNAVAILABLE, then OK) make one OK call.
-        greeter.say_hello(hello_named("twice/2/14")).await.unwrap();
+        greeter.say_hello(hello("twice/2/14", 0)).await.unwrap();
         // A call past its deadline.
         let mut late = tonic::Request::new(HelloRequest {
             name: "late/stall".into(),

@@ -4,19 +4,11 @@
 use std::time::{Duration, Instant};
 
 use pooled_client::Pool;
-use pooled_client_tests::helloworld::HelloRequest;
 use pooled_client_tests::helloworld::greeter_client::GreeterClient;
+use pooled_client_tests::support::hello;
 use pooled_client_tests::support::server_and_pool;
 use pooled_client_tests::support::{self, wait_for_stats as wait_for};
 use tonic::Code;
-
-fn hello(delay_ms: u32) -> HelloRequest {
-    HelloRequest {
-        name: "overload".into(),
-        delay_ms,
-        count: 0,
-    }
-}
 
 async fn bounded<F: std::future::Future>(test: F) -> F::Output {
     support::bounded(Duration::from_secs(120), test).await
@@ -39,7 +31,7 @@ async fn f5_overload_is_rejected_fast_and_memory_stays_flat() {
         let mut busy = Vec::new();
         for _ in 0..6 {
             let mut client = GreeterClient::new(pool.clone());
-            busy.push(tokio::spawn(async move { client.say_hello(hello(20_000)).await }));
+            busy.push(tokio::spawn(async move { client.say_hello(hello("overload", 20_000)).await }));
         }
         assert!(wait_for(&pool, Duration::from_secs(5), |s| s.in_flight == 2 && s.waiting == 4).await);
 
@@ -48,7 +40,7 @@ async fn f5_overload_is_rejected_fast_and_memory_stays_flat() {
             let mut client = client.clone();
             async move {
                 let started = Instant::now();
-                let status = client.say_hello(hello(0)).await.unwrap_err();
+                let status = client.say_hello(hello("overload", 0)).await.unwrap_err();
                 assert_eq!(status.code(), Code::ResourceExhausted);
                 started.elapsed()
             }

@@ -3,19 +3,12 @@
 use std::time::{Duration, Instant};
 
 use pooled_client::Pool;
-use pooled_client_tests::helloworld::HelloRequest;
 use pooled_client_tests::helloworld::greeter_client::GreeterClient;
 use pooled_client_tests::proxy::FaultProxy;
 use pooled_client_tests::server::{ServerOptions, TestServer};
-use pooled_client_tests::support::{server_and_pool, wait_for_stats};
-
-fn hello(delay_ms: u32) -> HelloRequest {
-    HelloRequest {
-        name: "resize".into(),
-        delay_ms,
-        count: 0,
-    }
-}
+use pooled_client_tests::support::hello;
+use pooled_client_tests::support::poll_stats;
+use pooled_client_tests::support::server_and_pool;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spare_connections_close_one_per_idle_period_down_to_the_minimum() {
@@ -58,7 +51,7 @@ async fn spare_connections_close_one_per_idle_period_down_to_the_minimum() {
         assert!(spread >= idle * 2 - Duration::from_millis(100), "{sizes:?}");
         // And the pool still serves.
         GreeterClient::new(pool.clone())
-            .say_hello(hello(0))
+            .say_hello(hello("resize", 0))
             .await
             .unwrap();
     })
@@ -80,7 +73,7 @@ async fn connections_are_replaced_at_their_lifetime_without_failing_calls() {
         let mut fewest = usize::MAX;
         while started.elapsed() < Duration::from_millis(1_500) {
             client
-                .say_hello(hello(5))
+                .say_hello(hello("resize", 5))
                 .await
                 .expect("no call fails across replacements");
             calls += 1;
@@ -106,7 +99,7 @@ async fn burst(pool: &Pool, calls: usize, delay_ms: u32) {
     let tasks: Vec<_> = (0..calls)
         .map(|_| {
             let mut client = GreeterClient::new(pool.clone());
-            tokio::spawn(async move { client.say_hello(hello(delay_ms)).await })
+            tokio::spawn(async move { client.say_hello(hello("resize", delay_ms)).await })
         })
         .collect();
     for task in tasks {
@@ -138,7 +131,7 @@ async fn shrinking_keeps_connections_spread_over_endpoints_without_reconnecting(
         burst(&pool, 8, 200).await;
         assert_eq!(open(), (4, 0));
         pool.add_endpoint(proxy_b.uri()).unwrap();
-        assert!(wait_for_stats(&pool, Duration::from_secs(5), |_| open() == (3, 1)).await);
+        assert!(poll_stats(&pool, Duration::from_secs(5), |_| open() == (3, 1)).await);
         burst(&pool, 12, 200).await;
         assert_eq!(pool.stats().connections, 6, "{:?}", pool.stats());
         assert!(open().1 >= 2, "{:?}", open());
@@ -148,7 +141,7 @@ async fn shrinking_keeps_connections_spread_over_endpoints_without_reconnecting(
         // youngest first would empty B, and moving a connection back to it
         // would reconnect.
         assert!(
-            wait_for_stats(&pool, Duration::from_secs(10), |s| s.connections == 2
+            poll_stats(&pool, Duration::from_secs(10), |s| s.connections == 2
                 && s.draining == 0
                 && open().0 + open().1 == 2)
             .await,

@@ -3,22 +3,14 @@
 use std::time::Duration;
 
 use pooled_client::{Error, Pool};
-use pooled_client_tests::helloworld::HelloRequest;
 use pooled_client_tests::helloworld::greeter_client::GreeterClient;
 use pooled_client_tests::server::{ServerOptions, TestServer};
+use pooled_client_tests::support::hello;
 use pooled_client_tests::support::{every_rpc_kind, server_and_pool};
 use tonic::Code;
 
 /// Every test ends within this, whatever goes wrong.
 const TEST_LIMIT: Duration = Duration::from_secs(60);
-
-fn hello(name: &str, delay_ms: u32) -> HelloRequest {
-    HelloRequest {
-        name: name.to_owned(),
-        delay_ms,
-        count: 0,
-    }
-}
 
 async fn bounded<F: std::future::Future>(test: F) -> F::Output {
     pooled_client_tests::support::bounded(TEST_LIMIT, test).await

@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use pooled_client::{Pool, TlsConfig};
+use pooled_client_tests::helloworld::PooledGreeterClient;
 use pooled_client_tests::helloworld::greeter_server::GreeterServer;
-use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::server::GreeterService;
 use pooled_client_tests::support::bounded;
+use pooled_client_tests::support::hello;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -57,17 +58,13 @@ async fn tls_server(pki: &Pki, client_ca: bool) -> u16 {
     port
 }
 
-fn hello() -> HelloRequest {
-    HelloRequest {
-        name: "tls".into(),
-        delay_ms: 0,
-        count: 0,
-    }
-}
-
 async fn call(pool: &Pool) -> Result<String, tonic::Status> {
     let greeter = PooledGreeterClient::new(pool.clone()).with_timeout(Duration::from_secs(5));
-    Ok(greeter.say_hello(hello()).await?.into_inner().message)
+    Ok(greeter
+        .say_hello(hello("tls", 0))
+        .await?
+        .into_inner()
+        .message)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

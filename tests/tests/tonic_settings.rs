@@ -14,6 +14,7 @@ use pooled_client_tests::helloworld::greeter_server::GreeterServer;
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::server::{GreeterService, ServerOptions, TestServer, serve_router};
 use pooled_client_tests::support::bounded;
+use pooled_client_tests::support::hello;
 
 /// What the server saw of each call: its `user-agent` and its peer's IP.
 type Seen = Arc<Mutex<Vec<(String, Option<IpAddr>)>>>;
@@ -37,14 +38,6 @@ async fn recording_server() -> (String, Seen) {
     (serve_router(router).await, seen)
 }
 
-fn hello() -> HelloRequest {
-    HelloRequest {
-        name: "settings".into(),
-        delay_ms: 0,
-        count: 0,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_agent_and_local_address_reach_the_server() {
     bounded(Duration::from_secs(30), async {
@@ -58,7 +51,7 @@ async fn user_agent_and_local_address_reach_the_server() {
             .build()
             .unwrap();
         PooledGreeterClient::new(pool)
-            .say_hello(hello())
+            .say_hello(hello("settings", 0))
             .await
             .unwrap();
         let version = env!("CARGO_PKG_VERSION");
@@ -74,7 +67,7 @@ async fn user_agent_and_local_address_reach_the_server() {
             .build()
             .unwrap();
         PooledGreeterClient::new(pool)
-            .say_hello(hello())
+            .say_hello(hello("settings", 0))
             .await
             .unwrap();
         let (agent, peer) = seen.lock().unwrap()[1].clone();
@@ -165,7 +158,7 @@ async fn tapped(
         .build()
         .unwrap();
     PooledGreeterClient::new(pool.clone())
-        .say_hello(hello())
+        .say_hello(hello("settings", 0))
         .await
         .unwrap();
     (pool, seen, server)
@@ -263,14 +256,14 @@ async fn longest_gap(uri: &str, quickack: bool) -> Duration {
     // Past the start of the connection, when Linux still acknowledges
     // every segment at once.
     for _ in 0..20 {
-        client.say_hello(hello()).await.unwrap();
+        client.say_hello(hello("settings", 0)).await.unwrap();
     }
     let mut gaps = Vec::new();
     for _ in 0..3 {
         let request = HelloRequest {
             delay_ms: 2,
             count: 20,
-            ..hello()
+            ..hello("settings", 0)
         };
         let mut replies = client.say_hello_stream(request).await.unwrap().into_inner();
         let mut last = Instant::now();

@@ -1,9 +1,14 @@
 //! Errors of the build-script helper.
 
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
 /// Why code generation failed.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` reads as its `Display`, so that a `build.rs` returning
+/// `Result<(), Box<dyn Error>>` prints the message (`file:line:column:
+/// what`), not a dump of its fields.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A proto file given to compile does not exist.
@@ -21,7 +26,8 @@ pub enum Error {
         line: Option<usize>,
         /// The 1-based column of the fault, if known.
         column: Option<usize>,
-        /// The whole message, with file, line and column.
+        /// The whole message, with file, line and column (and, for an
+        /// import not found, the include paths searched).
         message: String,
         /// The parser's error.
         #[source]
@@ -42,10 +48,17 @@ pub enum Error {
     Generate(#[source] std::io::Error),
 }
 
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 impl Error {
     /// Locates a parser error: its file, and its line and column from the
-    /// first labelled span.
-    pub(crate) fn from_protox(error: protox::Error) -> Self {
+    /// first labelled span; a file not found lists `includes`, the paths
+    /// searched.
+    pub(crate) fn from_protox(error: protox::Error, includes: &[&Path]) -> Self {
         use miette::Diagnostic;
 
         let file = error.file().map(str::to_owned);
@@ -60,6 +73,15 @@ impl Error {
             (Some(file), Some((line, column))) => format!("{file}:{line}:{column}: {error}"),
             (Some(file), None) => format!("{file}: {error}"),
             (None, _) => error.to_string(),
+        };
+        let message = if error.is_file_not_found() {
+            let searched: Vec<String> = includes.iter().map(|p| p.display().to_string()).collect();
+            format!(
+                "{message} (include paths searched: {})",
+                searched.join(", ")
+            )
+        } else {
+            message
         };
         Self::Parse {
             file,
@@ -136,5 +158,11 @@ mod tests {
             text.contains("nowhere.proto") && text.contains("importer.proto:2:"),
             "{text}"
         );
+        assert!(
+            text.contains(&format!("include paths searched: {}", dir.display())),
+            "{text}"
+        );
+        // What a build.rs returning Box<dyn Error> prints: the message.
+        assert_eq!(format!("{error:?}"), text);
     }
 }

@@ -278,11 +278,12 @@ fn parse_with_protox(
         }
     }
     let includes: Vec<&Path> = includes.iter().map(AsRef::as_ref).collect();
-    let mut compiler = protox::Compiler::new(&includes).map_err(Error::from_protox)?;
+    let mut compiler =
+        protox::Compiler::new(&includes).map_err(|e| Error::from_protox(e, &includes))?;
     compiler.include_imports(true).include_source_info(true);
     compiler
         .open_files(protos.iter().map(AsRef::as_ref))
-        .map_err(Error::from_protox)?;
+        .map_err(|e| Error::from_protox(e, &includes))?;
     if emit_rerun_if_changed {
         for file in compiler.files() {
             if let Some(path) = file.path() {

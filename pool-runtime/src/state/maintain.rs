@@ -32,7 +32,18 @@ pub(super) async fn drive(driver: Driver, link: Arc<Link>, pool: Weak<Inner>, id
 pub(super) async fn retry_at(pool: Weak<Inner>, at: Instant) {
     tokio::time::sleep_until(at.into()).await;
     if let Some(inner) = pool.upgrade() {
+        // The endpoint's backoff ended: its state changed.
+        inner.notify();
         inner.grow(0);
+    }
+}
+
+/// Tells the pool's watchers at `at` that a state that ends by itself
+/// (an ejection) has ended.
+pub(super) async fn notify_at(pool: Weak<Inner>, at: Instant) {
+    tokio::time::sleep_until(at.into()).await;
+    if let Some(inner) = pool.upgrade() {
+        inner.notify();
     }
 }
 

@@ -115,8 +115,13 @@ pub(crate) struct Inner {
     connecting: AtomicUsize,
     closed: AtomicBool,
     started: AtomicBool,
-    /// Bumped when connections come, go or fail, or a call ends after close.
+    /// Bumped when connections come, go or fail, an endpoint's state
+    /// changes, or a call ends after close; also when a call starts or
+    /// ends while someone watches (`watching`).
     events: watch::Sender<u64>,
+    /// [`PoolWatch`](crate::PoolWatch)es alive: calls starting and ending
+    /// bump `events` only then, so the hot path pays one relaxed load.
+    watching: AtomicUsize,
     pub(crate) counters: Counters,
     next_id: AtomicU64,
     /// The user's cap on streams per connection (`usize::MAX` if none).
@@ -208,6 +213,7 @@ impl Inner {
             closed: AtomicBool::new(false),
             started: AtomicBool::new(false),
             events: watch::Sender::new(0),
+            watching: AtomicUsize::new(0),
             counters: Counters::default(),
             next_id: AtomicU64::new(1),
             stream_cap,
@@ -230,6 +236,29 @@ impl Inner {
     /// Subscribes to the pool's events (connections coming, going, failing).
     pub(crate) fn events(&self) -> watch::Receiver<u64> {
         self.events.subscribe()
+    }
+
+    /// Subscribes a watcher, who also hears of calls starting and ending
+    /// until [`unwatch`](Self::unwatch).
+    pub(crate) fn subscribe_watcher(&self) -> watch::Receiver<u64> {
+        self.watching
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.events.subscribe()
+    }
+
+    /// A watcher went away.
+    pub(crate) fn unwatch(&self) {
+        self.watching
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A call started or ended: watchers hear of it.
+    #[inline]
+    fn call_changed(&self) {
+        if self.watching.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            self.events
+                .send_modify(|generation| *generation = generation.wrapping_add(1));
+        }
     }
 
     /// The subchannel of `endpoint`, if it is still in the pool; the caller

@@ -86,7 +86,7 @@ fn failure_percentage_outliers<'a>(
 impl Inner {
     /// One interval of gRPC A50: un-eject those whose time is up, then look
     /// for outliers by success rate and by failure percentage.
-    fn weigh_endpoints(&self, settings: &OutlierDetection, now: Instant) {
+    fn weigh_endpoints(self: &Arc<Self>, settings: &OutlierDetection, now: Instant) {
         let subchannels = self.subchannels.load();
         let tallies: Vec<Tally<'_>> = subchannels
             .iter()
@@ -107,6 +107,7 @@ impl Inner {
             } else if !subchannel.is_ejected(now) {
                 subchannel.ejected_until.store(0, Ordering::Relaxed);
                 tracing::info!(endpoint = %subchannel.endpoint.key, "outlier detection: endpoint back in the pick");
+                self.notify();
             }
         }
         // A50: at most max_ejection_percent of the endpoints, and at least one.
@@ -129,7 +130,7 @@ impl Inner {
     /// endpoints are out: for `base_ejection_time` times the times it was
     /// ejected, at most `max(base_ejection_time, max_ejection_time)`.
     fn maybe_eject(
-        &self,
+        self: &Arc<Self>,
         subchannel: &Subchannel,
         enforcement_percentage: u32,
         settings: &OutlierDetection,
@@ -158,6 +159,10 @@ impl Inner {
             .ejected_until
             .store(since_epoch(now + time).max(1), Ordering::Relaxed);
         tracing::warn!(endpoint = %subchannel.endpoint.key, ?time, "outlier detection: endpoint ejected");
+        self.notify();
+        // Its return shows in its state when the time is up, before the
+        // tick that records it: watchers hear of it then.
+        tokio::spawn(maintain::notify_at(Arc::downgrade(self), now + time));
     }
 }
 

@@ -161,6 +161,8 @@ impl Inner {
         }
         if self.is_closed() {
             self.notify();
+        } else {
+            self.call_changed();
         }
     }
 }
@@ -248,6 +250,7 @@ pub(crate) struct Slot {
 impl Slot {
     /// Wraps a slot already reserved on `connection`.
     pub(super) fn new(connection: Arc<Connection>, inner: Arc<Inner>) -> Self {
+        inner.call_changed();
         Self {
             connection,
             inner,
