@@ -129,7 +129,7 @@ mod service_config;
 #[cfg(feature = "runtime")]
 mod state;
 #[cfg(feature = "runtime")]
-mod stats;
+mod telemetry;
 #[cfg(feature = "runtime")]
 mod watch;
 
@@ -149,7 +149,7 @@ pub use crate::{
     interceptor::SharedInterceptor,
     pool::Pool,
     rpc::{BidiStreaming, ClientStreaming, ServerStreaming, Unary},
-    stats::{DiscoveryStats, EndpointInfo, EndpointState, EndpointStats, PoolStats},
+    telemetry::stats::{DiscoveryStats, EndpointInfo, EndpointState, EndpointStats, PoolStats},
     watch::PoolWatch,
 };
 

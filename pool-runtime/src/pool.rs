@@ -10,7 +10,7 @@ use crate::config::PoolConfig;
 use crate::discovery::Target;
 use crate::error::Error;
 use crate::state::Inner;
-use crate::stats::{EndpointInfo, EndpointStats, PoolStats};
+use crate::telemetry::stats::{EndpointInfo, EndpointStats, PoolStats};
 
 /// A pool of HTTP/2 connections that tonic clients share.
 ///
@@ -116,7 +116,7 @@ impl Pool {
 
     /// What the discovery sources have reported: changes, errors, and the
     /// last of each.
-    pub fn discovery_stats(&self) -> crate::stats::DiscoveryStats {
+    pub fn discovery_stats(&self) -> crate::telemetry::stats::DiscoveryStats {
         crate::lock::lock(&self.inner.discovery_stats).clone()
     }
 

@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use crate::pool::Pool;
 use crate::state::Inner;
-use crate::stats::PoolStats;
+use crate::telemetry::stats::PoolStats;
 
 /// A subscription to a pool's changes, from [`Pool::watch`].
 ///

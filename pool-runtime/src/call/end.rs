@@ -24,9 +24,9 @@ use std::task::{Context, Poll};
 
 use tokio::time::{Instant, Sleep};
 
-use super::telemetry::AttemptClock;
 use crate::conn::{BodyHandle, Connection};
 use crate::state::Slot;
+use crate::telemetry::AttemptClock;
 
 /// Everything a call holds until it ends, given back in one place when it
 /// is dropped: the stream slot (to the pool and the first waiting call),

@@ -25,10 +25,10 @@ use tonic::body::Body;
 use super::body::ResponseBody;
 use super::retry::Pushback;
 use super::send::{copy_parts, send};
-use super::telemetry::CallClock;
 use crate::config::{HedgingPolicy, MethodConfig};
 use crate::conn::REPLAY_LIMIT;
 use crate::state::{Inner, Spread};
+use crate::telemetry::CallClock;
 
 type Outcome = Result<Response<ResponseBody>, Status>;
 

@@ -12,7 +12,6 @@
 //! | `limit.rs` | the service config's message size limits |
 //! | `end.rs` | `CallEnd`: the slot, the request stream and the deadline |
 //! | `body.rs` | `ResponseBody`, which holds the `CallEnd` until it ends |
-//! | `telemetry.rs` | the call's and its attempts' clocks, for gRPC A66's metrics |
 
 mod body;
 mod deadline;
@@ -22,7 +21,6 @@ mod limit;
 mod retry;
 mod send;
 mod service;
-mod telemetry;
 
 pub use self::body::ResponseBody;
 pub use self::retry::Idempotent;

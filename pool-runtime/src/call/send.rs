@@ -15,12 +15,12 @@ use super::body::ResponseBody;
 use super::end::CallEnd;
 use super::limit::LimitedBody;
 use super::retry::{Budget, Failure, Idempotent, Pushback, RetryPolicy};
-use super::telemetry::CallClock;
 use crate::__private::DecodingLimit;
 use crate::affinity::AffinityKey;
 use crate::config::MethodConfig;
 use crate::conn::{BodyHandle, Endpoint, RecvBody, RequestBody, SendError, TransportError, status};
 use crate::state::{Inner, Spread};
+use crate::telemetry::CallClock;
 
 /// Sends `request` on the least-loaded connection, again elsewhere when the
 /// retry policy allows it, until it has a response or a final status.

@@ -12,12 +12,12 @@ use tonic::Status;
 use tonic::body::Body;
 
 use super::body::ResponseBody;
-use super::telemetry::CallClock;
 use super::{deadline, hedge, send};
 use crate::config::MethodConfig;
 use crate::conn::status;
 use crate::pool::Pool;
 use crate::state::Inner;
+use crate::telemetry::CallClock;
 
 impl tower_service::Service<Request<Body>> for Pool {
     type Response = Response<ResponseBody>;
@@ -75,7 +75,11 @@ async fn call(
     let policy = inner.method_policy(request.uri().path()).cloned();
     let deadline = call_timeout(&inner, &mut request, policy.as_deref())
         .map(|timeout| (timeout, tokio::time::Instant::now() + timeout));
-    let clock = CallClock::start(&inner, request.uri().path(), deadline.map(|(_, at)| at));
+    let clock = CallClock::start(
+        &inner.instruments,
+        request.uri().path(),
+        deadline.map(|(_, at)| at),
+    );
     let result = match deadline {
         None => dispatch(inner, request, None, policy, clock.clone()).await,
         Some((timeout, at)) => {

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{Inner, maintain, metrics, outage, outlier};
+use super::{Inner, maintain, outage, outlier};
 use crate::conn::State;
 use crate::error::Error;
 use crate::lock::lock;
+use crate::telemetry as metrics;
 
 impl Inner {
     /// Starts the background work (minimum connections, idle and age
@@ -69,7 +70,7 @@ impl Inner {
         let connections = self.rotation.swap(Arc::new(Vec::new()));
         for connection in connections.iter() {
             connection.link.advance(State::Draining);
-            super::metrics::record_disconnection(&self.config.name, false);
+            crate::telemetry::record_disconnection(&self.config.name, false);
         }
         drop(connections);
         tracing::info!(pool = %self.config.name, "pool closed");

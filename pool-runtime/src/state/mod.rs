@@ -21,7 +21,7 @@
 //! | `lifecycle.rs` | starting, waiting until ready, closing |
 //! | `outage.rs` | what calls are told when nothing can be reached |
 //! | `policy.rs` | the service config's method configs, found by a call's path |
-//! | `snapshot.rs`, `metrics.rs` | statistics and their publication |
+//! | `snapshot.rs` | the statistics, read from the state (published by `crate::telemetry`) |
 
 mod affinity;
 mod balance;
@@ -29,13 +29,10 @@ pub(crate) mod discover;
 mod endpoints;
 mod grow;
 mod health;
-#[cfg(feature = "metrics")]
-mod instruments;
 mod join;
 mod lifecycle;
 mod list;
 mod maintain;
-pub(crate) mod metrics;
 mod outage;
 mod outlier;
 mod pick;
@@ -57,8 +54,6 @@ use tokio::sync::watch;
 
 pub(crate) use self::affinity::Bindings;
 pub(crate) use self::endpoints::endpoint_for;
-#[cfg(feature = "metrics")]
-pub(crate) use self::instruments::{Instruments, MethodInstruments};
 pub(crate) use self::pick::{Slot, Spread};
 use self::policy::MethodPolicies;
 use self::queue::Waiters;
@@ -131,12 +126,11 @@ pub(crate) struct Inner {
     /// Run on every call, before it is sent.
     pub(crate) interceptor: Option<crate::interceptor::SharedInterceptor>,
     /// What the discovery sources reported.
-    pub(crate) discovery_stats: Mutex<crate::stats::DiscoveryStats>,
+    pub(crate) discovery_stats: Mutex<crate::telemetry::stats::DiscoveryStats>,
     /// The `user-agent` of calls that set none.
     pub(crate) user_agent: http::HeaderValue,
     /// gRPC A66's per-call instruments, by method.
-    #[cfg(feature = "metrics")]
-    pub(crate) instruments: Instruments,
+    pub(crate) instruments: crate::telemetry::Instruments,
 }
 
 /// This crate's token in every `user-agent` it sets.
@@ -196,8 +190,7 @@ impl Inner {
             interceptor: None,
             discovery_stats: Mutex::default(),
             user_agent: user_agent(&config),
-            #[cfg(feature = "metrics")]
-            instruments: Instruments::new(&config.name),
+            instruments: crate::telemetry::Instruments::new(&config.name),
             config,
             dial,
             endpoints: ArcSwap::from_pointee(endpoints),

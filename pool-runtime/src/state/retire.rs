@@ -46,7 +46,7 @@ impl Inner {
             Retirement::Unhealthy => &self.counters.unhealthy,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        super::metrics::record_disconnection(&self.config.name, why == Retirement::Broken);
+        crate::telemetry::record_disconnection(&self.config.name, why == Retirement::Broken);
         tracing::debug!(
             endpoint = %removed.endpoint.key,
             connection = id,

@@ -6,10 +6,11 @@ use std::sync::{Arc, Weak};
 
 use std::time::Instant;
 
+use super::Inner;
 use super::subchannel::Subchannel;
-use super::{Inner, metrics};
 use crate::conn::{Connection, Endpoint};
-use crate::stats::{EndpointInfo, EndpointState, EndpointStats, PoolStats};
+use crate::telemetry as metrics;
+use crate::telemetry::stats::{EndpointInfo, EndpointState, EndpointStats, PoolStats};
 
 /// How `endpoint` stands; `subchannel` is its place in the subset, if it
 /// has one.

@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use arc_swap::Guard;
 
 use crate::conn::{Connection, Endpoint};
-use crate::stats::EndpointStats;
+use crate::telemetry::stats::EndpointStats;
 
 /// An endpoint's connections in the rotation, as one pick read them.
 pub(super) type Connections = Guard<Arc<Vec<Arc<Connection>>>>;

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use tonic::Status;
 
 use super::queue::Waiters;
-use super::{Inner, Slot, metrics};
+use super::{Inner, Slot};
+use crate::telemetry as metrics;
 
 impl Inner {
     /// Joins the wait queue, growing the pool if it may; a call that does

@@ -1,5 +1,5 @@
 //! Publishing the pool's state through the `metrics` crate's facade
-//! (feature `metrics`); without the feature these functions do nothing.
+//! (feature `metrics`; without it, `off.rs` stands in).
 //!
 //! Gauges and counters mirror [`PoolStats`]: they are published whenever a
 //! connection opens, fails or leaves, and at every maintenance tick (at
@@ -20,18 +20,16 @@
 //! and `grpc.subchannel.disconnections`, counted as connections leave,
 //! labelled `grpc.disconnect_error` (`unknown` for a connection that broke
 //! or was told GOAWAY, `subchannel shutdown` for one the pool closed).
-//! A66's per-call metrics are in `instruments.rs`.
+//! A66's per-call metrics are in `instruments.rs`, their clocks in `clock.rs`.
 
 use std::time::Duration;
 
-use crate::stats::{EndpointStats, PoolStats};
+use super::stats::{EndpointStats, PoolStats};
 
 /// A metric: its name, its help text, and where its value comes from.
-#[cfg(feature = "metrics")]
 type Metric<S, T> = (&'static str, &'static str, fn(&S) -> T);
 
 /// Gauges: the pool's state now.
-#[cfg(feature = "metrics")]
 const GAUGES: [Metric<PoolStats, usize>; 7] = [
     (
         "pooled_client_connections",
@@ -69,7 +67,6 @@ const GAUGES: [Metric<PoolStats, usize>; 7] = [
 ];
 
 /// Counters: what the pool has done since it was built.
-#[cfg(feature = "metrics")]
 const COUNTERS: [Metric<PoolStats, u64>; 11] = [
     ("pooled_client_connects_total", "connections opened", |s| {
         s.connects_total
@@ -127,7 +124,6 @@ const COUNTERS: [Metric<PoolStats, u64>; 11] = [
 ];
 
 /// Gauges per endpoint, labelled `endpoint`.
-#[cfg(feature = "metrics")]
 const ENDPOINT_GAUGES: [Metric<EndpointStats, f64>; 4] = [
     (
         "pooled_client_endpoint_connections",
@@ -152,7 +148,6 @@ const ENDPOINT_GAUGES: [Metric<EndpointStats, f64>; 4] = [
 ];
 
 /// Counters per endpoint, labelled `endpoint`.
-#[cfg(feature = "metrics")]
 const ENDPOINT_COUNTERS: [Metric<EndpointStats, u64>; 2] = [
     (
         "pooled_client_endpoint_calls_total",
@@ -167,7 +162,6 @@ const ENDPOINT_COUNTERS: [Metric<EndpointStats, u64>; 2] = [
 ];
 
 /// gRPC A94's names of the connection counters, and where they come from.
-#[cfg(feature = "metrics")]
 const A94_COUNTERS: [Metric<PoolStats, u64>; 2] = [
     (
         "grpc.subchannel.connection_attempts_succeeded",
@@ -180,18 +174,14 @@ const A94_COUNTERS: [Metric<PoolStats, u64>; 2] = [
         |s| s.connect_failures_total,
     ),
 ];
-#[cfg(feature = "metrics")]
 const A94_OPEN_CONNECTIONS: &str = "grpc.subchannel.open_connections";
-#[cfg(feature = "metrics")]
 const A94_DISCONNECTIONS: &str = "grpc.subchannel.disconnections";
 
 /// The histogram of how long calls that queued waited for a stream.
-#[cfg(feature = "metrics")]
 const WAIT_SECONDS: &str = "pooled_client_wait_seconds";
 
 /// Describes every metric to the installed recorder, once per pool.
 pub(crate) fn describe() {
-    #[cfg(feature = "metrics")]
     {
         use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
         for (name, help, _) in GAUGES {
@@ -249,7 +239,6 @@ pub(crate) fn describe() {
 
 /// Publishes a snapshot of the pool's state and of each endpoint's.
 pub(crate) fn publish(pool: &str, stats: &PoolStats, endpoints: &[EndpointStats]) {
-    #[cfg(feature = "metrics")]
     {
         for (name, _, value) in GAUGES {
             metrics::gauge!(name, "pool" => pool.to_owned()).set(value(stats) as f64);
@@ -275,25 +264,18 @@ pub(crate) fn publish(pool: &str, stats: &PoolStats, endpoints: &[EndpointStats]
             }
         }
     }
-    #[cfg(not(feature = "metrics"))]
-    let _ = (pool, stats, endpoints);
 }
 
 /// gRPC A96's per-call histograms, labelled `pool`: how many retries,
 /// transparent retries and hedges a call made (not recorded when none),
 /// and how long it waited between attempts, in seconds.
-#[cfg(feature = "metrics")]
 const CALL_RETRIES: &str = "grpc.client.call.retries";
-#[cfg(feature = "metrics")]
 const CALL_TRANSPARENT_RETRIES: &str = "grpc.client.call.transparent_retries";
-#[cfg(feature = "metrics")]
 const CALL_HEDGES: &str = "grpc.client.call.hedges";
-#[cfg(feature = "metrics")]
 const CALL_RETRY_DELAY: &str = "grpc.client.call.retry_delay";
 
 /// Records, at a call's end, the retries it made (gRPC A96).
 pub(crate) fn record_call_retries(pool: &str, retries: u32, transparent: u32, delay: Duration) {
-    #[cfg(feature = "metrics")]
     {
         let label = || ("pool", pool.to_owned());
         if retries > 0 {
@@ -305,24 +287,18 @@ pub(crate) fn record_call_retries(pool: &str, retries: u32, transparent: u32, de
                 .record(f64::from(transparent));
         }
     }
-    #[cfg(not(feature = "metrics"))]
-    let _ = (pool, retries, transparent, delay);
 }
 
 /// Records, at a hedged call's end, the copies it sent beyond the first.
 pub(crate) fn record_call_hedges(pool: &str, hedges: u32) {
-    #[cfg(feature = "metrics")]
     if hedges > 0 {
         metrics::histogram!(CALL_HEDGES, "pool" => pool.to_owned()).record(f64::from(hedges));
     }
-    #[cfg(not(feature = "metrics"))]
-    let _ = (pool, hedges);
 }
 
 /// Counts a connection that left the pool (gRPC A94): `broke` when it
 /// failed or the server sent GOAWAY, not when the pool closed it.
 pub(crate) fn record_disconnection(pool: &str, broke: bool) {
-    #[cfg(feature = "metrics")]
     {
         let error = if broke {
             "unknown"
@@ -336,14 +312,9 @@ pub(crate) fn record_disconnection(pool: &str, broke: bool) {
         )
         .increment(1);
     }
-    #[cfg(not(feature = "metrics"))]
-    let _ = (pool, broke);
 }
 
 /// Records how long a call waited for a stream.
 pub(crate) fn record_wait(pool: &str, waited: Duration) {
-    #[cfg(feature = "metrics")]
     metrics::histogram!(WAIT_SECONDS, "pool" => pool.to_owned()).record(waited.as_secs_f64());
-    #[cfg(not(feature = "metrics"))]
-    let _ = (pool, waited);
 }

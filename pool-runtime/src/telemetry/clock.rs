@@ -26,7 +26,7 @@ mod on {
 
     use tonic::Code;
 
-    use crate::state::{Inner, MethodInstruments};
+    use super::super::{Instruments, MethodInstruments};
 
     /// No status learned yet.
     const NONE: i32 = -1;
@@ -56,12 +56,12 @@ mod on {
     impl CallClock {
         /// Starts the clock of a call to `path`, due by `deadline`.
         pub(crate) fn start(
-            inner: &Inner,
+            instruments: &Instruments,
             path: &str,
             deadline: Option<tokio::time::Instant>,
         ) -> Self {
             Self(Arc::new(Call {
-                instruments: inner.instruments.of(path),
+                instruments: instruments.of(path),
                 started: Instant::now(),
                 deadline,
                 code: AtomicI32::new(NONE),
@@ -137,7 +137,7 @@ mod on {
 mod off {
     use tonic::Code;
 
-    use crate::state::Inner;
+    use super::super::Instruments;
 
     /// Nothing: the `metrics` feature is off. (Not `Copy`, so that the
     /// code that clones it reads alike with the feature on.)
@@ -147,7 +147,7 @@ mod off {
     impl CallClock {
         #[inline]
         pub(crate) fn start(
-            _inner: &Inner,
+            _instruments: &Instruments,
             _path: &str,
             _deadline: Option<tokio::time::Instant>,
         ) -> Self {
