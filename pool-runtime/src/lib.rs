@@ -91,7 +91,9 @@
 //! pool's shared state and one file per behaviour: pick, wait, grow, shrink,
 //! balance...), `call` (one call: the tower `Service`, the attempt loop, the
 //! response body), and the public faces at the top (`Pool`, `PoolBuilder`,
-//! `PoolStats`...). `config` is plain data that every layer reads.
+//! `PoolStats`...). `config` is plain data that every layer reads, and
+//! `telemetry` what the pool tells about itself (its statistics, and its
+//! metrics with feature `metrics`).
 
 #[cfg(feature = "runtime")]
 #[doc(hidden)]
