@@ -24,7 +24,8 @@ fn snapshotter() -> &'static Snapshotter {
     })
 }
 
-/// The values of the metrics labelled `pool = pool`, by name.
+/// The values of the metrics labelled `pool = pool` (the pool's own series)
+/// or `grpc.target = pool` (gRPC's), by name.
 fn metrics_of(pool: &str) -> HashMap<String, DebugValue> {
     snapshotter()
         .snapshot()
@@ -33,7 +34,7 @@ fn metrics_of(pool: &str) -> HashMap<String, DebugValue> {
         .filter(|(key, ..)| {
             key.key()
                 .labels()
-                .any(|l| l.key() == "pool" && l.value() == pool)
+                .any(|l| (l.key() == "pool" || l.key() == "grpc.target") && l.value() == pool)
         })
         .map(|(key, _, _, value)| (key.key().name().to_owned(), value))
         .collect()
@@ -475,6 +476,48 @@ async fn calls_and_connections_are_recorded_under_grpcs_a66_and_a94_names() {
             seen.counter("grpc.subchannel.disconnections", "", "unknown"),
             0
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_duration_has_its_unit_and_every_help_text_stands_alone() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    bounded(Duration::from_secs(30), async {
+        let server = pooled_client_tests::scripted::ScriptedGreeter::default();
+        let pool = retrying_pool("units", &server).await.build().unwrap();
+        let greeter = PooledGreeterClient::new(pool.clone());
+        greeter.say_hello(hello("twice/2/14", 0)).await.unwrap();
+        let described: Vec<_> = snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, unit, help, _)| (key.key().name().to_owned(), unit, help))
+            .collect();
+        let names: std::collections::HashSet<&str> =
+            described.iter().map(|(name, ..)| name.as_str()).collect();
+        for expected in [
+            "grpc.client.call.retry_delay",
+            "grpc.client.attempt.duration",
+            "pooled_client_endpoint_latency_seconds",
+        ] {
+            assert!(names.contains(expected), "{expected} not seen in {names:?}");
+        }
+        for (name, unit, help) in &described {
+            let duration = name.ends_with("_seconds")
+                || name.ends_with(".duration")
+                || name.ends_with("_delay")
+                || name.ends_with(".retry_delay");
+            if duration {
+                assert_eq!(*unit, Some(metrics::Unit::Seconds), "{name}");
+            }
+            let help = help.as_ref().map(|h| h.to_string()).unwrap_or_default();
+            assert!(!help.is_empty(), "{name} has no help text");
+            assert!(
+                !help.starts_with("of those") && !help.starts_with(','),
+                "{name}: {help:?} does not stand alone"
+            );
+        }
     })
     .await;
 }

@@ -156,7 +156,7 @@ const ENDPOINT_COUNTERS: [Metric<EndpointStats, u64>; 2] = [
     ),
     (
         "pooled_client_endpoint_failures_total",
-        "of those, calls that failed with UNAVAILABLE, INTERNAL, UNKNOWN or DEADLINE_EXCEEDED",
+        "calls the endpoint carried that failed with UNAVAILABLE, INTERNAL, UNKNOWN or DEADLINE_EXCEEDED",
         |s| s.failures,
     ),
 ];
@@ -266,7 +266,8 @@ pub(crate) fn publish(pool: &str, stats: &PoolStats, endpoints: &[EndpointStats]
     }
 }
 
-/// gRPC A96's per-call histograms, labelled `pool`: how many retries,
+/// gRPC A96's per-call histograms, labelled `grpc.target` as every gRPC
+/// series is (the pool's name): how many retries,
 /// transparent retries and hedges a call made (not recorded when none),
 /// and how long it waited between attempts, in seconds.
 const CALL_RETRIES: &str = "grpc.client.call.retries";
@@ -277,7 +278,7 @@ const CALL_RETRY_DELAY: &str = "grpc.client.call.retry_delay";
 /// Records, at a call's end, the retries it made (gRPC A96).
 pub(crate) fn record_call_retries(pool: &str, retries: u32, transparent: u32, delay: Duration) {
     {
-        let label = || ("pool", pool.to_owned());
+        let label = || ("grpc.target", pool.to_owned());
         if retries > 0 {
             metrics::histogram!(CALL_RETRIES, &[label()]).record(f64::from(retries));
             metrics::histogram!(CALL_RETRY_DELAY, &[label()]).record(delay.as_secs_f64());
@@ -292,7 +293,8 @@ pub(crate) fn record_call_retries(pool: &str, retries: u32, transparent: u32, de
 /// Records, at a hedged call's end, the copies it sent beyond the first.
 pub(crate) fn record_call_hedges(pool: &str, hedges: u32) {
     if hedges > 0 {
-        metrics::histogram!(CALL_HEDGES, "pool" => pool.to_owned()).record(f64::from(hedges));
+        metrics::histogram!(CALL_HEDGES, "grpc.target" => pool.to_owned())
+            .record(f64::from(hedges));
     }
 }
 
