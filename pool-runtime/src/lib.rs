@@ -107,6 +107,8 @@ mod builder;
 #[cfg(feature = "runtime")]
 mod call;
 #[cfg(feature = "runtime")]
+mod code_names;
+#[cfg(feature = "runtime")]
 mod config;
 #[cfg(feature = "runtime")]
 mod conn;
@@ -126,8 +128,6 @@ mod lock;
 mod pool;
 #[cfg(feature = "runtime")]
 mod rpc;
-#[cfg(feature = "runtime")]
-mod service_config;
 #[cfg(feature = "runtime")]
 mod state;
 #[cfg(feature = "runtime")]

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use super::check::{check_duration, invalid};
+use crate::error::Error;
+
 /// Exponential backoff with jitter between connection attempts to an
 /// endpoint whose previous attempt failed.
 ///
@@ -60,5 +63,36 @@ impl Backoff {
     pub fn delay(&self, failures: u32, unit: f64) -> Duration {
         let spread = 1.0 + self.jitter * (2.0 * unit - 1.0);
         self.base_delay(failures).mul_f64(spread.max(0.0))
+    }
+}
+
+impl Backoff {
+    /// Checks the delays, the multiplier and the jitter.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        let backoff = self;
+        check_duration("backoff initial", backoff.initial)?;
+        check_duration("backoff max", backoff.max)?;
+        if backoff.max < backoff.initial {
+            return Err(invalid(
+                "backoff max",
+                backoff.max,
+                format!("must not be below backoff initial = {:?}", backoff.initial),
+            ));
+        }
+        if !(backoff.multiplier.is_finite() && backoff.multiplier >= 1.0) {
+            return Err(invalid(
+                "backoff multiplier",
+                backoff.multiplier,
+                "must be a finite number of at least 1",
+            ));
+        }
+        if !(0.0..=1.0).contains(&backoff.jitter) {
+            return Err(invalid(
+                "backoff jitter",
+                backoff.jitter,
+                "must be between 0 and 1",
+            ));
+        }
+        Ok(())
     }
 }

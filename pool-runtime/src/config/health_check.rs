@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use super::check::check_duration;
+use crate::error::Error;
+
 /// Health checking settings: which service to ask about, and how often.
 ///
 /// Each connection sends `grpc.health.v1.Health/Check` for `service` once
@@ -66,5 +69,15 @@ impl From<HealthCheckFields> for HealthCheck {
             Some(timeout) => check.timeout(timeout),
             None => check,
         }
+    }
+}
+
+impl HealthCheck {
+    /// Checks the interval and the timeout.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        let check = self;
+        check_duration("health_check interval", check.interval)?;
+        check_duration("health_check timeout", check.timeout)?;
+        Ok(())
     }
 }

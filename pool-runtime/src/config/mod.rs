@@ -1,8 +1,10 @@
-//! The pool's settings as plain data, with their defaults. Nothing here
-//! imports the rest of the crate: the builder checks these values, and the
-//! layers below read them.
+//! The pool's settings as plain data, with their defaults, and the checks
+//! `build` runs on them, each beside the type it checks (`check.rs` for
+//! `PoolConfig`'s own). Nothing here imports the rest of the crate but its
+//! error type; the layers below read these values.
 
 mod backoff;
+mod check;
 #[cfg(feature = "dns")]
 pub(crate) mod dns;
 mod health_check;

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use super::check::{check_duration, invalid};
+use crate::error::Error;
+
 /// Takes servers that fail more than the others out of the pick for a
 /// while, as gRPC's outlier detection (A50) does.
 ///
@@ -150,5 +153,48 @@ impl Default for FailurePercentageEjection {
             minimum_hosts: 5,
             request_volume: 50,
         }
+    }
+}
+
+impl OutlierDetection {
+    /// Checks the durations and the percentages.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        let detection = self;
+        check_duration("outlier_detection interval", detection.interval)?;
+        check_duration(
+            "outlier_detection base_ejection_time",
+            detection.base_ejection_time,
+        )?;
+        check_duration(
+            "outlier_detection max_ejection_time",
+            detection.max_ejection_time,
+        )?;
+        let percent = |name: &'static str, value: u32| {
+            if value > 100 {
+                return Err(invalid(name, value, "must be a percentage, at most 100"));
+            }
+            Ok(())
+        };
+        percent(
+            "outlier_detection max_ejection_percent",
+            detection.max_ejection_percent,
+        )?;
+        if let Some(rate) = &detection.success_rate {
+            percent(
+                "outlier_detection success_rate enforcement_percentage",
+                rate.enforcement_percentage,
+            )?;
+        }
+        if let Some(failures) = &detection.failure_percentage {
+            percent(
+                "outlier_detection failure_percentage threshold",
+                failures.threshold,
+            )?;
+            percent(
+                "outlier_detection failure_percentage enforcement_percentage",
+                failures.enforcement_percentage,
+            )?;
+        }
+        Ok(())
     }
 }

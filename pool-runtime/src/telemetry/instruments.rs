@@ -23,7 +23,7 @@ use arc_swap::ArcSwap;
 use metrics::{Counter, Histogram, Label};
 use tonic::Code;
 
-use crate::conn::status;
+use crate::code_names as status;
 use crate::lock::lock;
 
 const ATTEMPT_STARTED: &str = "grpc.client.attempt.started";

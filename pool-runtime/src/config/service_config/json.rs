@@ -8,9 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tonic::Code;
 
-use crate::config::{
-    HedgingPolicy, MethodConfig, MethodName, RetryPolicy, RetryThrottling, ServiceConfig,
-};
+use super::{HedgingPolicy, MethodConfig, MethodName, RetryPolicy, RetryThrottling, ServiceConfig};
 use crate::error::Error;
 
 /// gRPC caps attempts at 5, whatever a config asks.
@@ -453,7 +451,7 @@ fn codes(value: &Value, field: &str) -> Result<Vec<Code>, Error> {
     list.iter()
         .map(|code| {
             let parsed = match code {
-                Value::String(name) => crate::conn::status::code_named(name),
+                Value::String(name) => crate::code_names::code_named(name),
                 Value::Number(n) => n
                     .as_i64()
                     .and_then(|n| i32::try_from(n).ok())

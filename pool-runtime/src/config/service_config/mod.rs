@@ -5,9 +5,14 @@
 //! [`ServiceConfig::from_json`] reads the JSON form every gRPC
 //! implementation reads; the fields keep gRPC's meaning.
 
+mod json;
+
 use std::time::Duration;
 
 use tonic::Code;
+
+use super::check::{check_duration, invalid};
+use crate::error::Error;
 
 /// gRPC's service config: policies per method, found by a call's path
 /// (`/pkg.Service/Method`), so that they apply to every client over the
@@ -145,5 +150,40 @@ impl Default for RetryThrottling {
             max_tokens: 10,
             token_ratio: 0.1,
         }
+    }
+}
+
+impl RetryPolicy {
+    /// Checks a policy given in code, as the `idempotent_retry_policy`
+    /// setting, as gRPC A6 checks one in JSON (`json.rs`).
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        let policy = self;
+        if !(2..=5).contains(&policy.max_attempts) {
+            return Err(invalid(
+                "idempotent_retry_policy max_attempts",
+                policy.max_attempts,
+                "must be from 2 to 5",
+            ));
+        }
+        check_duration(
+            "idempotent_retry_policy initial_backoff",
+            policy.initial_backoff,
+        )?;
+        check_duration("idempotent_retry_policy max_backoff", policy.max_backoff)?;
+        if !(policy.backoff_multiplier > 0.0 && policy.backoff_multiplier.is_finite()) {
+            return Err(invalid(
+                "idempotent_retry_policy backoff_multiplier",
+                policy.backoff_multiplier,
+                "must be a number above zero",
+            ));
+        }
+        if policy.retryable_status_codes.is_empty() {
+            return Err(invalid(
+                "idempotent_retry_policy retryable_status_codes",
+                &policy.retryable_status_codes,
+                "must name at least one status",
+            ));
+        }
+        Ok(())
     }
 }
