@@ -482,8 +482,7 @@ impl PoolBuilder {
             tls,
             connector: self.connector,
         };
-        let mut inner = Inner::new(self.config, endpoints, dial, discoveries);
-        inner.interceptor = self.interceptor;
+        let inner = Inner::new(self.config, endpoints, dial, discoveries, self.interceptor);
         Ok(Pool::from_inner(inner))
     }
 }

@@ -9,7 +9,6 @@
 //! already complete) is hedged, up to 64 KiB; others are sent once.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
@@ -100,7 +99,7 @@ impl Copies {
         );
         request.extensions_mut().insert(self.spread.clone());
         if self.sent > 0 {
-            self.inner.counters.hedges.fetch_add(1, Ordering::Relaxed);
+            self.inner.count_hedge();
         }
         self.sent += 1;
         let copy = send(

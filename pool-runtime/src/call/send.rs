@@ -1,7 +1,6 @@
 //! The attempt loop: take a slot, send on its connection, and on failure
 //! ask the retry policy whether to send again.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use http::header::USER_AGENT;
@@ -356,20 +355,28 @@ impl Call {
             return Err(status::from_transport(error, &endpoint));
         };
         self.tried(&end);
-        let counter = match budget {
-            Budget::Transparent => &inner.counters.transparent_retries,
-            _ => &inner.counters.retries,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
         let wait = self.policy.spend(budget, Pushback::None);
-        self.rare_mut().made.count(inner, budget, wait);
         tracing::debug!(endpoint = %endpoint, ?failure, ?wait, "sending the request again");
+        self.count_retry(inner, budget, wait, &again);
         tokio::time::sleep(wait).await;
         end.release_for_retry();
-        if self.spare_head.is_none() && self.policy.any_left() {
-            self.spare_head = Some(copy_head(&again));
-        }
         Ok(again)
+    }
+
+    /// What every retry does before it waits and is sent: counts it, and
+    /// keeps a spare head if the policy allows another attempt after it.
+    fn count_retry(
+        &mut self,
+        inner: &Arc<Inner>,
+        budget: Budget,
+        wait: std::time::Duration,
+        again: &Request<RequestBody>,
+    ) {
+        inner.count_retry(budget == Budget::Transparent);
+        self.rare_mut().made.count(inner, budget, wait);
+        if self.spare_head.is_none() && self.policy.any_left() {
+            self.spare_head = Some(copy_head(again));
+        }
     }
 
     /// Whether to send the call again after a trailers-only `response` (a
@@ -392,10 +399,7 @@ impl Call {
         if let Some(throttle) = throttle {
             throttle.failed();
             if !throttle.allows() {
-                inner
-                    .counters
-                    .retries_throttled
-                    .fetch_add(1, Ordering::Relaxed);
+                inner.count_throttled_retry();
                 return None;
             }
         }
@@ -420,13 +424,9 @@ impl Call {
             return Err(retry.status);
         };
         let wait = self.policy.spend(retry.budget, retry.pushback);
-        inner.counters.retries.fetch_add(1, Ordering::Relaxed);
-        self.rare_mut().made.count(inner, retry.budget, wait);
         tracing::debug!(code = ?retry.status.code(), ?wait, "retrying under the method's retry policy");
+        self.count_retry(inner, retry.budget, wait, &again);
         tokio::time::sleep(wait).await;
-        if self.spare_head.is_none() && self.policy.any_left() {
-            self.spare_head = Some(copy_head(&again));
-        }
         Ok(again)
     }
 
@@ -448,25 +448,33 @@ impl Call {
     }
 }
 
-/// A copy of a request's head for sending it again. Extensions are left
-/// out: they cost a map copy on every call, and the layers that read them
-/// ran before the pool.
+/// A copy of a request's head for sending it again (see [`copy_parts`]).
 fn copy_head<B>(request: &Request<B>) -> Parts {
-    let (mut head, ()) = Request::new(()).into_parts();
-    head.method = request.method().clone();
-    head.uri = request.uri().clone();
-    head.version = request.version();
-    head.headers = request.headers().clone();
-    head
+    copy_parts_of(
+        request.method(),
+        request.uri(),
+        request.version(),
+        request.headers(),
+    )
 }
 
-/// A copy of a request head already taken apart, as [`copy_head`] makes
-/// one (for the copies of a hedged call).
+/// A copy of a request head already taken apart (for the copies of a
+/// hedged call). Extensions are left out: they cost a map copy on every
+/// call, and the layers that read them ran before the pool.
 pub(super) fn copy_parts(parts: &Parts) -> Parts {
+    copy_parts_of(&parts.method, &parts.uri, parts.version, &parts.headers)
+}
+
+fn copy_parts_of(
+    method: &http::Method,
+    uri: &http::Uri,
+    version: http::Version,
+    headers: &http::HeaderMap,
+) -> Parts {
     let (mut head, ()) = Request::new(()).into_parts();
-    head.method = parts.method.clone();
-    head.uri = parts.uri.clone();
-    head.version = parts.version;
-    head.headers = parts.headers.clone();
+    head.method = method.clone();
+    head.uri = uri.clone();
+    head.version = version;
+    head.headers = headers.clone();
     head
 }

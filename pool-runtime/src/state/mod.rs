@@ -117,7 +117,7 @@ pub(crate) struct Inner {
     /// [`PoolWatch`](crate::PoolWatch)es alive: calls starting and ending
     /// bump `events` only then, so the hot path pays one relaxed load.
     watching: AtomicUsize,
-    pub(crate) counters: Counters,
+    counters: Counters,
     next_id: AtomicU64,
     /// The user's cap on streams per connection (`usize::MAX` if none).
     stream_cap: usize,
@@ -172,6 +172,7 @@ impl Inner {
         endpoints: Vec<Endpoint>,
         dial: Dial,
         discoveries: Vec<discover::Start>,
+        interceptor: Option<crate::interceptor::SharedInterceptor>,
     ) -> Self {
         let stream_cap = config.max_streams_per_connection.unwrap_or(usize::MAX);
         let endpoints: Vec<Arc<Endpoint>> = endpoints.into_iter().map(Arc::new).collect();
@@ -187,7 +188,7 @@ impl Inner {
         );
         Self {
             policies,
-            interceptor: None,
+            interceptor,
             discovery_stats: Mutex::default(),
             user_agent: user_agent(&config),
             instruments: crate::telemetry::Instruments::new(&config.name),
@@ -267,6 +268,31 @@ impl Inner {
     /// Connection attempts under way.
     fn connecting(&self) -> usize {
         self.connecting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Counts a retry sent (a transparent one: its request never reached
+    /// the server's application), for [`PoolStats`](crate::PoolStats).
+    pub(crate) fn count_retry(&self, transparent: bool) {
+        let counter = if transparent {
+            &self.counters.transparent_retries
+        } else {
+            &self.counters.retries
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts a retry the retry throttle held back.
+    pub(crate) fn count_throttled_retry(&self) {
+        self.counters
+            .retries_throttled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts a hedged copy sent beyond the first.
+    pub(crate) fn count_hedge(&self) {
+        self.counters
+            .hedges
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether the pool was closed.
