@@ -93,3 +93,79 @@ impl From<&String> for Target {
         Self::new(uri.as_str())
     }
 }
+
+/// A discovery source's state between the items of its stream: DNS's and
+/// etcd's, made a stream by [`stream_of`].
+#[cfg(any(feature = "dns", feature = "etcd"))]
+pub(crate) trait Source: Send + 'static {
+    /// What the stream yields.
+    type Item: Send;
+    /// The next item, waiting for one as long as it takes.
+    fn next(&mut self) -> impl std::future::Future<Output = Self::Item> + Send + '_;
+}
+
+/// The endless stream of `source`'s items.
+#[cfg(any(feature = "dns", feature = "etcd"))]
+pub(crate) fn stream_of<S: Source>(source: S) -> impl futures_util::Stream<Item = S::Item> + Send {
+    futures_util::stream::unfold(source, |mut source| async move {
+        let item = source.next().await;
+        Some((item, source))
+    })
+}
+
+/// What a discovery source has announced to the pool, by key, and the
+/// changes that bring it to what the source finds now.
+#[cfg(any(feature = "dns", feature = "etcd"))]
+#[derive(Debug)]
+pub(crate) struct Announced<K, V> {
+    known: std::collections::BTreeMap<K, V>,
+}
+
+#[cfg(any(feature = "dns", feature = "etcd"))]
+impl<K: Ord + Clone, V: PartialEq + Clone> Announced<K, V> {
+    pub(crate) fn new() -> Self {
+        Self {
+            known: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Records `key` as `value`; whether that is news (a new key, or a
+    /// new value) to announce as an insertion.
+    pub(crate) fn insert(&mut self, key: K, value: V) -> bool {
+        if self.known.get(&key) == Some(&value) {
+            return false;
+        }
+        self.known.insert(key, value);
+        true
+    }
+
+    /// Forgets `key`; whether it was known (a removal to announce).
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub(crate) fn remove(&mut self, key: &K) -> bool {
+        self.known.remove(key).is_some()
+    }
+
+    /// Makes `found` what is known: the insertions to announce (new or
+    /// changed keys), then the removals (keys no longer found), in that
+    /// order so that the pool can connect to the new before it drains the
+    /// old.
+    pub(crate) fn replace_all(
+        &mut self,
+        found: std::collections::BTreeMap<K, V>,
+    ) -> (Vec<(K, V)>, Vec<K>) {
+        let gone: Vec<K> = self
+            .known
+            .keys()
+            .filter(|key| !found.contains_key(key))
+            .cloned()
+            .collect();
+        let new: Vec<(K, V)> = found
+            .into_iter()
+            .filter(|(key, value)| self.insert(key.clone(), value.clone()))
+            .collect();
+        for key in &gone {
+            self.known.remove(key);
+        }
+        (new, gone)
+    }
+}

@@ -2,7 +2,7 @@
 //! that the pool follows a service whose addresses change and spreads its
 //! connections over every address.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use hickory_resolver::proto::rr::{RData, RecordType};
 pub use crate::config::DnsConfig;
 use crate::config::dns::DEFAULT_REFRESH;
 use crate::conn::{Endpoint, default_port};
+use crate::discovery::Announced;
 use crate::discovery::{Change, Target};
 use crate::error::{BoxError, Error};
 
@@ -139,14 +140,11 @@ impl DnsDiscovery {
         let state = Resolving {
             discovery: self,
             resolver: None,
-            known: BTreeSet::new(),
+            known: Announced::new(),
             ready: VecDeque::new(),
             first: true,
         };
-        futures_util::stream::unfold(state, |mut state| async move {
-            let item = state.next().await;
-            Some((item, state))
-        })
+        crate::discovery::stream_of(state)
     }
 
     fn resolver(&self) -> Result<TokioResolver, BoxError> {
@@ -205,15 +203,24 @@ impl DnsConfig {
 struct Resolving {
     discovery: DnsDiscovery,
     resolver: Option<TokioResolver>,
-    known: BTreeSet<SocketAddr>,
+    /// The addresses announced to the pool, with the URI each names.
+    known: Announced<SocketAddr, String>,
     ready: VecDeque<Change<SocketAddr, Target>>,
     first: bool,
+}
+
+impl crate::discovery::Source for Resolving {
+    type Item = Result<Change<SocketAddr, Target>, BoxError>;
+
+    fn next(&mut self) -> impl std::future::Future<Output = Self::Item> + Send + '_ {
+        self.next_change()
+    }
 }
 
 impl Resolving {
     /// The next change, resolving again (after the interval) when none is
     /// left; a failed lookup is reported once per attempt.
-    async fn next(&mut self) -> Result<Change<SocketAddr, Target>, BoxError> {
+    async fn next_change(&mut self) -> Result<Change<SocketAddr, Target>, BoxError> {
         loop {
             if let Some(change) = self.ready.pop_front() {
                 return Ok(change);
@@ -271,18 +278,15 @@ impl Resolving {
     /// Queues insertions of new addresses, then removals of vanished ones
     /// (so that the pool can connect to the new before it drains the old).
     fn diff(&mut self, found: BTreeMap<SocketAddr, String>) {
-        let addresses: BTreeSet<SocketAddr> = found.keys().copied().collect();
-        for new in addresses.difference(&self.known) {
-            let target = Target::new(found[new].clone()).connect_to(*new);
-            self.ready.push_back(Change::Insert(*new, target));
+        let (new, gone) = self.known.replace_all(found);
+        if !new.is_empty() || !gone.is_empty() {
+            tracing::debug!(host = %self.discovery.host, ?new, ?gone, "resolved new addresses");
         }
-        for gone in self.known.difference(&addresses) {
-            self.ready.push_back(Change::Remove(*gone));
+        for (address, uri) in new {
+            let target = Target::new(uri).connect_to(address);
+            self.ready.push_back(Change::Insert(address, target));
         }
-        if self.known != addresses {
-            tracing::debug!(host = %self.discovery.host, ?addresses, "resolved new addresses");
-        }
-        self.known = addresses;
+        self.ready.extend(gone.into_iter().map(Change::Remove));
     }
 }
 
@@ -294,7 +298,7 @@ mod tests {
         Resolving {
             discovery: DnsDiscovery::new("http://greeter.test:7").unwrap(),
             resolver: None,
-            known: BTreeSet::new(),
+            known: Announced::new(),
             ready: VecDeque::new(),
             first: true,
         }

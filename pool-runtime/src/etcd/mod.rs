@@ -32,6 +32,7 @@ use self::etcdserverpb::{
     LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, PutRequest, RangeRequest,
     WatchCreateRequest, WatchRequest, WatchResponse,
 };
+use crate::discovery::Announced;
 use crate::discovery::{Change, Target};
 use crate::error::{BoxError, Error};
 use crate::pool::Pool;
@@ -139,13 +140,10 @@ impl EtcdDiscovery {
         let state = Watching {
             discovery: self,
             watch: None,
-            known: BTreeMap::new(),
+            known: Announced::new(),
             ready: VecDeque::new(),
         };
-        futures_util::stream::unfold(state, |mut state| async move {
-            let item = state.next().await;
-            Some((item, state))
-        })
+        crate::discovery::stream_of(state)
     }
 }
 
@@ -160,12 +158,20 @@ struct Watching {
     discovery: EtcdDiscovery,
     watch: Option<Watch>,
     /// The endpoints announced to the pool, by key.
-    known: BTreeMap<String, String>,
+    known: Announced<String, String>,
     ready: VecDeque<Result<Change<String, Target>, BoxError>>,
 }
 
+impl crate::discovery::Source for Watching {
+    type Item = Result<Change<String, Target>, BoxError>;
+
+    fn next(&mut self) -> impl std::future::Future<Output = Self::Item> + Send + '_ {
+        self.next_change()
+    }
+}
+
 impl Watching {
-    async fn next(&mut self) -> Result<Change<String, Target>, BoxError> {
+    async fn next_change(&mut self) -> Result<Change<String, Target>, BoxError> {
         loop {
             if let Some(item) = self.ready.pop_front() {
                 return item;
@@ -218,19 +224,13 @@ impl Watching {
                 seen.insert(key, addr);
             }
         }
-        for (key, addr) in &seen {
-            if self.known.get(key) != Some(addr) {
-                self.insert(key.clone(), addr.clone());
-            }
+        let (new, gone) = self.known.replace_all(seen);
+        for (key, addr) in new {
+            self.announce(key, addr);
         }
-        let gone: Vec<String> = self
-            .known
-            .keys()
-            .filter(|key| !seen.contains_key(*key))
-            .cloned()
-            .collect();
         for key in gone {
-            self.delete(&key);
+            tracing::debug!(key = %key, "etcd: endpoint gone");
+            self.ready.push_back(Ok(Change::Remove(key)));
         }
         let (requests, receiver) = mpsc::channel(1);
         let create = WatchCreateRequest {
@@ -262,9 +262,9 @@ impl Watching {
             if event.r#type == EventType::Delete as i32 {
                 self.delete(&key);
             } else if let Some(addr) = self.parse(&key, &kv.value)
-                && self.known.get(&key) != Some(&addr)
+                && self.known.insert(key.clone(), addr.clone())
             {
-                self.insert(key, addr);
+                self.announce(key, addr);
             }
         }
     }
@@ -285,15 +285,15 @@ impl Watching {
         addr
     }
 
-    fn insert(&mut self, key: String, addr: String) {
+    /// Announces `key` at `addr`, already recorded as known.
+    fn announce(&mut self, key: String, addr: String) {
         let target = Target::new(format!("{}://{addr}", self.discovery.scheme));
         tracing::debug!(key = %key, addr = %addr, "etcd: endpoint found");
-        self.known.insert(key.clone(), addr);
         self.ready.push_back(Ok(Change::Insert(key, target)));
     }
 
     fn delete(&mut self, key: &str) {
-        if self.known.remove(key).is_some() {
+        if self.known.remove(&key.to_owned()) {
             tracing::debug!(key = %key, "etcd: endpoint gone");
             self.ready.push_back(Ok(Change::Remove(key.to_owned())));
         }
