@@ -117,7 +117,10 @@ fn apply(fleet: &mut [FleetServer], event: Event) -> String {
             format!("{} goes away", NAMES[i])
         }
         Event::Up(i) => match fleet[i].restart() {
-            Ok(()) => format!("{} comes back", NAMES[i]),
+            Ok(()) => format!(
+                "{} listens again: clients reconnect at their next attempt, after the backoff its failures earned (up to 5 s)",
+                NAMES[i]
+            ),
             Err(e) => format!("{} cannot come back: {e}", NAMES[i]),
         },
     }
@@ -223,6 +226,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         MAX_CALLERS / STREAMS as usize
     );
     println!("pooled-client, every setting at its default but max_connections 32 (8 per server):");
+    println!(
+        "  (conns: connections open; waiting: calls queued for a free stream, which stays 0 while\n   \
+         the pool can open connections, since it grows before calls wait; A to D: each server's share)"
+    );
     let header = "  sec callers conns waiting calls/s p99(ms)    A     B     C     D";
     println!("{header}");
     let pool = uris
