@@ -258,6 +258,46 @@ impl PoolBuilder {
         self
     }
 
+    /// The header compression table a server's HPACK encoder may use
+    /// (tonic's `http2_header_table_size`, sent as
+    /// `SETTINGS_HEADER_TABLE_SIZE`), in bytes. Default: none sent
+    /// (HTTP/2's 4,096).
+    pub fn http2_header_table_size(mut self, size: u32) -> Self {
+        self.config.http2_header_table_size = Some(size);
+        self
+    }
+
+    /// The largest frame payload accepted (tonic's `max_frame_size`, sent
+    /// as `SETTINGS_MAX_FRAME_SIZE`), from 16,384 to 16,777,215 bytes.
+    /// Default: hyper's, 16 KiB.
+    pub fn max_frame_size(mut self, size: u32) -> Self {
+        self.config.max_frame_size = Some(size);
+        self
+    }
+
+    /// How many reset streams are remembered, their late frames ignored
+    /// (tonic's `http2_max_concurrent_reset_streams`). Default: h2's, 50.
+    pub fn http2_max_concurrent_reset_streams(mut self, max: usize) -> Self {
+        self.config.http2_max_concurrent_reset_streams = Some(max);
+        self
+    }
+
+    /// How long a reset stream is remembered (tonic's
+    /// `http2_reset_stream_duration`). Default: h2's, 1 s.
+    pub fn http2_reset_stream_duration(mut self, duration: Duration) -> Self {
+        self.config.http2_reset_stream_duration = Some(duration);
+        self
+    }
+
+    /// How many streams may be reset for a server's errors before the
+    /// connection closes with `GOAWAY(ENHANCE_YOUR_CALM)` (tonic's
+    /// `http2_max_local_error_reset_streams`); `None` sets no limit, for
+    /// trusted servers only. Default: hyper's, 1,024.
+    pub fn http2_max_local_error_reset_streams(mut self, max: impl Into<Option<usize>>) -> Self {
+        self.config.http2_max_local_error_reset_streams = Some(max.into());
+        self
+    }
+
     /// Checks each connection's server with the standard `grpc.health.v1`
     /// protocol every `interval`, for `service` (`""` for the whole server);
     /// see [`HealthCheck`] for what a failed check does. Default: off.
@@ -404,6 +444,22 @@ impl PoolBuilder {
     /// `tcp_keepalive`. Default: none.
     pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Self {
         self.config.tcp_keepalive = idle;
+        self
+    }
+
+    /// Time between unanswered TCP keepalive probes (tonic's
+    /// `tcp_keepalive_interval`), with `tcp_keepalive`. Default: the
+    /// system's.
+    pub fn tcp_keepalive_interval(mut self, interval: Option<Duration>) -> Self {
+        self.config.tcp_keepalive_interval = interval;
+        self
+    }
+
+    /// Unanswered TCP keepalive probes before the connection counts as dead
+    /// (tonic's `tcp_keepalive_retries`), with `tcp_keepalive`. Default:
+    /// the system's.
+    pub fn tcp_keepalive_retries(mut self, retries: Option<u32>) -> Self {
+        self.config.tcp_keepalive_retries = retries;
         self
     }
 

@@ -146,6 +146,8 @@ async fn keep_alive_while_idle_decides_whether_idle_connections_are_pinged() {
 /// SETTINGS parameters (RFC 9113, section 6.5.2).
 const INITIAL_WINDOW_SIZE: u16 = 0x4;
 const MAX_HEADER_LIST_SIZE: u16 = 0x6;
+const HEADER_TABLE_SIZE: u16 = 0x1;
+const MAX_FRAME_SIZE: u16 = 0x5;
 
 /// A pool over a tapped connection to a fresh greeter, built by `configure`,
 /// after one call; what the client sent.
@@ -301,4 +303,43 @@ async fn tcp_quickack_keeps_a_nagle_server_from_waiting_for_delayed_acks() {
         );
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_header_table_and_the_frame_size_are_announced() {
+    bounded(Duration::from_secs(30), async {
+        let (_pool, seen, _server) =
+            tapped(|b| b.http2_header_table_size(8192).max_frame_size(1 << 20)).await;
+        assert_eq!(seen.setting(HEADER_TABLE_SIZE), Some(8192));
+        assert_eq!(seen.setting(MAX_FRAME_SIZE), Some(1 << 20));
+
+        // Defaults, tonic's: no table size sent (HTTP/2's 4,096), and
+        // hyper's 16 KiB frames advertised.
+        let (_pool, seen, _server) = tapped(|b| b).await;
+        assert_eq!(seen.setting(HEADER_TABLE_SIZE), None);
+        assert_eq!(seen.setting(MAX_FRAME_SIZE), Some(16 << 10));
+    })
+    .await;
+}
+
+#[test]
+fn a_frame_size_outside_http2s_bounds_is_refused_when_built() {
+    for size in [16_383, 16_777_216] {
+        let error = Pool::builder()
+            .endpoint("http://127.0.0.1:1")
+            .max_frame_size(size)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                Error::InvalidSetting {
+                    name: "max_frame_size",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains(&size.to_string()), "{error}");
+    }
 }

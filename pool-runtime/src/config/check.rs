@@ -14,6 +14,11 @@ const MAX_CONNECTIONS: usize = 10_000;
 /// The most calls that may wait at once.
 const MAX_WAITERS: usize = 1 << 24;
 
+/// HTTP/2's bounds of `SETTINGS_MAX_FRAME_SIZE` (RFC 9113, 6.5.2); h2
+/// panics outside them, so the builder refuses them.
+const MIN_FRAME_SIZE: u32 = 16_384;
+const MAX_FRAME_SIZE: u32 = 16_777_215;
+
 impl PoolConfig {
     /// Checks every setting, naming the first one out of range.
     pub(crate) fn check(&self) -> Result<(), Error> {
@@ -84,6 +89,15 @@ fn check_limits(config: &PoolConfig) -> Result<(), Error> {
             "must be at least 1",
         ));
     }
+    if let Some(size) = config.max_frame_size
+        && !(MIN_FRAME_SIZE..=MAX_FRAME_SIZE).contains(&size)
+    {
+        return Err(invalid(
+            "max_frame_size",
+            size,
+            "must be from 16384 to 16777215 (HTTP/2's bounds)",
+        ));
+    }
     if config.max_streams_per_connection == Some(0) {
         return Err(invalid(
             "max_streams_per_connection",
@@ -141,6 +155,12 @@ fn check_durations(config: &PoolConfig) -> Result<(), Error> {
     }
     if let Some(idle) = config.tcp_keepalive {
         check_duration("tcp_keepalive", idle)?;
+    }
+    if let Some(interval) = config.tcp_keepalive_interval {
+        check_duration("tcp_keepalive_interval", interval)?;
+    }
+    if let Some(duration) = config.http2_reset_stream_duration {
+        check_duration("http2_reset_stream_duration", duration)?;
     }
     if let Some(agent) = &config.user_agent
         && http::HeaderValue::from_str(agent).is_err()

@@ -209,6 +209,36 @@ pub struct PoolConfig {
     ///
     /// Default: hyper's, 16 KiB.
     pub http2_max_header_list_size: Option<u32>,
+    /// The header compression table the pool lets a server's HPACK encoder
+    /// use (tonic's `http2_header_table_size`, sent as
+    /// `SETTINGS_HEADER_TABLE_SIZE`), in bytes.
+    ///
+    /// Default: none sent (HTTP/2's 4,096, as tonic).
+    pub http2_header_table_size: Option<u32>,
+    /// The largest frame payload the pool accepts (tonic's
+    /// `max_frame_size`, sent as `SETTINGS_MAX_FRAME_SIZE`), in bytes:
+    /// from 16,384 to 16,777,215.
+    ///
+    /// Default: hyper's, 16 KiB.
+    pub max_frame_size: Option<u32>,
+    /// How many streams the pool reset that it remembers, ignoring their
+    /// late frames (tonic's `http2_max_concurrent_reset_streams`).
+    ///
+    /// Default: h2's, 50.
+    pub http2_max_concurrent_reset_streams: Option<usize>,
+    /// How long a stream the pool reset is remembered (tonic's
+    /// `http2_reset_stream_duration`).
+    ///
+    /// Default: h2's, 1 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub http2_reset_stream_duration: Option<Duration>,
+    /// How many streams the pool may reset for a server's errors before it
+    /// closes the connection with `GOAWAY(ENHANCE_YOUR_CALM)` (tonic's
+    /// `http2_max_local_error_reset_streams`); `Some(None)` sets no limit,
+    /// for trusted servers only.
+    ///
+    /// Default: hyper's, 1,024.
+    pub http2_max_local_error_reset_streams: Option<Option<usize>>,
     /// Health checking with the standard `grpc.health.v1` protocol: a new
     /// connection joins the rotation only once its server answers
     /// `SERVING`, and an endpoint whose check fails leaves the rotation
@@ -255,6 +285,17 @@ pub struct PoolConfig {
     /// Default: none.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub tcp_keepalive: Option<Duration>,
+    /// Time between TCP keepalive probes that go unanswered (tonic's
+    /// `tcp_keepalive_interval`); used with `tcp_keepalive`.
+    ///
+    /// Default: none (the system's).
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub tcp_keepalive_interval: Option<Duration>,
+    /// Unanswered TCP keepalive probes before the connection counts as
+    /// dead (tonic's `tcp_keepalive_retries`); used with `tcp_keepalive`.
+    ///
+    /// Default: none (the system's).
+    pub tcp_keepalive_retries: Option<u32>,
     /// The local address connections are made from (as tonic's
     /// `local_address`); endpoints of the other IP family are skipped.
     ///
@@ -314,12 +355,19 @@ impl Default for PoolConfig {
             initial_connection_window_size: None,
             http2_adaptive_window: false,
             http2_max_header_list_size: None,
+            http2_header_table_size: None,
+            max_frame_size: None,
+            http2_max_concurrent_reset_streams: None,
+            http2_reset_stream_duration: None,
+            http2_max_local_error_reset_streams: None,
             health_check: None,
             outlier_detection: None,
             origin: None,
             tcp_nodelay: true,
             tcp_quickack: true,
             tcp_keepalive: None,
+            tcp_keepalive_interval: None,
+            tcp_keepalive_retries: None,
             local_address: None,
             user_agent: None,
             timeout: None,

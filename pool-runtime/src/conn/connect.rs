@@ -134,12 +134,33 @@ fn closed_early(link: &Link, cause: Option<super::TransportError>) -> ConnectErr
 /// with h2's error, for the attempt's message.
 const GOAWAY_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// hyper's client frame size (tonic's default), advertised as hyper does.
+const FRAME_SIZE: u32 = 16 << 10;
+
+/// hyper's limit of streams reset for the server's errors (tonic's default).
+const LOCAL_ERROR_RESETS: usize = 1024;
+
 /// h2's settings for a connection, from tonic's names in the config.
-fn builder(config: &PoolConfig) -> h2::client::Builder {
+pub(crate) fn builder(config: &PoolConfig) -> h2::client::Builder {
     let mut builder = h2::client::Builder::new();
     builder
         .enable_push(false)
-        .max_header_list_size(config.http2_max_header_list_size.unwrap_or(HEADER_LIST));
+        .max_header_list_size(config.http2_max_header_list_size.unwrap_or(HEADER_LIST))
+        .max_frame_size(config.max_frame_size.unwrap_or(FRAME_SIZE));
+    if let Some(size) = config.http2_header_table_size {
+        builder.header_table_size(size);
+    }
+    if let Some(max) = config.http2_max_concurrent_reset_streams {
+        builder.max_concurrent_reset_streams(max);
+    }
+    if let Some(duration) = config.http2_reset_stream_duration {
+        builder.reset_stream_duration(duration);
+    }
+    builder.max_local_error_reset_streams(
+        config
+            .http2_max_local_error_reset_streams
+            .unwrap_or(Some(LOCAL_ERROR_RESETS)),
+    );
     if config.http2_adaptive_window {
         builder
             .initial_window_size(SPEC_WINDOW)
@@ -167,5 +188,46 @@ fn pings(config: &PoolConfig) -> Pings {
             )
         }),
         adaptive_from: config.http2_adaptive_window.then_some(SPEC_WINDOW),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What no frame shows, the h2 builder the connections are made with
+    /// carries: the reset-stream settings, by tonic's names.
+    #[test]
+    fn the_reset_stream_settings_reach_h2() {
+        let config = PoolConfig {
+            http2_max_concurrent_reset_streams: Some(77),
+            http2_reset_stream_duration: Some(std::time::Duration::from_millis(2500)),
+            http2_max_local_error_reset_streams: Some(Some(33)),
+            ..PoolConfig::default()
+        };
+        let built = format!("{:?}", builder(&config));
+        for expected in [
+            "reset_stream_max: 77",
+            "reset_stream_duration: 2.5s",
+            "local_max_error_reset_streams: Some(33)",
+        ] {
+            assert!(built.contains(expected), "{expected} not in {built}");
+        }
+        // tonic's defaults: h2's 50 and 1 s, hyper's 1,024.
+        let built = format!("{:?}", builder(&PoolConfig::default()));
+        for expected in [
+            "reset_stream_max: 50",
+            "reset_stream_duration: 1s",
+            "local_max_error_reset_streams: Some(1024)",
+        ] {
+            assert!(built.contains(expected), "{expected} not in {built}");
+        }
+        let unlimited = PoolConfig {
+            http2_max_local_error_reset_streams: Some(None),
+            ..PoolConfig::default()
+        };
+        assert!(
+            format!("{:?}", builder(&unlimited)).contains("local_max_error_reset_streams: None")
+        );
     }
 }

@@ -138,6 +138,21 @@ pub(crate) async fn open_tcp(address: &str, config: &PoolConfig) -> std::io::Res
     tcp.set_nodelay(config.tcp_nodelay)?;
     if let Some(idle) = config.tcp_keepalive {
         let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+        #[cfg(any(
+            target_os = "linux",
+            target_os = "android",
+            target_os = "macos",
+            target_os = "windows"
+        ))]
+        let keepalive = match config.tcp_keepalive_interval {
+            Some(interval) => keepalive.with_interval(interval),
+            None => keepalive,
+        };
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos"))]
+        let keepalive = match config.tcp_keepalive_retries {
+            Some(retries) => keepalive.with_retries(retries),
+            None => keepalive,
+        };
         socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive)?;
     }
     Ok(tcp)
@@ -184,6 +199,8 @@ mod tests {
         let address = listener.local_addr().unwrap().to_string();
         let config = PoolConfig {
             tcp_keepalive: Some(Duration::from_secs(37)),
+            tcp_keepalive_interval: Some(Duration::from_secs(7)),
+            tcp_keepalive_retries: Some(4),
             ..PoolConfig::default()
         };
         let tcp = open_tcp(&address, &config).await.unwrap();
@@ -193,6 +210,14 @@ mod tests {
             socket.tcp_keepalive_time().unwrap(),
             Duration::from_secs(37)
         );
+        #[cfg(target_os = "linux")]
+        {
+            assert_eq!(
+                socket.tcp_keepalive_interval().unwrap(),
+                Duration::from_secs(7)
+            );
+            assert_eq!(socket.tcp_keepalive_retries().unwrap(), 4);
+        }
         assert!(tcp.nodelay().unwrap());
 
         let config = PoolConfig {
