@@ -343,3 +343,51 @@ fn a_frame_size_outside_http2s_bounds_is_refused_when_built() {
         assert!(error.to_string().contains(&size.to_string()), "{error}");
     }
 }
+
+/// tonic 0.14.7's `Request::cancellation_handle`: a call cancelled through
+/// it reaches the server as RST_STREAM(CANCEL) through the pool too, and
+/// gives its stream back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cancelled_by_its_handle_is_reset_with_cancel() {
+    use futures_util::StreamExt;
+    use pooled_client_tests::hostile::{Answer, frame, hello_reply, serve_scripted};
+
+    bounded(Duration::from_secs(30), async {
+        // The server answers one message and keeps the stream open.
+        let script: pooled_client_tests::hostile::Script = Arc::new(|_| Answer {
+            status: 200,
+            headers: vec![("content-type".into(), b"application/grpc".to_vec())],
+            body: vec![frame(&hello_reply("first"))],
+            trailers: None,
+            hang: true,
+            ..Answer::default()
+        });
+        let (uri, seen) = serve_scripted(h2::server::Builder::new(), script).await;
+        let pool = Pool::builder().endpoint(&uri).build().unwrap();
+        let greeter = PooledGreeterClient::new(pool.clone());
+        // The request stream stays open: the call is under way at both ends.
+        let open = futures_util::stream::iter([hello("settings", 0)])
+            .chain(futures_util::stream::pending());
+        let mut request = tonic::Request::new(open);
+        let handle = request.cancellation_handle();
+        let mut replies = greeter.chat(request).await.unwrap().into_inner();
+        let first = replies.message().await.unwrap().unwrap();
+        assert_eq!(first.message, "first");
+        assert_eq!(pool.stats().in_flight, 1);
+
+        handle.cancel();
+        let reset = async {
+            while seen.cancels() == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), reset)
+            .await
+            .unwrap_or_else(|_| panic!("no RST_STREAM(CANCEL): {:?}", seen.resets));
+        drop(replies);
+        let idle =
+            tokio::time::timeout(Duration::from_secs(5), pool.wait_for(|s| s.in_flight == 0));
+        assert!(idle.await.is_ok(), "{:?}", pool.stats());
+    })
+    .await;
+}
