@@ -307,6 +307,14 @@ pub(crate) fn s3_client(kind: &str, calls: usize, uri: &str) {
                     client.unary(small()).await.expect("call");
                 }
             }
+            "pick" => {
+                // S4's pick and release alone, counted by callgrind.
+                let pool = Pool::builder().endpoint(uri).build().expect("pool");
+                pool.ready().await.expect("ready");
+                for _ in 0..calls {
+                    assert!(pooled_client::__private::bench_pick_release(&pool));
+                }
+            }
             "h2-direct" => {
                 let addr = uri.trim_start_matches("http://");
                 let transport = crate::h2direct::H2Direct::connect(addr)

@@ -54,6 +54,7 @@ impl Inner {
     /// then drains every connection (see [`Pool::close`](crate::Pool::close)).
     pub(crate) async fn close(&self) {
         if !self.closed.swap(true, Ordering::AcqRel) {
+            self.mark_closed();
             tracing::info!(pool = %self.config.name, "pool closing");
             self.waiters.fail_all(&outage::closed_status(), false);
             self.notify();

@@ -114,9 +114,10 @@ pub(crate) struct Inner {
     /// changes, or a call ends after close; also when a call starts or
     /// ends while someone watches (`watching`).
     events: watch::Sender<u64>,
-    /// [`PoolWatch`](crate::PoolWatch)es alive: calls starting and ending
-    /// bump `events` only then, so the hot path pays one relaxed load.
-    watching: AtomicUsize,
+    /// What a call's start and end must tell, in one word so that each
+    /// reads one load: [`CLOSED`] once the pool closed, plus
+    /// [`WATCHER`] for each [`PoolWatch`](crate::PoolWatch) alive.
+    attention: AtomicUsize,
     counters: Counters,
     next_id: AtomicU64,
     /// The user's cap on streams per connection (`usize::MAX` if none).
@@ -132,6 +133,11 @@ pub(crate) struct Inner {
     /// gRPC A66's per-call instruments, by method.
     pub(crate) instruments: crate::telemetry::Instruments,
 }
+
+/// `attention`'s bit for a closed pool.
+const CLOSED: usize = 1;
+/// `attention`'s count of watchers, in units above [`CLOSED`].
+const WATCHER: usize = 2;
 
 /// This crate's token in every `user-agent` it sets.
 const USER_AGENT_TOKEN: &str = concat!("pooled-client/", env!("CARGO_PKG_VERSION"));
@@ -207,7 +213,7 @@ impl Inner {
             closed: AtomicBool::new(false),
             started: AtomicBool::new(false),
             events: watch::Sender::new(0),
-            watching: AtomicUsize::new(0),
+            attention: AtomicUsize::new(0),
             counters: Counters::default(),
             next_id: AtomicU64::new(1),
             stream_cap,
@@ -235,24 +241,63 @@ impl Inner {
     /// Subscribes a watcher, who also hears of calls starting and ending
     /// until [`unwatch`](Self::unwatch).
     pub(crate) fn subscribe_watcher(&self) -> watch::Receiver<u64> {
-        self.watching
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.attention
+            .fetch_add(WATCHER, std::sync::atomic::Ordering::Relaxed);
         self.events.subscribe()
     }
 
     /// A watcher went away.
     pub(crate) fn unwatch(&self) {
-        self.watching
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.attention
+            .fetch_sub(WATCHER, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// A call started or ended: watchers hear of it.
+    /// What a call's start or end must tell: nonzero when the pool closed
+    /// or someone watches.
     #[inline]
-    fn call_changed(&self) {
-        if self.watching.load(std::sync::atomic::Ordering::Relaxed) > 0 {
-            self.events
-                .send_modify(|generation| *generation = generation.wrapping_add(1));
+    fn attention(&self) -> usize {
+        // Acquire, as `is_closed` reads: a call that ends after `close`
+        // marked the pool sees the mark.
+        self.attention.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// A call started: watchers hear of it.
+    #[inline]
+    fn call_started(&self) {
+        if self.attention() >= WATCHER {
+            self.bump_events();
         }
+    }
+
+    /// A call ended: watchers hear of it, and, once the pool closed, so
+    /// does `close` (which waits for the last call).
+    #[inline]
+    fn call_ended(&self) {
+        let attention = self.attention();
+        if attention != 0 {
+            self.call_ended_with(attention);
+        }
+    }
+
+    #[cold]
+    fn call_ended_with(&self, attention: usize) {
+        if attention & CLOSED != 0 {
+            self.notify();
+        } else {
+            self.bump_events();
+        }
+    }
+
+    /// Wakes whoever waits on the events, publishing nothing.
+    fn bump_events(&self) {
+        self.events
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
+    /// Marks the pool closed for the calls' ends to see.
+    pub(super) fn mark_closed(&self) {
+        self.attention
+            .fetch_or(CLOSED, std::sync::atomic::Ordering::Release);
     }
 
     /// The subchannel of `endpoint`, if it is still in the pool; the caller

@@ -159,11 +159,7 @@ impl Inner {
         if self.waiters.len() > 0 {
             self.serve_waiters();
         }
-        if self.is_closed() {
-            self.notify();
-        } else {
-            self.call_changed();
-        }
+        self.call_ended();
     }
 }
 
@@ -250,7 +246,7 @@ pub(crate) struct Slot {
 impl Slot {
     /// Wraps a slot already reserved on `connection`.
     pub(super) fn new(connection: Arc<Connection>, inner: Arc<Inner>) -> Self {
-        inner.call_changed();
+        inner.call_started();
         Self {
             connection,
             inner,
