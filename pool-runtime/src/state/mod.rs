@@ -4,7 +4,8 @@
 //! | file | what it answers |
 //! |---|---|
 //! | `pick.rs` | which endpoint and connection a call takes, and the slot it holds |
-//! | `subchannel.rs` | an endpoint as the pick sees it: its connections, its load |
+//! | `subchannel.rs` | an endpoint as the pick sees it: its connections, its load, its outlier counters |
+//! | `latency.rs` | an endpoint's latency estimate (a fading EWMA) |
 //! | `subset.rs` | which endpoints a pool uses, with `subset_size` (rendezvous hashing) |
 //! | `wait.rs`, `queue.rs` | how a call waits when no stream is free |
 //! | `affinity.rs` | keeping calls with one key on one connection |
@@ -30,6 +31,7 @@ mod endpoints;
 mod grow;
 mod health;
 mod join;
+mod latency;
 mod lifecycle;
 mod list;
 mod maintain;

@@ -2,11 +2,9 @@
 //! each endpoint's calls of the interval, eject the outliers for a while,
 //! and return those whose time is up.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use super::subchannel::since_epoch;
 use super::{Inner, Subchannel, maintain};
 use crate::config::{FailurePercentageEjection, OutlierDetection, SuccessRateEjection};
 
@@ -90,22 +88,22 @@ impl Inner {
         let subchannels = self.subchannels.load();
         let tallies: Vec<Tally<'_>> = subchannels
             .iter()
-            .map(|subchannel| Tally {
-                subchannel,
-                calls: subchannel.outcomes.swap(0, Ordering::Relaxed),
-                failures: subchannel.interval_failures.swap(0, Ordering::Relaxed),
+            .map(|subchannel| {
+                let (calls, failures) = subchannel.take_interval();
+                Tally {
+                    subchannel,
+                    calls,
+                    failures,
+                }
             })
             .collect();
         for subchannel in subchannels.iter() {
-            if subchannel.ejected_until.load(Ordering::Relaxed) == 0 {
+            if !subchannel.has_ejection() {
                 // A50: an endpoint that stayed in through an interval has
                 // its multiplier lowered.
-                let _ =
-                    subchannel
-                        .ejections
-                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+                subchannel.lower_ejection_multiplier();
             } else if !subchannel.is_ejected(now) {
-                subchannel.ejected_until.store(0, Ordering::Relaxed);
+                subchannel.return_from_ejection();
                 tracing::info!(endpoint = %subchannel.endpoint.key, "outlier detection: endpoint back in the pick");
                 self.notify();
             }
@@ -149,15 +147,13 @@ impl Inner {
         {
             return;
         }
-        let times = subchannel.ejections.fetch_add(1, Ordering::Relaxed) + 1;
+        let times = subchannel.count_ejection();
         let longest = settings.base_ejection_time.max(settings.max_ejection_time);
         let time = settings
             .base_ejection_time
             .saturating_mul(u32::try_from(times).unwrap_or(u32::MAX))
             .min(longest);
-        subchannel
-            .ejected_until
-            .store(since_epoch(now + time).max(1), Ordering::Relaxed);
+        subchannel.eject_until(now + time);
         tracing::warn!(endpoint = %subchannel.endpoint.key, ?time, "outlier detection: endpoint ejected");
         self.notify();
         // Its return shows in its state when the time is up, before the

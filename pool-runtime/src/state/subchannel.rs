@@ -2,13 +2,13 @@
 //! connections in the rotation, and how fast it has been answering.
 
 use std::sync::Arc;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use arc_swap::Guard;
 
+use super::latency::{Ewma, since_epoch};
 use crate::conn::{Connection, Endpoint};
 use crate::telemetry::stats::EndpointStats;
 
@@ -30,14 +30,14 @@ pub(crate) struct Subchannel {
     calls: AtomicU64,
     /// Calls whose outcome was seen in the current outlier-detection
     /// interval, and those of them that failed.
-    pub(super) outcomes: AtomicU64,
-    pub(super) interval_failures: AtomicU64,
+    outcomes: AtomicU64,
+    interval_failures: AtomicU64,
     /// Calls that failed since it joined.
     failures: AtomicU64,
     /// Until when it is ejected, in nanoseconds since [`epoch`]; 0 when not.
-    pub(super) ejected_until: AtomicU64,
+    ejected_until: AtomicU64,
     /// How many times in a row it was ejected (gRPC A50's multiplier).
-    pub(super) ejections: AtomicU64,
+    ejections: AtomicU64,
 }
 
 impl Subchannel {
@@ -103,9 +103,7 @@ impl Subchannel {
     /// average needs no more.
     #[inline]
     pub(super) fn wants_timing(&self) -> bool {
-        self.latency.samples.load(Ordering::Relaxed) < MIN_SAMPLES
-            || self.latency.stale.load(Ordering::Relaxed)
-            || fastrand::u32(..SAMPLE_ONE_IN) == 0
+        self.latency.wants_sample()
     }
 
     /// Fades the latency estimate for the time it went without a sample;
@@ -168,6 +166,46 @@ impl Subchannel {
     }
 
     /// What the endpoint holds and has done.
+    /// The calls whose outcome was seen in the outlier-detection interval
+    /// now ending, and those of them that failed; the next interval starts
+    /// from zero.
+    pub(super) fn take_interval(&self) -> (u64, u64) {
+        (
+            self.outcomes.swap(0, Ordering::Relaxed),
+            self.interval_failures.swap(0, Ordering::Relaxed),
+        )
+    }
+
+    /// Whether an ejection was recorded (its time may be up, not yet
+    /// returned by the detector).
+    pub(super) fn has_ejection(&self) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) != 0
+    }
+
+    /// An interval spent in the pick lowers the ejection multiplier (A50).
+    pub(super) fn lower_ejection_multiplier(&self) {
+        let _ = self
+            .ejections
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Back in the pick: its ejection is over.
+    pub(super) fn return_from_ejection(&self) {
+        self.ejected_until.store(0, Ordering::Relaxed);
+    }
+
+    /// Counts one more ejection in a row; how many, this one included
+    /// (A50's multiplier of the ejection time).
+    pub(super) fn count_ejection(&self) -> u64 {
+        self.ejections.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Ejects it until `until`.
+    pub(super) fn eject_until(&self, until: Instant) {
+        self.ejected_until
+            .store(since_epoch(until).max(1), Ordering::Relaxed);
+    }
+
     pub(super) fn stats(&self) -> EndpointStats {
         let connections = self.connections.load();
         EndpointStats {
@@ -233,29 +271,6 @@ impl Load {
     }
 }
 
-/// An endpoint's latency estimate: an exponentially weighted moving average
-/// of its calls' latencies, which fades with time when no call refreshes it,
-/// so that a server avoided for being slow is tried again (tower's
-/// `PeakEwma` fades the same way). The fade is applied by the maintenance
-/// tick (at least once a second), not computed at every pick.
-#[derive(Debug, Default)]
-struct Ewma {
-    /// The estimate in nanoseconds, as `f64` bits; 0 until the first call.
-    nanos: AtomicU64,
-    /// When it was last updated, in nanoseconds since [`epoch`].
-    updated: AtomicU64,
-    /// Calls measured so far.
-    samples: AtomicU64,
-    /// Set by the maintenance tick when no call was measured for
-    /// [`STALE_AFTER`], cleared by the next measured call: until then every
-    /// call is timed, so that an endpoint avoided for being slow is
-    /// measured by its first call when its faded estimate lets calls back.
-    stale: AtomicBool,
-}
-
-/// How long without a measured call makes an estimate stale.
-const STALE_AFTER: Duration = Duration::from_millis(100);
-
 /// How long a copy that lost a hedge race keeps counting in flight on its
 /// server, in multiples of the time it ran. How much of a stall is left
 /// when a hedge cuts it short is unknown; measured on S10 (one server of
@@ -264,102 +279,6 @@ const STALE_AFTER: Duration = Duration::from_millis(100);
 /// as without hedging. A server that lost a race by chance loses one
 /// call's share for that long, no more.
 const LINGER: u32 = 2;
-
-/// The weight of each call once the estimate has settled.
-///
-/// A peak EWMA (tower's, jumping to any slower call) skewed an even fleet
-/// of 1 ms servers by up to 25 % on this 2-core host, where a 1 ms call
-/// sometimes takes 5; an even weight keeps the fleet within 8 % and still
-/// sends a server 20 ms slower about 1 % of an even share
-/// (tests/tests/balance.rs).
-const WEIGHT: f64 = 0.1;
-
-/// Calls measured before the estimate counts: until then an endpoint
-/// borrows the other's latency, and the estimate is the fastest of its
-/// calls, so that slow first calls (a cold server, a busy host) do not brand
-/// a server slow before it has been measured.
-const MIN_SAMPLES: u64 = 10;
-
-/// Once measured, one call in this many is timed.
-const SAMPLE_ONE_IN: u32 = 4;
-
-/// The most a single call counts, as a multiple of the estimate.
-const SPIKE: f64 = 4.0;
-
-/// How fast an estimate fades without calls: to 1/e in this time.
-const FADE: Duration = Duration::from_secs(2);
-
-/// The instant the estimates' clocks count from.
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-/// `now` in nanoseconds since [`epoch`], for clocks kept in atomics.
-pub(super) fn since_epoch(now: Instant) -> u64 {
-    now.saturating_duration_since(epoch()).as_nanos() as u64
-}
-
-impl Ewma {
-    /// The estimate, or 0 while too few calls were measured.
-    fn estimate_nanos(&self) -> f64 {
-        if self.samples.load(Ordering::Relaxed) < MIN_SAMPLES {
-            return 0.0;
-        }
-        f64::from_bits(self.nanos.load(Ordering::Relaxed))
-    }
-
-    /// The stored estimate, faded since its last update.
-    fn faded(&self, now: Instant) -> f64 {
-        let estimate = f64::from_bits(self.nanos.load(Ordering::Relaxed));
-        if estimate == 0.0 {
-            return 0.0;
-        }
-        let idle = since_epoch(now).saturating_sub(self.updated.load(Ordering::Relaxed));
-        estimate * (-(idle as f64) / FADE.as_nanos() as f64).exp()
-    }
-
-    /// Stores the estimate faded to `now`.
-    fn fade(&self, now: Instant) {
-        let idle = since_epoch(now).saturating_sub(self.updated.load(Ordering::Relaxed));
-        if idle > STALE_AFTER.as_nanos() as u64 {
-            self.stale.store(true, Ordering::Relaxed);
-        }
-        let faded = self.faded(now);
-        // A call recorded meanwhile may be overwritten: an estimate.
-        self.nanos.store(faded.to_bits(), Ordering::Relaxed);
-        self.updated.store(since_epoch(now), Ordering::Relaxed);
-    }
-
-    fn record(&self, elapsed: Duration, now: Instant, in_full: bool) {
-        self.stale.store(false, Ordering::Relaxed);
-        let sample = elapsed.as_nanos() as f64;
-        let count = self.samples.fetch_add(1, Ordering::Relaxed) + 1;
-        let current = self.faded(now);
-        let next = if count <= MIN_SAMPLES || current == 0.0 {
-            // The fastest of the first calls: a busy host only ever adds
-            // to a server's latency.
-            if current == 0.0 {
-                sample
-            } else {
-                current.min(sample)
-            }
-        } else {
-            // Then an exponential average of calls counted at most
-            // `SPIKE` times the estimate: one stalled call moves it a
-            // little, a server that turned slow moves it within a few calls.
-            let counted = if in_full {
-                sample
-            } else {
-                sample.min(current * SPIKE)
-            };
-            current + (counted - current) * WEIGHT
-        };
-        // Racing updates may overwrite each other: an estimate, not a sum.
-        self.nanos.store(next.to_bits(), Ordering::Relaxed);
-        self.updated.store(since_epoch(now), Ordering::Relaxed);
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -373,26 +292,6 @@ mod tests {
             in_flight,
             latency: latency_ms * 1e6,
         }
-    }
-
-    #[test]
-    fn the_estimate_takes_the_fastest_first_calls_then_weighs_and_fades() {
-        let ewma = Ewma::default();
-        let now = Instant::now();
-        ewma.record(Duration::from_millis(19), now, false);
-        assert_eq!(ewma.estimate_nanos(), 0.0, "not measured enough yet");
-        for _ in 1..MIN_SAMPLES {
-            ewma.record(Duration::from_millis(1), now, false);
-        }
-        assert_eq!(ewma.estimate_nanos(), 1e6, "the fastest of the first calls");
-        // A stalled call counts as at most 4 times the estimate.
-        ewma.record(Duration::from_millis(21), now, false);
-        let weighed = ewma.estimate_nanos();
-        assert!((weighed - 1.3e6).abs() < 1.0, "{weighed}");
-        ewma.fade(now + FADE);
-        let faded = ewma.estimate_nanos();
-        let expected = weighed / std::f64::consts::E;
-        assert!((faded - expected).abs() < expected * 1e-3, "{faded}");
     }
 
     #[test]
