@@ -1,12 +1,12 @@
 //! Keeping connections spread over the endpoints: moving one towards an
 //! endpoint that has none.
 
+use super::Member;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{Inner, Retirement};
-use crate::conn::Endpoint;
 
 impl Inner {
     /// Moves one connection towards an endpoint that has none (it was
@@ -27,7 +27,7 @@ impl Inner {
         }
         let rotation = self.rotation.load();
         let Some(empty) = endpoints.iter().find(|endpoint| {
-            !rotation.iter().any(|c| Arc::ptr_eq(&c.endpoint, endpoint)) && endpoint.may_try(now)
+            !rotation.iter().any(|c| endpoint.is(&c.endpoint)) && endpoint.may_try(now)
         }) else {
             return;
         };
@@ -48,30 +48,27 @@ impl Inner {
     /// leaving out `except`.
     pub(super) fn fullest_endpoint(
         &self,
-        endpoints: &[Arc<Endpoint>],
-        except: Option<&Arc<Endpoint>>,
-    ) -> Option<(Arc<Endpoint>, usize)> {
+        endpoints: &[Arc<Member>],
+        except: Option<&Arc<Member>>,
+    ) -> Option<(Arc<Member>, usize)> {
         let rotation = self.rotation.load();
         endpoints
             .iter()
             .filter(|e| except.is_none_or(|except| !Arc::ptr_eq(e, except)))
             .map(|e| {
-                let count = rotation
-                    .iter()
-                    .filter(|c| Arc::ptr_eq(&c.endpoint, e))
-                    .count();
+                let count = rotation.iter().filter(|c| e.is(&c.endpoint)).count();
                 (e.clone(), count)
             })
             .max_by_key(|(_, count)| *count)
     }
 
     /// Drains the least busy connection to `endpoint`.
-    pub(super) fn drain_one(self: &Arc<Self>, endpoint: &Arc<Endpoint>) {
+    pub(super) fn drain_one(self: &Arc<Self>, endpoint: &Arc<Member>) {
         let victim = self
             .rotation
             .load()
             .iter()
-            .filter(|c| Arc::ptr_eq(&c.endpoint, endpoint))
+            .filter(|c| endpoint.is(&c.endpoint))
             .min_by_key(|c| c.in_flight())
             .map(|c| c.id);
         if let Some(id) = victim {

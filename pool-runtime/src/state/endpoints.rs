@@ -1,6 +1,7 @@
 //! The endpoints the pool connects to: added, removed, and taken out for a
 //! while when they fail their health check.
 
+use super::Member;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,7 +31,7 @@ impl Inner {
                 return false;
             }
             tracing::info!(endpoint = %endpoint.key, "endpoint added");
-            push_onto(&self.endpoints, Arc::new(endpoint));
+            push_onto(&self.endpoints, Arc::new(Member::new(endpoint)));
             self.resubset()
         };
         self.leave_subset(&left);
@@ -62,12 +63,12 @@ impl Inner {
     }
 
     /// Takes every connection to `endpoint` out of rotation.
-    pub(crate) fn retire_endpoint(self: &Arc<Self>, endpoint: &Arc<Endpoint>, why: Retirement) {
+    pub(crate) fn retire_endpoint(self: &Arc<Self>, endpoint: &Arc<Member>, why: Retirement) {
         let ids: Vec<u64> = self
             .rotation
             .load()
             .iter()
-            .filter(|c| Arc::ptr_eq(&c.endpoint, endpoint))
+            .filter(|c| endpoint.is(&c.endpoint))
             .map(|c| c.id)
             .collect();
         for id in ids {
@@ -77,8 +78,16 @@ impl Inner {
 
     /// Takes `endpoint` out of rotation after a failed health check; it is
     /// tried again after the usual backoff.
-    pub(crate) fn endpoint_unhealthy(self: &Arc<Self>, endpoint: &Arc<Endpoint>, error: BoxError) {
+    pub(crate) fn endpoint_unhealthy(
+        self: &Arc<Self>,
+        endpoint: &Arc<crate::conn::Endpoint>,
+        error: BoxError,
+    ) {
         tracing::warn!(endpoint = %endpoint.key, error = %error, "endpoint failed its health check");
+        let Some(endpoint) = &self.member_of(endpoint) else {
+            // It left the pool meanwhile: nothing to back off.
+            return;
+        };
         let retry_at = endpoint.unhealthy(error, &self.config.backoff);
         self.retire_endpoint(endpoint, Retirement::Unhealthy);
         tokio::spawn(maintain::retry_at(Arc::downgrade(self), retry_at));

@@ -5,12 +5,13 @@
 //! and to a full endpoint that is clearly faster than the one the pick had
 //! to settle for (`grow_endpoint`).
 
+use super::Member;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{Inner, Subchannel};
-use crate::conn::{DEFAULT_MAX_STREAMS, Endpoint};
+use crate::conn::DEFAULT_MAX_STREAMS;
 
 impl Inner {
     /// Opens connections while an endpoint is below its minimum, the pool
@@ -68,10 +69,10 @@ impl Inner {
     /// endpoints with the fewest connections are tried: while the emptiest
     /// one is busy connecting, the pool waits for that attempt rather than
     /// pile onto a fuller one.
-    fn next_attempt(&self, extra: usize) -> Option<(Arc<Endpoint>, bool)> {
+    fn next_attempt(&self, extra: usize) -> Option<(Arc<Member>, bool)> {
         let endpoints = self.endpoints_in_use();
         let now = Instant::now();
-        let attempts: Vec<(bool, &Arc<Endpoint>)> = endpoints
+        let attempts: Vec<(bool, &Arc<Member>)> = endpoints
             .iter()
             .filter_map(|e| Some((e.connecting_unless_backing_off(now)?, e)))
             .collect();
@@ -79,13 +80,10 @@ impl Inner {
         // only once its connection is in the rotation, so one or the other
         // is seen, never neither.
         let rotation = self.rotation.load();
-        let counts: Vec<(usize, &Arc<Endpoint>)> = attempts
+        let counts: Vec<(usize, &Arc<Member>)> = attempts
             .into_iter()
             .map(|(connecting, endpoint)| {
-                let open = rotation
-                    .iter()
-                    .filter(|c| Arc::ptr_eq(&c.endpoint, endpoint))
-                    .count();
+                let open = rotation.iter().filter(|c| endpoint.is(&c.endpoint)).count();
                 (open + usize::from(connecting), endpoint)
             })
             .collect();

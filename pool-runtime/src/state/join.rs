@@ -1,6 +1,7 @@
 //! One connection attempt, from start to joining the rotation, or to the
 //! endpoint's backoff when it fails.
 
+use super::Member;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -9,13 +10,13 @@ use tracing::Instrument;
 
 use super::list::push_onto;
 use super::{Inner, Retirement, health, maintain};
-use crate::conn::{self, ConnectError, Connected, Connection, Endpoint, State};
+use crate::conn::{self, ConnectError, Connected, Connection, State};
 
 impl Inner {
     /// One connection attempt to `endpoint`, whose claim the caller holds;
     /// `rebalance` says it replaces a connection of the endpoint that has
     /// the most.
-    pub(super) async fn open(self: Arc<Self>, endpoint: Arc<Endpoint>, rebalance: bool) {
+    pub(super) async fn open(self: Arc<Self>, endpoint: Arc<Member>, rebalance: bool) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // Everything the connection logs, from its attempt to its end,
         // carries the pool, the connection and the endpoint.
@@ -26,7 +27,7 @@ impl Inner {
             endpoint = %endpoint.key
         );
         async move {
-            match conn::connect(&endpoint, &self.config, &self.dial).await {
+            match conn::connect(&endpoint.endpoint, &self.config, &self.dial).await {
                 Ok(connected) => self.admit(endpoint, connected, id, rebalance),
                 Err(error) => self.attempt_failed(&endpoint, error),
             }
@@ -39,7 +40,7 @@ impl Inner {
     /// the calls that wait.
     fn admit(
         self: &Arc<Self>,
-        endpoint: Arc<Endpoint>,
+        endpoint: Arc<Member>,
         connected: Connected,
         id: u64,
         rebalance: bool,
@@ -87,7 +88,7 @@ impl Inner {
     fn new_connection(
         &self,
         id: u64,
-        endpoint: Arc<Endpoint>,
+        endpoint: Arc<Member>,
         connected: &Connected,
     ) -> Arc<Connection> {
         let expires_at = self
@@ -96,7 +97,7 @@ impl Inner {
             .map(|lifetime| Instant::now() + lifetime.mul_f64(1.0 - 0.1 * fastrand::f64()));
         Arc::new(Connection::new(
             id,
-            endpoint,
+            endpoint.endpoint.clone(),
             connected.link.clone(),
             connected.sender.clone(),
             self.stream_cap,
@@ -138,7 +139,7 @@ impl Inner {
         live.retain(|weak| weak.strong_count() > 0);
         live.push(Arc::downgrade(connection));
         match self.subchannel_of(&connection.endpoint) {
-            Some(subchannel) if !self.is_closed() && !connection.endpoint.is_removed() => {
+            Some(subchannel) if !self.is_closed() && !subchannel.endpoint.is_removed() => {
                 push_onto(&self.rotation, connection.clone());
                 push_onto(&subchannel.connections, connection.clone());
             }
@@ -150,7 +151,7 @@ impl Inner {
 
     /// Puts the endpoint in backoff after a failed attempt; when nothing is
     /// reachable any more, waiting calls fail at once.
-    fn attempt_failed(self: &Arc<Self>, endpoint: &Arc<Endpoint>, error: ConnectError) {
+    fn attempt_failed(self: &Arc<Self>, endpoint: &Arc<Member>, error: ConnectError) {
         self.counters
             .connect_failures
             .fetch_add(1, Ordering::Relaxed);

@@ -4,6 +4,7 @@
 //! | file | what it answers |
 //! |---|---|
 //! | `pick.rs` | which endpoint and connection a call takes, and the slot it holds |
+//! | `member.rs` | an endpoint as the pool keeps it: in the pool or not, its attempts and their backoff |
 //! | `subchannel.rs` | an endpoint as the pick sees it: its connections, its load, its outlier counters |
 //! | `latency.rs` | an endpoint's latency estimate (a fading EWMA) |
 //! | `subset.rs` | which endpoints a pool uses, with `subset_size` (rendezvous hashing) |
@@ -35,6 +36,7 @@ mod latency;
 mod lifecycle;
 mod list;
 mod maintain;
+mod member;
 mod outage;
 mod outlier;
 mod pick;
@@ -56,6 +58,7 @@ use tokio::sync::watch;
 
 pub(crate) use self::affinity::Bindings;
 pub(crate) use self::endpoints::endpoint_for;
+pub(crate) use self::member::Member;
 pub(crate) use self::pick::{Slot, Spread};
 use self::policy::MethodPolicies;
 use self::queue::Waiters;
@@ -86,7 +89,7 @@ pub(crate) struct Counters {
 pub(crate) struct Inner {
     pub(crate) config: PoolConfig,
     /// The endpoints connections may go to; changed under the `live` lock.
-    pub(crate) endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
+    pub(crate) endpoints: ArcSwap<Vec<Arc<Member>>>,
     /// The endpoints in use (all of them, or the subset), as the pick sees
     /// them, each with its connections in the rotation; changed with
     /// `endpoints` and `rotation`.
@@ -183,7 +186,10 @@ impl Inner {
         interceptor: Option<crate::interceptor::SharedInterceptor>,
     ) -> Self {
         let stream_cap = config.max_streams_per_connection.unwrap_or(usize::MAX);
-        let endpoints: Vec<Arc<Endpoint>> = endpoints.into_iter().map(Arc::new).collect();
+        let endpoints: Vec<Arc<Member>> = endpoints
+            .into_iter()
+            .map(|endpoint| Arc::new(Member::new(endpoint)))
+            .collect();
         let seed = fastrand::u64(..);
         let subchannels: Vec<Arc<Subchannel>> = subset::in_use(&endpoints, &config, seed)
             .into_iter()
@@ -263,7 +269,7 @@ impl Inner {
         self.attention.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// A call started: watchers hear of it.
+    /// A call started, or began to wait for a stream: watchers hear of it.
     #[inline]
     fn call_started(&self) {
         if self.attention() >= WATCHER {
@@ -308,7 +314,17 @@ impl Inner {
         self.subchannels
             .load()
             .iter()
-            .find(|s| Arc::ptr_eq(&s.endpoint, endpoint))
+            .find(|s| s.endpoint.is(endpoint))
+            .cloned()
+    }
+
+    /// The member whose endpoint `endpoint` (a connection's) is, if it is
+    /// still in the pool.
+    fn member_of(&self, endpoint: &Arc<Endpoint>) -> Option<Arc<Member>> {
+        self.endpoints
+            .load()
+            .iter()
+            .find(|m| m.is(endpoint))
             .cloned()
     }
 

@@ -171,7 +171,9 @@ mod tests {
         (0..count)
             .map(|i| {
                 let endpoint = Endpoint::parse(&format!("http://10.0.0.{i}:50051")).unwrap();
-                Arc::new(Subchannel::new(Arc::new(endpoint)))
+                Arc::new(Subchannel::new(Arc::new(super::super::Member::new(
+                    endpoint,
+                ))))
             })
             .collect()
     }

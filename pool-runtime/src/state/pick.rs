@@ -121,7 +121,7 @@ impl Inner {
         let subchannels = self.subchannels.load();
         let untried = subchannels
             .iter()
-            .filter(|s| !tried.iter().any(|e| Arc::ptr_eq(e, &s.endpoint)));
+            .filter(|s| !tried.iter().any(|e| s.endpoint.is(e)));
         let (lightest, connections) = lightest(untried)?;
         self.reserve_on(lightest, &connections)
     }
@@ -214,7 +214,7 @@ fn reserve_least_loaded(connections: &[Arc<Connection>]) -> Option<&Arc<Connecti
 /// goes to another server (beyond gRPC A6, which leaves that to chance).
 #[derive(Debug, Default)]
 pub(crate) struct Spread {
-    endpoints: std::sync::Mutex<Vec<Arc<crate::conn::Endpoint>>>,
+    endpoints: std::sync::Mutex<Vec<Arc<super::Member>>>,
     /// Set once a copy committed the call: the others lost.
     decided: std::sync::atomic::AtomicBool,
 }

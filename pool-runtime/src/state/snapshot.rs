@@ -6,15 +6,15 @@ use std::sync::{Arc, Weak};
 
 use std::time::Instant;
 
-use super::Inner;
 use super::subchannel::Subchannel;
-use crate::conn::{Connection, Endpoint};
+use super::{Inner, Member};
+use crate::conn::Connection;
 use crate::telemetry as metrics;
 use crate::telemetry::stats::{EndpointInfo, EndpointState, EndpointStats, PoolStats};
 
 /// How `endpoint` stands; `subchannel` is its place in the subset, if it
 /// has one.
-fn state_of(endpoint: &Endpoint, subchannel: Option<&Subchannel>, now: Instant) -> EndpointState {
+fn state_of(endpoint: &Member, subchannel: Option<&Subchannel>, now: Instant) -> EndpointState {
     let Some(subchannel) = subchannel else {
         return EndpointState::Standby;
     };

@@ -1,6 +1,7 @@
 //! An endpoint as the pick sees it (gRPC calls it a subchannel): its
 //! connections in the rotation, and how fast it has been answering.
 
+use super::Member;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use arc_swap::ArcSwap;
 use arc_swap::Guard;
 
 use super::latency::{Ewma, since_epoch};
-use crate::conn::{Connection, Endpoint};
+use crate::conn::Connection;
 use crate::telemetry::stats::EndpointStats;
 
 /// An endpoint's connections in the rotation, as one pick read them.
@@ -18,7 +19,7 @@ pub(super) type Connections = Guard<Arc<Vec<Arc<Connection>>>>;
 /// One endpoint's connections that take calls, and its latency estimate.
 #[derive(Debug)]
 pub(crate) struct Subchannel {
-    pub(crate) endpoint: Arc<Endpoint>,
+    pub(crate) endpoint: Arc<Member>,
     /// This endpoint's connections in the rotation; changed under the
     /// pool's `live` lock, read lock-free by every pick.
     pub(super) connections: ArcSwap<Vec<Arc<Connection>>>,
@@ -41,7 +42,7 @@ pub(crate) struct Subchannel {
 }
 
 impl Subchannel {
-    pub(super) fn new(endpoint: Arc<Endpoint>) -> Self {
+    pub(super) fn new(endpoint: Arc<Member>) -> Self {
         Self {
             endpoint,
             connections: ArcSwap::from_pointee(Vec::new()),

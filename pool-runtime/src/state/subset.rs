@@ -15,17 +15,17 @@
 //! most one member changes (unless the fleet crosses a multiple of `size`,
 //! when the rounds are drawn again).
 
+use super::Member;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use super::{Inner, Retirement, Subchannel};
-use crate::conn::Endpoint;
 
 impl Inner {
     /// Recomputes the endpoints in use after the endpoints changed; the
     /// caller holds the `live` lock. Returns those that left the subset, whose
     /// connections the caller retires once the lock is released.
-    pub(super) fn resubset(&self) -> Vec<Arc<Endpoint>> {
+    pub(super) fn resubset(&self) -> Vec<Arc<Member>> {
         let endpoints = self.endpoints.load();
         let chosen = in_use(&endpoints, &self.config, self.seed);
         let current = self.subchannels.load();
@@ -51,7 +51,7 @@ impl Inner {
     }
 
     /// The endpoints in use: all of them, or the subset.
-    pub(super) fn endpoints_in_use(&self) -> Vec<Arc<Endpoint>> {
+    pub(super) fn endpoints_in_use(&self) -> Vec<Arc<Member>> {
         self.subchannels
             .load()
             .iter()
@@ -60,7 +60,7 @@ impl Inner {
     }
 
     /// Drains the connections of endpoints that left the subset.
-    pub(super) fn leave_subset(self: &Arc<Self>, left: &[Arc<Endpoint>]) {
+    pub(super) fn leave_subset(self: &Arc<Self>, left: &[Arc<Member>]) {
         for endpoint in left {
             tracing::debug!(endpoint = %endpoint.key, "endpoint left the subset");
             self.retire_endpoint(endpoint, Retirement::Rebalanced);
@@ -71,10 +71,10 @@ impl Inner {
 /// The endpoints a pool with `config` and `seed` uses: by its index in the
 /// fleet's clients if it has one, else by its seed.
 pub(super) fn in_use(
-    endpoints: &[Arc<Endpoint>],
+    endpoints: &[Arc<Member>],
     config: &crate::config::PoolConfig,
     seed: u64,
-) -> Vec<Arc<Endpoint>> {
+) -> Vec<Arc<Member>> {
     match config.subset_index {
         Some(index) => choose_window(endpoints, config.subset_size, index),
         None => choose(endpoints, config.subset_size, seed),
@@ -84,10 +84,10 @@ pub(super) fn in_use(
 /// The endpoints a pool with `seed` uses: all of them, or the `size` that
 /// score highest under rendezvous hashing, in the order given.
 pub(super) fn choose(
-    endpoints: &[Arc<Endpoint>],
+    endpoints: &[Arc<Member>],
     size: Option<usize>,
     seed: u64,
-) -> Vec<Arc<Endpoint>> {
+) -> Vec<Arc<Member>> {
     let Some(size) = size.filter(|&size| size < endpoints.len()) else {
         return endpoints.to_vec();
     };
@@ -108,10 +108,10 @@ pub(super) fn choose(
 /// in the order of its round (see the module's documentation), in the
 /// order given.
 pub(super) fn choose_window(
-    endpoints: &[Arc<Endpoint>],
+    endpoints: &[Arc<Member>],
     size: Option<usize>,
     index: u64,
-) -> Vec<Arc<Endpoint>> {
+) -> Vec<Arc<Member>> {
     let Some(size) = size.filter(|&size| size < endpoints.len()) else {
         return endpoints.to_vec();
     };
@@ -153,17 +153,22 @@ fn score(seed: u64, key: &str) -> u64 {
 mod tests {
     use super::*;
 
-    fn endpoints(count: usize) -> Vec<Arc<Endpoint>> {
+    fn endpoints(count: usize) -> Vec<Arc<Member>> {
         (0..count)
             .map(|i| {
-                Arc::new(
-                    Endpoint::parse(&format!("http://10.0.{}.{}:50051", i / 250, i % 250)).unwrap(),
-                )
+                Arc::new(Member::new(
+                    crate::conn::Endpoint::parse(&format!(
+                        "http://10.0.{}.{}:50051",
+                        i / 250,
+                        i % 250
+                    ))
+                    .unwrap(),
+                ))
             })
             .collect()
     }
 
-    fn keys(chosen: &[Arc<Endpoint>]) -> Vec<String> {
+    fn keys(chosen: &[Arc<Member>]) -> Vec<String> {
         chosen.iter().map(|e| e.key.clone()).collect()
     }
 
