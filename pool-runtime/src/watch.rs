@@ -14,8 +14,8 @@ use crate::telemetry::stats::PoolStats;
 /// [`changed`](Self::changed) returns when something the pool reports may
 /// have changed since the subscription was made or since it last returned:
 /// a connection opened, closed or failed; an endpoint was added, removed,
-/// ejected, or began or ended its backoff; a call started or ended; the
-/// pool closed. Check first, then wait, and no change is missed:
+/// ejected, or began or ended its backoff; a call started, began to wait
+/// for a stream, or ended; the pool closed. Check first, then wait, and no change is missed:
 ///
 /// ```no_run
 /// # async fn demo(pool: pooled_client::Pool) {

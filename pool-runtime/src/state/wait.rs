@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use tonic::Status;
 
-use super::queue::Waiters;
 use super::{Inner, Slot};
 use crate::telemetry as metrics;
 
@@ -27,10 +26,13 @@ impl Inner {
             return Err(self.queue_full_status());
         };
         let mut place = Place {
-            waiters: &self.waiters,
+            inner: self,
             id: ticket.id,
             served: false,
         };
+        // Watchers see `waiting` grow (it shrinks as the call is served,
+        // which starts it, or as it ends).
+        self.call_started();
         self.serve_waiters();
         self.grow(0);
         if !wait_for_ready && self.nothing_reachable() {
@@ -117,7 +119,7 @@ impl Inner {
 
 /// A call's place in the wait queue; leaving without a grant gives it up.
 struct Place<'a> {
-    waiters: &'a Waiters<Slot>,
+    inner: &'a Inner,
     id: u64,
     served: bool,
 }
@@ -125,7 +127,9 @@ struct Place<'a> {
 impl Drop for Place<'_> {
     fn drop(&mut self) {
         if !self.served {
-            self.waiters.remove(self.id);
+            self.inner.waiters.remove(self.id);
+            // Watchers see `waiting` shrink.
+            self.inner.call_started();
         }
     }
 }
