@@ -117,7 +117,7 @@ impl Pool {
     /// What the discovery sources have reported: changes, errors, and the
     /// last of each.
     pub fn discovery_stats(&self) -> crate::telemetry::stats::DiscoveryStats {
-        crate::lock::lock(&self.inner.discovery_stats).clone()
+        self.inner.discovery_stats()
     }
 
     /// The endpoints in the pool now, in the order they were added: each

@@ -237,7 +237,7 @@ impl Call {
         if !request.headers().contains_key(USER_AGENT) {
             request
                 .headers_mut()
-                .insert(USER_AGENT, inner.user_agent.clone());
+                .insert(USER_AGENT, inner.calls.user_agent.clone());
         }
         let idempotent = request.extensions().get::<Idempotent>().copied();
         let retrying = match (method, idempotent) {

@@ -69,14 +69,14 @@ async fn call(
     inner: Arc<Inner>,
     mut request: Request<Body>,
 ) -> Result<Response<ResponseBody>, Status> {
-    if let Some(interceptor) = &inner.interceptor {
+    if let Some(interceptor) = &inner.calls.interceptor {
         request = interceptor.intercept_http(request)?;
     }
     let policy = inner.method_policy(request.uri().path()).cloned();
     let deadline = call_timeout(&inner, &mut request, policy.as_deref())
         .map(|timeout| (timeout, tokio::time::Instant::now() + timeout));
     let clock = CallClock::start(
-        &inner.instruments,
+        &inner.telemetry.instruments,
         request.uri().path(),
         deadline.map(|(_, at)| at),
     );

@@ -25,7 +25,7 @@ impl Inner {
         if most < 2 {
             return;
         }
-        let rotation = self.rotation.load();
+        let rotation = self.fleet.rotation.load();
         let Some(empty) = endpoints.iter().find(|endpoint| {
             !rotation.iter().any(|c| endpoint.is(&c.endpoint)) && endpoint.may_try(now)
         }) else {
@@ -33,7 +33,7 @@ impl Inner {
         };
         if rotation.len() + self.connecting() < self.config.max_connections {
             if empty.try_claim(now) {
-                self.connecting.fetch_add(1, Ordering::SeqCst);
+                self.fleet.connecting.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(self.clone().open(empty.clone(), true));
             }
         } else if !empty.is_failing() {
@@ -51,7 +51,7 @@ impl Inner {
         endpoints: &[Arc<Member>],
         except: Option<&Arc<Member>>,
     ) -> Option<(Arc<Member>, usize)> {
-        let rotation = self.rotation.load();
+        let rotation = self.fleet.rotation.load();
         endpoints
             .iter()
             .filter(|e| except.is_none_or(|except| !Arc::ptr_eq(e, except)))
@@ -65,6 +65,7 @@ impl Inner {
     /// Drains the least busy connection to `endpoint`.
     pub(super) fn drain_one(self: &Arc<Self>, endpoint: &Arc<Member>) {
         let victim = self
+            .fleet
             .rotation
             .load()
             .iter()

@@ -109,7 +109,7 @@ where
 impl Inner {
     /// Counts a source's change, or its error.
     fn count_discovery(&self, error: Option<&BoxError>) {
-        let mut stats = crate::lock::lock(&self.discovery_stats);
+        let mut stats = crate::lock::lock(&self.telemetry.discovery_stats);
         let now = std::time::SystemTime::now();
         match error {
             None => {

@@ -23,6 +23,7 @@ impl Inner {
         let left = {
             let _live = self.live();
             if self
+                .fleet
                 .endpoints
                 .load()
                 .iter()
@@ -31,7 +32,7 @@ impl Inner {
                 return false;
             }
             tracing::info!(endpoint = %endpoint.key, "endpoint added");
-            push_onto(&self.endpoints, Arc::new(Member::new(endpoint)));
+            push_onto(&self.fleet.endpoints, Arc::new(Member::new(endpoint)));
             self.resubset()
         };
         self.leave_subset(&left);
@@ -45,7 +46,7 @@ impl Inner {
     pub(crate) fn remove_endpoint(self: &Arc<Self>, target: &Target) -> bool {
         let removed = {
             let _live = self.live();
-            let Some(removed) = take_from(&self.endpoints, |e| e.target == *target) else {
+            let Some(removed) = take_from(&self.fleet.endpoints, |e| e.target == *target) else {
                 return false;
             };
             removed.remove();
@@ -65,6 +66,7 @@ impl Inner {
     /// Takes every connection to `endpoint` out of rotation.
     pub(crate) fn retire_endpoint(self: &Arc<Self>, endpoint: &Arc<Member>, why: Retirement) {
         let ids: Vec<u64> = self
+            .fleet
             .rotation
             .load()
             .iter()

@@ -23,7 +23,7 @@ impl Inner {
             let Some((endpoint, rebalance)) = self.next_attempt(extra) else {
                 return;
             };
-            self.connecting.fetch_add(1, Ordering::SeqCst);
+            self.fleet.connecting.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(self.clone().open(endpoint, rebalance));
         }
     }
@@ -38,7 +38,7 @@ impl Inner {
             .unwrap_or(self.config.max_connections);
         // Attempts first, then the rotation (see `needs_connection`).
         let connecting = self.connecting();
-        let open = self.rotation.load().len() + connecting;
+        let open = self.fleet.rotation.load().len() + connecting;
         if self.is_closed()
             || open >= self.config.max_connections
             || subchannel.connections.load().len() >= cap
@@ -53,7 +53,7 @@ impl Inner {
         if !subchannel.endpoint.try_claim(Instant::now()) {
             return;
         }
-        self.connecting.fetch_add(1, Ordering::SeqCst);
+        self.fleet.connecting.fetch_add(1, Ordering::SeqCst);
         runtime.spawn(self.clone().open(subchannel.endpoint.clone(), false));
     }
 
@@ -79,7 +79,7 @@ impl Inner {
         // Read after the attempts: an attempt stops counting as under way
         // only once its connection is in the rotation, so one or the other
         // is seen, never neither.
-        let rotation = self.rotation.load();
+        let rotation = self.fleet.rotation.load();
         let counts: Vec<(usize, &Arc<Member>)> = attempts
             .into_iter()
             .map(|(connecting, endpoint)| {
@@ -124,7 +124,7 @@ impl Inner {
         // connection joining in between was missed, and a fresh pool's
         // first call opened a second connection about once in thirty).
         let connecting = self.connecting();
-        let rotation = self.rotation.load();
+        let rotation = self.fleet.rotation.load();
         let open = rotation.len();
         if open + connecting >= self.config.max_connections {
             return false;
@@ -136,7 +136,7 @@ impl Inner {
         // same) so a burst does not open a herd of connections; a new
         // connection is expected to allow as many streams as the open ones.
         let per_connection = match open {
-            0 => DEFAULT_MAX_STREAMS.min(self.stream_cap),
+            0 => DEFAULT_MAX_STREAMS.min(self.fleet.stream_cap),
             n => rotation.iter().map(|c| c.capacity()).sum::<usize>() / n,
         };
         let coming = connecting.saturating_mul(per_connection.max(1));

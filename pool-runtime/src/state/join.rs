@@ -17,7 +17,7 @@ impl Inner {
     /// `rebalance` says it replaces a connection of the endpoint that has
     /// the most.
     pub(super) async fn open(self: Arc<Self>, endpoint: Arc<Member>, rebalance: bool) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.fleet.next_id.fetch_add(1, Ordering::Relaxed);
         // Everything the connection logs, from its attempt to its end,
         // carries the pool, the connection and the endpoint.
         let span = tracing::info_span!(
@@ -27,7 +27,7 @@ impl Inner {
             endpoint = %endpoint.key
         );
         async move {
-            match conn::connect(&endpoint.endpoint, &self.config, &self.dial).await {
+            match conn::connect(&endpoint.endpoint, &self.config, &self.fleet.dial).await {
                 Ok(connected) => self.admit(endpoint, connected, id, rebalance),
                 Err(error) => self.attempt_failed(&endpoint, error),
             }
@@ -45,7 +45,10 @@ impl Inner {
         id: u64,
         rebalance: bool,
     ) {
-        self.counters.connects.fetch_add(1, Ordering::Relaxed);
+        self.telemetry
+            .counters
+            .connects
+            .fetch_add(1, Ordering::Relaxed);
         let connection = self.new_connection(id, endpoint.clone(), &connected);
         tracing::debug!(
             endpoint = %endpoint.key,
@@ -66,7 +69,7 @@ impl Inner {
         // endpoint stop counting an attempt under way: in between, growth
         // would see neither and open a second connection to it.
         endpoint.succeeded();
-        self.connecting.fetch_sub(1, Ordering::SeqCst);
+        self.fleet.connecting.fetch_sub(1, Ordering::SeqCst);
         // A GOAWAY read before the watch was set left the state behind; act
         // on it now.
         if !connection.link.is_ready() {
@@ -100,7 +103,7 @@ impl Inner {
             endpoint.endpoint.clone(),
             connected.link.clone(),
             connected.sender.clone(),
-            self.stream_cap,
+            self.fleet.stream_cap,
             expires_at,
         ))
     }
@@ -140,7 +143,7 @@ impl Inner {
         live.push(Arc::downgrade(connection));
         match self.subchannel_of(&connection.endpoint) {
             Some(subchannel) if !self.is_closed() && !subchannel.endpoint.is_removed() => {
-                push_onto(&self.rotation, connection.clone());
+                push_onto(&self.fleet.rotation, connection.clone());
                 push_onto(&subchannel.connections, connection.clone());
             }
             _ => {
@@ -152,12 +155,13 @@ impl Inner {
     /// Puts the endpoint in backoff after a failed attempt; when nothing is
     /// reachable any more, waiting calls fail at once.
     fn attempt_failed(self: &Arc<Self>, endpoint: &Arc<Member>, error: ConnectError) {
-        self.counters
+        self.telemetry
+            .counters
             .connect_failures
             .fetch_add(1, Ordering::Relaxed);
         tracing::warn!(endpoint = %endpoint.key, error = %error, "connection attempt failed");
         let retry_at = endpoint.failed(error.into(), &self.config.backoff);
-        self.connecting.fetch_sub(1, Ordering::SeqCst);
+        self.fleet.connecting.fetch_sub(1, Ordering::SeqCst);
         if self.nothing_reachable() {
             self.waiters.fail_all(&self.unavailable_status(), true);
         }

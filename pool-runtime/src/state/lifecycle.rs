@@ -14,7 +14,7 @@ impl Inner {
     /// Starts the background work (minimum connections, idle and age
     /// checks, discovery) once, from inside a runtime.
     pub(crate) fn start(self: &Arc<Self>) {
-        if self.started.swap(true, Ordering::AcqRel) {
+        if self.lifecycle.started.swap(true, Ordering::AcqRel) {
             return;
         }
         metrics::describe();
@@ -22,7 +22,7 @@ impl Inner {
         if let Some(settings) = &self.config.outlier_detection {
             tokio::spawn(outlier::run(Arc::downgrade(self), settings.clone()));
         }
-        let discoveries = std::mem::take(&mut *lock(&self.discoveries));
+        let discoveries = std::mem::take(&mut *lock(&self.lifecycle.discoveries));
         for start in discoveries {
             tokio::spawn(start.run(Arc::downgrade(self), self.events()));
         }
@@ -37,7 +37,7 @@ impl Inner {
             if self.is_closed() {
                 return Err(Error::Closed);
             }
-            if !self.rotation.load().is_empty() {
+            if !self.fleet.rotation.load().is_empty() {
                 return Ok(());
             }
             self.grow(1);
@@ -53,7 +53,7 @@ impl Inner {
     /// Refuses new calls, fails waiting ones, waits for calls in flight,
     /// then drains every connection (see [`Pool::close`](crate::Pool::close)).
     pub(crate) async fn close(&self) {
-        if !self.closed.swap(true, Ordering::AcqRel) {
+        if !self.lifecycle.closed.swap(true, Ordering::AcqRel) {
             self.mark_closed();
             tracing::info!(pool = %self.config.name, "pool closing");
             self.waiters.fail_all(&outage::closed_status(), false);
@@ -65,10 +65,10 @@ impl Inner {
                 break;
             }
         }
-        for subchannel in self.subchannels.load().iter() {
+        for subchannel in self.fleet.subchannels.load().iter() {
             subchannel.connections.store(Arc::new(Vec::new()));
         }
-        let connections = self.rotation.swap(Arc::new(Vec::new()));
+        let connections = self.fleet.rotation.swap(Arc::new(Vec::new()));
         for connection in connections.iter() {
             connection.link.advance(State::Draining);
             crate::telemetry::record_disconnection(&self.config.name, false);

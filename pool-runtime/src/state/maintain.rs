@@ -94,7 +94,7 @@ impl Inner {
         self.replace_expired(now);
         self.shrink_if_idle(window, now);
         self.rebalance(now);
-        for subchannel in self.subchannels.load().iter() {
+        for subchannel in self.fleet.subchannels.load().iter() {
             subchannel.fade(now);
         }
         self.grow(0);
@@ -105,7 +105,7 @@ impl Inner {
     /// connection goes once enough others are ready to keep the minimum,
     /// unless the pool cannot grow anyway.
     fn replace_expired(self: &Arc<Self>, now: Instant) {
-        let rotation = self.rotation.load_full();
+        let rotation = self.fleet.rotation.load_full();
         let mut ready = rotation.len();
         for connection in rotation.iter() {
             if connection.expires_at.is_none_or(|at| at > now) {

@@ -84,10 +84,27 @@ pub(crate) struct Counters {
     pub(crate) hedges: AtomicU64,
 }
 
-/// The state behind every clone of a [`Pool`](crate::Pool).
+/// The state behind every clone of a [`Pool`](crate::Pool), in named
+/// parts: what it connects to and holds ([`Fleet`]), its life and who is
+/// told of changes ([`Lifecycle`]), what every call reads ([`Calls`]), and
+/// what it counts ([`Telemetry`]). Each behaviour file touches the parts
+/// it needs.
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) config: PoolConfig,
+    pub(crate) fleet: Fleet,
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) calls: Calls,
+    pub(crate) telemetry: Telemetry,
+    /// Calls waiting for a stream, first come, first served.
+    waiters: Waiters<Slot>,
+    /// Which connection each affinity key is bound to.
+    affinity: Bindings,
+}
+
+/// The endpoints, their subchannels and the connections.
+#[derive(Debug)]
+pub(crate) struct Fleet {
     /// The endpoints connections may go to; changed under the `live` lock.
     pub(crate) endpoints: ArcSwap<Vec<Arc<Member>>>,
     /// The endpoints in use (all of them, or the subset), as the pick sees
@@ -102,39 +119,53 @@ pub(crate) struct Inner {
     /// How connections reach their servers: the checked TLS settings and
     /// the user's connector.
     dial: Dial,
-    /// Discovery sources, started with the background work.
-    discoveries: Mutex<Vec<discover::Start>>,
     /// The connections taking calls, read lock-free on every call.
     rotation: ArcSwap<Vec<Arc<Connection>>>,
     /// Every connection not yet dropped, including draining ones; the lock
     /// also serializes changes to `rotation` and `endpoints`.
     live: Mutex<Vec<Weak<Connection>>>,
-    waiters: Waiters<Slot>,
-    /// Which connection each affinity key is bound to.
-    affinity: Bindings,
+    /// Connection attempts under way.
     connecting: AtomicUsize,
-    closed: AtomicBool,
+    /// The next connection's id.
+    next_id: AtomicU64,
+    /// The user's cap on streams per connection (`usize::MAX` if none).
+    stream_cap: usize,
+}
+
+/// Starting, closing, and telling waiters of changes.
+#[derive(Debug)]
+pub(crate) struct Lifecycle {
     started: AtomicBool,
+    closed: AtomicBool,
+    /// Discovery sources, started with the background work.
+    discoveries: Mutex<Vec<discover::Start>>,
     /// Bumped when connections come, go or fail, an endpoint's state
-    /// changes, or a call ends after close; also when a call starts or
-    /// ends while someone watches (`watching`).
+    /// changes, or a call ends after close; also when a call starts,
+    /// waits or ends while someone watches (`attention`).
     events: watch::Sender<u64>,
     /// What a call's start and end must tell, in one word so that each
     /// reads one load: [`CLOSED`] once the pool closed, plus
     /// [`WATCHER`] for each [`PoolWatch`](crate::PoolWatch) alive.
     attention: AtomicUsize,
-    counters: Counters,
-    next_id: AtomicU64,
-    /// The user's cap on streams per connection (`usize::MAX` if none).
-    stream_cap: usize,
+}
+
+/// What every call reads besides the config.
+#[derive(Debug)]
+pub(crate) struct Calls {
     /// The service config's method configs, by path.
     policies: MethodPolicies,
     /// Run on every call, before it is sent.
     pub(crate) interceptor: Option<crate::interceptor::SharedInterceptor>,
-    /// What the discovery sources reported.
-    pub(crate) discovery_stats: Mutex<crate::telemetry::stats::DiscoveryStats>,
     /// The `user-agent` of calls that set none.
     pub(crate) user_agent: http::HeaderValue,
+}
+
+/// What the pool counts and reports.
+#[derive(Debug)]
+pub(crate) struct Telemetry {
+    counters: Counters,
+    /// What the discovery sources reported.
+    pub(crate) discovery_stats: Mutex<crate::telemetry::stats::DiscoveryStats>,
     /// gRPC A66's per-call instruments, by method.
     pub(crate) instruments: crate::telemetry::Instruments,
 }
@@ -162,19 +193,19 @@ impl Inner {
     /// config does not name (`idempotent_retry_policy`), if any.
     #[inline]
     pub(crate) fn idempotent_policy(&self) -> Option<&Arc<crate::config::MethodConfig>> {
-        self.policies.idempotent()
+        self.calls.policies.idempotent()
     }
 
     /// The service config's retry throttle, if it has one.
     #[inline]
     pub(crate) fn retry_throttle(&self) -> Option<&policy::Throttle> {
-        self.policies.throttle()
+        self.calls.policies.throttle()
     }
 
     /// The service config's policy for a call to `path`, if one applies.
     #[inline]
     pub(crate) fn method_policy(&self, path: &str) -> Option<&Arc<crate::config::MethodConfig>> {
-        self.policies.find(path)
+        self.calls.policies.find(path)
     }
 
     /// The state of a new pool; nothing starts until [`start`](Self::start).
@@ -201,62 +232,73 @@ impl Inner {
             config.idempotent_retry_policy.as_ref(),
         );
         Self {
-            policies,
-            interceptor,
-            discovery_stats: Mutex::default(),
-            user_agent: user_agent(&config),
-            instruments: crate::telemetry::Instruments::new(&config.name),
-            config,
-            dial,
-            endpoints: ArcSwap::from_pointee(endpoints),
-            subchannels: ArcSwap::from_pointee(subchannels),
-            choosing,
-            seed,
-            discoveries: Mutex::new(discoveries),
-            rotation: ArcSwap::from_pointee(Vec::new()),
-            live: Mutex::new(Vec::new()),
             waiters: Waiters::default(),
             affinity: Bindings::default(),
-            connecting: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
-            started: AtomicBool::new(false),
-            events: watch::Sender::new(0),
-            attention: AtomicUsize::new(0),
-            counters: Counters::default(),
-            next_id: AtomicU64::new(1),
-            stream_cap,
+            calls: Calls {
+                policies,
+                interceptor,
+                user_agent: user_agent(&config),
+            },
+            telemetry: Telemetry {
+                counters: Counters::default(),
+                discovery_stats: Mutex::default(),
+                instruments: crate::telemetry::Instruments::new(&config.name),
+            },
+            lifecycle: Lifecycle {
+                started: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                discoveries: Mutex::new(discoveries),
+                events: watch::Sender::new(0),
+                attention: AtomicUsize::new(0),
+            },
+            fleet: Fleet {
+                endpoints: ArcSwap::from_pointee(endpoints),
+                subchannels: ArcSwap::from_pointee(subchannels),
+                choosing,
+                seed,
+                dial,
+                rotation: ArcSwap::from_pointee(Vec::new()),
+                live: Mutex::new(Vec::new()),
+                connecting: AtomicUsize::new(0),
+                next_id: AtomicU64::new(1),
+                stream_cap,
+            },
+            config,
         }
     }
 
     /// Every live connection; holding the guard serializes changes to the
     /// rotation and the endpoints.
     fn live(&self) -> MutexGuard<'_, Vec<Weak<Connection>>> {
-        lock(&self.live)
+        lock(&self.fleet.live)
     }
 
     /// Tells whoever waits on the pool's events that something changed.
     fn notify(&self) {
-        self.events
+        self.lifecycle
+            .events
             .send_modify(|generation| *generation = generation.wrapping_add(1));
         self.publish_metrics();
     }
 
     /// Subscribes to the pool's events (connections coming, going, failing).
     pub(crate) fn events(&self) -> watch::Receiver<u64> {
-        self.events.subscribe()
+        self.lifecycle.events.subscribe()
     }
 
     /// Subscribes a watcher, who also hears of calls starting and ending
     /// until [`unwatch`](Self::unwatch).
     pub(crate) fn subscribe_watcher(&self) -> watch::Receiver<u64> {
-        self.attention
+        self.lifecycle
+            .attention
             .fetch_add(WATCHER, std::sync::atomic::Ordering::Relaxed);
-        self.events.subscribe()
+        self.lifecycle.events.subscribe()
     }
 
     /// A watcher went away.
     pub(crate) fn unwatch(&self) {
-        self.attention
+        self.lifecycle
+            .attention
             .fetch_sub(WATCHER, std::sync::atomic::Ordering::Relaxed);
     }
 
@@ -266,7 +308,9 @@ impl Inner {
     fn attention(&self) -> usize {
         // Acquire, as `is_closed` reads: a call that ends after `close`
         // marked the pool sees the mark.
-        self.attention.load(std::sync::atomic::Ordering::Acquire)
+        self.lifecycle
+            .attention
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A call started, or began to wait for a stream: watchers hear of it.
@@ -298,20 +342,23 @@ impl Inner {
 
     /// Wakes whoever waits on the events, publishing nothing.
     fn bump_events(&self) {
-        self.events
+        self.lifecycle
+            .events
             .send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
     /// Marks the pool closed for the calls' ends to see.
     pub(super) fn mark_closed(&self) {
-        self.attention
+        self.lifecycle
+            .attention
             .fetch_or(CLOSED, std::sync::atomic::Ordering::Release);
     }
 
     /// The subchannel of `endpoint`, if it is still in the pool; the caller
     /// holds the `live` lock.
     fn subchannel_of(&self, endpoint: &Arc<Endpoint>) -> Option<Arc<Subchannel>> {
-        self.subchannels
+        self.fleet
+            .subchannels
             .load()
             .iter()
             .find(|s| s.endpoint.is(endpoint))
@@ -321,7 +368,8 @@ impl Inner {
     /// The member whose endpoint `endpoint` (a connection's) is, if it is
     /// still in the pool.
     fn member_of(&self, endpoint: &Arc<Endpoint>) -> Option<Arc<Member>> {
-        self.endpoints
+        self.fleet
+            .endpoints
             .load()
             .iter()
             .find(|m| m.is(endpoint))
@@ -330,36 +378,47 @@ impl Inner {
 
     /// Connection attempts under way.
     fn connecting(&self) -> usize {
-        self.connecting.load(std::sync::atomic::Ordering::SeqCst)
+        self.fleet
+            .connecting
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Counts a retry sent (a transparent one: its request never reached
     /// the server's application), for [`PoolStats`](crate::PoolStats).
     pub(crate) fn count_retry(&self, transparent: bool) {
         let counter = if transparent {
-            &self.counters.transparent_retries
+            &self.telemetry.counters.transparent_retries
         } else {
-            &self.counters.retries
+            &self.telemetry.counters.retries
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Counts a retry the retry throttle held back.
     pub(crate) fn count_throttled_retry(&self) {
-        self.counters
+        self.telemetry
+            .counters
             .retries_throttled
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Counts a hedged copy sent beyond the first.
     pub(crate) fn count_hedge(&self) {
-        self.counters
+        self.telemetry
+            .counters
             .hedges
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// What the discovery sources have reported.
+    pub(crate) fn discovery_stats(&self) -> crate::telemetry::stats::DiscoveryStats {
+        lock(&self.telemetry.discovery_stats).clone()
+    }
+
     /// Whether the pool was closed.
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(std::sync::atomic::Ordering::Acquire)
+        self.lifecycle
+            .closed
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 }

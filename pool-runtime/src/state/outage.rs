@@ -13,7 +13,7 @@ impl Inner {
     /// Whether every endpoint failed its last attempt; false while the pool
     /// has no endpoints, so that calls wait for discovery to supply some.
     pub(super) fn all_endpoints_failing(&self) -> bool {
-        let endpoints = self.endpoints.load();
+        let endpoints = self.fleet.endpoints.load();
         !endpoints.is_empty() && endpoints.iter().all(|e| e.is_failing())
     }
 
@@ -21,21 +21,28 @@ impl Inner {
     /// attempt is under way, and every endpoint failed its last attempt.
     /// Calls then fail at once with `UNAVAILABLE` rather than wait.
     pub(super) fn nothing_reachable(&self) -> bool {
-        self.rotation.load().is_empty() && self.connecting() == 0 && self.all_endpoints_failing()
+        self.fleet.rotation.load().is_empty()
+            && self.connecting() == 0
+            && self.all_endpoints_failing()
     }
 
     /// The endpoint that failed last, and why.
     fn last_failure(&self) -> Option<(String, String)> {
-        self.endpoints.load().iter().rev().find_map(|endpoint| {
-            let attempts = endpoint.attempts();
-            let error = attempts.last_error.as_ref()?;
-            Some((endpoint.key.clone(), status::chain(&***error)))
-        })
+        self.fleet
+            .endpoints
+            .load()
+            .iter()
+            .rev()
+            .find_map(|endpoint| {
+                let attempts = endpoint.attempts();
+                let error = attempts.last_error.as_ref()?;
+                Some((endpoint.key.clone(), status::chain(&***error)))
+            })
     }
 
     /// The status of a call that nothing can serve.
     pub(super) fn unavailable_status(&self) -> Status {
-        if self.endpoints.load().is_empty() {
+        if self.fleet.endpoints.load().is_empty() {
             return Status::unavailable("the pool has no endpoints");
         }
         match self.last_failure() {
@@ -67,7 +74,7 @@ impl Inner {
     /// had an answer: when no connection was up, it says so (nothing was
     /// sent) and names the attempts under way or the last one's error.
     pub(crate) fn deadline_status(&self, timeout: Duration) -> Status {
-        if !self.rotation.load().is_empty() || self.endpoints.load().is_empty() {
+        if !self.fleet.rotation.load().is_empty() || self.fleet.endpoints.load().is_empty() {
             return Status::deadline_exceeded(format!(
                 "the call's deadline of {timeout:?} passed before the server answered"
             ));

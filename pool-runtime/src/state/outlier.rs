@@ -85,7 +85,7 @@ impl Inner {
     /// One interval of gRPC A50: un-eject those whose time is up, then look
     /// for outliers by success rate and by failure percentage.
     fn weigh_endpoints(self: &Arc<Self>, settings: &OutlierDetection, now: Instant) {
-        let subchannels = self.subchannels.load();
+        let subchannels = self.fleet.subchannels.load();
         let tallies: Vec<Tally<'_>> = subchannels
             .iter()
             .map(|subchannel| {
@@ -136,6 +136,7 @@ impl Inner {
         now: Instant,
     ) {
         let ejected = self
+            .fleet
             .subchannels
             .load()
             .iter()

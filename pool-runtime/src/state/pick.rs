@@ -42,10 +42,14 @@ impl Inner {
     /// [`pick_of_two`]: Self::pick_of_two
     #[inline]
     pub(crate) fn pick(self: &Arc<Self>) -> Option<Slot> {
-        if self.choosing.load(std::sync::atomic::Ordering::Acquire) {
-            return self.pick_of_two(&self.subchannels.load());
+        if self
+            .fleet
+            .choosing
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return self.pick_of_two(&self.fleet.subchannels.load());
         }
-        let rotation = self.rotation.load();
+        let rotation = self.fleet.rotation.load();
         let connection = reserve_least_loaded(&rotation)?;
         Some(Slot::new(connection.clone(), self.clone()))
     }
@@ -93,7 +97,7 @@ impl Inner {
     /// `None` when every endpoint was taken or is full (the copy then
     /// takes an ordinary pick: another connection at least).
     pub(crate) fn pick_spread(self: &Arc<Self>, spread: &Arc<Spread>) -> Option<Slot> {
-        let subchannels = self.subchannels.load();
+        let subchannels = self.fleet.subchannels.load();
         let mut used = crate::lock::lock(&spread.endpoints);
         let unused = subchannels
             .iter()
@@ -115,10 +119,14 @@ impl Inner {
     /// ordinary pick).
     #[cold]
     pub(crate) fn pick_untried(self: &Arc<Self>, tried: &[Arc<Endpoint>]) -> Option<Slot> {
-        if !self.choosing.load(std::sync::atomic::Ordering::Acquire) {
+        if !self
+            .fleet
+            .choosing
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
             return None;
         }
-        let subchannels = self.subchannels.load();
+        let subchannels = self.fleet.subchannels.load();
         let untried = subchannels
             .iter()
             .filter(|s| !tried.iter().any(|e| s.endpoint.is(e)));
@@ -245,6 +253,7 @@ pub(crate) struct Slot {
 
 impl Slot {
     /// Wraps a slot already reserved on `connection`.
+    #[inline]
     pub(super) fn new(connection: Arc<Connection>, inner: Arc<Inner>) -> Self {
         inner.call_started();
         Self {

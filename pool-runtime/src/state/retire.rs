@@ -30,7 +30,7 @@ impl Inner {
     pub(crate) fn retire(self: &Arc<Self>, id: u64, why: Retirement) -> bool {
         let removed = {
             let _live = self.live();
-            let Some(removed) = take_from(&self.rotation, |c| c.id == id) else {
+            let Some(removed) = take_from(&self.fleet.rotation, |c| c.id == id) else {
                 return false;
             };
             if let Some(subchannel) = self.subchannel_of(&removed.endpoint) {
@@ -40,10 +40,10 @@ impl Inner {
         };
         removed.link.advance(State::Draining);
         let counter = match why {
-            Retirement::Broken | Retirement::Removed => &self.counters.evictions,
-            Retirement::Idle | Retirement::Rebalanced => &self.counters.idle_closes,
-            Retirement::Expired => &self.counters.expired,
-            Retirement::Unhealthy => &self.counters.unhealthy,
+            Retirement::Broken | Retirement::Removed => &self.telemetry.counters.evictions,
+            Retirement::Idle | Retirement::Rebalanced => &self.telemetry.counters.idle_closes,
+            Retirement::Expired => &self.telemetry.counters.expired,
+            Retirement::Unhealthy => &self.telemetry.counters.unhealthy,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         crate::telemetry::record_disconnection(&self.config.name, why == Retirement::Broken);

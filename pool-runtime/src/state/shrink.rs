@@ -31,7 +31,7 @@ impl Inner {
     /// Records the load; at the end of each idle period, closes one
     /// connection if the period's peak did not need it.
     pub(super) fn shrink_if_idle(self: &Arc<Self>, window: &mut LoadWindow, now: Instant) {
-        let rotation = self.rotation.load_full();
+        let rotation = self.fleet.rotation.load_full();
         window.peak_in_flight = window
             .peak_in_flight
             .max(rotation.iter().map(|c| c.in_flight()).sum());

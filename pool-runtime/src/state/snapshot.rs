@@ -47,7 +47,7 @@ impl Inner {
         let stats = self.stats();
         format!(
             "pool state: {} endpoints, {} connections (max_connections {}), {} connecting, {} of {} streams in flight, {} calls waiting",
-            self.endpoints.load().len(),
+            self.fleet.endpoints.load().len(),
             stats.connections,
             self.config.max_connections,
             stats.connecting,
@@ -59,13 +59,13 @@ impl Inner {
 
     /// A snapshot of the pool's state and counters.
     pub(crate) fn stats(&self) -> PoolStats {
-        let rotation = self.rotation.load();
+        let rotation = self.fleet.rotation.load();
         let live: Vec<Arc<Connection>> = self.live().iter().filter_map(Weak::upgrade).collect();
         let draining = live
             .iter()
             .filter(|c| !rotation.iter().any(|r| r.id == c.id))
             .count();
-        let counters = &self.counters;
+        let counters = &self.telemetry.counters;
         PoolStats {
             connections: rotation.len(),
             draining,
@@ -85,15 +85,16 @@ impl Inner {
             transparent_retries_total: counters.transparent_retries.load(Ordering::Relaxed),
             retries_throttled_total: counters.retries_throttled.load(Ordering::Relaxed),
             hedges_total: counters.hedges.load(Ordering::Relaxed),
-            endpoints: self.endpoints.load().len(),
+            endpoints: self.fleet.endpoints.load().len(),
         }
     }
 
     /// Each endpoint as it was added, where it connects, and its state.
     pub(crate) fn endpoint_infos(&self) -> Vec<EndpointInfo> {
         let now = Instant::now();
-        let subchannels = self.subchannels.load();
-        self.endpoints
+        let subchannels = self.fleet.subchannels.load();
+        self.fleet
+            .endpoints
             .load()
             .iter()
             .map(|endpoint| {
@@ -111,7 +112,12 @@ impl Inner {
 
     /// What each endpoint holds and has done.
     pub(crate) fn endpoint_stats(&self) -> Vec<EndpointStats> {
-        self.subchannels.load().iter().map(|s| s.stats()).collect()
+        self.fleet
+            .subchannels
+            .load()
+            .iter()
+            .map(|s| s.stats())
+            .collect()
     }
 
     /// Records the retries a call made (gRPC A96's histograms, feature

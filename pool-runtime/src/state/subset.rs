@@ -26,9 +26,9 @@ impl Inner {
     /// caller holds the `live` lock. Returns those that left the subset, whose
     /// connections the caller retires once the lock is released.
     pub(super) fn resubset(&self) -> Vec<Arc<Member>> {
-        let endpoints = self.endpoints.load();
-        let chosen = in_use(&endpoints, &self.config, self.seed);
-        let current = self.subchannels.load();
+        let endpoints = self.fleet.endpoints.load();
+        let chosen = in_use(&endpoints, &self.config, self.fleet.seed);
+        let current = self.fleet.subchannels.load();
         let next: Vec<Arc<Subchannel>> = chosen
             .iter()
             .map(|endpoint| {
@@ -44,15 +44,17 @@ impl Inner {
             .filter(|s| !next.iter().any(|n| Arc::ptr_eq(&n.endpoint, &s.endpoint)))
             .map(|s| s.endpoint.clone())
             .collect();
-        self.choosing
+        self.fleet
+            .choosing
             .store(next.len() > 1, std::sync::atomic::Ordering::Release);
-        self.subchannels.store(Arc::new(next));
+        self.fleet.subchannels.store(Arc::new(next));
         left
     }
 
     /// The endpoints in use: all of them, or the subset.
     pub(super) fn endpoints_in_use(&self) -> Vec<Arc<Member>> {
-        self.subchannels
+        self.fleet
+            .subchannels
             .load()
             .iter()
             .map(|s| s.endpoint.clone())

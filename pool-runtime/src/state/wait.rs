@@ -66,7 +66,7 @@ impl Inner {
     /// cannot be reached fails calls with UNAVAILABLE and the attempt's
     /// error, never with RESOURCE_EXHAUSTED: nothing is exhausted.
     fn wait_limit(&self) -> Duration {
-        if self.rotation.load().is_empty() {
+        if self.fleet.rotation.load().is_empty() {
             self.config.acquire_timeout.max(self.config.connect_timeout)
         } else {
             self.config.acquire_timeout
@@ -77,15 +77,18 @@ impl Inner {
     /// connection is up, overload (RESOURCE_EXHAUSTED) only when connections
     /// are up and every stream stayed taken.
     fn wait_expired_status(&self, limit: Duration, queued_at: Instant) -> Status {
-        if self.endpoints.load().is_empty() {
+        if self.fleet.endpoints.load().is_empty() {
             return Status::unavailable(format!(
                 "the pool has no endpoints and none was discovered within {limit:?}"
             ));
         }
-        if self.rotation.load().is_empty() {
+        if self.fleet.rotation.load().is_empty() {
             return self.no_connection_status(limit);
         }
-        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        self.telemetry
+            .counters
+            .rejected
+            .fetch_add(1, Ordering::Relaxed);
         metrics::record_wait(&self.config.name, queued_at.elapsed());
         Status::resource_exhausted(format!(
             "no stream became free within {limit:?} (acquire_timeout); {}",
@@ -96,14 +99,17 @@ impl Inner {
     /// The status of a call refused because `max_waiters` calls wait: an
     /// outage while no connection is up, overload otherwise.
     fn queue_full_status(&self) -> Status {
-        if self.rotation.load().is_empty() && !self.endpoints.load().is_empty() {
+        if self.fleet.rotation.load().is_empty() && !self.fleet.endpoints.load().is_empty() {
             return Status::unavailable(format!(
                 "no connection is up yet and {} calls already wait for one (max_waiters); {}",
                 self.config.max_waiters,
                 self.describe()
             ));
         }
-        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        self.telemetry
+            .counters
+            .rejected
+            .fetch_add(1, Ordering::Relaxed);
         Status::resource_exhausted(format!(
             "no stream is free and {} calls already wait for one (max_waiters); {}",
             self.config.max_waiters,
