@@ -54,6 +54,9 @@ pub struct PoolBuilder {
     discoveries: Vec<Start>,
     interceptor: Option<SharedInterceptor>,
     connector: Option<Connector>,
+    /// Verifies servers' certificates in place of rustls' own.
+    #[cfg(feature = "tls")]
+    verifier: Option<crate::conn::Verifier>,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -63,7 +66,7 @@ impl std::fmt::Debug for PoolBuilder {
             .field("discoveries", &self.discoveries.len())
             .field("interceptor", &self.interceptor.is_some())
             .field("connector", &self.connector.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,6 +83,8 @@ impl PoolBuilder {
             discoveries: Vec::new(),
             interceptor: None,
             connector: None,
+            #[cfg(feature = "tls")]
+            verifier: None,
         }
     }
 
@@ -516,6 +521,27 @@ impl PoolBuilder {
         self
     }
 
+    /// TLS settings for `https://` endpoints whose servers' certificates
+    /// `verifier` checks in place of rustls' verification against roots
+    /// (tonic's `tls_config_with_verifier`; rustls 0.23's
+    /// `ServerCertVerifier`, feature `tls`): for private PKIs, pinned
+    /// certificates, SPIFFE identities. The verifier decides what is
+    /// trusted, so `tls` must name no roots: `ca_certificates_pem` or
+    /// `webpki_roots` set is an [`Error::InvalidSetting`] at
+    /// [`build`](Self::build). SNI (`server_name`) and the client identity
+    /// still apply. Only use it if you know rustls' verifier contract.
+    /// Default: none (rustls verifies against the roots).
+    #[cfg(feature = "tls")]
+    pub fn tls_with_verifier(
+        mut self,
+        tls: crate::config::TlsConfig,
+        verifier: std::sync::Arc<dyn rustls::client::danger::ServerCertVerifier>,
+    ) -> Self {
+        self.config.tls = Some(tls);
+        self.verifier = Some(verifier);
+        self
+    }
+
     /// The settings as they stand.
     pub fn config(&self) -> &PoolConfig {
         &self.config
@@ -533,7 +559,11 @@ impl PoolBuilder {
     pub fn build(self) -> Result<Pool, Error> {
         let mut discoveries = self.discoveries;
         discoveries.extend(configured_discoveries(&self.config)?);
-        let Checked { endpoints, tls } = validate(&self.config, !discoveries.is_empty())?;
+        #[cfg(feature = "tls")]
+        let verifier = self.verifier;
+        #[cfg(not(feature = "tls"))]
+        let verifier = None;
+        let Checked { endpoints, tls } = validate(&self.config, !discoveries.is_empty(), verifier)?;
         let dial = Dial {
             tls,
             connector: self.connector,
@@ -553,6 +583,12 @@ fn configured_discoveries(config: &PoolConfig) -> Result<Vec<Start>, Error> {
     Ok(Vec::new())
 }
 
+/// A custom certificate verifier: rustls' with feature `tls`, none without.
+#[cfg(feature = "tls")]
+type Verifier = crate::conn::Verifier;
+#[cfg(not(feature = "tls"))]
+type Verifier = std::convert::Infallible;
+
 /// Settings checked and turned into what the pool works with.
 #[derive(Debug)]
 struct Checked {
@@ -562,7 +598,11 @@ struct Checked {
 
 /// Checks the settings and parses the endpoints; `discovered` says whether
 /// a discovery source will supply endpoints.
-fn validate(config: &PoolConfig, discovered: bool) -> Result<Checked, Error> {
+fn validate(
+    config: &PoolConfig,
+    discovered: bool,
+    verifier: Option<Verifier>,
+) -> Result<Checked, Error> {
     if config.endpoints.is_empty() && !discovered {
         return Err(Error::NoEndpoint);
     }
@@ -572,9 +612,12 @@ fn validate(config: &PoolConfig, discovered: bool) -> Result<Checked, Error> {
         .map(|uri| endpoint_for(&Target::from(uri.as_str()), config))
         .collect::<Result<Vec<_>, _>>()?;
     #[cfg(feature = "tls")]
-    let tls = Some(Tls::new(&config.tls.clone().unwrap_or_default())?);
+    let tls = Some(Tls::new(&config.tls.clone().unwrap_or_default(), verifier)?);
     #[cfg(not(feature = "tls"))]
-    let tls = None;
+    let tls = {
+        let _: Option<Verifier> = verifier;
+        None
+    };
     config.check()?;
     Ok(Checked { endpoints, tls })
 }

@@ -217,3 +217,125 @@ async fn https_runs_over_the_byte_stream_a_connector_returns() {
     })
     .await;
 }
+
+/// A verifier of the test's own: trusts exactly one certificate (pinned),
+/// whoever issued it, and counts the certificates it was shown.
+#[derive(Debug)]
+struct Pinned {
+    certificate: Vec<u8>,
+    shown: std::sync::atomic::AtomicUsize,
+    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl Pinned {
+    fn new(pem: &str) -> std::sync::Arc<Self> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        std::sync::Arc::new(Self {
+            certificate: CertificateDer::from_pem_slice(pem.as_bytes())
+                .unwrap()
+                .to_vec(),
+            shown: std::sync::atomic::AtomicUsize::new(0),
+            provider: std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        })
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.shown.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if end_entity.as_ref() == self.certificate.as_slice() {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("not the pinned certificate".into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// tonic's `tls_config_with_verifier`, by the pool: a custom verifier
+/// decides what is trusted, in place of the roots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_verifier_decides_which_servers_are_trusted() {
+    bounded(Duration::from_secs(30), async {
+        let pki = pki();
+        let port = tls_server(&pki, false).await;
+        // The server's own certificate pinned: trusted, no CA configured.
+        let pinned = Pinned::new(&pki.server.0);
+        let pool = Pool::builder()
+            .endpoint(format!("https://localhost:{port}"))
+            .tls_with_verifier(TlsConfig::new(), pinned.clone())
+            .build()
+            .unwrap();
+        assert_eq!(call(&pool).await.unwrap(), "Hello tls");
+        assert_eq!(pinned.shown.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // Another certificate pinned: the server is refused, and the
+        // verifier's reason is in the status.
+        let other = Pinned::new(&pki.client.0);
+        let refused = Pool::builder()
+            .endpoint(format!("https://localhost:{port}"))
+            .tls_with_verifier(TlsConfig::new(), other.clone())
+            .build()
+            .unwrap();
+        let status = call(&refused).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(
+            status.message().contains("not the pinned certificate"),
+            "{status:?}"
+        );
+        assert!(other.shown.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+
+        // Roots beside a verifier are a mistake, named when built.
+        let error = Pool::builder()
+            .endpoint(format!("https://localhost:{port}"))
+            .tls_with_verifier(
+                TlsConfig::new().ca_certificate_pem(pki.ca_pem.clone()),
+                Pinned::new(&pki.server.0),
+            )
+            .build()
+            .unwrap_err();
+        assert!(error.to_string().contains("tls_with_verifier"), "{error}");
+    })
+    .await;
+}

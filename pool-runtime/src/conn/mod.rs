@@ -55,7 +55,7 @@ pub(crate) use self::probe::check as probe;
 pub(crate) use self::recv_body::RecvBody;
 pub(crate) use self::request_body::{BodyHandle, REPLAY_LIMIT, RequestBody};
 #[cfg(feature = "tls")]
-pub(crate) use self::tls::Tls;
+pub(crate) use self::tls::{Tls, Verifier};
 
 /// Without the `tls` feature there are no TLS settings.
 #[cfg(not(feature = "tls"))]

@@ -22,6 +22,10 @@ fn invalid(name: &'static str, value: String, reason: &'static str) -> Error {
     }
 }
 
+/// A verifier of servers' certificates that replaces rustls' own (see
+/// `PoolBuilder::tls_with_verifier`).
+pub(crate) type Verifier = Arc<dyn rustls::client::danger::ServerCertVerifier>;
+
 /// The checked TLS settings, ready to connect with.
 #[derive(Clone)]
 pub(crate) struct Tls {
@@ -38,28 +42,30 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Tls {
-    /// Checks `config` and builds the rustls client configuration.
-    pub(crate) fn new(config: &TlsConfig) -> Result<Self, Error> {
-        let mut roots = RootCertStore::empty();
-        if config.ca_certificates_pem.is_empty() || config.webpki_roots {
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        }
-        for pem in &config.ca_certificates_pem {
-            let certificates = certificates(pem, "tls ca_certificate_pem")?;
-            let (_, ignored) = roots.add_parsable_certificates(certificates);
-            if ignored > 0 {
-                return Err(invalid(
-                    "tls ca_certificate_pem",
-                    excerpt(pem),
-                    "holds a certificate rustls cannot use as a root",
-                ));
-            }
-        }
+    /// Checks `config` and builds the rustls client configuration; with
+    /// `verifier`, it verifies servers' certificates in place of the roots.
+    pub(crate) fn new(config: &TlsConfig, verifier: Option<Verifier>) -> Result<Self, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|_| invalid("tls", String::new(), "no TLS version is available"))?
-            .with_root_certificates(roots);
+            .map_err(|_| invalid("tls", String::new(), "no TLS version is available"))?;
+        let builder = match verifier {
+            Some(verifier) => {
+                // As tonic's `tls_config_with_verifier`: the roots are the
+                // verifier's business, so settings for them are a mistake.
+                if !config.ca_certificates_pem.is_empty() || config.webpki_roots {
+                    return Err(invalid(
+                        "tls_with_verifier",
+                        "ca_certificates_pem or webpki_roots".to_owned(),
+                        "the custom verifier replaces the roots: set neither",
+                    ));
+                }
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(verifier)
+            }
+            None => builder.with_root_certificates(roots(config)?),
+        };
         let mut client = match &config.identity_pem {
             None => builder.with_no_client_auth(),
             Some((cert_pem, key_pem)) => {
@@ -163,4 +169,25 @@ fn plaintext_named(error: std::io::Error) -> std::io::Error {
         );
     }
     error
+}
+
+/// The roots `config` trusts: its CA certificates, the bundled Mozilla
+/// roots when it gives none or asks for them too.
+fn roots(config: &TlsConfig) -> Result<RootCertStore, Error> {
+    let mut roots = RootCertStore::empty();
+    if config.ca_certificates_pem.is_empty() || config.webpki_roots {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    for pem in &config.ca_certificates_pem {
+        let certificates = certificates(pem, "tls ca_certificate_pem")?;
+        let (_, ignored) = roots.add_parsable_certificates(certificates);
+        if ignored > 0 {
+            return Err(invalid(
+                "tls ca_certificate_pem",
+                excerpt(pem),
+                "holds a certificate rustls cannot use as a root",
+            ));
+        }
+    }
+    Ok(roots)
 }
