@@ -93,7 +93,7 @@ fn client_path(input: ParseStream<'_>) -> syn::Result<Path> {
 
 /// The runtime crate's path: `path::to::pooled_client`, or serde's
 /// spelling as a string, `"path::to::pooled_client"`.
-fn crate_path(input: ParseStream<'_>) -> syn::Result<Path> {
+pub(crate) fn crate_path(input: ParseStream<'_>) -> syn::Result<Path> {
     let path: Path = if input.peek(syn::LitStr) {
         let literal: syn::LitStr = input.parse()?;
         literal.parse().map_err(|_| {

@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::ast::{Client, Method};
+use crate::ast::{Client, Method, RpcKind};
 
 pub(crate) fn client(client: &Client<'_>) -> TokenStream {
     let Client {
@@ -148,16 +148,20 @@ fn settings(private: &TokenStream) -> TokenStream {
     }
 }
 
-fn method(method: &Method<'_>, private: &TokenStream) -> TokenStream {
-    let Method {
-        field,
-        name,
-        kind,
-        request,
-        response,
-        attrs,
-        idempotent,
-    } = method;
+/// An RPC method's request parameter, its conversion to a request, and
+/// its output, as tonic's generated client has them.
+pub(crate) struct Signature {
+    pub(crate) parameter: TokenStream,
+    pub(crate) into_request: TokenStream,
+    pub(crate) output: TokenStream,
+}
+
+pub(crate) fn signature(
+    kind: RpcKind,
+    request: &syn::Type,
+    response: &syn::Type,
+    private: &TokenStream,
+) -> Signature {
     let (parameter, into_request) = if kind.streams_requests() {
         (
             quote!(impl #private::tonic::IntoStreamingRequest<Message = #request>),
@@ -169,14 +173,36 @@ fn method(method: &Method<'_>, private: &TokenStream) -> TokenStream {
             quote!(#private::tonic::IntoRequest::into_request(request)),
         )
     };
-    let unary = !kind.streams_requests() && !kind.streams_responses();
-    let mark_idempotent =
-        idempotent.then(|| quote!(#private::mark_idempotent(&self.pool, &mut request, #unary);));
     let output = if kind.streams_responses() {
         quote!(#private::tonic::Response<#private::tonic::Streaming<#response>>)
     } else {
         quote!(#private::tonic::Response<#response>)
     };
+    Signature {
+        parameter,
+        into_request,
+        output,
+    }
+}
+
+fn method(method: &Method<'_>, private: &TokenStream) -> TokenStream {
+    let Method {
+        field,
+        name,
+        kind,
+        request,
+        response,
+        attrs,
+        idempotent,
+    } = method;
+    let Signature {
+        parameter,
+        into_request,
+        output,
+    } = signature(*kind, request, response, private);
+    let unary = !kind.streams_requests() && !kind.streams_responses();
+    let mark_idempotent =
+        idempotent.then(|| quote!(#private::mark_idempotent(&self.pool, &mut request, #unary);));
     quote_spanned! {field.span()=>
         #(#attrs)*
         pub async fn #name(

@@ -17,7 +17,7 @@ use syn::ext::IdentExt;
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 
-use crate::ast::{self, RpcKind};
+use crate::{ast, attr, expand};
 
 /// The user's input when it is not a struct at all: kept as it is.
 pub(crate) fn with_item(item: TokenStream, error: syn::Error) -> TokenStream {
@@ -35,36 +35,53 @@ pub(crate) fn with_stub(
     error: syn::Error,
 ) -> TokenStream {
     let errors = error.to_compile_error();
+    let krate = crate_path(args);
+    let private = quote!(#krate::__private);
+    let named = named(item, args);
+    let client = stub_client(item, &private);
+    quote! {
+        #errors
+        #named
+        #client
+    }
+}
+
+/// Uses of the paths and types the user wrote that resolve, so that their
+/// imports do not read as unused.
+fn named(item: &syn::ItemStruct, args: &TokenStream) -> TokenStream {
+    let mut paths = argument_paths(args);
+    let mut types: Vec<&syn::Type> = Vec::new();
+    for field in &item.fields {
+        named_parts(&field.ty, &mut paths, &mut types);
+    }
+    quote! {
+        const _: () = {
+            #( #[allow(unused_imports)] use #paths as _; )*
+        };
+        const _: ::core::marker::PhantomData<(#(#types,)*)> = ::core::marker::PhantomData;
+    }
+}
+
+/// The struct, with its doc comments, and every method a pooled client
+/// has: its own and one per RPC field (each name once).
+fn stub_client(item: &syn::ItemStruct, private: &TokenStream) -> TokenStream {
     let syn::ItemStruct {
         attrs, vis, ident, ..
     } = item;
     let kept = attrs
         .iter()
         .filter(|a| a.path().is_ident("doc") || a.path().is_ident("deprecated"));
-    let krate = crate_path(args);
-    let private = quote!(#krate::__private);
-    let mut paths = argument_paths(args);
-    let mut types: Vec<&syn::Type> = Vec::new();
-    for field in &item.fields {
-        named_parts(&field.ty, &mut paths, &mut types);
-    }
-    let fields: Vec<&syn::Field> = item.fields.iter().filter(|f| f.ident.is_some()).collect();
     let mut seen = std::collections::HashSet::new();
-    let methods = fields
+    let methods = item
+        .fields
         .iter()
         .filter(|f| {
             f.ident
                 .as_ref()
                 .is_some_and(|i| seen.insert(i.unraw().to_string()))
         })
-        .map(|f| stub_method(f, &private));
+        .map(|f| stub_method(f, private));
     quote! {
-        #errors
-        const _: () = {
-            #( #[allow(unused_imports)] use #paths as _; )*
-        };
-        const _: ::core::marker::PhantomData<(#(#types,)*)> = ::core::marker::PhantomData;
-
         #(#kept)*
         #[derive(Clone, Debug)]
         #vis struct #ident {
@@ -93,8 +110,9 @@ pub(crate) fn with_stub(
     }
 }
 
-/// One RPC's method as the real client would declare it; a generic one
-/// when the field's type is not understood.
+/// One RPC's method with the signature the real client gives it
+/// (`expand::signature`); a generic one when the field's type is the
+/// mistake.
 fn stub_method(field: &syn::Field, private: &TokenStream) -> TokenStream {
     let name = &field.ident;
     let Ok((kind, request, response)) = ast::rpc_type(&field.ty) else {
@@ -107,17 +125,9 @@ fn stub_method(field: &syn::Field, private: &TokenStream) -> TokenStream {
             }
         };
     };
-    let parameter = if kind.streams_requests() {
-        quote!(impl #private::tonic::IntoStreamingRequest<Message = #request>)
-    } else {
-        quote!(impl #private::tonic::IntoRequest<#request>)
-    };
-    let output = match kind {
-        RpcKind::ServerStreaming | RpcKind::BidiStreaming => {
-            quote!(#private::tonic::Response<#private::tonic::Streaming<#response>>)
-        }
-        RpcKind::Unary | RpcKind::ClientStreaming => quote!(#private::tonic::Response<#response>),
-    };
+    let expand::Signature {
+        parameter, output, ..
+    } = expand::signature(kind, request, response, private);
     quote! {
         pub async fn #name(
             &self,
@@ -167,30 +177,17 @@ fn pairs(args: &TokenStream) -> Vec<syn::MetaNameValue> {
         .unwrap_or_default()
 }
 
-/// The runtime crate's path as `crate = ...` gives it, else `::pooled_client`.
+/// The runtime crate's path as `crate = ...` gives it (read by `attr`'s
+/// own parser), else `::pooled_client`.
 fn crate_path(args: &TokenStream) -> syn::Path {
-    let mut tokens = args.clone().into_iter().peekable();
-    while let Some(token) = tokens.next() {
-        let is_crate = matches!(&token, proc_macro2::TokenTree::Ident(i) if i == "crate");
-        let is_eq =
-            matches!(tokens.peek(), Some(proc_macro2::TokenTree::Punct(p)) if p.as_char() == '=');
-        if is_crate && is_eq {
-            tokens.next();
-            let value: TokenStream = tokens
-                .take_while(
-                    |t| !matches!(t, proc_macro2::TokenTree::Punct(p) if p.as_char() == ','),
-                )
-                .collect();
-            if let Ok(path) = syn::parse2::<syn::Path>(value.clone()) {
-                return path;
-            }
-            if let Ok(path) = syn::parse2::<syn::LitStr>(value).and_then(|s| s.parse()) {
-                return path;
-            }
-            break;
-        }
-    }
-    syn::parse_quote!(::pooled_client)
+    pairs(args)
+        .into_iter()
+        .find(|pair| pair.path.is_ident("crate"))
+        .and_then(|pair| {
+            let value = pair.value;
+            syn::parse::Parser::parse2(attr::crate_path, quote!(#value)).ok()
+        })
+        .unwrap_or_else(|| syn::parse_quote!(::pooled_client))
 }
 
 /// The paths given as values (`client = path`, misspelled keys too).

@@ -313,9 +313,10 @@ impl Inner {
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// A call started, or began to wait for a stream: watchers hear of it.
+    /// A call started, or began or gave up waiting for a stream: the
+    /// stats changed, and watchers hear of it.
     #[inline]
-    fn call_started(&self) {
+    fn tell_watchers(&self) {
         if self.attention() >= WATCHER {
             self.bump_events();
         }

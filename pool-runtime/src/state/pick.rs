@@ -255,7 +255,7 @@ impl Slot {
     /// Wraps a slot already reserved on `connection`.
     #[inline]
     pub(super) fn new(connection: Arc<Connection>, inner: Arc<Inner>) -> Self {
-        inner.call_started();
+        inner.tell_watchers();
         Self {
             connection,
             inner,

@@ -32,7 +32,7 @@ impl Inner {
         };
         // Watchers see `waiting` grow (it shrinks as the call is served,
         // which starts it, or as it ends).
-        self.call_started();
+        self.tell_watchers();
         self.serve_waiters();
         self.grow(0);
         if !wait_for_ready && self.nothing_reachable() {
@@ -135,7 +135,7 @@ impl Drop for Place<'_> {
         if !self.served {
             self.inner.waiters.remove(self.id);
             // Watchers see `waiting` shrink.
-            self.inner.call_started();
+            self.inner.tell_watchers();
         }
     }
 }

@@ -182,86 +182,82 @@ const WAIT_SECONDS: &str = "pooled_client_wait_seconds";
 
 /// Describes every metric to the installed recorder, once per pool.
 pub(crate) fn describe() {
-    {
-        use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-        for (name, help, _) in GAUGES {
-            describe_gauge!(name, Unit::Count, help);
-        }
-        for (name, help, _) in COUNTERS {
-            describe_counter!(name, Unit::Count, help);
-        }
-        for (name, help, _) in ENDPOINT_GAUGES {
-            let unit = if name.ends_with("_seconds") {
-                Unit::Seconds
-            } else {
-                Unit::Count
-            };
-            describe_gauge!(name, unit, help);
-        }
-        for (name, help, _) in ENDPOINT_COUNTERS {
-            describe_counter!(name, Unit::Count, help);
-        }
-        for (name, help, _) in A94_COUNTERS {
-            describe_counter!(name, Unit::Count, help);
-        }
-        describe_gauge!(
-            A94_OPEN_CONNECTIONS,
-            Unit::Count,
-            "connections open, draining ones included (gRPC A94)"
-        );
-        describe_counter!(
-            A94_DISCONNECTIONS,
-            Unit::Count,
-            "connections that closed or broke (gRPC A94)"
-        );
-        for (name, help) in [
-            (CALL_RETRIES, "retries a call made (gRPC A96)"),
-            (
-                CALL_TRANSPARENT_RETRIES,
-                "transparent retries a call made (gRPC A96)",
-            ),
-            (CALL_HEDGES, "hedges a call sent (gRPC A96)"),
-        ] {
-            describe_histogram!(name, Unit::Count, help);
-        }
-        describe_histogram!(
-            CALL_RETRY_DELAY,
-            Unit::Seconds,
-            "time a call spent waiting between attempts (gRPC A96)"
-        );
-        describe_histogram!(
-            WAIT_SECONDS,
-            Unit::Seconds,
-            "how long calls that found no free stream waited for one"
-        );
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    for (name, help, _) in GAUGES {
+        describe_gauge!(name, Unit::Count, help);
     }
+    for (name, help, _) in COUNTERS {
+        describe_counter!(name, Unit::Count, help);
+    }
+    for (name, help, _) in ENDPOINT_GAUGES {
+        let unit = if name.ends_with("_seconds") {
+            Unit::Seconds
+        } else {
+            Unit::Count
+        };
+        describe_gauge!(name, unit, help);
+    }
+    for (name, help, _) in ENDPOINT_COUNTERS {
+        describe_counter!(name, Unit::Count, help);
+    }
+    for (name, help, _) in A94_COUNTERS {
+        describe_counter!(name, Unit::Count, help);
+    }
+    describe_gauge!(
+        A94_OPEN_CONNECTIONS,
+        Unit::Count,
+        "connections open, draining ones included (gRPC A94)"
+    );
+    describe_counter!(
+        A94_DISCONNECTIONS,
+        Unit::Count,
+        "connections that closed or broke (gRPC A94)"
+    );
+    for (name, help) in [
+        (CALL_RETRIES, "retries a call made (gRPC A96)"),
+        (
+            CALL_TRANSPARENT_RETRIES,
+            "transparent retries a call made (gRPC A96)",
+        ),
+        (CALL_HEDGES, "hedges a call sent (gRPC A96)"),
+    ] {
+        describe_histogram!(name, Unit::Count, help);
+    }
+    describe_histogram!(
+        CALL_RETRY_DELAY,
+        Unit::Seconds,
+        "time a call spent waiting between attempts (gRPC A96)"
+    );
+    describe_histogram!(
+        WAIT_SECONDS,
+        Unit::Seconds,
+        "how long calls that found no free stream waited for one"
+    );
 }
 
 /// Publishes a snapshot of the pool's state and of each endpoint's.
 pub(crate) fn publish(pool: &str, stats: &PoolStats, endpoints: &[EndpointStats]) {
-    {
-        for (name, _, value) in GAUGES {
-            metrics::gauge!(name, "pool" => pool.to_owned()).set(value(stats) as f64);
+    for (name, _, value) in GAUGES {
+        metrics::gauge!(name, "pool" => pool.to_owned()).set(value(stats) as f64);
+    }
+    for (name, _, value) in COUNTERS {
+        metrics::counter!(name, "pool" => pool.to_owned()).absolute(value(stats));
+    }
+    for (name, _, value) in A94_COUNTERS {
+        metrics::counter!(name, "grpc.target" => pool.to_owned()).absolute(value(stats));
+    }
+    metrics::gauge!(A94_OPEN_CONNECTIONS, "grpc.target" => pool.to_owned())
+        .set((stats.connections + stats.draining) as f64);
+    for endpoint in endpoints {
+        let labels = [
+            ("pool", pool.to_owned()),
+            ("endpoint", endpoint.target.to_string()),
+        ];
+        for (name, _, value) in ENDPOINT_GAUGES {
+            metrics::gauge!(name, &labels).set(value(endpoint));
         }
-        for (name, _, value) in COUNTERS {
-            metrics::counter!(name, "pool" => pool.to_owned()).absolute(value(stats));
-        }
-        for (name, _, value) in A94_COUNTERS {
-            metrics::counter!(name, "grpc.target" => pool.to_owned()).absolute(value(stats));
-        }
-        metrics::gauge!(A94_OPEN_CONNECTIONS, "grpc.target" => pool.to_owned())
-            .set((stats.connections + stats.draining) as f64);
-        for endpoint in endpoints {
-            let labels = [
-                ("pool", pool.to_owned()),
-                ("endpoint", endpoint.target.to_string()),
-            ];
-            for (name, _, value) in ENDPOINT_GAUGES {
-                metrics::gauge!(name, &labels).set(value(endpoint));
-            }
-            for (name, _, value) in ENDPOINT_COUNTERS {
-                metrics::counter!(name, &labels).absolute(value(endpoint));
-            }
+        for (name, _, value) in ENDPOINT_COUNTERS {
+            metrics::counter!(name, &labels).absolute(value(endpoint));
         }
     }
 }
@@ -277,16 +273,13 @@ const CALL_RETRY_DELAY: &str = "grpc.client.call.retry_delay";
 
 /// Records, at a call's end, the retries it made (gRPC A96).
 pub(crate) fn record_call_retries(pool: &str, retries: u32, transparent: u32, delay: Duration) {
-    {
-        let label = || ("grpc.target", pool.to_owned());
-        if retries > 0 {
-            metrics::histogram!(CALL_RETRIES, &[label()]).record(f64::from(retries));
-            metrics::histogram!(CALL_RETRY_DELAY, &[label()]).record(delay.as_secs_f64());
-        }
-        if transparent > 0 {
-            metrics::histogram!(CALL_TRANSPARENT_RETRIES, &[label()])
-                .record(f64::from(transparent));
-        }
+    let label = || ("grpc.target", pool.to_owned());
+    if retries > 0 {
+        metrics::histogram!(CALL_RETRIES, &[label()]).record(f64::from(retries));
+        metrics::histogram!(CALL_RETRY_DELAY, &[label()]).record(delay.as_secs_f64());
+    }
+    if transparent > 0 {
+        metrics::histogram!(CALL_TRANSPARENT_RETRIES, &[label()]).record(f64::from(transparent));
     }
 }
 
@@ -301,19 +294,17 @@ pub(crate) fn record_call_hedges(pool: &str, hedges: u32) {
 /// Counts a connection that left the pool (gRPC A94): `broke` when it
 /// failed or the server sent GOAWAY, not when the pool closed it.
 pub(crate) fn record_disconnection(pool: &str, broke: bool) {
-    {
-        let error = if broke {
-            "unknown"
-        } else {
-            "subchannel shutdown"
-        };
-        metrics::counter!(
-            A94_DISCONNECTIONS,
-            "grpc.target" => pool.to_owned(),
-            "grpc.disconnect_error" => error
-        )
-        .increment(1);
-    }
+    let error = if broke {
+        "unknown"
+    } else {
+        "subchannel shutdown"
+    };
+    metrics::counter!(
+        A94_DISCONNECTIONS,
+        "grpc.target" => pool.to_owned(),
+        "grpc.disconnect_error" => error
+    )
+    .increment(1);
 }
 
 /// Records how long a call waited for a stream.
