@@ -22,6 +22,7 @@ import (
 	"net"
 	"os"
 
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
@@ -33,8 +34,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
-
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	// The resource types a snapshot may hold, registered for anypb.
 	_ "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -53,10 +52,12 @@ type snapshotLine struct {
 	} `json:"resources"`
 }
 
-// allNodes gives every node the same snapshot.
+// everyNode is the one key of the cache: every node gets the same snapshot.
+const everyNode = "all"
+
 type allNodes struct{}
 
-func (allNodes) ID(*core.Node) string { return "all" }
+func (allNodes) ID(*core.Node) string { return everyNode }
 
 func main() {
 	snapshots := cache.NewSnapshotCache(true, allNodes{}, nil)
@@ -105,5 +106,5 @@ func apply(snapshots cache.SnapshotCache, line []byte) error {
 	if err != nil {
 		return err
 	}
-	return snapshots.SetSnapshot(context.Background(), "all", snapshot)
+	return snapshots.SetSnapshot(context.Background(), everyNode, snapshot)
 }
