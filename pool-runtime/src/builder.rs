@@ -57,6 +57,9 @@ pub struct PoolBuilder {
     /// Verifies servers' certificates in place of rustls' own.
     #[cfg(feature = "tls")]
     verifier: Option<crate::conn::Verifier>,
+    /// The xDS bootstrap, when given rather than read from the environment.
+    #[cfg(feature = "xds")]
+    xds_bootstrap: Option<crate::xds::Bootstrap>,
 }
 
 impl std::fmt::Debug for PoolBuilder {
@@ -85,6 +88,8 @@ impl PoolBuilder {
             connector: None,
             #[cfg(feature = "tls")]
             verifier: None,
+            #[cfg(feature = "xds")]
+            xds_bootstrap: None,
         }
     }
 
@@ -355,6 +360,40 @@ impl PoolBuilder {
         self
     }
 
+    /// Lets an xDS control plane steer the pool (feature `xds`): `target`
+    /// is `xds:///name`, and the endpoints are those of the cluster that
+    /// the listener `name` routes to ([`PoolConfig::xds`]; see
+    /// [`crate::xds`]). The control plane is the one
+    /// [`xds_bootstrap`](Self::xds_bootstrap) gives, else the one the
+    /// environment's bootstrap names (gRPC A27).
+    ///
+    /// ```
+    /// use pooled_client::xds::Bootstrap;
+    ///
+    /// let pool = pooled_client::Pool::builder()
+    ///     .xds("xds:///greeter")
+    ///     .xds_bootstrap(Bootstrap::new("127.0.0.1:18000"))
+    ///     .build()
+    ///     .expect("valid settings");
+    /// # drop(pool);
+    /// ```
+    ///
+    /// `build` fails when endpoints, `dns` or a discovery source are set
+    /// too: an xDS pool's endpoints are the control plane's alone.
+    #[cfg(feature = "xds")]
+    pub fn xds(mut self, target: impl Into<String>) -> Self {
+        self.config.xds = Some(target.into());
+        self
+    }
+
+    /// The bootstrap of an xDS pool (feature `xds`), in place of the
+    /// environment's (`GRPC_XDS_BOOTSTRAP`, `GRPC_XDS_BOOTSTRAP_CONFIG`).
+    #[cfg(feature = "xds")]
+    pub fn xds_bootstrap(mut self, bootstrap: crate::xds::Bootstrap) -> Self {
+        self.xds_bootstrap = Some(bootstrap);
+        self
+    }
+
     /// Finds the endpoints by resolving `dns`'s name every
     /// `refresh_interval` (feature `dns`; [`PoolConfig::dns`], as a
     /// configuration file's `[dns]` sets it), in addition to any endpoint
@@ -557,8 +596,21 @@ impl PoolBuilder {
     /// or [`Error::UnsupportedScheme`] for the endpoints, and
     /// [`Error::InvalidSetting`] naming the first setting out of range.
     pub fn build(self) -> Result<Pool, Error> {
+        #[cfg(feature = "xds")]
+        let xds = match &self.config.xds {
+            Some(target) => {
+                refuse_beside_xds(&self.config, !self.discoveries.is_empty())?;
+                Some(crate::xds::discovery(target, self.xds_bootstrap)?)
+            }
+            None => None,
+        };
         let mut discoveries = self.discoveries;
         discoveries.extend(configured_discoveries(&self.config)?);
+        #[cfg(feature = "xds")]
+        let (xds_board, discoveries) = match xds {
+            Some((start, board)) => (Some(board), vec![start]),
+            None => (None, discoveries),
+        };
         #[cfg(feature = "tls")]
         let verifier = self.verifier;
         #[cfg(not(feature = "tls"))]
@@ -568,7 +620,12 @@ impl PoolBuilder {
             tls,
             connector: self.connector,
         };
-        let inner = Inner::new(self.config, endpoints, dial, discoveries, self.interceptor);
+        #[allow(unused_mut)] // mutated with feature `xds` only
+        let mut inner = Inner::new(self.config, endpoints, dial, discoveries, self.interceptor);
+        #[cfg(feature = "xds")]
+        {
+            inner.telemetry.xds = xds_board;
+        }
         Ok(Pool::from_inner(inner))
     }
 }
@@ -581,6 +638,31 @@ fn configured_discoveries(config: &PoolConfig) -> Result<Vec<Start>, Error> {
     }
     let _ = config;
     Ok(Vec::new())
+}
+
+/// An xDS pool's endpoints are the control plane's alone: refuses any
+/// other source beside it.
+#[cfg(feature = "xds")]
+fn refuse_beside_xds(config: &PoolConfig, discovery: bool) -> Result<(), Error> {
+    let refuse = |other: &str| Error::InvalidSetting {
+        name: "xds",
+        value: format!("{:?}", config.xds.as_deref().unwrap_or_default()),
+        reason: format!(
+            "an xDS pool takes its endpoints from the control plane alone; remove {other}"
+        )
+        .into(),
+    };
+    if !config.endpoints.is_empty() {
+        return Err(refuse(&format!("the endpoints {:?}", config.endpoints)));
+    }
+    #[cfg(feature = "dns")]
+    if config.dns.is_some() {
+        return Err(refuse("`dns`"));
+    }
+    if discovery {
+        return Err(refuse("the `discovery(...)` source"));
+    }
+    Ok(())
 }
 
 /// A custom certificate verifier: rustls' with feature `tls`, none without.

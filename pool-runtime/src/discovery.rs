@@ -115,13 +115,13 @@ pub(crate) fn stream_of<S: Source>(source: S) -> impl futures_util::Stream<Item 
 
 /// What a discovery source has announced to the pool, by key, and the
 /// changes that bring it to what the source finds now.
-#[cfg(any(feature = "dns", feature = "etcd"))]
+#[cfg(any(feature = "dns", feature = "etcd", feature = "xds"))]
 #[derive(Debug)]
 pub(crate) struct Announced<K, V> {
     known: std::collections::BTreeMap<K, V>,
 }
 
-#[cfg(any(feature = "dns", feature = "etcd"))]
+#[cfg(any(feature = "dns", feature = "etcd", feature = "xds"))]
 impl<K: Ord + Clone, V: PartialEq + Clone> Announced<K, V> {
     pub(crate) fn new() -> Self {
         Self {

@@ -61,6 +61,19 @@ pub enum Error {
         /// The rule it breaks.
         reason: std::borrow::Cow<'static, str>,
     },
+    /// An xDS bootstrap (gRPC A27) is missing or breaks a rule; `origin`
+    /// names where it was read (a file and the variable that named it,
+    /// `GRPC_XDS_BOOTSTRAP_CONFIG`, or the builder).
+    #[cfg(feature = "xds")]
+    #[error("invalid xDS bootstrap from {origin}: `{field}`: {reason}")]
+    InvalidXdsBootstrap {
+        /// Where the bootstrap came from.
+        origin: String,
+        /// The field at fault, such as `xds_servers[0].server_uri`.
+        field: String,
+        /// What is wrong with it.
+        reason: std::borrow::Cow<'static, str>,
+    },
     /// The pool was closed.
     #[error("the pool is closed")]
     Closed,

@@ -82,6 +82,8 @@
 //! - `serde`: [`PoolConfig`] from configuration files, durations as `"5s"`, with
 //!   [`Pool::from_config`].
 //! - `metrics`: gauges, counters and a wait-time histogram through the `metrics` crate's facade.
+//! - `xds`: endpoints from an xDS control plane (`Pool::builder().xds("xds:///name")`, gRPC A27's
+//!   bootstrap), with the `xds-client` crate; see [`xds`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 //!
 //! # Layout
@@ -134,6 +136,8 @@ mod state;
 mod telemetry;
 #[cfg(feature = "runtime")]
 mod watch;
+#[cfg(feature = "xds")]
+pub mod xds;
 
 #[cfg(feature = "tls")]
 pub use crate::config::TlsConfig;

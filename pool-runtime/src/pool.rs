@@ -130,4 +130,17 @@ impl Pool {
     pub fn is_closed(&self) -> bool {
         self.inner.is_closed()
     }
+
+    /// What an xDS pool knows of its control plane: each resource it
+    /// watches (listener, route configuration, cluster, endpoints) and
+    /// where it stands, and the ADS stream's last error (feature `xds`).
+    /// `None` for a pool that is not steered by xDS.
+    #[cfg(feature = "xds")]
+    pub fn xds_status(&self) -> Option<crate::xds::XdsStatus> {
+        self.inner
+            .telemetry
+            .xds
+            .as_ref()
+            .map(|board| board.snapshot())
+    }
 }

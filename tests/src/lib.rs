@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod scripted;
 pub mod server;
 pub mod support;
+pub mod xds;
 
 /// pooled-client re-exported, as an SDK crate would; the interop protos'
 /// generated clients name it by this path (`pooled_client_path`).

@@ -205,20 +205,33 @@ static PEER_BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// the grpc-go release `tests/go/go.mod` pins), built unchanged with the
 /// machine's Go through the module proxy on first use, under `target/go/`.
 pub fn grpc_go_interop_server() -> PathBuf {
+    go_program("interop-server", "google.golang.org/grpc/interop/server")
+}
+
+/// The suite's xDS control plane (`tests/go/xdscp`: go-control-plane
+/// v0.14.0's SnapshotCache and ADS server), built on first use under
+/// `target/go/`.
+pub fn xds_control_plane() -> PathBuf {
+    go_program("xdscp", "./xdscp")
+}
+
+/// `package` of `tests/go`'s module, built with the machine's Go into
+/// `target/go/bin/<binary>` unless it is there already.
+fn go_program(binary: &str, package: &str) -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest.join("../target"));
     let go = target.join("go");
-    let binary = go.join("bin/interop-server");
+    let path = go.join("bin").join(binary);
     let _building = PEER_BUILD
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !binary.exists() {
+    if !path.exists() {
         let built = std::process::Command::new("go")
             .args(["build", "-o"])
-            .arg(&binary)
-            .arg("google.golang.org/grpc/interop/server")
+            .arg(&path)
+            .arg(package)
             .current_dir(manifest.join("go"))
             .env("GOPATH", go.join("path"))
             .env("GOMODCACHE", go.join("path/pkg/mod"))
@@ -228,10 +241,10 @@ pub fn grpc_go_interop_server() -> PathBuf {
             .is_ok_and(|s| s.success());
         assert!(
             built,
-            "go build of grpc-go's interop server failed (is Go 1.26 installed?)"
+            "go build of {package} (tests/go) failed (is Go 1.26 installed?)"
         );
     }
-    binary
+    path
 }
 
 /// Starts grpc-go's interop server on a free loopback port (with TLS and

@@ -326,6 +326,16 @@ pub struct PoolConfig {
     /// Default: none.
     #[cfg(feature = "dns")]
     pub dns: Option<DnsConfig>,
+    /// An xDS target, `xds:///name` (feature `xds`): the endpoints, and
+    /// in time the balancing and per-route policy, come from the control
+    /// plane that gRPC A27's bootstrap names (the file `GRPC_XDS_BOOTSTRAP`
+    /// names, else the JSON in `GRPC_XDS_BOOTSTRAP_CONFIG`, unless the
+    /// builder's `xds_bootstrap` gives one). It excludes `endpoints`, `dns`
+    /// and discovery sources.
+    ///
+    /// Default: none.
+    #[cfg(feature = "xds")]
+    pub xds: Option<String>,
 }
 
 impl Default for PoolConfig {
@@ -376,6 +386,8 @@ impl Default for PoolConfig {
             tls: None,
             #[cfg(feature = "dns")]
             dns: None,
+            #[cfg(feature = "xds")]
+            xds: None,
         }
     }
 }

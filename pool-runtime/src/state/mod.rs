@@ -168,6 +168,9 @@ pub(crate) struct Telemetry {
     pub(crate) discovery_stats: Mutex<crate::telemetry::stats::DiscoveryStats>,
     /// gRPC A66's per-call instruments, by method.
     pub(crate) instruments: crate::telemetry::Instruments,
+    /// What an xDS pool knows of its control plane.
+    #[cfg(feature = "xds")]
+    pub(crate) xds: Option<Arc<crate::xds::Board>>,
 }
 
 /// `attention`'s bit for a closed pool.
@@ -243,6 +246,8 @@ impl Inner {
                 counters: Counters::default(),
                 discovery_stats: Mutex::default(),
                 instruments: crate::telemetry::Instruments::new(&config.name),
+                #[cfg(feature = "xds")]
+                xds: None,
             },
             lifecycle: Lifecycle {
                 started: AtomicBool::new(false),

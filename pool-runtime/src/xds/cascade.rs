@@ -1,0 +1,288 @@
+//! LDS → RDS → CDS → EDS, as gRPC follows them: the listener names the
+//! routes, the virtual host for the target's name picks a route, the route
+//! names the cluster, the cluster names its endpoints; each step watches
+//! the next, and the endpoints become the pool's through a discovery
+//! stream.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::Stream;
+use tokio::sync::mpsc;
+use xds_client::{
+    Error as XdsError, ProcessingDone, Resource, ResourceEvent, ResourceWatcher, XdsClient,
+};
+
+use super::bootstrap::{Bootstrap, IGNORE_RESOURCE_DELETION};
+use super::resources::{Cluster, Endpoints, LbPolicy, Listener, RouteSource, RouteTable};
+use super::status::{Board, XdsResourceKind, XdsResourceState};
+use super::{XdsTarget, client};
+use crate::discovery::{Announced, Change, Target};
+
+/// What the cascade tells the pool: an endpoint by its address.
+pub(crate) type EndpointChange = Change<SocketAddr, Target>;
+
+/// Changes in flight from the cascade to the pool: the cascade waits
+/// while the pool applies them, so a control plane's burst is held here
+/// at most this many at a time.
+const CHANGES_IN_FLIGHT: usize = 256;
+
+/// The pool's discovery stream for `target`: on its first poll (on the
+/// pool's runtime) it starts the ADS client and the cascade.
+pub(crate) fn changes(
+    target: XdsTarget,
+    bootstrap: Bootstrap,
+    board: Arc<Board>,
+) -> impl Stream<Item = Result<EndpointChange, Infallible>> + Send + 'static {
+    let (tx, rx) = mpsc::channel(CHANGES_IN_FLIGHT);
+    let start = Some((target, bootstrap, board, tx));
+    futures_util::stream::unfold((start, rx), |(mut start, mut rx)| async move {
+        if let Some((target, bootstrap, board, tx)) = start.take() {
+            tokio::spawn(run(target, bootstrap, board, tx));
+        }
+        let change = rx.recv().await?;
+        Some((Ok(change), (start, rx)))
+    })
+}
+
+/// Follows the resources until the pool drops its stream.
+async fn run(
+    target: XdsTarget,
+    bootstrap: Bootstrap,
+    board: Arc<Board>,
+    tx: mpsc::Sender<EndpointChange>,
+) {
+    let client = match client::start(&bootstrap, &target.listener, Arc::clone(&board)) {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, "xDS client could not start; the pool has no endpoints");
+            board.start_failed(error);
+            return;
+        }
+    };
+    let mut cascade = Cascade {
+        keep_deleted: bootstrap.has_feature(IGNORE_RESOURCE_DELETION),
+        listener: Watched::new(XdsResourceKind::Listener),
+        routes: Watched::new(XdsResourceKind::RouteConfiguration),
+        cluster: Watched::new(XdsResourceKind::Cluster),
+        endpoints: Watched::new(XdsResourceKind::ClusterLoadAssignment),
+        board,
+        target,
+    };
+    let listener = cascade.target.listener.clone();
+    cascade
+        .listener
+        .follow(&client, Some(listener), &cascade.board)
+        .await;
+    let mut announced = Announced::new();
+    loop {
+        let keep = cascade.keep_deleted;
+        let board = Arc::clone(&cascade.board);
+        // Held until the pool has the changes: gRPC A88's flow control, so
+        // the next response is read once this one is applied.
+        let _done = tokio::select! {
+            () = tx.closed() => return,
+            event = cascade.listener.next() => cascade.listener.apply(event, &board, keep),
+            event = cascade.routes.next() => cascade.routes.apply(event, &board, keep),
+            event = cascade.cluster.next() => cascade.cluster.apply(event, &board, keep),
+            event = cascade.endpoints.next() => cascade.endpoints.apply(event, &board, keep),
+        };
+        cascade.follow(&client).await;
+        let (new, gone) = announced.replace_all(cascade.addresses());
+        for (address, target) in new {
+            if tx.send(Change::Insert(address, target)).await.is_err() {
+                return;
+            }
+        }
+        for address in gone {
+            if tx.send(Change::Remove(address)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The four watches and what each last gave.
+struct Cascade {
+    target: XdsTarget,
+    board: Arc<Board>,
+    /// gRPC A53: a resource the control plane drops keeps serving.
+    keep_deleted: bool,
+    listener: Watched<Listener>,
+    routes: Watched<RouteTable>,
+    cluster: Watched<Cluster>,
+    endpoints: Watched<Endpoints>,
+}
+
+impl Cascade {
+    /// Watches what the resources at hand now name, and stops watching
+    /// what they no longer name.
+    async fn follow(&mut self, client: &XdsClient) {
+        let route_name = self.listener.value.as_ref().and_then(|l| match &l.routes {
+            RouteSource::Rds(name) => Some(name.clone()),
+            RouteSource::Inline(_) => None,
+        });
+        self.routes.follow(client, route_name, &self.board).await;
+        let cluster_name = self.cluster_name();
+        self.cluster.follow(client, cluster_name, &self.board).await;
+        let eds_name = self.cluster.value.as_ref().map(|c| {
+            if c.lb_policy == LbPolicy::RingHash {
+                tracing::warn!(
+                    "xDS cluster asks for RING_HASH; this version balances by least request"
+                );
+            }
+            if let Some(max) = c.max_requests {
+                tracing::warn!(
+                    max,
+                    "xDS cluster sets circuit_breakers max_requests; this version does not apply it"
+                );
+            }
+            c.eds_service_name.clone()
+        });
+        self.endpoints.follow(client, eds_name, &self.board).await;
+    }
+
+    /// The cluster of the route the target's calls take: in the virtual
+    /// host for the target's name, the first route that matches every
+    /// path, else the first route; of weighted clusters, the heaviest.
+    fn cluster_name(&self) -> Option<String> {
+        let listener = self.listener.value.as_ref()?;
+        let table = match &listener.routes {
+            RouteSource::Inline(table) => table,
+            RouteSource::Rds(_) => self.routes.value.as_deref()?,
+        };
+        let Some(host) = table.virtual_host_for(&self.target.authority) else {
+            tracing::warn!(target = %self.target.authority, "no xDS virtual host matches the target");
+            return None;
+        };
+        let route = host
+            .routes
+            .iter()
+            .find(|r| r.catch_all)
+            .or_else(|| host.routes.first())?;
+        let mut heaviest: Option<&(String, u32)> = None;
+        for cluster in &route.clusters {
+            if heaviest.is_none_or(|h| cluster.1 > h.1) {
+                heaviest = Some(cluster);
+            }
+        }
+        heaviest.map(|(name, _)| name.clone())
+    }
+
+    /// The endpoints that take calls: those of the lowest priority that
+    /// has any (gRPC A56's failover, by what EDS says).
+    fn addresses(&self) -> BTreeMap<SocketAddr, Target> {
+        let Some(endpoints) = self.endpoints.value.as_ref() else {
+            return BTreeMap::new();
+        };
+        let priority = endpoints
+            .localities
+            .iter()
+            .filter(|l| !l.addresses.is_empty())
+            .map(|l| l.priority)
+            .min();
+        endpoints
+            .localities
+            .iter()
+            .filter(|l| Some(l.priority) == priority && l.weight > 0)
+            .flat_map(|l| l.addresses.iter())
+            .map(|address| {
+                (
+                    *address,
+                    Target::new(self.target.uri.clone()).connect_to(*address),
+                )
+            })
+            .collect()
+    }
+}
+
+/// One watched resource: its name, its watcher, and its last good value.
+struct Watched<T: Resource> {
+    kind: XdsResourceKind,
+    name: Option<String>,
+    watcher: Option<ResourceWatcher<T>>,
+    value: Option<Arc<T>>,
+}
+
+impl<T: Resource> Watched<T> {
+    fn new(kind: XdsResourceKind) -> Self {
+        Self {
+            kind,
+            name: None,
+            watcher: None,
+            value: None,
+        }
+    }
+
+    /// The next event; never, while nothing is watched.
+    async fn next(&mut self) -> ResourceEvent<T> {
+        if let Some(watcher) = &mut self.watcher
+            && let Some(event) = watcher.next().await
+        {
+            return event;
+        }
+        // The client's worker is gone, or nothing is watched.
+        self.watcher = None;
+        std::future::pending().await
+    }
+
+    /// Watches `name` from now on (nothing, for `None`).
+    async fn follow(&mut self, client: &XdsClient, name: Option<String>, board: &Board) {
+        if self.name == name {
+            return;
+        }
+        if let Some(old) = self.name.take() {
+            board.forget(self.kind, &old);
+        }
+        self.watcher = None;
+        self.value = None;
+        if let Some(name) = &name {
+            board.set(self.kind, name, XdsResourceState::Requested);
+            self.watcher = Some(client.watch::<T>(name.clone()).await);
+        }
+        self.name = name;
+    }
+
+    /// Takes in an event: a new value, a NACK that keeps the last good
+    /// one, or an absence.
+    fn apply(
+        &mut self,
+        event: ResourceEvent<T>,
+        board: &Board,
+        keep_deleted: bool,
+    ) -> ProcessingDone {
+        let name = self.name.as_deref().unwrap_or_default();
+        let kind = self.kind;
+        match event {
+            ResourceEvent::ResourceChanged { result, done } => {
+                match result {
+                    Ok(value) => {
+                        tracing::info!(%kind, name, "xDS resource ACKed");
+                        board.set(kind, name, XdsResourceState::Acked);
+                        self.value = Some(value);
+                    }
+                    Err(XdsError::ResourceDoesNotExist) => {
+                        let kept = keep_deleted && self.value.is_some();
+                        tracing::warn!(%kind, name, kept, "xDS resource does not exist");
+                        board.set(kind, name, XdsResourceState::DoesNotExist);
+                        if !kept {
+                            self.value = None;
+                        }
+                    }
+                    Err(error) => {
+                        let error = error.to_string();
+                        tracing::warn!(%kind, name, %error, kept = self.value.is_some(), "xDS resource NACKed");
+                        board.set(kind, name, XdsResourceState::Nacked { error });
+                    }
+                }
+                done
+            }
+            ResourceEvent::AmbientError { error, done } => {
+                tracing::warn!(%kind, name, %error, "xDS error; serving what the pool has");
+                done
+            }
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! The four xDS resources gRPC reads, decoded from Envoy's protos and
+//! checked as gRPC A27 (and grpc-go 1.85) checks them: a resource that
+//! fails is NACKed with the field at fault, and the last good one stays.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+use envoy_types::pb::envoy::config::cluster::v3 as cluster;
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
+use envoy_types::pb::envoy::config::listener::v3 as listener;
+use envoy_types::pb::envoy::config::route::v3 as route;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use prost::Message;
+use xds_client::resource::TypeUrl;
+use xds_client::{Error as XdsError, Resource};
+
+const HCM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+
+/// A failed check: the field's path and what is wrong, as the NACK's
+/// `error_detail` carries it.
+fn nack(field: impl std::fmt::Display, reason: impl std::fmt::Display) -> XdsError {
+    XdsError::Validation(format!("{field}: {reason}"))
+}
+
+/// An LDS `Listener`: where its routes come from.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub(crate) routes: RouteSource,
+}
+
+/// A listener's routes: named for RDS, or inline.
+#[derive(Debug)]
+pub(crate) enum RouteSource {
+    Rds(String),
+    Inline(RouteTable),
+}
+
+impl Resource for Listener {
+    type Message = listener::Listener;
+    const TYPE_URL: TypeUrl = TypeUrl::new("type.googleapis.com/envoy.config.listener.v3.Listener");
+
+    fn deserialize(bytes: Bytes) -> Result<Self::Message, XdsError> {
+        Ok(Self::Message::decode(bytes)?)
+    }
+
+    fn name(message: &Self::Message) -> &str {
+        &message.name
+    }
+
+    fn validate(message: Self::Message) -> Result<Self, XdsError> {
+        let name = &message.name;
+        let any = message
+            .api_listener
+            .and_then(|api| api.api_listener)
+            .ok_or_else(|| {
+                nack(
+                    format!("Listener {name:?}.api_listener"),
+                    "missing: a gRPC client reads API listeners",
+                )
+            })?;
+        if any.type_url != HCM_TYPE_URL {
+            return Err(nack(
+                format!("Listener {name:?}.api_listener.api_listener"),
+                format!("{} is not an HttpConnectionManager", any.type_url),
+            ));
+        }
+        let manager = hcm::HttpConnectionManager::decode(any.value.as_slice()).map_err(|e| {
+            nack(
+                format!("Listener {name:?}.api_listener.api_listener"),
+                format!("does not decode: {e}"),
+            )
+        })?;
+        let routes = match manager.route_specifier {
+            Some(hcm::http_connection_manager::RouteSpecifier::Rds(rds)) => {
+                use core::config_source::ConfigSourceSpecifier;
+                match rds
+                    .config_source
+                    .and_then(|source| source.config_source_specifier)
+                {
+                    Some(ConfigSourceSpecifier::Ads(_) | ConfigSourceSpecifier::Self_(_)) => {}
+                    _ => {
+                        return Err(nack(
+                            format!("Listener {name:?} HttpConnectionManager.rds.config_source"),
+                            "is neither ads nor self (gRPC asks the one ADS stream)",
+                        ));
+                    }
+                }
+                if rds.route_config_name.is_empty() {
+                    return Err(nack(
+                        format!("Listener {name:?} HttpConnectionManager.rds.route_config_name"),
+                        "is empty",
+                    ));
+                }
+                RouteSource::Rds(rds.route_config_name)
+            }
+            Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(config)) => {
+                RouteSource::Inline(RouteTable::check(
+                    config,
+                    &format!("Listener {name:?} HttpConnectionManager.route_config"),
+                )?)
+            }
+            _ => {
+                return Err(nack(
+                    format!("Listener {name:?} HttpConnectionManager.route_specifier"),
+                    "is neither rds nor route_config",
+                ));
+            }
+        };
+        Ok(Self { routes })
+    }
+}
+
+/// An RDS `RouteConfiguration`'s virtual hosts.
+#[derive(Debug)]
+pub(crate) struct RouteTable {
+    pub(crate) virtual_hosts: Vec<VirtualHost>,
+}
+
+/// A virtual host: the domains it answers for and its routes in order.
+#[derive(Debug)]
+pub(crate) struct VirtualHost {
+    pub(crate) domains: Vec<String>,
+    pub(crate) routes: Vec<Route>,
+}
+
+/// A route gRPC can take: what it matches, and the clusters it sends to.
+#[derive(Debug)]
+pub(crate) struct Route {
+    /// Whether it matches every path (prefix `""` or `/`, no header or
+    /// fraction condition).
+    pub(crate) catch_all: bool,
+    /// Its clusters with their weights (one at weight 1 for `cluster`).
+    pub(crate) clusters: Vec<(String, u32)>,
+}
+
+impl Resource for RouteTable {
+    type Message = route::RouteConfiguration;
+    const TYPE_URL: TypeUrl =
+        TypeUrl::new("type.googleapis.com/envoy.config.route.v3.RouteConfiguration");
+
+    fn deserialize(bytes: Bytes) -> Result<Self::Message, XdsError> {
+        Ok(Self::Message::decode(bytes)?)
+    }
+
+    fn name(message: &Self::Message) -> &str {
+        &message.name
+    }
+
+    fn validate(message: Self::Message) -> Result<Self, XdsError> {
+        let at = format!("RouteConfiguration {:?}", message.name);
+        Self::check(message, &at)
+    }
+}
+
+impl RouteTable {
+    fn check(config: route::RouteConfiguration, at: &str) -> Result<Self, XdsError> {
+        let mut virtual_hosts = Vec::with_capacity(config.virtual_hosts.len());
+        for (v, host) in config.virtual_hosts.into_iter().enumerate() {
+            let at = format!("{at}.virtual_hosts[{v}]");
+            let mut routes = Vec::with_capacity(host.routes.len());
+            for (r, route) in host.routes.into_iter().enumerate() {
+                if let Some(route) = Route::check(route, &format!("{at}.routes[{r}]"))? {
+                    routes.push(route);
+                }
+            }
+            virtual_hosts.push(VirtualHost {
+                domains: host.domains,
+                routes,
+            });
+        }
+        Ok(Self { virtual_hosts })
+    }
+
+    /// The virtual host for `authority`, as Envoy and gRPC A27 choose it:
+    /// an exact domain, else the longest `*.suffix`, else the longest
+    /// `prefix.*`, else `*`.
+    pub(crate) fn virtual_host_for(&self, authority: &str) -> Option<&VirtualHost> {
+        let authority = authority.to_ascii_lowercase();
+        self.virtual_hosts
+            .iter()
+            .filter_map(|host| {
+                host.domains
+                    .iter()
+                    .filter_map(|domain| domain_match(&domain.to_ascii_lowercase(), &authority))
+                    .max()
+                    .map(|rank| (rank, host))
+            })
+            .max_by_key(|(rank, _)| *rank)
+            .map(|(_, host)| host)
+    }
+}
+
+/// How well `domain` matches `authority`: higher is more specific.
+fn domain_match(domain: &str, authority: &str) -> Option<(u8, usize)> {
+    if domain == authority {
+        Some((3, domain.len()))
+    } else if domain == "*" {
+        Some((0, 0))
+    } else if let Some(suffix) = domain.strip_prefix('*') {
+        authority.ends_with(suffix).then_some((2, domain.len()))
+    } else if let Some(prefix) = domain.strip_suffix('*') {
+        authority.starts_with(prefix).then_some((1, domain.len()))
+    } else {
+        None
+    }
+}
+
+impl Route {
+    /// A route gRPC takes, `None` for one it passes over (an action other
+    /// than forwarding to clusters, as grpc-go passes over it), or a NACK.
+    fn check(route: route::Route, at: &str) -> Result<Option<Self>, XdsError> {
+        use route::route::Action;
+        use route::route_action::ClusterSpecifier;
+        use route::route_match::PathSpecifier;
+        let matcher = route
+            .r#match
+            .ok_or_else(|| nack(format!("{at}.match"), "is missing"))?;
+        let catch_all = matches!(
+            &matcher.path_specifier,
+            Some(PathSpecifier::Prefix(prefix)) if prefix.is_empty() || prefix == "/"
+        ) && matcher.headers.is_empty()
+            && matcher.runtime_fraction.is_none();
+        if matcher.path_specifier.is_none() {
+            return Err(nack(format!("{at}.match.path_specifier"), "is missing"));
+        }
+        let Some(Action::Route(action)) = route.action else {
+            return Ok(None);
+        };
+        let clusters = match action.cluster_specifier {
+            Some(ClusterSpecifier::Cluster(name)) if !name.is_empty() => vec![(name, 1)],
+            Some(ClusterSpecifier::Cluster(_)) => {
+                return Err(nack(format!("{at}.route.cluster"), "is empty"));
+            }
+            Some(ClusterSpecifier::WeightedClusters(weighted)) => {
+                let clusters: Vec<(String, u32)> = weighted
+                    .clusters
+                    .into_iter()
+                    .map(|c| (c.name, c.weight.map_or(0, |w| w.value)))
+                    .collect();
+                let total: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
+                if total == 0 {
+                    return Err(nack(
+                        format!("{at}.route.weighted_clusters"),
+                        "the weights add to 0",
+                    ));
+                }
+                if total > u64::from(u32::MAX) {
+                    return Err(nack(
+                        format!("{at}.route.weighted_clusters"),
+                        format!("the weights add to {total}, above 2^32 - 1 (gRPC A28)"),
+                    ));
+                }
+                clusters
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(Self {
+            catch_all,
+            clusters,
+        }))
+    }
+}
+
+/// How a cluster balances its endpoints (the `lb_policy` gRPC accepts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LbPolicy {
+    RoundRobin,
+    LeastRequest,
+    RingHash,
+}
+
+/// A CDS `Cluster` of type EDS.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    /// The EDS resource to ask for: `eds_cluster_config.service_name`, or
+    /// the cluster's name.
+    pub(crate) eds_service_name: String,
+    pub(crate) lb_policy: LbPolicy,
+    /// gRPC A32's `circuit_breakers` `max_requests` (default priority).
+    pub(crate) max_requests: Option<u32>,
+}
+
+impl Resource for Cluster {
+    type Message = cluster::Cluster;
+    const TYPE_URL: TypeUrl = TypeUrl::new("type.googleapis.com/envoy.config.cluster.v3.Cluster");
+
+    fn deserialize(bytes: Bytes) -> Result<Self::Message, XdsError> {
+        Ok(Self::Message::decode(bytes)?)
+    }
+
+    fn name(message: &Self::Message) -> &str {
+        &message.name
+    }
+
+    fn validate(message: Self::Message) -> Result<Self, XdsError> {
+        use cluster::cluster::{ClusterDiscoveryType, DiscoveryType, LbPolicy as Policy};
+        let at = format!("Cluster {:?}", message.name);
+        match message.cluster_discovery_type {
+            Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Eds as i32 => {}
+            Some(ClusterDiscoveryType::Type(t)) => {
+                let name = DiscoveryType::try_from(t).map_or("unknown", |t| t.as_str_name());
+                return Err(nack(
+                    format!("{at}.type"),
+                    format!("{name} is not supported: this client reads EDS clusters"),
+                ));
+            }
+            Some(ClusterDiscoveryType::ClusterType(custom)) => {
+                return Err(nack(
+                    format!("{at}.cluster_type"),
+                    format!(
+                        "{:?} is not supported: this client reads EDS clusters",
+                        custom.name
+                    ),
+                ));
+            }
+            None => {
+                return Err(nack(
+                    format!("{at}.type"),
+                    "STATIC is not supported: this client reads EDS clusters",
+                ));
+            }
+        }
+        let lb_policy = match Policy::try_from(message.lb_policy) {
+            Ok(Policy::RoundRobin) => LbPolicy::RoundRobin,
+            Ok(Policy::LeastRequest) => LbPolicy::LeastRequest,
+            Ok(Policy::RingHash) => LbPolicy::RingHash,
+            Ok(other) => {
+                return Err(nack(
+                    format!("{at}.lb_policy"),
+                    format!(
+                        "{} is not supported (ROUND_ROBIN, LEAST_REQUEST and RING_HASH are)",
+                        other.as_str_name()
+                    ),
+                ));
+            }
+            Err(_) => {
+                return Err(nack(
+                    format!("{at}.lb_policy"),
+                    format!("{} is not a known policy", message.lb_policy),
+                ));
+            }
+        };
+        let eds_service_name = message
+            .eds_cluster_config
+            .map(|eds| eds.service_name)
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| message.name.clone());
+        let max_requests = message.circuit_breakers.and_then(|breakers| {
+            breakers
+                .thresholds
+                .into_iter()
+                .find(|t| t.priority == core::RoutingPriority::Default as i32)
+                .and_then(|t| t.max_requests)
+                .map(|m| m.value)
+        });
+        Ok(Self {
+            eds_service_name,
+            lb_policy,
+            max_requests,
+        })
+    }
+}
+
+/// An EDS `ClusterLoadAssignment`: its localities, each of a priority.
+#[derive(Debug)]
+pub(crate) struct Endpoints {
+    pub(crate) localities: Vec<LocalityEndpoints>,
+}
+
+/// One locality's endpoints that may take calls (HEALTHY or UNKNOWN).
+#[derive(Debug)]
+pub(crate) struct LocalityEndpoints {
+    pub(crate) priority: u32,
+    pub(crate) weight: u32,
+    pub(crate) addresses: Vec<SocketAddr>,
+}
+
+impl Resource for Endpoints {
+    type Message = endpoint::ClusterLoadAssignment;
+    const TYPE_URL: TypeUrl =
+        TypeUrl::new("type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment");
+
+    fn deserialize(bytes: Bytes) -> Result<Self::Message, XdsError> {
+        Ok(Self::Message::decode(bytes)?)
+    }
+
+    fn name(message: &Self::Message) -> &str {
+        &message.cluster_name
+    }
+
+    fn validate(message: Self::Message) -> Result<Self, XdsError> {
+        let at = format!("ClusterLoadAssignment {:?}", message.cluster_name);
+        let mut localities = Vec::with_capacity(message.endpoints.len());
+        let mut seen = HashSet::new();
+        let mut priorities = HashSet::new();
+        for (l, locality) in message.endpoints.into_iter().enumerate() {
+            let at = format!("{at}.endpoints[{l}]");
+            // gRPC A27: a locality without a weight, or of weight 0, takes
+            // no calls.
+            let weight = locality.load_balancing_weight.map_or(0, |w| w.value);
+            let mut addresses = Vec::with_capacity(locality.lb_endpoints.len());
+            for (e, lb_endpoint) in locality.lb_endpoints.into_iter().enumerate() {
+                let at = format!("{at}.lb_endpoints[{e}]");
+                let address = endpoint_address(lb_endpoint.host_identifier, &at)?;
+                if !seen.insert(address) {
+                    return Err(nack(at, format!("{address} is listed twice")));
+                }
+                let usable = matches!(
+                    core::HealthStatus::try_from(lb_endpoint.health_status),
+                    Ok(core::HealthStatus::Unknown | core::HealthStatus::Healthy)
+                );
+                if usable {
+                    addresses.push(address);
+                }
+            }
+            if weight == 0 {
+                continue;
+            }
+            priorities.insert(locality.priority);
+            localities.push(LocalityEndpoints {
+                priority: locality.priority,
+                weight,
+                addresses,
+            });
+        }
+        // gRPC A27: priorities run from 0 without a gap.
+        if let Some(gap) = (0..priorities.len() as u32).find(|p| !priorities.contains(p)) {
+            return Err(nack(
+                format!("{at}.endpoints"),
+                format!("priority {gap} is missing (priorities run from 0 without a gap)"),
+            ));
+        }
+        Ok(Self { localities })
+    }
+}
+
+fn endpoint_address(
+    host: Option<endpoint::lb_endpoint::HostIdentifier>,
+    at: &str,
+) -> Result<SocketAddr, XdsError> {
+    use core::address::Address;
+    use core::socket_address::PortSpecifier;
+    let Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(endpoint)) = host else {
+        return Err(nack(format!("{at}.endpoint"), "is missing"));
+    };
+    let Some(Address::SocketAddress(socket)) = endpoint.address.and_then(|a| a.address) else {
+        return Err(nack(
+            format!("{at}.endpoint.address"),
+            "is not a socket_address",
+        ));
+    };
+    let ip: IpAddr = socket.address.parse().map_err(|_| {
+        nack(
+            format!("{at}.endpoint.address.socket_address.address"),
+            format!("{:?} is not an IP address", socket.address),
+        )
+    })?;
+    let port = match socket.port_specifier {
+        Some(PortSpecifier::PortValue(port)) => u16::try_from(port).ok().filter(|p| *p != 0),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        nack(
+            format!("{at}.endpoint.address.socket_address.port_value"),
+            "is not a port from 1 to 65535",
+        )
+    })?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(domains: &[&str]) -> VirtualHost {
+        VirtualHost {
+            domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+            routes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_most_specific_domain_wins() {
+        let table = RouteTable {
+            virtual_hosts: vec![
+                host(&["*"]),
+                host(&["greeter.*"]),
+                host(&["*.internal"]),
+                host(&["greeter"]),
+            ],
+        };
+        let chosen = |authority: &str| {
+            table
+                .virtual_host_for(authority)
+                .map(|h| h.domains[0].clone())
+        };
+        assert_eq!(chosen("greeter").as_deref(), Some("greeter"));
+        assert_eq!(chosen("orders.internal").as_deref(), Some("*.internal"));
+        assert_eq!(chosen("greeter.eu").as_deref(), Some("greeter.*"));
+        assert_eq!(chosen("other").as_deref(), Some("*"));
+    }
+}

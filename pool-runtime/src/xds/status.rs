@@ -1,0 +1,140 @@
+//! What an xDS pool knows of its control plane, as
+//! [`Pool::xds_status`](crate::Pool::xds_status) shows it.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// The xDS resources a pool watches, and the control plane's last word.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct XdsStatus {
+    /// Each resource watched, by type then name.
+    pub resources: Vec<XdsResource>,
+    /// Whether the ADS stream to the control plane is up (gRPC A78's
+    /// `grpc.xds_client.connected`). While it is down the pool serves
+    /// from what it has, and the client reconnects with backoff.
+    pub connected: bool,
+    /// How often the control plane went from reachable to not (A78's
+    /// `grpc.xds_client.server_failure`).
+    pub server_failures: u64,
+    /// Why the ADS client could not start, if it could not.
+    pub start_error: Option<String>,
+}
+
+/// One watched resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct XdsResource {
+    /// Its type.
+    pub kind: XdsResourceKind,
+    /// Its name.
+    pub name: String,
+    /// Where it stands.
+    pub state: XdsResourceState,
+    /// When its state last changed.
+    pub since: SystemTime,
+}
+
+/// The four resource types gRPC reads, LDS to EDS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum XdsResourceKind {
+    /// LDS: `envoy.config.listener.v3.Listener`.
+    Listener,
+    /// RDS: `envoy.config.route.v3.RouteConfiguration`.
+    RouteConfiguration,
+    /// CDS: `envoy.config.cluster.v3.Cluster`.
+    Cluster,
+    /// EDS: `envoy.config.endpoint.v3.ClusterLoadAssignment`.
+    ClusterLoadAssignment,
+}
+
+impl std::fmt::Display for XdsResourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Listener => "Listener",
+            Self::RouteConfiguration => "RouteConfiguration",
+            Self::Cluster => "Cluster",
+            Self::ClusterLoadAssignment => "ClusterLoadAssignment",
+        })
+    }
+}
+
+/// Where a watched resource stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum XdsResourceState {
+    /// Asked for; nothing received yet.
+    Requested,
+    /// Received, valid, ACKed, and in use.
+    Acked,
+    /// The last version received failed a check and was NACKed with this
+    /// error; the last good version, if one came, is still in use.
+    Nacked {
+        /// The NACK's `error_detail`: the resource, the field, the rule.
+        error: String,
+    },
+    /// The control plane does not have it (it never came within 15 s, or
+    /// a state-of-the-world response left it out).
+    DoesNotExist,
+}
+
+/// The status, written by the cascade and read by the pool's handle.
+#[derive(Debug, Default)]
+pub(crate) struct Board {
+    state: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    resources: BTreeMap<(XdsResourceKind, String), (XdsResourceState, SystemTime)>,
+    connected: bool,
+    server_failures: u64,
+    start_error: Option<String>,
+}
+
+impl Board {
+    pub(crate) fn set(&self, kind: XdsResourceKind, name: &str, state: XdsResourceState) {
+        crate::lock::lock(&self.state)
+            .resources
+            .insert((kind, name.to_owned()), (state, SystemTime::now()));
+    }
+
+    pub(crate) fn forget(&self, kind: XdsResourceKind, name: &str) {
+        crate::lock::lock(&self.state)
+            .resources
+            .remove(&(kind, name.to_owned()));
+    }
+
+    pub(crate) fn connected(&self, connected: bool) {
+        crate::lock::lock(&self.state).connected = connected;
+    }
+
+    pub(crate) fn server_failed(&self) {
+        crate::lock::lock(&self.state).server_failures += 1;
+    }
+
+    pub(crate) fn start_failed(&self, error: String) {
+        crate::lock::lock(&self.state).start_error = Some(error);
+    }
+
+    pub(crate) fn snapshot(&self) -> XdsStatus {
+        let inner = crate::lock::lock(&self.state);
+        XdsStatus {
+            resources: inner
+                .resources
+                .iter()
+                .map(|((kind, name), (state, since))| XdsResource {
+                    kind: *kind,
+                    name: name.clone(),
+                    state: state.clone(),
+                    since: *since,
+                })
+                .collect(),
+            connected: inner.connected,
+            server_failures: inner.server_failures,
+            start_error: inner.start_error.clone(),
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! A real xDS control plane for the tests (go-control-plane v0.14.0, run
+//! as `tests/go/xdscp`), and the Envoy resources they give it, built with
+//! envoy-types as any Rust control plane would build them.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+
+use base64::Engine;
+use envoy_types::pb::envoy::config::cluster::v3 as cluster;
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
+use envoy_types::pb::envoy::config::listener::v3 as listener;
+use envoy_types::pb::envoy::config::route::v3 as route;
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use envoy_types::pb::google::protobuf::{Any, UInt32Value};
+use pooled_client::xds::Bootstrap;
+use prost::{Message, Name};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::support::xds_control_plane;
+
+/// go-control-plane serving the snapshots the test sets.
+#[derive(Debug)]
+pub struct ControlPlane {
+    child: Child,
+    stdin: ChildStdin,
+    answers: Lines<BufReader<ChildStdout>>,
+    /// Its ADS port on loopback.
+    pub port: u16,
+    version: u64,
+}
+
+impl ControlPlane {
+    /// Starts a control plane with an empty snapshot.
+    pub async fn start() -> Self {
+        let binary = tokio::task::spawn_blocking(xds_control_plane)
+            .await
+            .expect("build the control plane");
+        let mut child = Command::new(binary)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the control plane");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let mut answers = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let first = answers
+            .next_line()
+            .await
+            .expect("read the control plane")
+            .expect("the control plane exited before it listened");
+        let port = first
+            .strip_prefix("ADS ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+        Self {
+            child,
+            stdin,
+            answers,
+            port,
+            version: 0,
+        }
+    }
+
+    /// A bootstrap naming this control plane as grpc-go's would
+    /// (`host:port`, no scheme).
+    pub fn bootstrap(&self) -> Bootstrap {
+        Bootstrap::from_json(&self.bootstrap_json()).expect("a valid bootstrap")
+    }
+
+    /// The bootstrap's JSON.
+    pub fn bootstrap_json(&self) -> String {
+        format!(
+            r#"{{"xds_servers": [{{"server_uri": "127.0.0.1:{}",
+                "channel_creds": [{{"type": "insecure"}}],
+                "server_features": ["xds_v3"]}}],
+              "node": {{"id": "pooled-client-test", "cluster": "tests"}}}}"#,
+            self.port
+        )
+    }
+
+    /// Serves `resources` to every node from now on, as a new version;
+    /// the control plane's refusal, if it refuses them.
+    pub async fn set(&mut self, resources: &[Any]) -> Result<(), String> {
+        self.version += 1;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let line = serde_json::json!({
+            "version": self.version.to_string(),
+            "resources": resources.iter().map(|r| serde_json::json!({
+                "type_url": r.type_url,
+                "value": engine.encode(&r.value),
+            })).collect::<Vec<_>>(),
+        });
+        let mut bytes = line.to_string().into_bytes();
+        bytes.push(b'\n');
+        self.stdin
+            .write_all(&bytes)
+            .await
+            .expect("write a snapshot");
+        self.stdin.flush().await.expect("flush the snapshot");
+        let answer = self
+            .answers
+            .next_line()
+            .await
+            .expect("read the answer")
+            .expect("the control plane exited");
+        if answer == "ok" { Ok(()) } else { Err(answer) }
+    }
+
+    /// Stops it at once, as a crashed control plane stops.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn any<M: Message + Name>(message: &M) -> Any {
+    Any {
+        type_url: M::type_url(),
+        value: message.encode_to_vec(),
+    }
+}
+
+fn ads() -> core::ConfigSource {
+    core::ConfigSource {
+        config_source_specifier: Some(core::config_source::ConfigSourceSpecifier::Ads(
+            core::AggregatedConfigSource {},
+        )),
+        resource_api_version: core::ApiVersion::V3 as i32,
+        ..Default::default()
+    }
+}
+
+/// An API listener `name` whose routes come over RDS as `route_name`, with
+/// the router filter gRPC requires last.
+pub fn listener(name: &str, route_name: &str) -> Any {
+    let manager = hcm::HttpConnectionManager {
+        route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::Rds(
+            hcm::Rds {
+                config_source: Some(ads()),
+                route_config_name: route_name.to_owned(),
+            },
+        )),
+        http_filters: vec![hcm::HttpFilter {
+            name: "router".to_owned(),
+            config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
+                &Router::default(),
+            ))),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    any(&listener::Listener {
+        name: name.to_owned(),
+        api_listener: Some(listener::ApiListener {
+            api_listener: Some(any(&manager)),
+        }),
+        ..Default::default()
+    })
+}
+
+/// A route configuration `name` with one virtual host for `domain` whose
+/// one route sends every path to `cluster`.
+pub fn route(name: &str, domain: &str, cluster: &str) -> Any {
+    any(&route::RouteConfiguration {
+        name: name.to_owned(),
+        virtual_hosts: vec![route::VirtualHost {
+            name: "vh".to_owned(),
+            domains: vec![domain.to_owned()],
+            routes: vec![route::Route {
+                r#match: Some(route::RouteMatch {
+                    path_specifier: Some(route::route_match::PathSpecifier::Prefix(String::new())),
+                    ..Default::default()
+                }),
+                action: Some(route::route::Action::Route(route::RouteAction {
+                    cluster_specifier: Some(route::route_action::ClusterSpecifier::Cluster(
+                        cluster.to_owned(),
+                    )),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
+/// An EDS cluster `name` balanced by `lb_policy`, its endpoints the
+/// load assignment of the same name.
+pub fn cluster(name: &str, lb_policy: cluster::cluster::LbPolicy) -> Any {
+    any(&cluster::Cluster {
+        name: name.to_owned(),
+        cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
+            cluster::cluster::DiscoveryType::Eds as i32,
+        )),
+        eds_cluster_config: Some(cluster::cluster::EdsClusterConfig {
+            eds_config: Some(ads()),
+            service_name: String::new(),
+        }),
+        lb_policy: lb_policy as i32,
+        ..Default::default()
+    })
+}
+
+/// One locality of endpoints: its priority, weight and addresses with
+/// their health.
+#[derive(Debug, Clone)]
+pub struct LocalityOf {
+    pub zone: String,
+    pub priority: u32,
+    pub weight: u32,
+    pub endpoints: Vec<(SocketAddr, core::HealthStatus)>,
+}
+
+impl LocalityOf {
+    /// A locality of priority 0 and weight 1 whose endpoints are healthy.
+    pub fn healthy(zone: &str, addresses: &[SocketAddr]) -> Self {
+        Self {
+            zone: zone.to_owned(),
+            priority: 0,
+            weight: 1,
+            endpoints: addresses
+                .iter()
+                .map(|a| (*a, core::HealthStatus::Healthy))
+                .collect(),
+        }
+    }
+}
+
+/// The load assignment `name` of these localities.
+pub fn endpoints(name: &str, localities: &[LocalityOf]) -> Any {
+    any(&endpoint::ClusterLoadAssignment {
+        cluster_name: name.to_owned(),
+        endpoints: localities
+            .iter()
+            .map(|locality| endpoint::LocalityLbEndpoints {
+                locality: Some(core::Locality {
+                    zone: locality.zone.clone(),
+                    ..Default::default()
+                }),
+                lb_endpoints: locality
+                    .endpoints
+                    .iter()
+                    .map(|(address, health)| endpoint::LbEndpoint {
+                        host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(
+                            endpoint::Endpoint {
+                                address: Some(core::Address {
+                                    address: Some(core::address::Address::SocketAddress(
+                                        core::SocketAddress {
+                                            address: address.ip().to_string(),
+                                            port_specifier: Some(
+                                                core::socket_address::PortSpecifier::PortValue(
+                                                    u32::from(address.port()),
+                                                ),
+                                            ),
+                                            ..Default::default()
+                                        },
+                                    )),
+                                }),
+                                ..Default::default()
+                            },
+                        )),
+                        health_status: *health as i32,
+                        ..Default::default()
+                    })
+                    .collect(),
+                load_balancing_weight: Some(UInt32Value {
+                    value: locality.weight,
+                }),
+                priority: locality.priority,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+/// The four resources of a service `name` whose cluster `name` balances
+/// by `lb_policy` over these localities (listener, route and cluster all
+/// named `name`).
+pub fn service(
+    name: &str,
+    lb_policy: cluster::cluster::LbPolicy,
+    localities: &[LocalityOf],
+) -> Vec<Any> {
+    vec![
+        listener(name, name),
+        route(name, name, name),
+        cluster(name, lb_policy),
+        endpoints(name, localities),
+    ]
+}
