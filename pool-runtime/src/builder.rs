@@ -596,21 +596,18 @@ impl PoolBuilder {
     /// or [`Error::UnsupportedScheme`] for the endpoints, and
     /// [`Error::InvalidSetting`] naming the first setting out of range.
     pub fn build(self) -> Result<Pool, Error> {
+        let mut discoveries = self.discoveries;
         #[cfg(feature = "xds")]
-        let xds = match &self.config.xds {
+        let steering = match &self.config.xds {
             Some(target) => {
-                refuse_beside_xds(&self.config, !self.discoveries.is_empty())?;
-                Some(crate::xds::discovery(target, self.xds_bootstrap)?)
+                refuse_beside_xds(&self.config, !discoveries.is_empty())?;
+                let (discovery, steering) = crate::xds::steering(target, self.xds_bootstrap)?;
+                discoveries.push(discovery);
+                Some(steering)
             }
             None => None,
         };
-        let mut discoveries = self.discoveries;
         discoveries.extend(configured_discoveries(&self.config)?);
-        #[cfg(feature = "xds")]
-        let (xds_board, discoveries) = match xds {
-            Some((start, board)) => (Some(board), vec![start]),
-            None => (None, discoveries),
-        };
         #[cfg(feature = "tls")]
         let verifier = self.verifier;
         #[cfg(not(feature = "tls"))]
@@ -623,8 +620,9 @@ impl PoolBuilder {
         #[allow(unused_mut)] // mutated with feature `xds` only
         let mut inner = Inner::new(self.config, endpoints, dial, discoveries, self.interceptor);
         #[cfg(feature = "xds")]
-        {
-            inner.telemetry.xds = xds_board;
+        if let Some(steering) = steering {
+            inner.telemetry.xds = Some(steering.board);
+            inner.calls.circuit = steering.circuit;
         }
         Ok(Pool::from_inner(inner))
     }

@@ -223,6 +223,82 @@ pub async fn serve_router(router: tonic::transport::server::Router) -> String {
     format!("http://{addr}")
 }
 
+/// How many `SayHello` calls a [`CountingGreeter`] serves at once, and the
+/// most it ever served at once.
+#[derive(Debug, Default)]
+pub struct Concurrency {
+    now: std::sync::atomic::AtomicUsize,
+    /// The most calls in the server at one time.
+    pub peak: std::sync::atomic::AtomicUsize,
+}
+
+/// The greeter, counting its `SayHello` calls in progress.
+#[derive(Debug, Clone, Default)]
+pub struct CountingGreeter {
+    pub concurrency: std::sync::Arc<Concurrency>,
+}
+
+#[tonic::async_trait]
+impl Greeter for CountingGreeter {
+    async fn say_hello(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloReply>, Status> {
+        use std::sync::atomic::Ordering;
+        let now = self.concurrency.now.fetch_add(1, Ordering::AcqRel) + 1;
+        self.concurrency.peak.fetch_max(now, Ordering::AcqRel);
+        let answer = GreeterService.say_hello(request).await;
+        self.concurrency.now.fetch_sub(1, Ordering::AcqRel);
+        answer
+    }
+
+    async fn say_hello_again(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloReply>, Status> {
+        GreeterService.say_hello_again(request).await
+    }
+
+    type SayHelloStreamStream = ReplyStream;
+
+    async fn say_hello_stream(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        GreeterService.say_hello_stream(request).await
+    }
+
+    async fn collect_hellos(
+        &self,
+        request: Request<Streaming<HelloRequest>>,
+    ) -> Result<Response<HelloReply>, Status> {
+        GreeterService.collect_hellos(request).await
+    }
+
+    type ChatStream = ReplyStream;
+
+    async fn chat(
+        &self,
+        request: Request<Streaming<HelloRequest>>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        GreeterService.chat(request).await
+    }
+}
+
+impl TestServer {
+    /// Starts a greeter on a free loopback port that counts its calls in
+    /// progress.
+    pub async fn start_counting() -> (Self, std::sync::Arc<Concurrency>) {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let greeter = CountingGreeter::default();
+        let concurrency = greeter.concurrency.clone();
+        let router = tonic::transport::Server::builder().add_service(GreeterServer::new(greeter));
+        (Self::serve_router(listener, router), concurrency)
+    }
+}
+
 /// A greeter that answers every other call with `UNAVAILABLE` while its
 /// connections stay up: a server in trouble, for outlier detection.
 #[derive(Debug, Clone)]

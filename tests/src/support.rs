@@ -215,6 +215,13 @@ pub fn xds_control_plane() -> PathBuf {
     go_program("xdscp", "./xdscp")
 }
 
+/// grpc-go 1.85's own xDS client calling the greeter (`tests/go/xdsclient`),
+/// the reference the xDS tests compare the pool with; built on first use
+/// under `target/go/`.
+pub fn grpc_go_xds_client() -> PathBuf {
+    go_program("xdsclient", "./xdsclient")
+}
+
 /// `package` of `tests/go`'s module, built with the machine's Go into
 /// `target/go/bin/<binary>` unless it is there already.
 fn go_program(binary: &str, package: &str) -> PathBuf {

@@ -19,7 +19,7 @@ use prost::{Message, Name};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use crate::support::xds_control_plane;
+use crate::support::{grpc_go_xds_client, xds_control_plane};
 
 /// go-control-plane serving the snapshots the test sets.
 #[derive(Debug)]
@@ -115,6 +115,63 @@ impl ControlPlane {
     }
 }
 
+/// What grpc-go's xDS client saw: its calls, and the server ports (and,
+/// with keys, each key's ports) that answered.
+#[derive(Debug, serde::Deserialize)]
+pub struct GoCalls {
+    pub ok: usize,
+    pub errors: usize,
+    pub first_error: String,
+    pub ports: std::collections::HashMap<String, usize>,
+    #[serde(default)]
+    pub keys: std::collections::HashMap<String, std::collections::HashMap<String, bool>>,
+}
+
+impl GoCalls {
+    /// Each server port's share of the calls.
+    pub fn shares(&self) -> std::collections::HashMap<u16, f64> {
+        self.ports
+            .iter()
+            .map(|(port, n)| {
+                (
+                    port.parse().expect("a port"),
+                    *n as f64 / self.ok.max(1) as f64,
+                )
+            })
+            .collect()
+    }
+}
+
+/// Runs grpc-go 1.85's xDS client for `xds:///greeter` against
+/// `control_plane`: `callers` goroutines of `calls` calls each (with
+/// `keys` distinct `x-user` values, if any).
+pub async fn grpc_go_calls(
+    control_plane: &ControlPlane,
+    callers: usize,
+    calls: usize,
+    keys: usize,
+) -> GoCalls {
+    let binary = tokio::task::spawn_blocking(grpc_go_xds_client)
+        .await
+        .expect("build grpc-go's xDS client");
+    let output = Command::new(binary)
+        .args([
+            "-callers",
+            &callers.to_string(),
+            "-calls",
+            &calls.to_string(),
+            "-keys",
+            &keys.to_string(),
+        ])
+        .env("GRPC_XDS_BOOTSTRAP_CONFIG", control_plane.bootstrap_json())
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .expect("run grpc-go's xDS client");
+    assert!(output.status.success(), "grpc-go's xDS client failed");
+    serde_json::from_slice(&output.stdout).expect("grpc-go's client prints its JSON line")
+}
+
 fn any<M: Message + Name>(message: &M) -> Any {
     Any {
         type_url: M::type_url(),
@@ -190,7 +247,32 @@ pub fn route(name: &str, domain: &str, cluster: &str) -> Any {
 /// An EDS cluster `name` balanced by `lb_policy`, its endpoints the
 /// load assignment of the same name.
 pub fn cluster(name: &str, lb_policy: cluster::cluster::LbPolicy) -> Any {
+    any(&cluster_message(name, lb_policy))
+}
+
+/// [`cluster`] with `circuit_breakers` allowing `max_requests` in flight
+/// (gRPC A32).
+pub fn cluster_with_max_requests(
+    name: &str,
+    lb_policy: cluster::cluster::LbPolicy,
+    max_requests: u32,
+) -> Any {
     any(&cluster::Cluster {
+        circuit_breakers: Some(cluster::CircuitBreakers {
+            thresholds: vec![cluster::circuit_breakers::Thresholds {
+                max_requests: Some(UInt32Value {
+                    value: max_requests,
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..cluster_message(name, lb_policy)
+    })
+}
+
+fn cluster_message(name: &str, lb_policy: cluster::cluster::LbPolicy) -> cluster::Cluster {
+    cluster::Cluster {
         name: name.to_owned(),
         cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
             cluster::cluster::DiscoveryType::Eds as i32,
@@ -201,7 +283,7 @@ pub fn cluster(name: &str, lb_policy: cluster::cluster::LbPolicy) -> Any {
         }),
         lb_policy: lb_policy as i32,
         ..Default::default()
-    })
+    }
 }
 
 /// One locality of endpoints: its priority, weight and addresses with

@@ -17,7 +17,7 @@ use pooled_client::{Pool, PoolConfig};
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::server::{ServerOptions, TestServer};
 use pooled_client_tests::support::{bounded, wait_for_stats};
-use pooled_client_tests::xds::{self, ControlPlane, LocalityOf};
+use pooled_client_tests::xds::{self, ControlPlane, LocalityOf, grpc_go_calls};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
@@ -210,18 +210,21 @@ async fn a_pool_steered_by_xds_spreads_calls_over_the_clusters_endpoints() {
         assert!(status.connected, "{status:#?}");
 
         // 8 callers, 2,000 calls: gRPC's ROUND_ROBIN gives 0.250 each
-        // (grpc-go 1.85 on the same control plane); least request on
-        // equal servers comes to the same.
+        // (grpc-go 1.85's own xDS client, on the same control plane, in
+        // this test); least request on equal servers comes to the same.
         let (answers, failures) = gather(callers(&pool, 8, 250, Arc::default())).await;
         assert!(failures.is_empty(), "failed calls: {failures:?}");
-        let shares = shares(&answers);
-        eprintln!("shares by server port: {shares:?}");
-        assert_eq!(shares.len(), 4, "{shares:?}");
-        for (port, share) in &shares {
-            assert!(
-                (0.19..=0.31).contains(share),
-                "server {port} took {share:.3} of the calls: {shares:?}"
-            );
+        let go = grpc_go_calls(&control_plane, 8, 250, 0).await;
+        assert_eq!((go.ok, go.errors), (2000, 0), "grpc-go: {}", go.first_error);
+        for (who, shares) in [("the pool", shares(&answers)), ("grpc-go", go.shares())] {
+            eprintln!("{who}: shares by server port: {shares:?}");
+            assert_eq!(shares.len(), 4, "{who}: {shares:?}");
+            for (port, share) in &shares {
+                assert!(
+                    (0.19..=0.31).contains(share),
+                    "{who}: server {port} took {share:.3} of the calls: {shares:?}"
+                );
+            }
         }
     })
     .await;
@@ -467,6 +470,87 @@ async fn the_lowest_priority_with_a_healthy_endpoint_takes_the_calls() {
         for _ in 0..20 {
             let port = call(&greeter).await.expect("ok").server_port;
             assert!(port != all[2].port(), "priority 1 still took a call");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clusters_max_requests_bounds_the_calls_in_flight_and_names_itself() {
+    bounded(LIMIT, async {
+        let _one = ONE_AT_A_TIME.lock().await;
+        let (server, concurrency) = TestServer::start_counting().await;
+        let mut control_plane = ControlPlane::start().await;
+        let mut resources = xds::service(
+            "greeter",
+            LbPolicy::RoundRobin,
+            &[LocalityOf::healthy("a", &[server.addr])],
+        );
+        resources[2] = xds::cluster_with_max_requests("greeter", LbPolicy::RoundRobin, 10);
+        control_plane.set(&resources).await.expect("snapshot taken");
+        let pool = xds_pool(&control_plane);
+        wait_for_endpoints(&pool, 1).await;
+
+        // 50 callers, each call 20 ms at the server (grpc-go 1.85 let 11
+        // reach the server and failed the rest with "max requests 10
+        // exceeded on service c").
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let greeter = PooledGreeterClient::new(pool.clone());
+                tokio::spawn(async move {
+                    let mut outcomes = Vec::new();
+                    for _ in 0..10 {
+                        outcomes.push(
+                            greeter
+                                .say_hello(HelloRequest {
+                                    name: "limited".into(),
+                                    delay_ms: 20,
+                                    count: 0,
+                                })
+                                .await
+                                .map(|_| ()),
+                        );
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        let mut refused = Vec::new();
+        for task in tasks {
+            for outcome in task.await.expect("a caller panicked") {
+                match outcome {
+                    Ok(()) => ok += 1,
+                    Err(status) => refused.push(status),
+                }
+            }
+        }
+        let peak = concurrency.peak.load(Ordering::Acquire);
+        eprintln!(
+            "max_requests 10: {ok} ok, {} refused, at most {peak} in the server",
+            refused.len()
+        );
+        assert!(peak <= 10, "{peak} calls in the server at once");
+        assert!(
+            ok > 0 && !refused.is_empty(),
+            "{ok} ok, {} refused",
+            refused.len()
+        );
+        for status in &refused {
+            assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+            assert!(
+                status
+                    .message()
+                    .contains("max requests 10 exceeded on cluster greeter"),
+                "{status:?}"
+            );
+        }
+        // Every place is given back: the next calls are admitted.
+        let greeter = PooledGreeterClient::new(pool.clone());
+        for _ in 0..20 {
+            call(&greeter)
+                .await
+                .expect("admitted once the load is gone");
         }
     })
     .await;

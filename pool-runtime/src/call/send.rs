@@ -36,11 +36,15 @@ pub(super) async fn send(
 ) -> Result<Response<ResponseBody>, Status> {
     let (mut call, mut request) = Call::new(&inner, request, method.as_ref());
     loop {
+        // Every attempt, retries and hedged copies too, counts against
+        // the circuit breaker (gRPC A32), as grpc-go's picker counts.
+        let admission = inner.admit_attempt()?;
         let slot = match (call.preferred_slot(&inner), call.affinity) {
             (Some(slot), _) => slot,
             (None, None) => inner.acquire(call.wait_for_ready).await?,
             (None, Some(key)) => inner.acquire_for(key, call.wait_for_ready).await?,
         };
+        let slot = admission.hold(slot);
         let mut end = CallEnd::new(slot, call.handle.clone(), clock.attempt());
         end.connection().endpoint.address_request(&mut request)?;
         let limit = call.response_limit(&inner);

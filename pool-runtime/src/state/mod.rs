@@ -10,6 +10,7 @@
 //! | `subset.rs` | which endpoints a pool uses, with `subset_size` (rendezvous hashing) |
 //! | `wait.rs`, `queue.rs` | how a call waits when no stream is free |
 //! | `affinity.rs` | keeping calls with one key on one connection |
+//! | `circuit.rs` | circuit breaking (gRPC A32): a limit on attempts in flight |
 //! | `grow.rs` | when the pool opens a connection, and to which endpoint |
 //! | `join.rs` | one connection attempt, up to joining the rotation |
 //! | `retire.rs` | a connection leaving the rotation |
@@ -27,6 +28,7 @@
 
 mod affinity;
 mod balance;
+pub(crate) mod circuit;
 pub(crate) mod discover;
 mod endpoints;
 mod grow;
@@ -158,6 +160,8 @@ pub(crate) struct Calls {
     pub(crate) interceptor: Option<crate::interceptor::SharedInterceptor>,
     /// The `user-agent` of calls that set none.
     pub(crate) user_agent: http::HeaderValue,
+    /// The limit on attempts in flight (an xDS cluster's; none otherwise).
+    pub(crate) circuit: Arc<circuit::CircuitBreaker>,
 }
 
 /// What the pool counts and reports.
@@ -241,6 +245,7 @@ impl Inner {
                 policies,
                 interceptor,
                 user_agent: user_agent(&config),
+                circuit: Arc::default(),
             },
             telemetry: Telemetry {
                 counters: Counters::default(),

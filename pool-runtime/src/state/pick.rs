@@ -249,6 +249,9 @@ pub(crate) struct Slot {
     failed: Option<bool>,
     /// For a copy of a hedged call, the copies' shared state.
     hedge: Option<Arc<Spread>>,
+    /// Whether the attempt holds a place under the circuit breaker's limit
+    /// (see `circuit.rs`).
+    pub(super) admitted: bool,
 }
 
 impl Slot {
@@ -262,6 +265,7 @@ impl Slot {
             endpoint: None,
             failed: None,
             hedge: None,
+            admitted: false,
         }
     }
 
@@ -316,6 +320,9 @@ impl Drop for Slot {
             }
         }
         self.connection.release();
+        if self.admitted {
+            self.inner.end_admitted();
+        }
         self.inner.on_release();
     }
 }

@@ -20,6 +20,7 @@ use super::resources::{Cluster, Endpoints, LbPolicy, Listener, RouteSource, Rout
 use super::status::{Board, XdsResourceKind, XdsResourceState};
 use super::{XdsTarget, client};
 use crate::discovery::{Announced, Change, Target};
+use crate::state::circuit::CircuitBreaker;
 
 /// What the cascade tells the pool: an endpoint by its address.
 pub(crate) type EndpointChange = Change<SocketAddr, Target>;
@@ -35,12 +36,13 @@ pub(crate) fn changes(
     target: XdsTarget,
     bootstrap: Bootstrap,
     board: Arc<Board>,
+    circuit: Arc<CircuitBreaker>,
 ) -> impl Stream<Item = Result<EndpointChange, Infallible>> + Send + 'static {
     let (tx, rx) = mpsc::channel(CHANGES_IN_FLIGHT);
-    let start = Some((target, bootstrap, board, tx));
+    let start = Some((target, bootstrap, board, circuit, tx));
     futures_util::stream::unfold((start, rx), |(mut start, mut rx)| async move {
-        if let Some((target, bootstrap, board, tx)) = start.take() {
-            tokio::spawn(run(target, bootstrap, board, tx));
+        if let Some((target, bootstrap, board, circuit, tx)) = start.take() {
+            tokio::spawn(run(target, bootstrap, board, circuit, tx));
         }
         let change = rx.recv().await?;
         Some((Ok(change), (start, rx)))
@@ -52,6 +54,7 @@ async fn run(
     target: XdsTarget,
     bootstrap: Bootstrap,
     board: Arc<Board>,
+    circuit: Arc<CircuitBreaker>,
     tx: mpsc::Sender<EndpointChange>,
 ) {
     let client = match client::start(&bootstrap, &target.listener, Arc::clone(&board)) {
@@ -69,6 +72,7 @@ async fn run(
         cluster: Watched::new(XdsResourceKind::Cluster),
         endpoints: Watched::new(XdsResourceKind::ClusterLoadAssignment),
         board,
+        circuit,
         target,
     };
     let listener = cascade.target.listener.clone();
@@ -108,6 +112,9 @@ async fn run(
 struct Cascade {
     target: XdsTarget,
     board: Arc<Board>,
+    /// The pool's limit on attempts in flight: the cluster's
+    /// `max_requests` (gRPC A32).
+    circuit: Arc<CircuitBreaker>,
     /// gRPC A53: a resource the control plane drops keeps serving.
     keep_deleted: bool,
     listener: Watched<Listener>,
@@ -133,14 +140,11 @@ impl Cascade {
                     "xDS cluster asks for RING_HASH; this version balances by least request"
                 );
             }
-            if let Some(max) = c.max_requests {
-                tracing::warn!(
-                    max,
-                    "xDS cluster sets circuit_breakers max_requests; this version does not apply it"
-                );
-            }
             c.eds_service_name.clone()
         });
+        if let (Some(name), Some(cluster)) = (&self.cluster.name, &self.cluster.value) {
+            self.circuit.set(name, Some(cluster.max_requests));
+        }
         self.endpoints.follow(client, eds_name, &self.board).await;
     }
 

@@ -43,6 +43,7 @@ pub(crate) use self::status::Board;
 pub use self::status::{XdsResource, XdsResourceKind, XdsResourceState, XdsStatus};
 
 use crate::error::Error;
+use crate::state::circuit::CircuitBreaker;
 use crate::state::discover::{self, Start};
 
 /// An `xds:///name` target, read.
@@ -95,11 +96,20 @@ impl XdsTarget {
     }
 }
 
-/// The discovery source of an xDS pool, and the board its status is on.
-pub(crate) fn discovery(
+/// What an xDS pool's state holds of its steering: the board its status
+/// is on, and the circuit breaker its cluster's `max_requests` sets.
+pub(crate) struct Steering {
+    pub(crate) board: Arc<Board>,
+    pub(crate) circuit: Arc<CircuitBreaker>,
+}
+
+/// Reads the target and the bootstrap (the builder's, else the
+/// environment's): the discovery source that feeds the pool the
+/// cluster's endpoints, and the rest of the pool's steering.
+pub(crate) fn steering(
     target: &str,
     bootstrap: Option<Bootstrap>,
-) -> Result<(Start, Arc<Board>), Error> {
+) -> Result<(Start, Steering), Error> {
     let target = XdsTarget::parse(target)?;
     let bootstrap = match bootstrap {
         Some(bootstrap) => {
@@ -108,9 +118,17 @@ pub(crate) fn discovery(
         }
         None => Bootstrap::from_env()?,
     };
-    let board = Arc::new(Board::default());
-    let changes = cascade::changes(target, bootstrap, Arc::clone(&board));
-    Ok((discover::start(changes), board))
+    let steering = Steering {
+        board: Arc::new(Board::default()),
+        circuit: Arc::new(CircuitBreaker::default()),
+    };
+    let changes = cascade::changes(
+        target,
+        bootstrap,
+        Arc::clone(&steering.board),
+        Arc::clone(&steering.circuit),
+    );
+    Ok((discover::start(changes), steering))
 }
 
 #[cfg(test)]

@@ -263,6 +263,10 @@ impl Route {
     }
 }
 
+/// gRPC A32: a cluster without `max_requests` allows 1,024 attempts in
+/// flight.
+const DEFAULT_MAX_REQUESTS: u32 = 1024;
+
 /// How a cluster balances its endpoints (the `lb_policy` gRPC accepts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LbPolicy {
@@ -278,8 +282,9 @@ pub(crate) struct Cluster {
     /// the cluster's name.
     pub(crate) eds_service_name: String,
     pub(crate) lb_policy: LbPolicy,
-    /// gRPC A32's `circuit_breakers` `max_requests` (default priority).
-    pub(crate) max_requests: Option<u32>,
+    /// gRPC A32's `circuit_breakers` `max_requests` (default priority),
+    /// 1,024 when the cluster sets none.
+    pub(crate) max_requests: u32,
 }
 
 impl Resource for Cluster {
@@ -347,14 +352,17 @@ impl Resource for Cluster {
             .map(|eds| eds.service_name)
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| message.name.clone());
-        let max_requests = message.circuit_breakers.and_then(|breakers| {
-            breakers
-                .thresholds
-                .into_iter()
-                .find(|t| t.priority == core::RoutingPriority::Default as i32)
-                .and_then(|t| t.max_requests)
-                .map(|m| m.value)
-        });
+        let max_requests = message
+            .circuit_breakers
+            .and_then(|breakers| {
+                breakers
+                    .thresholds
+                    .into_iter()
+                    .find(|t| t.priority == core::RoutingPriority::Default as i32)
+                    .and_then(|t| t.max_requests)
+                    .map(|m| m.value)
+            })
+            .unwrap_or(DEFAULT_MAX_REQUESTS);
         Ok(Self {
             eds_service_name,
             lb_policy,

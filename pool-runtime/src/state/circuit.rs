@@ -1,0 +1,98 @@
+//! Circuit breaking (gRPC A32): at most `max_requests` attempts in flight
+//! through the pool; one more fails `UNAVAILABLE` at once, naming the
+//! cluster and the limit, and is not retried (as grpc-go drops it). An xDS
+//! cluster's `circuit_breakers` set it; other pools have no limit.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tonic::Status;
+
+use super::{Inner, Slot};
+
+/// A limit on attempts in flight, and the count it limits.
+#[derive(Debug)]
+pub(crate) struct CircuitBreaker {
+    /// The limit; `usize::MAX` for none.
+    max: AtomicUsize,
+    /// Attempts admitted and not yet ended.
+    in_flight: AtomicUsize,
+    /// Whose limit it is, for the message.
+    cluster: Mutex<Arc<str>>,
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        Self {
+            max: AtomicUsize::new(usize::MAX),
+            in_flight: AtomicUsize::new(0),
+            cluster: Mutex::new(Arc::from("")),
+        }
+    }
+}
+
+impl CircuitBreaker {
+    /// Limits `cluster`'s attempts in flight to `max` (none for `None`).
+    /// Attempts admitted before stay admitted.
+    #[cfg_attr(not(feature = "xds"), allow(dead_code))]
+    pub(crate) fn set(&self, cluster: &str, max: Option<u32>) {
+        *crate::lock::lock(&self.cluster) = Arc::from(cluster);
+        let max = max.map_or(usize::MAX, |m| m as usize);
+        self.max.store(max, Ordering::Release);
+    }
+
+    fn refused(&self, max: usize) -> Status {
+        let cluster = crate::lock::lock(&self.cluster).clone();
+        Status::unavailable(format!(
+            "max requests {max} exceeded on cluster {cluster} (its circuit_breakers, gRPC A32)"
+        ))
+    }
+}
+
+/// An attempt admitted under the limit: given back when dropped, unless
+/// [`hold`](Self::hold) hands it to the attempt's slot.
+#[must_use]
+pub(crate) struct Admission<'a>(Option<&'a CircuitBreaker>);
+
+impl Admission<'_> {
+    /// The slot carries the admission from now on, and gives it back when
+    /// the attempt ends.
+    #[inline]
+    pub(crate) fn hold(mut self, mut slot: Slot) -> Slot {
+        if self.0.take().is_some() {
+            slot.admitted = true;
+        }
+        slot
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if let Some(breaker) = self.0 {
+            breaker.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Inner {
+    /// Admits one attempt, or refuses it over the limit. Without a limit
+    /// (every pool but an xDS one) this is one load.
+    #[inline]
+    pub(crate) fn admit_attempt(&self) -> Result<Admission<'_>, Status> {
+        let breaker = &*self.calls.circuit;
+        let max = breaker.max.load(Ordering::Acquire);
+        if max == usize::MAX {
+            return Ok(Admission(None));
+        }
+        if breaker.in_flight.fetch_add(1, Ordering::AcqRel) >= max {
+            breaker.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(breaker.refused(max));
+        }
+        Ok(Admission(Some(breaker)))
+    }
+
+    /// Gives back an admitted attempt's place, as its slot goes.
+    pub(crate) fn end_admitted(&self) {
+        self.calls.circuit.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}

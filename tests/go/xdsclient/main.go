@@ -1,0 +1,114 @@
+// Command xdsclient is the reference the xDS tests compare the pool with:
+// grpc-go 1.85's own xDS client (import _ "google.golang.org/grpc/xds"),
+// unchanged, calling the tests' greeter servers through the control plane
+// the bootstrap names (GRPC_XDS_BOOTSTRAP_CONFIG, as gRPC A27 reads it).
+//
+// It makes -calls unary calls of /helloworld.Greeter/SayHello from each of
+// -callers goroutines (an empty HelloRequest: the servers answer at once),
+// reads each answer's "server-port" header, and prints one JSON line:
+//
+//	{"ok": 2000, "errors": 0, "first_error": "", "ports": {"40123": 512, ...}}
+//
+// With -keys N, call i carries the header x-user: key-(i mod N), and the
+// line also maps each key to the ports that answered it ("keys").
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	_ "google.golang.org/grpc/xds" // the xds:/// resolver and its balancers
+)
+
+// rawCodec sends and receives message bytes as they are.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return *v.(*[]byte), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*v.(*[]byte) = append([]byte(nil), data...)
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
+
+type result struct {
+	OK         int                        `json:"ok"`
+	Errors     int                        `json:"errors"`
+	FirstError string                     `json:"first_error"`
+	Ports      map[string]int             `json:"ports"`
+	Keys       map[string]map[string]bool `json:"keys,omitempty"`
+}
+
+func main() {
+	target := flag.String("target", "xds:///greeter", "the xDS target")
+	calls := flag.Int("calls", 250, "calls per caller")
+	callers := flag.Int("callers", 8, "concurrent callers")
+	keys := flag.Int("keys", 0, "distinct x-user header values (0: no header)")
+	flag.Parse()
+
+	conn, err := grpc.NewClient(*target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dial:", err)
+		os.Exit(1)
+	}
+	defer conn.Close()
+
+	var mu sync.Mutex
+	out := result{Ports: map[string]int{}}
+	if *keys > 0 {
+		out.Keys = map[string]map[string]bool{}
+	}
+	var wg sync.WaitGroup
+	for c := 0; c < *callers; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for i := 0; i < *calls; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				key := ""
+				if *keys > 0 {
+					key = fmt.Sprintf("key-%d", (c*(*calls)+i)%(*keys))
+					ctx = metadata.AppendToOutgoingContext(ctx, "x-user", key)
+				}
+				var header metadata.MD
+				request, reply := []byte{}, []byte{}
+				err := conn.Invoke(ctx, "/helloworld.Greeter/SayHello", &request, &reply,
+					grpc.Header(&header), grpc.WaitForReady(true))
+				cancel()
+				mu.Lock()
+				if err != nil {
+					out.Errors++
+					if out.FirstError == "" {
+						out.FirstError = err.Error()
+					}
+				} else {
+					out.OK++
+					port := ""
+					if ports := header.Get("server-port"); len(ports) > 0 {
+						port = ports[0]
+					}
+					out.Ports[port]++
+					if key != "" {
+						if out.Keys[key] == nil {
+							out.Keys[key] = map[string]bool{}
+						}
+						out.Keys[key][port] = true
+					}
+				}
+				mu.Unlock()
+			}
+		}(c)
+	}
+	wg.Wait()
+	line, _ := json.Marshal(out)
+	fmt.Println(string(line))
+}
