@@ -232,10 +232,12 @@ pub struct Concurrency {
     pub peak: std::sync::atomic::AtomicUsize,
 }
 
-/// The greeter, counting its `SayHello` calls in progress.
+/// The greeter, counting its `SayHello` calls in progress, each of which
+/// takes `delay` more than the request asks (a slower server).
 #[derive(Debug, Clone, Default)]
 pub struct CountingGreeter {
     pub concurrency: std::sync::Arc<Concurrency>,
+    pub delay: Duration,
 }
 
 #[tonic::async_trait]
@@ -247,6 +249,9 @@ impl Greeter for CountingGreeter {
         use std::sync::atomic::Ordering;
         let now = self.concurrency.now.fetch_add(1, Ordering::AcqRel) + 1;
         self.concurrency.peak.fetch_max(now, Ordering::AcqRel);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         let answer = GreeterService.say_hello(request).await;
         self.concurrency.now.fetch_sub(1, Ordering::AcqRel);
         answer
@@ -289,10 +294,19 @@ impl TestServer {
     /// Starts a greeter on a free loopback port that counts its calls in
     /// progress.
     pub async fn start_counting() -> (Self, std::sync::Arc<Concurrency>) {
+        Self::start_slow(Duration::ZERO).await
+    }
+
+    /// Starts a greeter on a free loopback port whose every `SayHello`
+    /// takes `delay` more, counting its calls in progress.
+    pub async fn start_slow(delay: Duration) -> (Self, std::sync::Arc<Concurrency>) {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
-        let greeter = CountingGreeter::default();
+        let greeter = CountingGreeter {
+            delay,
+            ..CountingGreeter::default()
+        };
         let concurrency = greeter.concurrency.clone();
         let router = tonic::transport::Server::builder().add_service(GreeterServer::new(greeter));
         (Self::serve_router(listener, router), concurrency)

@@ -35,10 +35,16 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts a control plane with an empty snapshot.
     pub async fn start() -> Self {
+        Self::start_on(0).await
+    }
+
+    /// Starts a control plane on `port` (a free one for 0).
+    async fn start_on(port: u16) -> Self {
         let binary = tokio::task::spawn_blocking(xds_control_plane)
             .await
             .expect("build the control plane");
         let mut child = Command::new(binary)
+            .args(["-port", &port.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -113,6 +119,17 @@ impl ControlPlane {
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// A new control plane on the same port, serving `resources` (a
+    /// restarted control plane has lost its state until it is given it
+    /// again; this one is given it before it answers).
+    pub async fn restart(&mut self, resources: &[Any]) {
+        self.kill().await;
+        let mut next = Self::start_on(self.port).await;
+        next.version = self.version;
+        next.set(resources).await.expect("snapshot taken");
+        *self = next;
+    }
 }
 
 /// What grpc-go's xDS client saw: its calls, and the server ports (and,
@@ -123,6 +140,8 @@ pub struct GoCalls {
     pub errors: usize,
     pub first_error: String,
     pub ports: std::collections::HashMap<String, usize>,
+    /// From the first call's start to the last call's end.
+    pub seconds: f64,
     #[serde(default)]
     pub keys: std::collections::HashMap<String, std::collections::HashMap<String, bool>>,
 }

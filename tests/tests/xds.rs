@@ -556,6 +556,87 @@ async fn a_clusters_max_requests_bounds_the_calls_in_flight_and_names_itself() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_restart_under_load_fails_no_call() {
+    bounded(LIMIT, async {
+        let _one = ONE_AT_A_TIME.lock().await;
+        let servers = servers(2).await;
+        let resources = xds::service(
+            "greeter",
+            LbPolicy::RoundRobin,
+            &[LocalityOf::healthy("a", &addresses(&servers))],
+        );
+        let mut control_plane = ControlPlane::start().await;
+        control_plane.set(&resources).await.expect("snapshot taken");
+        let pool = xds_pool(&control_plane);
+        wait_for_endpoints(&pool, 2).await;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = callers(&pool, 4, 200_000, stop.clone());
+        control_plane.kill().await;
+        wait_for_status(&pool, |s| !s.connected).await;
+        control_plane.restart(&resources).await;
+        // The client reconnects (with backoff) and subscribes again: every
+        // resource is ACKed anew on the new stream.
+        let status = wait_for_status(&pool, |s| s.connected).await;
+        assert!(status.server_failures >= 1, "{status:#?}");
+        stop.store(true, Ordering::Relaxed);
+        let (answers, failures) = gather(tasks).await;
+        assert!(failures.is_empty(), "failed calls: {failures:?}");
+        eprintln!("control-plane restart: {} calls, 0 failed", answers.len());
+        assert!(!answers.is_empty());
+        assert_eq!(pool.stats().endpoints, 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_request_with_the_latency_weight_keeps_calls_off_a_slow_server() {
+    bounded(LIMIT, async {
+        let _one = ONE_AT_A_TIME.lock().await;
+        // Three servers of 2 ms and one of 40 ms, as grpc-go was measured.
+        let mut fleet = Vec::new();
+        for delay in [2, 2, 2, 40] {
+            fleet.push(TestServer::start_slow(Duration::from_millis(delay)).await.0);
+        }
+        let slow = fleet[3].addr.port();
+        let mut control_plane = ControlPlane::start().await;
+        control_plane
+            .set(&xds::service(
+                "greeter",
+                LbPolicy::LeastRequest,
+                &[LocalityOf::healthy("a", &addresses(&fleet))],
+            ))
+            .await
+            .expect("snapshot taken");
+        let pool = xds_pool(&control_plane);
+        wait_for_endpoints(&pool, 4).await;
+
+        let started = Instant::now();
+        let (answers, failures) = gather(callers(&pool, 16, 150, Arc::default())).await;
+        let pool_rate = answers.len() as f64 / started.elapsed().as_secs_f64();
+        assert!(failures.is_empty(), "failed calls: {failures:?}");
+        let pool_slow = shares(&answers).get(&slow).copied().unwrap_or(0.0);
+
+        let go = grpc_go_calls(&control_plane, 16, 150, 0).await;
+        assert_eq!(go.errors, 0, "grpc-go: {}", go.first_error);
+        let go_slow = go.shares().get(&slow).copied().unwrap_or(0.0);
+        let go_rate = go.ok as f64 / go.seconds;
+        eprintln!(
+            "LEAST_REQUEST, one server 40 ms: the pool sent it {pool_slow:.3} at {pool_rate:.0} ok/s; \
+             grpc-go {go_slow:.3} at {go_rate:.0} ok/s"
+        );
+        // grpc-go's least_request compares outstanding calls only: 0.067
+        // measured. The pool weighs latency too.
+        assert!(pool_slow <= 0.05, "the slow server took {pool_slow:.3}");
+        assert!(
+            pool_slow < go_slow,
+            "the pool {pool_slow:.3}, grpc-go {go_slow:.3}"
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn build_refuses_what_an_xds_pool_cannot_be() {
     let bootstrap = Bootstrap::new("127.0.0.1:1");

@@ -7,7 +7,7 @@
 // -callers goroutines (an empty HelloRequest: the servers answer at once),
 // reads each answer's "server-port" header, and prints one JSON line:
 //
-//	{"ok": 2000, "errors": 0, "first_error": "", "ports": {"40123": 512, ...}}
+//	{"ok": 2000, "errors": 0, "first_error": "", "ports": {"40123": 512, ...}, "seconds": 0.41}
 //
 // With -keys N, call i carries the header x-user: key-(i mod N), and the
 // line also maps each key to the ports that answered it ("keys").
@@ -43,6 +43,7 @@ type result struct {
 	Errors     int                        `json:"errors"`
 	FirstError string                     `json:"first_error"`
 	Ports      map[string]int             `json:"ports"`
+	Seconds    float64                    `json:"seconds"`
 	Keys       map[string]map[string]bool `json:"keys,omitempty"`
 }
 
@@ -67,6 +68,7 @@ func main() {
 	if *keys > 0 {
 		out.Keys = map[string]map[string]bool{}
 	}
+	started := time.Now()
 	var wg sync.WaitGroup
 	for c := 0; c < *callers; c++ {
 		wg.Add(1)
@@ -109,6 +111,7 @@ func main() {
 		}(c)
 	}
 	wg.Wait()
+	out.Seconds = time.Since(started).Seconds()
 	line, _ := json.Marshal(out)
 	fmt.Println(string(line))
 }

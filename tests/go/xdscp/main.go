@@ -2,7 +2,8 @@
 // go-control-plane v0.14.0 (its SnapshotCache and ADS server), fed by the
 // tests.
 //
-// It listens for ADS on a loopback port and prints "ADS <port>" on stdout.
+// It listens for ADS on a loopback port (-port, or a free one) and prints
+// "ADS <port>" on stdout; a test restarts a control plane on the port it had.
 // Each line on stdin is a JSON snapshot:
 //
 //	{"version": "1", "resources": [{"type_url": "...", "value": "<base64>"}]}
@@ -18,6 +19,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -60,9 +62,11 @@ type allNodes struct{}
 func (allNodes) ID(*core.Node) string { return everyNode }
 
 func main() {
+	port := flag.Int("port", 0, "the loopback port to listen on (0: a free one)")
+	flag.Parse()
 	snapshots := cache.NewSnapshotCache(true, allNodes{}, nil)
 	srv := server.NewServer(context.Background(), snapshots, nil)
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	listener, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", *port))
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
