@@ -84,12 +84,16 @@ fn state_of(status: &XdsStatus, kind: XdsResourceKind) -> Option<&XdsResourceSta
 /// (one per connection).
 #[derive(Debug, Clone, Copy)]
 struct Answer {
+    /// When the call was made.
+    sent: Instant,
+    /// When it was answered.
     at: Instant,
     server_port: u16,
     client_port: u16,
 }
 
 async fn call(greeter: &PooledGreeterClient) -> Result<Answer, tonic::Status> {
+    let sent = Instant::now();
     let response = greeter
         .say_hello(HelloRequest {
             name: "xds".into(),
@@ -106,6 +110,7 @@ async fn call(greeter: &PooledGreeterClient) -> Result<Answer, tonic::Status> {
             .expect("the test server names its ports")
     };
     Ok(Answer {
+        sent,
         at: Instant::now(),
         server_port: port("server-port"),
         client_port: port("peer-port"),
@@ -632,6 +637,117 @@ async fn least_request_with_the_latency_weight_keeps_calls_off_a_slow_server() {
         assert!(
             pool_slow < go_slow,
             "the pool {pool_slow:.3}, grpc-go {go_slow:.3}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priority_one_takes_the_calls_while_priority_zero_is_down_and_gives_them_back() {
+    bounded(LIMIT, async {
+        let _one = ONE_AT_A_TIME.lock().await;
+        let mut zero = servers(2).await;
+        let one = TestServer::start(ServerOptions::default()).await;
+        let zero_addresses = addresses(&zero);
+        let mut control_plane = ControlPlane::start().await;
+        control_plane
+            .set(&xds::service(
+                "greeter",
+                LbPolicy::RoundRobin,
+                &[
+                    LocalityOf::healthy("a", &zero_addresses),
+                    LocalityOf {
+                        priority: 1,
+                        ..LocalityOf::healthy("b", &[one.addr])
+                    },
+                ],
+            ))
+            .await
+            .expect("snapshot taken");
+        let pool = xds_pool(&control_plane);
+        wait_for_endpoints(&pool, 2).await;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = callers(&pool, 8, 200_000, stop.clone());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Priority 0's servers stop (gracefully: GOAWAY, calls in flight
+        // finish); EDS does not change.
+        let down = Instant::now();
+        for server in zero.drain(..) {
+            server.shutdown().await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // They come back on the same addresses.
+        let up = Instant::now();
+        for address in &zero_addresses {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .expect("the address is free again");
+            zero.push(TestServer::serve(listener, ServerOptions::default()));
+        }
+        // Gone from the endpoints and from the pick (its subchannel; the
+        // pool drops the one, then the other).
+        let only_zero = |_: &pooled_client::PoolStats| {
+            let endpoints = pool.endpoints();
+            endpoints.len() == 2
+                && endpoints
+                    .iter()
+                    .all(|e| e.target.address() != Some(one.addr))
+                && pool
+                    .endpoint_stats()
+                    .iter()
+                    .all(|e| e.target.address() != Some(one.addr))
+        };
+        assert!(
+            wait_for_stats(&pool, Duration::from_secs(20), only_zero).await,
+            "priority 0 never took the calls back: {:?}",
+            pool.endpoints()
+        );
+        let back = up.elapsed();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.store(true, Ordering::Relaxed);
+        let (answers, failures) = gather(tasks).await;
+        assert!(
+            failures.is_empty(),
+            "{} failed calls: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(3)]
+        );
+
+        // By when each call was made: one made before a change may be
+        // answered after it.
+        let to_one = |from: Instant, to: Instant| {
+            let window: Vec<_> = answers
+                .iter()
+                .filter(|a| a.sent > from && a.sent < to)
+                .collect();
+            let ones = window
+                .iter()
+                .filter(|a| a.server_port == one.addr.port())
+                .count();
+            (ones, window.len())
+        };
+        let (before_ones, before) = to_one(down - Duration::from_millis(400), down);
+        let (while_ones, during) = to_one(down + Duration::from_millis(500), up);
+        let (after_ones, after) = to_one(up + back, Instant::now());
+        eprintln!(
+            "priority failover: before {before_ones}/{before} calls to priority 1, \
+             while 0 was down {while_ones}/{during}, after it was back {after_ones}/{after}; \
+             priority 0 took the calls back {back:?} after its servers returned"
+        );
+        assert_eq!(before_ones, 0, "priority 1 took calls while 0 was up");
+        assert!(
+            during > 0 && while_ones == during,
+            "{while_ones} of {during}"
+        );
+        let late: Vec<_> = answers
+            .iter()
+            .filter(|a| a.sent > up + back && a.server_port == one.addr.port())
+            .map(|a| (a.sent - (up + back), a.at - (up + back)))
+            .collect();
+        assert_eq!(
+            after_ones, 0,
+            "priority 1 kept calls after 0 was back: {late:?}"
         );
     })
     .await;

@@ -57,6 +57,63 @@ where
     }))
 }
 
+/// Wraps a source that reads the endpoints' states as it goes (xDS's
+/// priority failover): `make` is given a view of the pool when the pool's
+/// background work starts.
+#[cfg(feature = "xds")]
+pub(crate) fn start_viewing<F, S, K, V, E>(make: F) -> Start
+where
+    F: FnOnce(PoolView) -> S + Send + 'static,
+    S: Stream<Item = Result<Change<K, V>, E>> + Send + 'static,
+    K: Hash + Eq + Send + 'static,
+    V: Into<Target>,
+    E: Into<BoxError>,
+{
+    Start(Box::new(move |pool, events| {
+        let view = PoolView {
+            pool: pool.clone(),
+            events: events.clone(),
+        };
+        let changes = make(view).map(|item| match item {
+            Ok(Change::Insert(key, target)) => Ok(Change::Insert(key, target.into())),
+            Ok(Change::Remove(key)) => Ok(Change::Remove(key)),
+            Err(error) => Err(error.into()),
+        });
+        Box::pin(run(pool, events, changes))
+    }))
+}
+
+/// What a discovery source may read of the pool: its endpoints' states,
+/// and a wake-up when they change.
+#[cfg(feature = "xds")]
+#[derive(Debug)]
+pub(crate) struct PoolView {
+    pool: Weak<Inner>,
+    events: watch::Receiver<u64>,
+}
+
+#[cfg(feature = "xds")]
+impl PoolView {
+    /// Each endpoint's state, by the address it was added with.
+    pub(crate) fn states(
+        &self,
+    ) -> HashMap<std::net::SocketAddr, crate::telemetry::stats::EndpointState> {
+        let Some(inner) = self.pool.upgrade() else {
+            return HashMap::new();
+        };
+        inner
+            .endpoint_infos()
+            .into_iter()
+            .filter_map(|info| Some((info.target.address()?, info.state)))
+            .collect()
+    }
+
+    /// Waits for the pool's next change; `false` once it is gone.
+    pub(crate) async fn changed(&mut self) -> bool {
+        self.events.changed().await.is_ok() && self.pool.strong_count() > 0
+    }
+}
+
 /// Applies changes until the source ends or the pool closes or is dropped.
 async fn run<S, K>(pool: Weak<Inner>, mut events: watch::Receiver<u64>, changes: S)
 where

@@ -4,7 +4,7 @@
 //! the next, and the endpoints become the pool's through a discovery
 //! stream.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +21,8 @@ use super::status::{Board, XdsResourceKind, XdsResourceState};
 use super::{XdsTarget, client};
 use crate::discovery::{Announced, Change, Target};
 use crate::state::circuit::CircuitBreaker;
+use crate::state::discover::PoolView;
+use crate::telemetry::stats::EndpointState;
 
 /// What the cascade tells the pool: an endpoint by its address.
 pub(crate) type EndpointChange = Change<SocketAddr, Target>;
@@ -31,18 +33,20 @@ pub(crate) type EndpointChange = Change<SocketAddr, Target>;
 const CHANGES_IN_FLIGHT: usize = 256;
 
 /// The pool's discovery stream for `target`: on its first poll (on the
-/// pool's runtime) it starts the ADS client and the cascade.
+/// pool's runtime) it starts the ADS client and the cascade, which reads
+/// the endpoints' states through `view` for priority failover.
 pub(crate) fn changes(
     target: XdsTarget,
     bootstrap: Bootstrap,
     board: Arc<Board>,
     circuit: Arc<CircuitBreaker>,
+    view: PoolView,
 ) -> impl Stream<Item = Result<EndpointChange, Infallible>> + Send + 'static {
     let (tx, rx) = mpsc::channel(CHANGES_IN_FLIGHT);
-    let start = Some((target, bootstrap, board, circuit, tx));
+    let start = Some((target, bootstrap, board, circuit, view, tx));
     futures_util::stream::unfold((start, rx), |(mut start, mut rx)| async move {
-        if let Some((target, bootstrap, board, circuit, tx)) = start.take() {
-            tokio::spawn(run(target, bootstrap, board, circuit, tx));
+        if let Some((target, bootstrap, board, circuit, view, tx)) = start.take() {
+            tokio::spawn(run(target, bootstrap, board, circuit, view, tx));
         }
         let change = rx.recv().await?;
         Some((Ok(change), (start, rx)))
@@ -55,6 +59,7 @@ async fn run(
     bootstrap: Bootstrap,
     board: Arc<Board>,
     circuit: Arc<CircuitBreaker>,
+    mut view: PoolView,
     tx: mpsc::Sender<EndpointChange>,
 ) {
     let client = match client::start(&bootstrap, &target.listener, Arc::clone(&board)) {
@@ -74,6 +79,7 @@ async fn run(
         board,
         circuit,
         target,
+        failed: BTreeSet::new(),
     };
     let listener = cascade.target.listener.clone();
     cascade
@@ -88,13 +94,19 @@ async fn run(
         // the next response is read once this one is applied.
         let _done = tokio::select! {
             () = tx.closed() => return,
-            event = cascade.listener.next() => cascade.listener.apply(event, &board, keep),
-            event = cascade.routes.next() => cascade.routes.apply(event, &board, keep),
-            event = cascade.cluster.next() => cascade.cluster.apply(event, &board, keep),
-            event = cascade.endpoints.next() => cascade.endpoints.apply(event, &board, keep),
+            alive = view.changed() => {
+                if !alive {
+                    return;
+                }
+                None
+            }
+            event = cascade.listener.next() => Some(cascade.listener.apply(event, &board, keep)),
+            event = cascade.routes.next() => Some(cascade.routes.apply(event, &board, keep)),
+            event = cascade.cluster.next() => Some(cascade.cluster.apply(event, &board, keep)),
+            event = cascade.endpoints.next() => Some(cascade.endpoints.apply(event, &board, keep)),
         };
         cascade.follow(&client).await;
-        let (new, gone) = announced.replace_all(cascade.addresses());
+        let (new, gone) = announced.replace_all(cascade.addresses(&view.states()));
         for (address, target) in new {
             if tx.send(Change::Insert(address, target)).await.is_err() {
                 return;
@@ -117,6 +129,10 @@ struct Cascade {
     circuit: Arc<CircuitBreaker>,
     /// gRPC A53: a resource the control plane drops keeps serving.
     keep_deleted: bool,
+    /// The priorities that failed: all their endpoints failed to connect,
+    /// and none has been ready since (gRPC A56's TRANSIENT_FAILURE, sticky
+    /// until READY, so that a reconnection attempt does not flap).
+    failed: BTreeSet<u32>,
     listener: Watched<Listener>,
     routes: Watched<RouteTable>,
     cluster: Watched<Cluster>,
@@ -175,27 +191,68 @@ impl Cascade {
         heaviest.map(|(name, _)| name.clone())
     }
 
-    /// The endpoints that take calls: those of the lowest priority that
-    /// has any (gRPC A56's failover, by what EDS says).
-    fn addresses(&self) -> BTreeMap<SocketAddr, Target> {
-        let Some(endpoints) = self.endpoints.value.as_ref() else {
+    /// The endpoints that take calls (gRPC A56): those of the lowest
+    /// priority that has not failed, with those of the failed priorities
+    /// below it, which keep reconnecting and take calls back as soon as
+    /// one is ready. A priority fails when none of its endpoints is ready
+    /// and one has failed an attempt, and recovers when one is ready.
+    /// grpc-go fails over once every endpoint has failed (round robin's
+    /// TRANSIENT_FAILURE); failing over once none can serve and one has
+    /// failed brings the next priority up while the rest still try, so
+    /// calls wait for a connection instead of failing when the last of
+    /// them fails too.
+    fn addresses(
+        &mut self,
+        states: &HashMap<SocketAddr, EndpointState>,
+    ) -> BTreeMap<SocketAddr, Target> {
+        let Some(endpoints) = self.endpoints.value.clone() else {
             return BTreeMap::new();
         };
-        let priority = endpoints
-            .localities
-            .iter()
-            .filter(|l| !l.addresses.is_empty())
-            .map(|l| l.priority)
-            .min();
-        endpoints
-            .localities
-            .iter()
-            .filter(|l| Some(l.priority) == priority && l.weight > 0)
-            .flat_map(|l| l.addresses.iter())
+        let mut by_priority: BTreeMap<u32, Vec<SocketAddr>> = BTreeMap::new();
+        for locality in endpoints.localities.iter().filter(|l| l.weight > 0) {
+            by_priority
+                .entry(locality.priority)
+                .or_default()
+                .extend(&locality.addresses);
+        }
+        by_priority.retain(|_, addresses| !addresses.is_empty());
+        self.failed.retain(|p| by_priority.contains_key(p));
+        for (priority, addresses) in &by_priority {
+            let state = |a: &SocketAddr| states.get(a).copied();
+            if addresses
+                .iter()
+                .any(|a| state(a) == Some(EndpointState::Ready))
+            {
+                if self.failed.remove(priority) {
+                    tracing::info!(
+                        priority,
+                        "xDS priority ready again; it takes the calls back"
+                    );
+                }
+            } else if addresses
+                .iter()
+                .any(|a| state(a) == Some(EndpointState::BackingOff))
+                && self.failed.insert(*priority)
+            {
+                tracing::warn!(
+                    priority,
+                    "xDS priority failed; the next one takes the calls"
+                );
+            }
+        }
+        let chosen = by_priority
+            .keys()
+            .find(|p| !self.failed.contains(p))
+            .or_else(|| by_priority.keys().last())
+            .copied();
+        by_priority
+            .into_iter()
+            .filter(|(priority, _)| Some(*priority) <= chosen)
+            .flat_map(|(_, addresses)| addresses)
             .map(|address| {
                 (
-                    *address,
-                    Target::new(self.target.uri.clone()).connect_to(*address),
+                    address,
+                    Target::new(self.target.uri.clone()).connect_to(address),
                 )
             })
             .collect()

@@ -122,13 +122,12 @@ pub(crate) fn steering(
         board: Arc::new(Board::default()),
         circuit: Arc::new(CircuitBreaker::default()),
     };
-    let changes = cascade::changes(
-        target,
-        bootstrap,
-        Arc::clone(&steering.board),
-        Arc::clone(&steering.circuit),
-    );
-    Ok((discover::start(changes), steering))
+    let board = Arc::clone(&steering.board);
+    let circuit = Arc::clone(&steering.circuit);
+    let discovery = discover::start_viewing(move |view| {
+        cascade::changes(target, bootstrap, board, circuit, view)
+    });
+    Ok((discovery, steering))
 }
 
 #[cfg(test)]
