@@ -660,6 +660,15 @@ fn refuse_beside_xds(config: &PoolConfig, discovery: bool) -> Result<(), Error> 
     if discovery {
         return Err(refuse("the `discovery(...)` source"));
     }
+    if config.outlier_detection.is_some() {
+        return Err(Error::InvalidSetting {
+            name: "outlier_detection",
+            value: "Some(..)".to_owned(),
+            reason: "an xDS pool's outlier detection is its cluster's (gRPC A50): set it on the \
+                     cluster, or remove it here"
+                .into(),
+        });
+    }
     Ok(())
 }
 

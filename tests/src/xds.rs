@@ -290,6 +290,39 @@ pub fn cluster_with_max_requests(
     })
 }
 
+/// [`cluster`] with gRPC A50's failure-percentage ejection: every
+/// `interval_ms`, an endpoint of `request_volume` calls or more failing
+/// more than `threshold` percent of them is ejected (at most one).
+pub fn cluster_with_failure_percentage(
+    name: &str,
+    interval_ms: i32,
+    threshold: u32,
+    request_volume: u32,
+) -> Any {
+    use envoy_types::pb::google::protobuf::Duration;
+    let u32_value = |value| Some(UInt32Value { value });
+    any(&cluster::Cluster {
+        outlier_detection: Some(cluster::OutlierDetection {
+            interval: Some(Duration {
+                seconds: i64::from(interval_ms / 1000),
+                nanos: (interval_ms % 1000) * 1_000_000,
+            }),
+            base_ejection_time: Some(Duration {
+                seconds: 30,
+                nanos: 0,
+            }),
+            max_ejection_percent: u32_value(25),
+            enforcing_success_rate: u32_value(0),
+            enforcing_failure_percentage: u32_value(100),
+            failure_percentage_threshold: u32_value(threshold),
+            failure_percentage_minimum_hosts: u32_value(2),
+            failure_percentage_request_volume: u32_value(request_volume),
+            ..Default::default()
+        }),
+        ..cluster_message(name, cluster::cluster::LbPolicy::RoundRobin)
+    })
+}
+
 fn cluster_message(name: &str, lb_policy: cluster::cluster::LbPolicy) -> cluster::Cluster {
     cluster::Cluster {
         name: name.to_owned(),

@@ -15,7 +15,7 @@ use envoy_types::pb::envoy::config::core::v3::HealthStatus;
 use pooled_client::xds::{Bootstrap, XdsResourceKind, XdsResourceState, XdsStatus};
 use pooled_client::{Pool, PoolConfig};
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
-use pooled_client_tests::server::{ServerOptions, TestServer};
+use pooled_client_tests::server::{ServerOptions, TestServer, serve_failing_half};
 use pooled_client_tests::support::{bounded, wait_for_stats};
 use pooled_client_tests::xds::{self, ControlPlane, LocalityOf, grpc_go_calls};
 
@@ -51,8 +51,9 @@ async fn wait_for_endpoints(pool: &Pool, count: usize) {
         wait_for_stats(pool, Duration::from_secs(30), |s| s.endpoints == count
             && s.connections >= count)
         .await,
-        "the pool never had {count} connected endpoints: {:?}",
-        pool.stats()
+        "the pool never had {count} connected endpoints: {:?}\n{:#?}",
+        pool.stats(),
+        pool.xds_status()
     );
 }
 
@@ -749,6 +750,79 @@ async fn priority_one_takes_the_calls_while_priority_zero_is_down_and_gives_them
             after_ones, 0,
             "priority 1 kept calls after 0 was back: {late:?}"
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clusters_outlier_detection_ejects_the_server_failing_half_its_calls() {
+    bounded(LIMIT, async {
+        let _one = ONE_AT_A_TIME.lock().await;
+        let mut fleet = servers(3).await;
+        let failing: SocketAddr = serve_failing_half()
+            .await
+            .trim_start_matches("http://")
+            .parse()
+            .expect("an address");
+        let mut all = addresses(&fleet);
+        all.push(failing);
+        let mut control_plane = ControlPlane::start().await;
+        let mut resources = xds::service(
+            "greeter",
+            LbPolicy::RoundRobin,
+            &[LocalityOf::healthy("a", &all)],
+        );
+        // grpc-go 1.85 on the same settings: ejected within 1 to 2
+        // intervals, no failed call after.
+        let interval = Duration::from_millis(1000);
+        resources[2] = xds::cluster_with_failure_percentage("greeter", 1000, 25, 10);
+        control_plane.set(&resources).await.expect("snapshot taken");
+        let pool = xds_pool(&control_plane);
+        wait_for_endpoints(&pool, 4).await;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let tasks = callers(&pool, 4, 200_000, stop.clone());
+        let ejected = |_: &pooled_client::PoolStats| {
+            pool.endpoint_stats()
+                .iter()
+                .any(|e| e.ejected && e.target.address() == Some(failing))
+        };
+        assert!(
+            wait_for_stats(&pool, Duration::from_secs(20), ejected).await,
+            "the failing server was never ejected"
+        );
+        let ejected_at = Instant::now();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        stop.store(true, Ordering::Relaxed);
+        // Every answer, and when each failure's call was made.
+        let mut failed_before = 0;
+        let mut answered = 0;
+        for task in tasks {
+            for outcome in task.await.expect("a caller panicked") {
+                match outcome {
+                    Ok(_) => answered += 1,
+                    Err(status) if status.code() == tonic::Code::Unavailable => failed_before += 1,
+                    Err(status) => panic!("unexpected failure {status:?}"),
+                }
+            }
+        }
+        let took = ejected_at - started;
+        eprintln!(
+            "outlier detection: ejected {took:?} after the load began ({:.1} intervals); \
+             {failed_before} calls failed before, {answered} answered",
+            took.as_secs_f64() / interval.as_secs_f64()
+        );
+        assert!(took < interval * 4, "ejected only after {took:?}");
+        // No failed call was made after the ejection.
+        let greeter = PooledGreeterClient::new(pool.clone());
+        for _ in 0..200 {
+            let answer = call(&greeter)
+                .await
+                .expect("no call fails once it is ejected");
+            assert!(answer.server_port != failing.port());
+        }
+        fleet.clear();
     })
     .await;
 }

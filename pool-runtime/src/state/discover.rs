@@ -108,6 +108,15 @@ impl PoolView {
             .collect()
     }
 
+    /// Runs the pool's outlier detection with the settings `settings`
+    /// holds, as they change (an xDS cluster's).
+    pub(crate) fn follow_outlier_detection(
+        &self,
+        settings: watch::Receiver<Option<crate::config::OutlierDetection>>,
+    ) {
+        tokio::spawn(super::outlier::follow(self.pool.clone(), settings));
+    }
+
     /// Waits for the pool's next change; `false` once it is gone.
     pub(crate) async fn changed(&mut self) -> bool {
         self.events.changed().await.is_ok() && self.pool.strong_count() > 0

@@ -17,6 +17,39 @@ pub(super) async fn run(pool: Weak<Inner>, settings: OutlierDetection) {
     .await;
 }
 
+/// Runs outlier detection with the settings `settings` holds, anew each
+/// time they change (an xDS cluster's, gRPC A50); while it holds none,
+/// no endpoint is ejected, and those ejected return at once.
+#[cfg(feature = "xds")]
+pub(super) async fn follow(
+    pool: Weak<Inner>,
+    mut settings: tokio::sync::watch::Receiver<Option<OutlierDetection>>,
+) {
+    loop {
+        let current = settings.borrow_and_update().clone();
+        match current {
+            Some(current) => {
+                tokio::select! {
+                    () = run(pool.clone(), current) => return,
+                    changed = settings.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            None => {
+                if let Some(inner) = pool.upgrade() {
+                    inner.return_every_ejected();
+                }
+                if settings.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// One endpoint's calls in the interval just ended.
 struct Tally<'a> {
     subchannel: &'a Arc<Subchannel>,
@@ -121,6 +154,18 @@ impl Inner {
         }
         for (subchannel, enforcement_percentage) in outliers {
             self.maybe_eject(subchannel, enforcement_percentage, settings, allowed, now);
+        }
+    }
+
+    /// Returns every ejected endpoint to the pick: outlier detection was
+    /// turned off.
+    #[cfg(feature = "xds")]
+    fn return_every_ejected(&self) {
+        for subchannel in self.fleet.subchannels.load().iter() {
+            if subchannel.has_ejection() {
+                subchannel.return_from_ejection();
+                self.notify();
+            }
         }
     }
 

@@ -19,6 +19,7 @@ use super::bootstrap::{Bootstrap, IGNORE_RESOURCE_DELETION};
 use super::resources::{Cluster, Endpoints, LbPolicy, Listener, RouteSource, RouteTable};
 use super::status::{Board, XdsResourceKind, XdsResourceState};
 use super::{XdsTarget, client};
+use crate::config::OutlierDetection;
 use crate::discovery::{Announced, Change, Target};
 use crate::state::circuit::CircuitBreaker;
 use crate::state::discover::PoolView;
@@ -70,6 +71,8 @@ async fn run(
             return;
         }
     };
+    let (outlier_detection, settings) = tokio::sync::watch::channel(None);
+    view.follow_outlier_detection(settings);
     let mut cascade = Cascade {
         keep_deleted: bootstrap.has_feature(IGNORE_RESOURCE_DELETION),
         listener: Watched::new(XdsResourceKind::Listener),
@@ -80,6 +83,7 @@ async fn run(
         circuit,
         target,
         failed: BTreeSet::new(),
+        outlier_detection,
     };
     let listener = cascade.target.listener.clone();
     cascade
@@ -129,6 +133,8 @@ struct Cascade {
     circuit: Arc<CircuitBreaker>,
     /// gRPC A53: a resource the control plane drops keeps serving.
     keep_deleted: bool,
+    /// The pool's outlier detection: the cluster's (gRPC A50).
+    outlier_detection: tokio::sync::watch::Sender<Option<OutlierDetection>>,
     /// The priorities that failed: all their endpoints failed to connect,
     /// and none has been ready since (gRPC A56's TRANSIENT_FAILURE, sticky
     /// until READY, so that a reconnection attempt does not flap).
@@ -160,6 +166,14 @@ impl Cascade {
         });
         if let (Some(name), Some(cluster)) = (&self.cluster.name, &self.cluster.value) {
             self.circuit.set(name, Some(cluster.max_requests));
+            let detection = cluster.outlier_detection.clone();
+            // Restarted only when it changes: an interval restarted at
+            // every update would never end.
+            self.outlier_detection.send_if_modified(|current| {
+                let changed = *current != detection;
+                *current = detection;
+                changed
+            });
         }
         self.endpoints.follow(client, eds_name, &self.board).await;
     }

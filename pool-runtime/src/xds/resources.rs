@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::cluster::v3 as cluster;
@@ -15,6 +16,8 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use prost::Message;
 use xds_client::resource::TypeUrl;
 use xds_client::{Error as XdsError, Resource};
+
+use crate::config::{FailurePercentageEjection, OutlierDetection, SuccessRateEjection};
 
 const HCM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 
@@ -285,6 +288,8 @@ pub(crate) struct Cluster {
     /// gRPC A32's `circuit_breakers` `max_requests` (default priority),
     /// 1,024 when the cluster sets none.
     pub(crate) max_requests: u32,
+    /// gRPC A50's outlier detection, when the cluster asks for it.
+    pub(crate) outlier_detection: Option<OutlierDetection>,
 }
 
 impl Resource for Cluster {
@@ -363,12 +368,118 @@ impl Resource for Cluster {
                     .map(|m| m.value)
             })
             .unwrap_or(DEFAULT_MAX_REQUESTS);
+        let outlier_detection = message
+            .outlier_detection
+            .map(|detection| outlier_detection(detection, &at))
+            .transpose()?;
         Ok(Self {
             eds_service_name,
             lb_policy,
             max_requests,
+            outlier_detection,
         })
     }
+}
+
+/// A cluster's `outlier_detection` as gRPC A50 reads it: each field's
+/// default where it is unset, success-rate ejection on unless
+/// `enforcing_success_rate` is 0, failure-percentage ejection on only when
+/// `enforcing_failure_percentage` is above 0; the consecutive-5xx rules
+/// are Envoy's alone.
+fn outlier_detection(
+    detection: cluster::OutlierDetection,
+    at: &str,
+) -> Result<OutlierDetection, XdsError> {
+    let at = format!("{at}.outlier_detection");
+    let duration = |value: Option<envoy_types::pb::google::protobuf::Duration>,
+                    field: &str,
+                    default: Duration|
+     -> Result<Duration, XdsError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        u64::try_from(value.seconds)
+            .ok()
+            .zip(
+                u32::try_from(value.nanos)
+                    .ok()
+                    .filter(|n| *n < 1_000_000_000),
+            )
+            .map(|(seconds, nanos)| Duration::new(seconds, nanos))
+            .ok_or_else(|| nack(format!("{at}.{field}"), "is not a duration of 0 or more"))
+    };
+    let percent = |value: Option<u32>, field: &str, default: u32| -> Result<u32, XdsError> {
+        let value = value.unwrap_or(default);
+        if value > 100 {
+            return Err(nack(
+                format!("{at}.{field}"),
+                format!("{value} is above 100"),
+            ));
+        }
+        Ok(value)
+    };
+    let defaults = OutlierDetection::default();
+    let base_ejection_time = duration(
+        detection.base_ejection_time,
+        "base_ejection_time",
+        defaults.base_ejection_time,
+    )?;
+    let success_rate = SuccessRateEjection::default();
+    let failure_percentage = FailurePercentageEjection::default();
+    let enforcing_success_rate = percent(
+        detection.enforcing_success_rate.map(|v| v.value),
+        "enforcing_success_rate",
+        success_rate.enforcement_percentage,
+    )?;
+    let enforcing_failure_percentage = percent(
+        detection.enforcing_failure_percentage.map(|v| v.value),
+        "enforcing_failure_percentage",
+        0,
+    )?;
+    Ok(OutlierDetection {
+        interval: duration(detection.interval, "interval", defaults.interval)?,
+        base_ejection_time,
+        max_ejection_time: duration(
+            detection.max_ejection_time,
+            "max_ejection_time",
+            defaults.max_ejection_time.max(base_ejection_time),
+        )?,
+        max_ejection_percent: percent(
+            detection.max_ejection_percent.map(|v| v.value),
+            "max_ejection_percent",
+            defaults.max_ejection_percent,
+        )?,
+        success_rate: (enforcing_success_rate > 0).then(|| SuccessRateEjection {
+            stdev_factor: detection
+                .success_rate_stdev_factor
+                .map_or(success_rate.stdev_factor, |v| v.value),
+            enforcement_percentage: enforcing_success_rate,
+            minimum_hosts: detection
+                .success_rate_minimum_hosts
+                .map_or(success_rate.minimum_hosts, |v| v.value),
+            request_volume: detection
+                .success_rate_request_volume
+                .map_or(success_rate.request_volume, |v| v.value),
+        }),
+        failure_percentage: (enforcing_failure_percentage > 0)
+            .then(|| -> Result<_, XdsError> {
+                Ok(FailurePercentageEjection {
+                    threshold: percent(
+                        detection.failure_percentage_threshold.map(|v| v.value),
+                        "failure_percentage_threshold",
+                        failure_percentage.threshold,
+                    )?,
+                    enforcement_percentage: enforcing_failure_percentage,
+                    minimum_hosts: detection
+                        .failure_percentage_minimum_hosts
+                        .map_or(failure_percentage.minimum_hosts, |v| v.value),
+                    request_volume: detection
+                        .failure_percentage_request_volume
+                        .map_or(failure_percentage.request_volume, |v| v.value),
+                })
+            })
+            .transpose()?,
+    })
 }
 
 /// An EDS `ClusterLoadAssignment`: its localities, each of a priority.
@@ -487,6 +598,59 @@ mod tests {
             domains: domains.iter().map(|d| (*d).to_owned()).collect(),
             routes: Vec::new(),
         }
+    }
+
+    fn eds_cluster() -> cluster::Cluster {
+        cluster::Cluster {
+            name: "c".to_owned(),
+            cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
+                cluster::cluster::DiscoveryType::Eds as i32,
+            )),
+            ..Default::default()
+        }
+    }
+
+    fn nack_of(cluster: cluster::Cluster) -> String {
+        Cluster::validate(cluster).expect_err("a NACK").to_string()
+    }
+
+    #[test]
+    fn a_cluster_is_read_with_grpcs_defaults_and_nacked_with_the_field() {
+        let read = Cluster::validate(eds_cluster()).expect("valid");
+        assert_eq!(read.eds_service_name, "c");
+        assert_eq!(read.max_requests, 1024);
+        assert!(read.outlier_detection.is_none());
+
+        let static_cluster = cluster::Cluster {
+            cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
+                cluster::cluster::DiscoveryType::Static as i32,
+            )),
+            ..eds_cluster()
+        };
+        assert!(nack_of(static_cluster).contains("Cluster \"c\".type: STATIC is not supported"));
+
+        let over_100 = cluster::Cluster {
+            outlier_detection: Some(cluster::OutlierDetection {
+                enforcing_failure_percentage: Some(
+                    envoy_types::pb::google::protobuf::UInt32Value { value: 150 },
+                ),
+                ..Default::default()
+            }),
+            ..eds_cluster()
+        };
+        assert!(nack_of(over_100).contains(
+            "Cluster \"c\".outlier_detection.enforcing_failure_percentage: 150 is above 100"
+        ));
+
+        let detection = Cluster::validate(cluster::Cluster {
+            outlier_detection: Some(cluster::OutlierDetection::default()),
+            ..eds_cluster()
+        })
+        .expect("valid")
+        .outlier_detection
+        .expect("on");
+        // gRPC A50: success rate on by default, failure percentage off.
+        assert!(detection.success_rate.is_some() && detection.failure_percentage.is_none());
     }
 
     #[test]
