@@ -346,6 +346,8 @@ pub struct LocalityOf {
     pub priority: u32,
     pub weight: u32,
     pub endpoints: Vec<(SocketAddr, core::HealthStatus)>,
+    /// Each endpoint's `load_balancing_weight`, in order; none if empty.
+    pub endpoint_weights: Vec<u32>,
 }
 
 impl LocalityOf {
@@ -359,6 +361,7 @@ impl LocalityOf {
                 .iter()
                 .map(|a| (*a, core::HealthStatus::Healthy))
                 .collect(),
+            endpoint_weights: Vec::new(),
         }
     }
 }
@@ -377,7 +380,12 @@ pub fn endpoints(name: &str, localities: &[LocalityOf]) -> Any {
                 lb_endpoints: locality
                     .endpoints
                     .iter()
-                    .map(|(address, health)| endpoint::LbEndpoint {
+                    .enumerate()
+                    .map(|(i, (address, health))| endpoint::LbEndpoint {
+                        load_balancing_weight: locality
+                            .endpoint_weights
+                            .get(i)
+                            .map(|value| UInt32Value { value: *value }),
                         host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(
                             endpoint::Endpoint {
                                 address: Some(core::Address {

@@ -236,6 +236,96 @@ async fn a_pool_steered_by_xds_spreads_calls_over_the_clusters_endpoints() {
     .await;
 }
 
+/// Both the pool's and grpc-go's shares of the calls, by server, 8
+/// callers of 250 calls each on the same control plane.
+async fn both_shares(pool: &Pool, control_plane: &ControlPlane) -> [HashMap<u16, f64>; 2] {
+    let (answers, failures) = gather(callers(pool, 8, 250, Arc::default())).await;
+    assert!(failures.is_empty(), "failed calls: {failures:?}");
+    let go = grpc_go_calls(control_plane, 8, 250, 0).await;
+    assert_eq!((go.ok, go.errors), (2000, 0), "grpc-go: {}", go.first_error);
+    [shares(&answers), go.shares()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localities_share_the_calls_by_weight_and_endpoint_weights_go_unused_as_in_grpc_go() {
+    bounded(LIMIT, async {
+        let _one = ONE_AT_A_TIME.lock().await;
+        let fleet = servers(3).await;
+        let all = addresses(&fleet);
+        let mut control_plane = ControlPlane::start().await;
+
+        // Three localities of weights 1:1:2: grpc-go 0.25 / 0.25 / 0.50.
+        let localities: Vec<LocalityOf> = all
+            .iter()
+            .zip([1, 1, 2])
+            .enumerate()
+            .map(|(i, (address, weight))| LocalityOf {
+                weight,
+                ..LocalityOf::healthy(&format!("zone-{i}"), &[*address])
+            })
+            .collect();
+        control_plane
+            .set(&xds::service("greeter", LbPolicy::RoundRobin, &localities))
+            .await
+            .expect("snapshot taken");
+        let pool = xds_pool(&control_plane);
+        wait_for_endpoints(&pool, 3).await;
+        for (who, shares) in ["the pool", "grpc-go"]
+            .iter()
+            .zip(both_shares(&pool, &control_plane).await)
+        {
+            eprintln!("localities 1:1:2, {who}: {shares:?}");
+            for (address, expected) in all.iter().zip([0.25, 0.25, 0.5]) {
+                let share = shares.get(&address.port()).copied().unwrap_or(0.0);
+                assert!(
+                    (share - expected).abs() < 0.06,
+                    "{who}: {address} took {share:.3}, not {expected}: {shares:?}"
+                );
+            }
+        }
+
+        // One locality, endpoint weights 1:1:2, ROUND_ROBIN: grpc-go does
+        // not read them (0.333 each), nor does the pool.
+        let updated = std::time::SystemTime::now();
+        control_plane
+            .set(&xds::service(
+                "greeter",
+                LbPolicy::RoundRobin,
+                &[LocalityOf {
+                    endpoint_weights: vec![1, 1, 2],
+                    ..LocalityOf::healthy("a", &all)
+                }],
+            ))
+            .await
+            .expect("snapshot taken");
+        wait_for_status(&pool, |s| {
+            s.resources.iter().any(|r| {
+                r.kind == XdsResourceKind::ClusterLoadAssignment
+                    && r.state == XdsResourceState::Acked
+                    && r.since > updated
+            })
+        })
+        .await;
+        // The cascade weighs the endpoints right after it records the
+        // update; no event announces weights.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for (who, shares) in ["the pool", "grpc-go"]
+            .iter()
+            .zip(both_shares(&pool, &control_plane).await)
+        {
+            eprintln!("endpoint weights 1:1:2, {who}: {shares:?}");
+            for address in &all {
+                let share = shares.get(&address.port()).copied().unwrap_or(0.0);
+                assert!(
+                    (share - 1.0 / 3.0).abs() < 0.06,
+                    "{who}: {address} took {share:.3}: {shares:?}"
+                );
+            }
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_eds_update_that_drops_an_endpoint_fails_no_call_and_keeps_the_others_connections() {
     bounded(LIMIT, async {
@@ -432,12 +522,14 @@ async fn the_lowest_priority_with_a_healthy_endpoint_takes_the_calls() {
             priority: 0,
             weight: 1,
             endpoints: all[..2].iter().map(|a| (*a, health)).collect(),
+            endpoint_weights: Vec::new(),
         };
         let one = LocalityOf {
             zone: "b".into(),
             priority: 1,
             weight: 1,
             endpoints: vec![(all[2], HealthStatus::Healthy)],
+            endpoint_weights: Vec::new(),
         };
         control_plane
             .set(&xds::service(

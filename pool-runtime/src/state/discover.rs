@@ -117,6 +117,13 @@ impl PoolView {
         tokio::spawn(super::outlier::follow(self.pool.clone(), settings));
     }
 
+    /// Weighs the endpoints by `weights` (see `weights.rs`).
+    pub(crate) fn set_weights(&self, weights: super::weights::Weights) {
+        if let Some(inner) = self.pool.upgrade() {
+            inner.set_weights(weights);
+        }
+    }
+
     /// Waits for the pool's next change; `false` once it is gone.
     pub(crate) async fn changed(&mut self) -> bool {
         self.events.changed().await.is_ok() && self.pool.strong_count() > 0

@@ -8,6 +8,7 @@
 //! | `subchannel.rs` | an endpoint as the pick sees it: its connections, its load, its outlier counters |
 //! | `latency.rs` | an endpoint's latency estimate (a fading EWMA) |
 //! | `subset.rs` | which endpoints a pool uses, with `subset_size` (rendezvous hashing) |
+//! | `weights.rs` | endpoint weights (an xDS locality's), and the pick's weighted draw |
 //! | `wait.rs`, `queue.rs` | how a call waits when no stream is free |
 //! | `affinity.rs` | keeping calls with one key on one connection |
 //! | `circuit.rs` | circuit breaking (gRPC A32): a limit on attempts in flight |
@@ -50,6 +51,7 @@ mod snapshot;
 mod subchannel;
 mod subset;
 mod wait;
+pub(crate) mod weights;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Mutex, MutexGuard, Weak};
@@ -112,7 +114,9 @@ pub(crate) struct Fleet {
     /// The endpoints in use (all of them, or the subset), as the pick sees
     /// them, each with its connections in the rotation; changed with
     /// `endpoints` and `rotation`.
-    subchannels: ArcSwap<Vec<Arc<Subchannel>>>,
+    subchannels: ArcSwap<weights::Subchannels>,
+    /// The endpoints' weights (an xDS pool's localities'); none elsewhere.
+    weights: ArcSwap<weights::Weights>,
     /// Whether `subchannels` holds more than one endpoint, readable without
     /// loading it: a pool of one endpoint picks as if it had no others.
     choosing: AtomicBool,
@@ -263,7 +267,11 @@ impl Inner {
             },
             fleet: Fleet {
                 endpoints: ArcSwap::from_pointee(endpoints),
-                subchannels: ArcSwap::from_pointee(subchannels),
+                subchannels: ArcSwap::from_pointee(weights::Subchannels::new(
+                    subchannels,
+                    &weights::Weights::new(),
+                )),
+                weights: ArcSwap::default(),
                 choosing,
                 seed,
                 dial,

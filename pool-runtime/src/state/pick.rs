@@ -10,6 +10,7 @@ use tonic::Status;
 
 use super::outage::closed_status;
 use super::subchannel::Load;
+use super::weights::Subchannels;
 use super::{Inner, Subchannel};
 use crate::conn::{Connection, Endpoint};
 
@@ -61,11 +62,9 @@ impl Inner {
     /// herd onto one server, and the cost does not grow with the number of
     /// endpoints. Only when the draws find no free stream does the pick look
     /// at every endpoint, before the call queues.
-    fn pick_of_two(self: &Arc<Self>, subchannels: &[Arc<Subchannel>]) -> Option<Slot> {
-        let n = subchannels.len();
+    fn pick_of_two(self: &Arc<Self>, subchannels: &Subchannels) -> Option<Slot> {
         for _ in 0..4 {
-            let a = fastrand::usize(..n);
-            let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+            let (a, b) = subchannels.draw_two();
             let (chosen, connections) = match (subchannels[a].load(), subchannels[b].load()) {
                 (Some((load_a, on_a)), Some((load_b, on_b))) => {
                     if load_b.lighter_than(load_a) {

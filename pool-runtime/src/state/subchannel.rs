@@ -39,6 +39,8 @@ pub(crate) struct Subchannel {
     ejected_until: AtomicU64,
     /// How many times in a row it was ejected (gRPC A50's multiplier).
     ejections: AtomicU64,
+    /// Its weight beside the others' (see `weights.rs`), an `f64`'s bits.
+    weight: AtomicU64,
 }
 
 impl Subchannel {
@@ -54,7 +56,18 @@ impl Subchannel {
             failures: AtomicU64::new(0),
             ejected_until: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
+            weight: AtomicU64::new(1.0f64.to_bits()),
         }
+    }
+
+    /// Its weight beside the others'.
+    #[inline]
+    pub(super) fn weight(&self) -> f64 {
+        f64::from_bits(self.weight.load(Ordering::Relaxed))
+    }
+
+    pub(super) fn set_weight(&self, weight: f64) {
+        self.weight.store(weight.to_bits(), Ordering::Relaxed);
     }
 
     /// How loaded the endpoint is, with its connections as read, or `None`
@@ -83,6 +96,7 @@ impl Subchannel {
         let load = Load {
             in_flight: in_flight as f64,
             latency: self.latency.estimate_nanos(),
+            weight: self.weight(),
         };
         Some((load, connections))
     }
@@ -228,6 +242,9 @@ pub(super) struct Load {
     in_flight: f64,
     /// The latency estimate in nanoseconds; 0 when unknown.
     latency: f64,
+    /// The endpoint's weight: its load counts as `in_flight / weight`, so
+    /// that endpoints settle at loads in proportion to their weights.
+    weight: f64,
 }
 
 /// Latencies within this factor of each other count as equal: on a busy
@@ -264,10 +281,12 @@ impl Load {
             known(self.latency, other.latency),
             known(other.latency, self.latency),
         );
+        // Each side's load over its weight, multiplied out.
         if same_latency(mine, theirs) {
-            self.in_flight < other.in_flight
+            self.in_flight * other.weight < other.in_flight * self.weight
         } else {
-            (self.in_flight + 1.0) * mine < (other.in_flight + 1.0) * theirs
+            (self.in_flight + 1.0) * mine * other.weight
+                < (other.in_flight + 1.0) * theirs * self.weight
         }
     }
 }
@@ -292,6 +311,7 @@ mod tests {
         Load {
             in_flight,
             latency: latency_ms * 1e6,
+            weight: 1.0,
         }
     }
 

@@ -47,7 +47,12 @@ impl Inner {
         self.fleet
             .choosing
             .store(next.len() > 1, std::sync::atomic::Ordering::Release);
-        self.fleet.subchannels.store(Arc::new(next));
+        self.fleet
+            .subchannels
+            .store(Arc::new(super::weights::Subchannels::new(
+                next,
+                &self.fleet.weights.load(),
+            )));
         left
     }
 

@@ -23,6 +23,7 @@ use crate::config::OutlierDetection;
 use crate::discovery::{Announced, Change, Target};
 use crate::state::circuit::CircuitBreaker;
 use crate::state::discover::PoolView;
+use crate::state::weights::Weights;
 use crate::telemetry::stats::EndpointState;
 
 /// What the cascade tells the pool: an endpoint by its address.
@@ -91,6 +92,7 @@ async fn run(
         .follow(&client, Some(listener), &cascade.board)
         .await;
     let mut announced = Announced::new();
+    let mut last_weights = Weights::new();
     loop {
         let keep = cascade.keep_deleted;
         let board = Arc::clone(&cascade.board);
@@ -110,7 +112,12 @@ async fn run(
             event = cascade.endpoints.next() => Some(cascade.endpoints.apply(event, &board, keep)),
         };
         cascade.follow(&client).await;
-        let (new, gone) = announced.replace_all(cascade.addresses(&view.states()));
+        let (addresses, weights) = cascade.addresses(&view.states());
+        if weights != last_weights {
+            view.set_weights(weights.clone());
+            last_weights = weights;
+        }
+        let (new, gone) = announced.replace_all(addresses);
         for (address, target) in new {
             if tx.send(Change::Insert(address, target)).await.is_err() {
                 return;
@@ -215,12 +222,18 @@ impl Cascade {
     /// failed brings the next priority up while the rest still try, so
     /// calls wait for a connection instead of failing when the last of
     /// them fails too.
+    ///
+    /// Each endpoint's weight is its locality's over the locality's
+    /// endpoints (gRPC A27's `wrr_locality`: localities share the calls by
+    /// weight, and their endpoints share a locality's evenly, endpoint
+    /// weights unused, as grpc-go's round robin and least request leave
+    /// them).
     fn addresses(
         &mut self,
         states: &HashMap<SocketAddr, EndpointState>,
-    ) -> BTreeMap<SocketAddr, Target> {
+    ) -> (BTreeMap<SocketAddr, Target>, Weights) {
         let Some(endpoints) = self.endpoints.value.clone() else {
-            return BTreeMap::new();
+            return (BTreeMap::new(), Weights::new());
         };
         let mut by_priority: BTreeMap<u32, Vec<SocketAddr>> = BTreeMap::new();
         for locality in endpoints.localities.iter().filter(|l| l.weight > 0) {
@@ -259,7 +272,18 @@ impl Cascade {
             .find(|p| !self.failed.contains(p))
             .or_else(|| by_priority.keys().last())
             .copied();
-        by_priority
+        let mut weights = Weights::new();
+        for locality in endpoints
+            .localities
+            .iter()
+            .filter(|l| l.weight > 0 && !l.addresses.is_empty() && Some(l.priority) <= chosen)
+        {
+            let each = f64::from(locality.weight) / locality.addresses.len() as f64;
+            for address in &locality.addresses {
+                *weights.entry(*address).or_default() += each;
+            }
+        }
+        let addresses = by_priority
             .into_iter()
             .filter(|(priority, _)| Some(*priority) <= chosen)
             .flat_map(|(_, addresses)| addresses)
@@ -269,7 +293,8 @@ impl Cascade {
                     Target::new(self.target.uri.clone()).connect_to(address),
                 )
             })
-            .collect()
+            .collect();
+        (addresses, weights)
     }
 }
 

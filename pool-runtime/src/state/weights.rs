@@ -1,0 +1,139 @@
+//! Endpoint weights: how large a share of the calls each endpoint should
+//! take beside the others (an xDS locality's weight, gRPC A27's
+//! `wrr_locality`), and the pick's draw that honours them. Without
+//! weights, or with equal ones, the draw is the uniform one of gRPC A48.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use super::{Inner, Subchannel};
+
+/// Weights by the address an endpoint was added with; one absent is 1.
+pub(crate) type Weights = HashMap<SocketAddr, f64>;
+
+/// The endpoints the pick chooses from, and their weights' running sums
+/// when they differ.
+#[derive(Debug)]
+pub(crate) struct Subchannels {
+    list: Vec<Arc<Subchannel>>,
+    /// `cumulative[i]`: the weights of endpoints `0..=i`; `None` when every
+    /// weight is the same.
+    cumulative: Option<Box<[f64]>>,
+}
+
+impl Deref for Subchannels {
+    type Target = [Arc<Subchannel>];
+
+    fn deref(&self) -> &Self::Target {
+        &self.list
+    }
+}
+
+impl Subchannels {
+    /// `list`, each endpoint weighed by `weights`.
+    pub(super) fn new(list: Vec<Arc<Subchannel>>, weights: &Weights) -> Self {
+        let weight_of = |subchannel: &Subchannel| {
+            subchannel
+                .endpoint
+                .target
+                .address()
+                .and_then(|a| weights.get(&a).copied())
+                .filter(|w| w.is_finite() && *w > 0.0)
+                .unwrap_or(1.0)
+        };
+        let mut sum = 0.0;
+        let mut cumulative = Vec::with_capacity(list.len());
+        for subchannel in &list {
+            let weight = weight_of(subchannel);
+            subchannel.set_weight(weight);
+            sum += weight;
+            cumulative.push(sum);
+        }
+        let uneven = list
+            .first()
+            .is_some_and(|first| list.iter().any(|s| s.weight() != first.weight()));
+        Self {
+            list,
+            cumulative: uneven.then(|| cumulative.into_boxed_slice()),
+        }
+    }
+
+    /// Two different endpoints drawn at random, each as likely as its
+    /// weight makes it (uniformly when the weights are equal); there must
+    /// be at least two.
+    #[inline]
+    pub(super) fn draw_two(&self) -> (usize, usize) {
+        let n = self.list.len();
+        let other = |a: usize| (a + 1 + fastrand::usize(..n - 1)) % n;
+        let Some(cumulative) = &self.cumulative else {
+            let a = fastrand::usize(..n);
+            return (a, other(a));
+        };
+        let total = cumulative[n - 1];
+        let draw = || {
+            let point = fastrand::f64() * total;
+            cumulative.partition_point(|c| *c <= point).min(n - 1)
+        };
+        let a = draw();
+        let b = draw();
+        (a, if b == a { other(a) } else { b })
+    }
+}
+
+impl Inner {
+    /// Weighs the endpoints by `weights` from now on: those added later
+    /// too, by the address they are added with.
+    #[cfg_attr(not(feature = "xds"), allow(dead_code))]
+    pub(crate) fn set_weights(self: &Arc<Self>, weights: Weights) {
+        let _live = self.live();
+        self.fleet.weights.store(Arc::new(weights));
+        let subchannels = self.fleet.subchannels.load();
+        let list = subchannels.list.clone();
+        self.fleet
+            .subchannels
+            .store(Arc::new(Subchannels::new(list, &self.fleet.weights.load())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_weights_draw_uniformly_and_uneven_ones_by_weight() {
+        let list: Vec<Arc<Subchannel>> = (0..3u16)
+            .map(|i| {
+                let target = crate::discovery::Target::new("http://greeter")
+                    .connect_to(SocketAddr::from(([127, 0, 0, 1], 1000 + i)));
+                let endpoint =
+                    super::super::endpoint_for(&target, &Default::default()).expect("valid target");
+                Arc::new(Subchannel::new(Arc::new(super::super::Member::new(
+                    endpoint,
+                ))))
+            })
+            .collect();
+        assert!(
+            Subchannels::new(list.clone(), &Weights::new())
+                .cumulative
+                .is_none()
+        );
+
+        let weights: Weights = [(SocketAddr::from(([127, 0, 0, 1], 1002)), 2.0)]
+            .into_iter()
+            .collect();
+        let weighted = Subchannels::new(list, &weights);
+        let mut drawn = [0usize; 3];
+        for _ in 0..40_000 {
+            let (a, b) = weighted.draw_two();
+            assert_ne!(a, b);
+            drawn[a] += 1;
+        }
+        // Weights 1:1:2 draw the first of two 0.25, 0.25 and 0.5 of the
+        // time.
+        let share = |i: usize| drawn[i] as f64 / 40_000.0;
+        assert!((share(2) - 0.5).abs() < 0.03, "{drawn:?}");
+        assert!((share(0) - 0.25).abs() < 0.03, "{drawn:?}");
+    }
+}
