@@ -327,6 +327,103 @@ async fn localities_share_the_calls_by_weight_and_endpoint_weights_go_unused_as_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ring_hash_sends_each_key_to_the_server_grpc_go_sends_it_to() {
+    bounded(LIMIT, async {
+        let _one = ONE_AT_A_TIME.lock().await;
+        let fleet = servers(3).await;
+        let all = addresses(&fleet);
+        let mut control_plane = ControlPlane::start().await;
+        let mut resources = xds::service(
+            "greeter",
+            LbPolicy::RingHash,
+            &[LocalityOf {
+                endpoint_weights: vec![1, 1, 2],
+                ..LocalityOf::healthy("a", &all)
+            }],
+        );
+
+        // No hash policy: each call a random place on the ring, where
+        // endpoints come up as often as their weights (grpc-go 1.85:
+        // 0.27 / 0.25 / 0.49).
+        control_plane.set(&resources).await.expect("snapshot taken");
+        let pool = xds_pool(&control_plane);
+        wait_for_endpoints(&pool, 3).await;
+        for (who, shares) in ["the pool", "grpc-go"]
+            .iter()
+            .zip(both_shares(&pool, &control_plane).await)
+        {
+            eprintln!("ring hash, weights 1:1:2, random hashes, {who}: {shares:?}");
+            for (address, expected) in all.iter().zip([0.25, 0.25, 0.5]) {
+                let share = shares.get(&address.port()).copied().unwrap_or(0.0);
+                assert!(
+                    (share - expected).abs() < 0.08,
+                    "{who}: {address} took {share:.3}, not about {expected}: {shares:?}"
+                );
+            }
+        }
+
+        // The route hashes by x-user: each of 32 keys on one server, and
+        // on the server grpc-go's own client sends it to.
+        resources[1] = xds::route_hashing("greeter", "greeter", "greeter", "x-user");
+        let updated = std::time::SystemTime::now();
+        control_plane.set(&resources).await.expect("snapshot taken");
+        wait_for_status(&pool, |s| {
+            s.resources.iter().any(|r| {
+                r.kind == XdsResourceKind::RouteConfiguration
+                    && r.state == XdsResourceState::Acked
+                    && r.since > updated
+            })
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let greeter = PooledGreeterClient::new(pool.clone());
+        let mut ours: HashMap<String, HashSet<u16>> = HashMap::new();
+        for round in 0..4 {
+            for key in 0..32 {
+                let key = format!("key-{key}");
+                let mut request = tonic::Request::new(HelloRequest {
+                    name: format!("round {round}"),
+                    delay_ms: 0,
+                    count: 0,
+                });
+                request
+                    .metadata_mut()
+                    .insert("x-user", key.parse().expect("ascii"));
+                let response = greeter.say_hello(request).await.expect("the call succeeds");
+                let port: u16 = response
+                    .metadata()
+                    .get("server-port")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .expect("server-port");
+                ours.entry(key).or_default().insert(port);
+            }
+        }
+        let go = grpc_go_calls(&control_plane, 4, 32, 32).await;
+        assert_eq!(go.errors, 0, "grpc-go: {}", go.first_error);
+        let mut servers_used: HashSet<u16> = HashSet::new();
+        for (key, ports) in &ours {
+            assert_eq!(ports.len(), 1, "{key} went to {ports:?}");
+            let go_ports: HashSet<u16> = go.keys[key]
+                .keys()
+                .map(|p| p.parse().expect("a port"))
+                .collect();
+            assert_eq!(
+                ports, &go_ports,
+                "{key}: the pool {ports:?}, grpc-go {go_ports:?}"
+            );
+            servers_used.extend(ports);
+        }
+        eprintln!(
+            "ring hash on x-user: 32 keys over {} servers, each on one, the same map as grpc-go's",
+            servers_used.len()
+        );
+        assert!(servers_used.len() >= 2, "{servers_used:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_eds_update_that_drops_an_endpoint_fails_no_call_and_keeps_the_others_connections() {
     bounded(LIMIT, async {
         let _one = ONE_AT_A_TIME.lock().await;

@@ -35,14 +35,18 @@ pub(super) async fn send(
     clock: CallClock,
 ) -> Result<Response<ResponseBody>, Status> {
     let (mut call, mut request) = Call::new(&inner, request, method.as_ref());
+    // On a ring-hash pool (gRPC A42), the call's hash: every attempt
+    // starts from its place on the ring.
+    let hash = inner.ring_hash(request.headers());
     loop {
         // Every attempt, retries and hedged copies too, counts against
         // the circuit breaker (gRPC A32), as grpc-go's picker counts.
         let admission = inner.admit_attempt()?;
-        let slot = match (call.preferred_slot(&inner), call.affinity) {
-            (Some(slot), _) => slot,
-            (None, None) => inner.acquire(call.wait_for_ready).await?,
-            (None, Some(key)) => inner.acquire_for(key, call.wait_for_ready).await?,
+        let slot = match (call.preferred_slot(&inner), call.affinity, hash) {
+            (Some(slot), _, _) => slot,
+            (None, None, None) => inner.acquire(call.wait_for_ready).await?,
+            (None, Some(key), _) => inner.acquire_for(key, call.wait_for_ready).await?,
+            (None, None, Some(hash)) => inner.acquire_hashed(hash, call.wait_for_ready).await?,
         };
         let slot = admission.hold(slot);
         let mut end = CallEnd::new(slot, call.handle.clone(), clock.attempt());

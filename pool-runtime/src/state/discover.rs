@@ -124,6 +124,13 @@ impl PoolView {
         }
     }
 
+    /// Hashes calls onto a ring (`Some`), or stops (see `ring.rs`).
+    pub(crate) fn set_ring(&self, ring: Option<super::ring::RingConfig>) {
+        if let Some(inner) = self.pool.upgrade() {
+            inner.set_ring(ring);
+        }
+    }
+
     /// Waits for the pool's next change; `false` once it is gone.
     pub(crate) async fn changed(&mut self) -> bool {
         self.events.changed().await.is_ok() && self.pool.strong_count() > 0

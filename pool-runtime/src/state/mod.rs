@@ -9,6 +9,7 @@
 //! | `latency.rs` | an endpoint's latency estimate (a fading EWMA) |
 //! | `subset.rs` | which endpoints a pool uses, with `subset_size` (rendezvous hashing) |
 //! | `weights.rs` | endpoint weights (an xDS locality's), and the pick's weighted draw |
+//! | `ring.rs` | ring hash (gRPC A42): a call's hash picks its endpoint |
 //! | `wait.rs`, `queue.rs` | how a call waits when no stream is free |
 //! | `affinity.rs` | keeping calls with one key on one connection |
 //! | `circuit.rs` | circuit breaking (gRPC A32): a limit on attempts in flight |
@@ -46,6 +47,7 @@ mod pick;
 pub(crate) mod policy;
 mod queue;
 mod retire;
+pub(crate) mod ring;
 mod shrink;
 mod snapshot;
 mod subchannel;
@@ -117,6 +119,11 @@ pub(crate) struct Fleet {
     subchannels: ArcSwap<weights::Subchannels>,
     /// The endpoints' weights (an xDS pool's localities'); none elsewhere.
     weights: ArcSwap<weights::Weights>,
+    /// How calls hash onto a ring (an xDS RING_HASH cluster's); none
+    /// elsewhere.
+    ring: arc_swap::ArcSwapOption<ring::RingConfig>,
+    /// Whether `ring` is set, readable without loading it.
+    hashing: AtomicBool,
     /// Whether `subchannels` holds more than one endpoint, readable without
     /// loading it: a pool of one endpoint picks as if it had no others.
     choosing: AtomicBool,
@@ -270,8 +277,11 @@ impl Inner {
                 subchannels: ArcSwap::from_pointee(weights::Subchannels::new(
                     subchannels,
                     &weights::Weights::new(),
+                    None,
                 )),
                 weights: ArcSwap::default(),
+                ring: arc_swap::ArcSwapOption::empty(),
+                hashing: AtomicBool::new(false),
                 choosing,
                 seed,
                 dial,

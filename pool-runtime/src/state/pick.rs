@@ -148,7 +148,7 @@ impl Inner {
     /// Reserves a slot on the least-loaded of `connections`, `subchannel`'s
     /// as its load read them; the slot counts the call on the endpoint and,
     /// when the call is timed, reports its latency when given back.
-    fn reserve_on(
+    pub(super) fn reserve_on(
         self: &Arc<Self>,
         subchannel: &Arc<Subchannel>,
         connections: &[Arc<Connection>],

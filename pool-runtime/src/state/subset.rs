@@ -47,12 +47,7 @@ impl Inner {
         self.fleet
             .choosing
             .store(next.len() > 1, std::sync::atomic::Ordering::Release);
-        self.fleet
-            .subchannels
-            .store(Arc::new(super::weights::Subchannels::new(
-                next,
-                &self.fleet.weights.load(),
-            )));
+        self.fleet.subchannels.store(Arc::new(self.weighed(next)));
         left
     }
 

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use super::ring::{Ring, RingConfig};
 use super::{Inner, Subchannel};
 
 /// Weights by the address an endpoint was added with; one absent is 1.
@@ -21,6 +22,8 @@ pub(crate) struct Subchannels {
     /// `cumulative[i]`: the weights of endpoints `0..=i`; `None` when every
     /// weight is the same.
     cumulative: Option<Box<[f64]>>,
+    /// The ring calls hash onto, when the pool hashes them (gRPC A42).
+    ring: Option<Ring>,
 }
 
 impl Deref for Subchannels {
@@ -32,8 +35,13 @@ impl Deref for Subchannels {
 }
 
 impl Subchannels {
-    /// `list`, each endpoint weighed by `weights`.
-    pub(super) fn new(list: Vec<Arc<Subchannel>>, weights: &Weights) -> Self {
+    /// `list`, each endpoint weighed by `weights`, on a ring if `ring`
+    /// says how to build one.
+    pub(super) fn new(
+        list: Vec<Arc<Subchannel>>,
+        weights: &Weights,
+        ring: Option<&RingConfig>,
+    ) -> Self {
         let weight_of = |subchannel: &Subchannel| {
             subchannel
                 .endpoint
@@ -54,10 +62,29 @@ impl Subchannels {
         let uneven = list
             .first()
             .is_some_and(|first| list.iter().any(|s| s.weight() != first.weight()));
+        let ring = ring.and_then(|config| {
+            let endpoints: Vec<(SocketAddr, u32)> = list
+                .iter()
+                .filter_map(|s| {
+                    let address = s.endpoint.target.address()?;
+                    Some((address, config.weights.get(&address).copied().unwrap_or(1)))
+                })
+                .collect();
+            // Every endpoint must have its place, or the indexes are off.
+            (endpoints.len() == list.len())
+                .then(|| Ring::build(&endpoints, config))
+                .flatten()
+        });
         Self {
             list,
             cumulative: uneven.then(|| cumulative.into_boxed_slice()),
+            ring,
         }
+    }
+
+    /// The ring calls hash onto, if the pool hashes them.
+    pub(super) fn ring(&self) -> Option<&Ring> {
+        self.ring.as_ref()
     }
 
     /// Two different endpoints drawn at random, each as likely as its
@@ -89,11 +116,20 @@ impl Inner {
     pub(crate) fn set_weights(self: &Arc<Self>, weights: Weights) {
         let _live = self.live();
         self.fleet.weights.store(Arc::new(weights));
-        let subchannels = self.fleet.subchannels.load();
-        let list = subchannels.list.clone();
-        self.fleet
-            .subchannels
-            .store(Arc::new(Subchannels::new(list, &self.fleet.weights.load())));
+        self.reweigh();
+    }
+
+    /// The pick's list again, weighed (and on a ring) as the pool now
+    /// says; under the `live` lock.
+    pub(super) fn reweigh(&self) {
+        let list = self.fleet.subchannels.load().list.clone();
+        self.fleet.subchannels.store(Arc::new(self.weighed(list)));
+    }
+
+    /// `list` weighed, and on a ring, as the pool now says.
+    pub(super) fn weighed(&self, list: Vec<Arc<Subchannel>>) -> Subchannels {
+        let ring = self.fleet.ring.load();
+        Subchannels::new(list, &self.fleet.weights.load(), ring.as_deref())
     }
 }
 
@@ -115,7 +151,7 @@ mod tests {
             })
             .collect();
         assert!(
-            Subchannels::new(list.clone(), &Weights::new())
+            Subchannels::new(list.clone(), &Weights::new(), None)
                 .cumulative
                 .is_none()
         );
@@ -123,7 +159,7 @@ mod tests {
         let weights: Weights = [(SocketAddr::from(([127, 0, 0, 1], 1002)), 2.0)]
             .into_iter()
             .collect();
-        let weighted = Subchannels::new(list, &weights);
+        let weighted = Subchannels::new(list, &weights, None);
         let mut drawn = [0usize; 3];
         for _ in 0..40_000 {
             let (a, b) = weighted.draw_two();

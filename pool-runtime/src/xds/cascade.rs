@@ -16,13 +16,14 @@ use xds_client::{
 };
 
 use super::bootstrap::{Bootstrap, IGNORE_RESOURCE_DELETION};
-use super::resources::{Cluster, Endpoints, LbPolicy, Listener, RouteSource, RouteTable};
+use super::resources::{Cluster, Endpoints, LbPolicy, Listener, Route, RouteSource, RouteTable};
 use super::status::{Board, XdsResourceKind, XdsResourceState};
 use super::{XdsTarget, client};
 use crate::config::OutlierDetection;
 use crate::discovery::{Announced, Change, Target};
 use crate::state::circuit::CircuitBreaker;
 use crate::state::discover::PoolView;
+use crate::state::ring::RingConfig;
 use crate::state::weights::Weights;
 use crate::telemetry::stats::EndpointState;
 
@@ -93,6 +94,7 @@ async fn run(
         .await;
     let mut announced = Announced::new();
     let mut last_weights = Weights::new();
+    let mut last_ring: Option<RingConfig> = None;
     loop {
         let keep = cascade.keep_deleted;
         let board = Arc::clone(&cascade.board);
@@ -116,6 +118,11 @@ async fn run(
         if weights != last_weights {
             view.set_weights(weights.clone());
             last_weights = weights;
+        }
+        let ring = cascade.ring(&addresses);
+        if ring != last_ring {
+            view.set_ring(ring.clone());
+            last_ring = ring;
         }
         let (new, gone) = announced.replace_all(addresses);
         for (address, target) in new {
@@ -163,14 +170,11 @@ impl Cascade {
         self.routes.follow(client, route_name, &self.board).await;
         let cluster_name = self.cluster_name();
         self.cluster.follow(client, cluster_name, &self.board).await;
-        let eds_name = self.cluster.value.as_ref().map(|c| {
-            if c.lb_policy == LbPolicy::RingHash {
-                tracing::warn!(
-                    "xDS cluster asks for RING_HASH; this version balances by least request"
-                );
-            }
-            c.eds_service_name.clone()
-        });
+        let eds_name = self
+            .cluster
+            .value
+            .as_ref()
+            .map(|c| c.eds_service_name.clone());
         if let (Some(name), Some(cluster)) = (&self.cluster.name, &self.cluster.value) {
             self.circuit.set(name, Some(cluster.max_requests));
             let detection = cluster.outlier_detection.clone();
@@ -185,10 +189,10 @@ impl Cascade {
         self.endpoints.follow(client, eds_name, &self.board).await;
     }
 
-    /// The cluster of the route the target's calls take: in the virtual
-    /// host for the target's name, the first route that matches every
-    /// path, else the first route; of weighted clusters, the heaviest.
-    fn cluster_name(&self) -> Option<String> {
+    /// The route the target's calls take: in the virtual host for the
+    /// target's name, the first route that matches every path, else the
+    /// first route.
+    fn route(&self) -> Option<&Route> {
         let listener = self.listener.value.as_ref()?;
         let table = match &listener.routes {
             RouteSource::Inline(table) => table,
@@ -198,18 +202,50 @@ impl Cascade {
             tracing::warn!(target = %self.target.authority, "no xDS virtual host matches the target");
             return None;
         };
-        let route = host
-            .routes
+        host.routes
             .iter()
             .find(|r| r.catch_all)
-            .or_else(|| host.routes.first())?;
+            .or_else(|| host.routes.first())
+    }
+
+    /// The cluster of [`route`](Self::route); of weighted clusters, the
+    /// heaviest.
+    fn cluster_name(&self) -> Option<String> {
         let mut heaviest: Option<&(String, u32)> = None;
-        for cluster in &route.clusters {
+        for cluster in &self.route()?.clusters {
             if heaviest.is_none_or(|h| cluster.1 > h.1) {
                 heaviest = Some(cluster);
             }
         }
         heaviest.map(|(name, _)| name.clone())
+    }
+
+    /// How calls hash onto a ring, for a RING_HASH cluster (gRPC A42):
+    /// over `serving`'s endpoints, each weighed as its locality's weight
+    /// times its own, the hash made by the route's `hash_policy`.
+    fn ring(&self, serving: &BTreeMap<SocketAddr, Target>) -> Option<RingConfig> {
+        let cluster = self.cluster.value.as_ref()?;
+        if cluster.lb_policy != LbPolicy::RingHash {
+            return None;
+        }
+        let endpoints = self.endpoints.value.as_ref()?;
+        let mut weights = HashMap::new();
+        for locality in &endpoints.localities {
+            for (address, weight) in locality.addresses.iter().zip(&locality.endpoint_weights) {
+                if serving.contains_key(address) {
+                    weights.insert(*address, locality.weight.saturating_mul(*weight));
+                }
+            }
+        }
+        Some(RingConfig {
+            min_ring_size: cluster.ring_size.0,
+            max_ring_size: cluster.ring_size.1,
+            weights,
+            policies: self
+                .route()
+                .map(|r| r.hash_policy.clone())
+                .unwrap_or_default(),
+        })
     }
 
     /// The endpoints that take calls (gRPC A56): those of the lowest

@@ -18,6 +18,7 @@ use xds_client::resource::TypeUrl;
 use xds_client::{Error as XdsError, Resource};
 
 use crate::config::{FailurePercentageEjection, OutlierDetection, SuccessRateEjection};
+pub(crate) use crate::state::ring::{HashPolicy, HashSource};
 
 const HCM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 
@@ -136,6 +137,8 @@ pub(crate) struct Route {
     pub(crate) catch_all: bool,
     /// Its clusters with their weights (one at weight 1 for `cluster`).
     pub(crate) clusters: Vec<(String, u32)>,
+    /// How a call's hash is made, for a ring-hash cluster (gRPC A42).
+    pub(crate) hash_policy: Vec<HashPolicy>,
 }
 
 impl Resource for RouteTable {
@@ -259,11 +262,50 @@ impl Route {
             }
             _ => return Ok(None),
         };
+        let hash_policy = hash_policies(action.hash_policy, at)?;
         Ok(Some(Self {
             catch_all,
             clusters,
+            hash_policy,
         }))
     }
+}
+
+/// A route's `hash_policy` as gRPC A42 reads it: headers (but `-bin`
+/// ones, whose values are not text) and the filter state
+/// `io.grpc.channel_id`; the other kinds are Envoy's, passed over.
+fn hash_policies(
+    policies: Vec<route::route_action::HashPolicy>,
+    at: &str,
+) -> Result<Vec<HashPolicy>, XdsError> {
+    use route::route_action::hash_policy::PolicySpecifier;
+    let mut read = Vec::new();
+    for (i, policy) in policies.into_iter().enumerate() {
+        let source = match policy.policy_specifier {
+            Some(PolicySpecifier::Header(header)) => {
+                if header.header_name.ends_with("-bin") {
+                    continue;
+                }
+                let name =
+                    http::HeaderName::from_bytes(header.header_name.as_bytes()).map_err(|_| {
+                        nack(
+                            format!("{at}.route.hash_policy[{i}].header.header_name"),
+                            format!("{:?} is not a header name", header.header_name),
+                        )
+                    })?;
+                HashSource::Header(name)
+            }
+            Some(PolicySpecifier::FilterState(state)) if state.key == "io.grpc.channel_id" => {
+                HashSource::ChannelId
+            }
+            _ => continue,
+        };
+        read.push(HashPolicy {
+            source,
+            terminal: policy.terminal,
+        });
+    }
+    Ok(read)
 }
 
 /// gRPC A32: a cluster without `max_requests` allows 1,024 attempts in
@@ -290,6 +332,8 @@ pub(crate) struct Cluster {
     pub(crate) max_requests: u32,
     /// gRPC A50's outlier detection, when the cluster asks for it.
     pub(crate) outlier_detection: Option<OutlierDetection>,
+    /// A RING_HASH cluster's ring size bounds (gRPC A42).
+    pub(crate) ring_size: (u64, u64),
 }
 
 impl Resource for Cluster {
@@ -368,6 +412,7 @@ impl Resource for Cluster {
                     .map(|m| m.value)
             })
             .unwrap_or(DEFAULT_MAX_REQUESTS);
+        let ring_size = ring_size(message.lb_config, &at)?;
         let outlier_detection = message
             .outlier_detection
             .map(|detection| outlier_detection(detection, &at))
@@ -377,8 +422,39 @@ impl Resource for Cluster {
             lb_policy,
             max_requests,
             outlier_detection,
+            ring_size,
         })
     }
+}
+
+/// gRPC A42's ring size bounds: `ring_hash_lb_config`'s, defaults 1,024
+/// and 8,388,608 (the most it allows), the largest capped at 4,096 as
+/// grpc-go caps it (its `GRPC_RING_HASH_CAP`); xxHash only.
+fn ring_size(config: Option<cluster::cluster::LbConfig>, at: &str) -> Result<(u64, u64), XdsError> {
+    use cluster::cluster::ring_hash_lb_config::HashFunction;
+    const UPPER_BOUND: u64 = 8 * 1024 * 1024;
+    const CAP: u64 = 4096;
+    let Some(cluster::cluster::LbConfig::RingHashLbConfig(config)) = config else {
+        return Ok((1024, CAP));
+    };
+    let at = format!("{at}.ring_hash_lb_config");
+    if config.hash_function != HashFunction::XxHash as i32 {
+        return Err(nack(
+            format!("{at}.hash_function"),
+            "is not XX_HASH, the one gRPC uses",
+        ));
+    }
+    let min = config.minimum_ring_size.map_or(1024, |v| v.value);
+    let max = config.maximum_ring_size.map_or(UPPER_BOUND, |v| v.value);
+    if min == 0 || max > UPPER_BOUND || min > max {
+        return Err(nack(
+            &at,
+            format!(
+                "minimum_ring_size {min} and maximum_ring_size {max}: 1 <= min <= max <= {UPPER_BOUND}"
+            ),
+        ));
+    }
+    Ok((min.min(CAP), max.min(CAP)))
 }
 
 /// A cluster's `outlier_detection` as gRPC A50 reads it: each field's
@@ -494,6 +570,8 @@ pub(crate) struct LocalityEndpoints {
     pub(crate) priority: u32,
     pub(crate) weight: u32,
     pub(crate) addresses: Vec<SocketAddr>,
+    /// Each address's `load_balancing_weight` (1 when unset), in order.
+    pub(crate) endpoint_weights: Vec<u32>,
 }
 
 impl Resource for Endpoints {
@@ -520,9 +598,10 @@ impl Resource for Endpoints {
             // no calls.
             let weight = locality.load_balancing_weight.map_or(0, |w| w.value);
             let mut addresses = Vec::with_capacity(locality.lb_endpoints.len());
+            let mut endpoint_weights = Vec::with_capacity(locality.lb_endpoints.len());
             for (e, lb_endpoint) in locality.lb_endpoints.into_iter().enumerate() {
                 let at = format!("{at}.lb_endpoints[{e}]");
-                let address = endpoint_address(lb_endpoint.host_identifier, &at)?;
+                let address = endpoint_address(lb_endpoint.host_identifier.clone(), &at)?;
                 if !seen.insert(address) {
                     return Err(nack(at, format!("{address} is listed twice")));
                 }
@@ -532,6 +611,12 @@ impl Resource for Endpoints {
                 );
                 if usable {
                     addresses.push(address);
+                    endpoint_weights.push(
+                        lb_endpoint
+                            .load_balancing_weight
+                            .map_or(1, |w| w.value)
+                            .max(1),
+                    );
                 }
             }
             if weight == 0 {
@@ -542,6 +627,7 @@ impl Resource for Endpoints {
                 priority: locality.priority,
                 weight,
                 addresses,
+                endpoint_weights,
             });
         }
         // gRPC A27: priorities run from 0 without a gap.
