@@ -148,7 +148,7 @@ pub use crate::{
     call::{ResponseBody, ResponseFuture},
     config::{
         Backoff, FailurePercentageEjection, HealthCheck, HedgingPolicy, MethodConfig, MethodName,
-        OutlierDetection, PoolConfig, RetryPolicy, RetryThrottling, ServiceConfig,
+        OutlierDetection, PoolConfig, RetryPolicy, RetryThrottling, RingHash, ServiceConfig,
         SuccessRateEjection,
     },
     error::Error,

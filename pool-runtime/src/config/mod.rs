@@ -21,7 +21,7 @@ pub use self::dns::DnsConfig;
 pub use self::health_check::HealthCheck;
 pub use self::outlier::{FailurePercentageEjection, OutlierDetection, SuccessRateEjection};
 pub use self::service_config::{
-    HedgingPolicy, MethodConfig, MethodName, RetryPolicy, RetryThrottling, ServiceConfig,
+    HedgingPolicy, MethodConfig, MethodName, RetryPolicy, RetryThrottling, RingHash, ServiceConfig,
 };
 #[cfg(feature = "tls")]
 pub use self::tls::TlsConfig;

@@ -245,6 +245,11 @@ impl Inner {
             .map(|endpoint| Arc::new(Subchannel::new(endpoint)))
             .collect();
         let choosing = AtomicBool::new(subchannels.len() > 1);
+        let ring = config
+            .service_config
+            .ring_hash
+            .as_ref()
+            .map(ring::RingConfig::from_service_config);
         let policies = MethodPolicies::new(
             &config.service_config,
             config.idempotent_retry_policy.as_ref(),
@@ -277,11 +282,11 @@ impl Inner {
                 subchannels: ArcSwap::from_pointee(weights::Subchannels::new(
                     subchannels,
                     &weights::Weights::new(),
-                    None,
+                    ring.as_ref(),
                 )),
                 weights: ArcSwap::default(),
-                ring: arc_swap::ArcSwapOption::empty(),
-                hashing: AtomicBool::new(false),
+                ring: arc_swap::ArcSwapOption::new(ring.clone().map(Arc::new)),
+                hashing: AtomicBool::new(ring.is_some()),
                 choosing,
                 seed,
                 dial,

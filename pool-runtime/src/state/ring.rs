@@ -55,9 +55,9 @@ fn xxhash(bytes: &[u8]) -> u64 {
 }
 
 impl Ring {
-    /// The ring of `endpoints` (address and weight, by their index in the
-    /// pick's list), as grpc-go's `newRing` builds it.
-    pub(super) fn build(endpoints: &[(SocketAddr, u32)], config: &RingConfig) -> Option<Self> {
+    /// The ring of `endpoints` (hash key, `ip:port`, and weight, by their
+    /// index in the pick's list), as grpc-go's `newRing` builds it.
+    pub(super) fn build(endpoints: &[(String, u32)], config: &RingConfig) -> Option<Self> {
         let total: u64 = endpoints.iter().map(|(_, w)| u64::from(*w)).sum();
         if total == 0 {
             return None;
@@ -67,12 +67,8 @@ impl Ring {
         let mut keyed: Vec<(String, f64, u32)> = endpoints
             .iter()
             .enumerate()
-            .map(|(index, (address, weight))| {
-                (
-                    address.to_string(),
-                    f64::from(*weight) / total as f64,
-                    index as u32,
-                )
+            .map(|(index, (key, weight))| {
+                (key.clone(), f64::from(*weight) / total as f64, index as u32)
             })
             .collect();
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
@@ -107,6 +103,27 @@ impl Ring {
 }
 
 impl RingConfig {
+    /// The ring a service config's `ring_hash_experimental` asks for
+    /// (gRPC A76): every endpoint of weight 1, the hash the request
+    /// header's.
+    pub(crate) fn from_service_config(ring: &crate::config::RingHash) -> Self {
+        Self {
+            min_ring_size: ring.min_ring_size,
+            max_ring_size: ring.max_ring_size,
+            weights: HashMap::new(),
+            policies: ring
+                .request_hash_header
+                .as_deref()
+                .and_then(|name| http::HeaderName::from_bytes(name.as_bytes()).ok())
+                .map(|name| HashPolicy {
+                    source: HashSource::Header(name),
+                    terminal: false,
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
     /// A call's hash by the route's policies (grpc-go's `generateHash`):
     /// each policy that makes one is folded in, rotated so that two alike
     /// do not cancel; `None` when none made one (the call then takes a
@@ -220,9 +237,9 @@ mod tests {
 
     #[test]
     fn the_ring_follows_the_weights_and_a_key_keeps_its_endpoint() {
-        let endpoints: Vec<(SocketAddr, u32)> = [(1, 1), (2, 1), (3, 2)]
+        let endpoints: Vec<(String, u32)> = [(1, 1), (2, 1), (3, 2)]
             .into_iter()
-            .map(|(i, w)| (SocketAddr::from(([10, 0, 0, i], 50051)), w))
+            .map(|(i, w)| (format!("10.0.0.{i}:50051"), w))
             .collect();
         let ring = Ring::build(&endpoints, &config()).expect("a ring");
         // The least weighted gets ceil(0.25 * 1024) = 256 entries; scale
@@ -243,6 +260,7 @@ mod tests {
             endpoints[ring.walk(key).next().expect("an entry")].0,
             reversed[again.walk(key).next().expect("an entry")].0
         );
+        assert_eq!(ring.walk(key).count(), 1024, "once round the ring");
     }
 
     #[test]

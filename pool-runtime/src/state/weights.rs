@@ -63,17 +63,21 @@ impl Subchannels {
             .first()
             .is_some_and(|first| list.iter().any(|s| s.weight() != first.weight()));
         let ring = ring.and_then(|config| {
-            let endpoints: Vec<(SocketAddr, u32)> = list
+            // Each endpoint's hash key is where it connects, `ip:port` (as
+            // grpc-go hashes the address).
+            let endpoints: Vec<(String, u32)> = list
                 .iter()
-                .filter_map(|s| {
-                    let address = s.endpoint.target.address()?;
-                    Some((address, config.weights.get(&address).copied().unwrap_or(1)))
+                .map(|s| {
+                    let weight = s
+                        .endpoint
+                        .target
+                        .address()
+                        .and_then(|a| config.weights.get(&a).copied())
+                        .unwrap_or(1);
+                    (s.endpoint.address.to_string(), weight)
                 })
                 .collect();
-            // Every endpoint must have its place, or the indexes are off.
-            (endpoints.len() == list.len())
-                .then(|| Ring::build(&endpoints, config))
-                .flatten()
+            Ring::build(&endpoints, config)
         });
         Self {
             list,

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tonic::Code;
 
-use super::{HedgingPolicy, MethodConfig, MethodName, RetryPolicy, RetryThrottling, ServiceConfig};
+use super::{
+    HedgingPolicy, MethodConfig, MethodName, RetryPolicy, RetryThrottling, RingHash, ServiceConfig,
+};
 use crate::error::Error;
 
 /// gRPC caps attempts at 5, whatever a config asks.
@@ -150,7 +152,7 @@ fn parse_service_config(value: &Value, unknown: &mut Unknown) -> Result<ServiceC
     ignore_unknown(
         top,
         "(the document)",
-        &["methodConfig", "retryThrottling"],
+        &["methodConfig", "retryThrottling", "loadBalancingConfig"],
         unknown,
     );
     let mut config = ServiceConfig::default();
@@ -170,7 +172,116 @@ fn parse_service_config(value: &Value, unknown: &mut Unknown) -> Result<ServiceC
     if let Some(throttling) = top.get("retryThrottling") {
         config.retry_throttling = Some(parse_throttling(throttling, unknown)?);
     }
+    if let Some(policies) = top.get("loadBalancingConfig") {
+        config.ring_hash = parse_balancing(policies)?;
+    }
     Ok(config)
+}
+
+/// The policies that pick as this pool does: its least request stands in
+/// for gRPC's own.
+const LEAST_REQUEST_ALIKE: [&str; 4] = [
+    "round_robin",
+    "pick_first",
+    "least_request_experimental",
+    "weighted_round_robin",
+];
+
+/// `loadBalancingConfig`: the first policy of the list that the pool
+/// knows, as gRPC takes it; `ring_hash_experimental` hashes calls, the
+/// others pick by least request.
+fn parse_balancing(value: &Value) -> Result<Option<RingHash>, Error> {
+    let field = "loadBalancingConfig";
+    let list = value
+        .as_array()
+        .ok_or_else(|| invalid(field, value.to_string(), "must be an array"))?;
+    for (i, policy) in list.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let policy = object(policy, &at)?;
+        let Some((name, config)) = policy.iter().next().filter(|_| policy.len() == 1) else {
+            return Err(invalid(
+                at,
+                Value::Object(policy.clone()).to_string(),
+                "must name one policy",
+            ));
+        };
+        if LEAST_REQUEST_ALIKE.contains(&name.as_str()) {
+            return Ok(None);
+        }
+        if name == "ring_hash_experimental" {
+            return parse_ring_hash(config, &format!("{at}.ring_hash_experimental")).map(Some);
+        }
+    }
+    if list.is_empty() {
+        return Ok(None);
+    }
+    Err(invalid(
+        field,
+        excerpt(&value.to_string()),
+        "names no policy this pool has (round_robin, pick_first, least_request_experimental, weighted_round_robin, ring_hash_experimental)",
+    ))
+}
+
+/// gRPC A42's ring sizes (1 <= min <= max <= 8,388,608; the largest
+/// capped at 4,096 as grpc-go caps it) and A76's `requestHashHeader`.
+fn parse_ring_hash(value: &Value, at: &str) -> Result<RingHash, Error> {
+    const UPPER_BOUND: u64 = 8 * 1024 * 1024;
+    const CAP: u64 = 4096;
+    let fields = object(value, at)?;
+    let size = |name: &str, default: u64| -> Result<u64, Error> {
+        let Some(value) = fields.get(name) else {
+            return Ok(default);
+        };
+        value
+            .as_u64()
+            .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+            .filter(|n| (1..=UPPER_BOUND).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    format!("{at}.{name}"),
+                    value.to_string(),
+                    "must be a whole number from 1 to 8388608",
+                )
+            })
+    };
+    let min = size("minRingSize", 1024)?;
+    let max = size("maxRingSize", UPPER_BOUND)?;
+    if min > max {
+        return Err(invalid(
+            format!("{at}.minRingSize"),
+            min.to_string(),
+            format!("is above maxRingSize {max}"),
+        ));
+    }
+    let request_hash_header = match fields.get("requestHashHeader") {
+        None => None,
+        Some(Value::String(name)) if name.is_empty() => None,
+        Some(Value::String(name)) => {
+            if name.starts_with(':')
+                || name.ends_with("-bin")
+                || http::HeaderName::from_bytes(name.as_bytes()).is_err()
+            {
+                return Err(invalid(
+                    format!("{at}.requestHashHeader"),
+                    format!("{name:?}"),
+                    "must be a header name, neither a pseudo-header nor a -bin one (gRPC A76)",
+                ));
+            }
+            Some(name.to_ascii_lowercase())
+        }
+        Some(other) => {
+            return Err(invalid(
+                format!("{at}.requestHashHeader"),
+                other.to_string(),
+                "must be a string",
+            ));
+        }
+    };
+    Ok(RingHash {
+        min_ring_size: min.min(CAP),
+        max_ring_size: max.min(CAP),
+        request_hash_header,
+    })
 }
 
 /// The fields a method config may have.

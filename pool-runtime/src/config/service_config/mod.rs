@@ -42,6 +42,46 @@ pub struct ServiceConfig {
     /// The token bucket that stops retries and hedges when most calls
     /// fail. Default: none (no throttling).
     pub retry_throttling: Option<RetryThrottling>,
+    /// `loadBalancingConfig`'s `ring_hash_experimental` (gRPC A42 and A76):
+    /// calls hash onto a ring of the endpoints. Default: none (the pool's
+    /// least request).
+    pub ring_hash: Option<RingHash>,
+}
+
+/// Ring hash (gRPC A42) on a pool without xDS, as gRPC A76 configures
+/// it: each call's hash is its `request_hash_header`'s value (xxHash64,
+/// as grpc-go hashes it), so calls with one key go to one server while it
+/// is up, and a grpc-go client with the same config sends the key to the
+/// same server.
+///
+/// ```
+/// let config = pooled_client::ServiceConfig::from_json(r#"{
+///   "loadBalancingConfig": [{"ring_hash_experimental": {"requestHashHeader": "x-user"}}]
+/// }"#)?;
+/// assert_eq!(config.ring_hash.unwrap().request_hash_header.as_deref(), Some("x-user"));
+/// # Ok::<(), pooled_client::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingHash {
+    /// The ring's least size. Default: 1,024.
+    pub min_ring_size: u64,
+    /// The ring's largest size, at most 4,096 (grpc-go's cap). Default:
+    /// 4,096.
+    pub max_ring_size: u64,
+    /// The request header whose values (joined with `,`) make a call's
+    /// hash; a call without it, or with none named, takes a random hash
+    /// (grpc-go fails such calls without xDS). Default: none.
+    pub request_hash_header: Option<String>,
+}
+
+impl Default for RingHash {
+    fn default() -> Self {
+        Self {
+            min_ring_size: 1024,
+            max_ring_size: 4096,
+            request_hash_header: None,
+        }
+    }
 }
 
 /// The policy of the methods it names.
