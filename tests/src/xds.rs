@@ -236,6 +236,21 @@ pub fn listener(name: &str, route_name: &str) -> Any {
     })
 }
 
+/// An API listener `name` whose HttpConnectionManager does not decode: a
+/// control plane's garbage.
+pub fn listener_that_does_not_decode(name: &str) -> Any {
+    any(&listener::Listener {
+        name: name.to_owned(),
+        api_listener: Some(listener::ApiListener {
+            api_listener: Some(Any {
+                type_url: hcm::HttpConnectionManager::type_url(),
+                value: vec![0xff, 0xff, 0xff, 0xff, 0x0f, 0x01],
+            }),
+        }),
+        ..Default::default()
+    })
+}
+
 /// A route configuration `name` with one virtual host for `domain` whose
 /// one route sends every path to `cluster`.
 pub fn route(name: &str, domain: &str, cluster: &str) -> Any {
@@ -438,6 +453,31 @@ pub fn endpoints(name: &str, localities: &[LocalityOf]) -> Any {
             .collect(),
         ..Default::default()
     })
+}
+
+/// [`endpoints`] whose policy drops `percent` of the calls as `category`
+/// (`drop_overloads`).
+pub fn endpoints_dropping(
+    name: &str,
+    localities: &[LocalityOf],
+    category: &str,
+    percent: u32,
+) -> Any {
+    use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
+    let mut assignment =
+        endpoint::ClusterLoadAssignment::decode(endpoints(name, localities).value.as_slice())
+            .expect("our own assignment");
+    assignment.policy = Some(endpoint::cluster_load_assignment::Policy {
+        drop_overloads: vec![endpoint::cluster_load_assignment::policy::DropOverload {
+            category: category.to_owned(),
+            drop_percentage: Some(FractionalPercent {
+                numerator: percent,
+                denominator: 0, // HUNDRED
+            }),
+        }],
+        ..Default::default()
+    });
+    any(&assignment)
 }
 
 /// The four resources of a service `name` whose cluster `name` balances

@@ -1018,6 +1018,138 @@ async fn a_clusters_outlier_detection_ejects_the_server_failing_half_its_calls()
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_that_sends_garbage_never_costs_the_pool_its_service() {
+    bounded(LIMIT, async {
+        let servers = servers(2).await;
+        let all = addresses(&servers);
+        let mut control_plane = ControlPlane::start().await;
+
+        // A listener whose routes name a configuration that never comes:
+        // calls fail UNAVAILABLE at once, naming what is missing.
+        control_plane
+            .set(&[
+                xds::listener("greeter", "never-sent"),
+                xds::cluster("greeter", LbPolicy::RoundRobin),
+            ])
+            .await
+            .expect("snapshot taken");
+        let pool = Pool::builder()
+            .xds("xds:///greeter")
+            .xds_bootstrap(control_plane.bootstrap())
+            .acquire_timeout(Duration::from_millis(300))
+            .connect_timeout(Duration::from_millis(300))
+            .build()
+            .expect("valid settings");
+        wait_for_status(&pool, |s| {
+            s.resources.iter().any(|r| {
+                r.kind == XdsResourceKind::RouteConfiguration
+                    && r.name == "never-sent"
+                    && r.state == XdsResourceState::Requested
+            })
+        })
+        .await;
+        let greeter = PooledGreeterClient::new(pool.clone());
+        let status = call(&greeter).await.expect_err("no endpoints");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(
+            status.message().contains(
+                "xDS RouteConfiguration \"never-sent\" is requested and not received yet"
+            ),
+            "{status:?}"
+        );
+
+        // A cluster with no endpoints: the same, naming the endpoints.
+        control_plane
+            .set(&xds::service("greeter", LbPolicy::RoundRobin, &[]))
+            .await
+            .expect("snapshot taken");
+        wait_for_status(&pool, |s| {
+            s.resources.len() == 4
+                && s.resources
+                    .iter()
+                    .all(|r| r.state == XdsResourceState::Acked)
+        })
+        .await;
+        let status = call(&greeter).await.expect_err("no endpoints");
+        assert!(
+            status
+                .message()
+                .contains("lists no endpoint that can take calls"),
+            "{status:?}"
+        );
+
+        // Endpoints come: calls are served.
+        let good = xds::service(
+            "greeter",
+            LbPolicy::RoundRobin,
+            &[LocalityOf::healthy("a", &all)],
+        );
+        control_plane.set(&good).await.expect("snapshot taken");
+        wait_for_endpoints(&pool, 2).await;
+        call(&greeter).await.expect("served");
+
+        // A listener that does not decode is NACKed; the last good one,
+        // and every call, go on.
+        let mut garbage = good.clone();
+        garbage[0] = xds::listener_that_does_not_decode("greeter");
+        control_plane.set(&garbage).await.expect("snapshot taken");
+        let status = wait_for_status(&pool, |s| {
+            matches!(
+                state_of(s, XdsResourceKind::Listener),
+                Some(XdsResourceState::Nacked { .. })
+            )
+        })
+        .await;
+        let Some(XdsResourceState::Nacked { error }) = state_of(&status, XdsResourceKind::Listener)
+        else {
+            unreachable!()
+        };
+        assert!(error.contains("does not decode"), "{error}");
+        for _ in 0..50 {
+            call(&greeter).await.expect("the last good listener serves");
+        }
+        assert_eq!(pool.stats().endpoints, 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_overloads_drop_their_share_of_the_calls_at_once() {
+    bounded(LIMIT, async {
+        let servers = servers(2).await;
+        let all = addresses(&servers);
+        let mut control_plane = ControlPlane::start().await;
+        let mut resources = xds::service(
+            "greeter",
+            LbPolicy::RoundRobin,
+            &[LocalityOf::healthy("a", &all)],
+        );
+        resources[3] =
+            xds::endpoints_dropping("greeter", &[LocalityOf::healthy("a", &all)], "throttle", 30);
+        control_plane.set(&resources).await.expect("snapshot taken");
+        let pool = xds_pool(&control_plane);
+        wait_for_endpoints(&pool, 2).await;
+        let greeter = PooledGreeterClient::new(pool.clone());
+        let mut dropped = 0;
+        for _ in 0..1000 {
+            if let Err(status) = call(&greeter).await {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                assert!(
+                    status
+                        .message()
+                        .contains("drop_overloads: category throttle, 30 %"),
+                    "{status:?}"
+                );
+                dropped += 1;
+            }
+        }
+        // 30 % of 1,000: 300, and 4 standard deviations (58) either way.
+        assert!((242..=358).contains(&dropped), "{dropped} of 1,000 dropped");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn build_refuses_what_an_xds_pool_cannot_be() {
     let bootstrap = Bootstrap::new("127.0.0.1:1");

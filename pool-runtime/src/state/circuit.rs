@@ -1,7 +1,9 @@
 //! Circuit breaking (gRPC A32): at most `max_requests` attempts in flight
 //! through the pool; one more fails `UNAVAILABLE` at once, naming the
 //! cluster and the limit, and is not retried (as grpc-go drops it). An xDS
-//! cluster's `circuit_breakers` set it; other pools have no limit.
+//! cluster's `circuit_breakers` set it; other pools have no limit. Here
+//! too, the control plane's `drop_overloads`: a share of the attempts
+//! dropped at once, by category.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +21,10 @@ pub(crate) struct CircuitBreaker {
     in_flight: AtomicUsize,
     /// Whose limit it is, for the message.
     cluster: Mutex<Arc<str>>,
+    /// The categories of attempts dropped and how many per million, when
+    /// any (`dropping` says so without a lock).
+    drops: Mutex<Arc<[(String, u32)]>>,
+    dropping: std::sync::atomic::AtomicBool,
 }
 
 impl Default for CircuitBreaker {
@@ -27,6 +33,8 @@ impl Default for CircuitBreaker {
             max: AtomicUsize::new(usize::MAX),
             in_flight: AtomicUsize::new(0),
             cluster: Mutex::new(Arc::from("")),
+            drops: Mutex::new(Arc::from(Vec::new())),
+            dropping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -39,6 +47,29 @@ impl CircuitBreaker {
         *crate::lock::lock(&self.cluster) = Arc::from(cluster);
         let max = max.map_or(usize::MAX, |m| m as usize);
         self.max.store(max, Ordering::Release);
+    }
+
+    /// Drops `per_million` of the attempts in each category from now on
+    /// (an xDS cluster's `drop_overloads`).
+    #[cfg_attr(not(feature = "xds"), allow(dead_code))]
+    pub(crate) fn set_drops(&self, drops: Vec<(String, u32)>) {
+        let dropping = drops.iter().any(|(_, per_million)| *per_million > 0);
+        *crate::lock::lock(&self.drops) = Arc::from(drops);
+        self.dropping.store(dropping, Ordering::Release);
+    }
+
+    /// The category that drops this attempt, if one does: each category
+    /// draws on its own, as grpc-go's picker draws.
+    fn dropped(&self) -> Option<Status> {
+        let drops = crate::lock::lock(&self.drops).clone();
+        drops.iter().find_map(|(category, per_million)| {
+            (fastrand::u32(..1_000_000) < *per_million).then(|| {
+                Status::unavailable(format!(
+                    "dropped by the control plane's drop_overloads: category {category}, {} %",
+                    f64::from(*per_million) / 10_000.0
+                ))
+            })
+        })
     }
 
     fn refused(&self, max: usize) -> Status {
@@ -80,6 +111,11 @@ impl Inner {
     #[inline]
     pub(crate) fn admit_attempt(&self) -> Result<Admission<'_>, Status> {
         let breaker = &*self.calls.circuit;
+        if breaker.dropping.load(Ordering::Acquire)
+            && let Some(dropped) = breaker.dropped()
+        {
+            return Err(dropped);
+        }
         let max = breaker.max.load(Ordering::Acquire);
         if max == usize::MAX {
             return Ok(Admission(None));

@@ -40,10 +40,30 @@ impl Inner {
             })
     }
 
+    /// That the pool has no endpoints, and why when it knows.
+    fn no_endpoints(&self) -> String {
+        format!("the pool has no endpoints{}", self.why_no_endpoints())
+    }
+
+    /// Why the pool has no endpoints, as `: reason`, when it knows: an xDS
+    /// pool names the resource it still lacks.
+    pub(super) fn why_no_endpoints(&self) -> String {
+        #[cfg(feature = "xds")]
+        if let Some(why) = self
+            .telemetry
+            .xds
+            .as_ref()
+            .and_then(|board| board.lacking())
+        {
+            return format!(": {why}");
+        }
+        String::new()
+    }
+
     /// The status of a call that nothing can serve.
     pub(super) fn unavailable_status(&self) -> Status {
         if self.fleet.endpoints.load().is_empty() {
-            return Status::unavailable("the pool has no endpoints");
+            return Status::unavailable(self.no_endpoints());
         }
         match self.last_failure() {
             Some((uri, error)) => Status::unavailable(format!(
@@ -58,6 +78,9 @@ impl Inner {
     /// else the attempts that are timing out (a server that accepts and
     /// never answers).
     pub(super) fn no_connection_status(&self, limit: Duration) -> Status {
+        if self.fleet.endpoints.load().is_empty() {
+            return Status::unavailable(format!("{} (waited {limit:?})", self.no_endpoints()));
+        }
         match self.last_failure() {
             Some((uri, error)) => Status::unavailable(format!(
                 "no connection came up within {limit:?}; the last attempt, to {uri}, failed: {error}"
@@ -74,7 +97,14 @@ impl Inner {
     /// had an answer: when no connection was up, it says so (nothing was
     /// sent) and names the attempts under way or the last one's error.
     pub(crate) fn deadline_status(&self, timeout: Duration) -> Status {
-        if !self.fleet.rotation.load().is_empty() || self.fleet.endpoints.load().is_empty() {
+        if self.fleet.endpoints.load().is_empty() {
+            return Status::deadline_exceeded(format!(
+                "the call's deadline of {timeout:?} passed while {}, so it was not sent",
+                self.no_endpoints()
+                    .replacen("the pool has", "the pool had", 1)
+            ));
+        }
+        if !self.fleet.rotation.load().is_empty() {
             return Status::deadline_exceeded(format!(
                 "the call's deadline of {timeout:?} passed before the server answered"
             ));

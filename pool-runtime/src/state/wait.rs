@@ -79,7 +79,8 @@ impl Inner {
     fn wait_expired_status(&self, limit: Duration, queued_at: Instant) -> Status {
         if self.fleet.endpoints.load().is_empty() {
             return Status::unavailable(format!(
-                "the pool has no endpoints and none was discovered within {limit:?}"
+                "the pool has no endpoints and none was discovered within {limit:?}{}",
+                self.why_no_endpoints()
             ));
         }
         if self.fleet.rotation.load().is_empty() {

@@ -187,6 +187,13 @@ impl Cascade {
             });
         }
         self.endpoints.follow(client, eds_name, &self.board).await;
+        let drops = self
+            .endpoints
+            .value
+            .as_ref()
+            .map(|e| e.drops.clone())
+            .unwrap_or_default();
+        self.circuit.set_drops(drops);
     }
 
     /// The route the target's calls take: in the virtual host for the

@@ -558,10 +558,14 @@ fn outlier_detection(
     })
 }
 
-/// An EDS `ClusterLoadAssignment`: its localities, each of a priority.
+/// An EDS `ClusterLoadAssignment`: its localities, each of a priority,
+/// and the share of calls the control plane drops.
 #[derive(Debug)]
 pub(crate) struct Endpoints {
     pub(crate) localities: Vec<LocalityEndpoints>,
+    /// `policy.drop_overloads`: each category and its calls dropped per
+    /// million.
+    pub(crate) drops: Vec<(String, u32)>,
 }
 
 /// One locality's endpoints that may take calls (HEALTHY or UNKNOWN).
@@ -637,7 +641,32 @@ impl Resource for Endpoints {
                 format!("priority {gap} is missing (priorities run from 0 without a gap)"),
             ));
         }
-        Ok(Self { localities })
+        let mut drops = Vec::new();
+        for (i, drop) in message
+            .policy
+            .map(|p| p.drop_overloads)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let per_million = drop.drop_percentage.map_or(0, |fraction| {
+                use envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType;
+                let scale = match DenominatorType::try_from(fraction.denominator) {
+                    Ok(DenominatorType::Hundred) => 10_000,
+                    Ok(DenominatorType::TenThousand) => 100,
+                    _ => 1,
+                };
+                fraction.numerator.saturating_mul(scale).min(1_000_000)
+            });
+            if drop.category.is_empty() {
+                return Err(nack(
+                    format!("{at}.policy.drop_overloads[{i}].category"),
+                    "is empty",
+                ));
+            }
+            drops.push((drop.category, per_million));
+        }
+        Ok(Self { localities, drops })
     }
 }
 
@@ -737,6 +766,37 @@ mod tests {
         .expect("on");
         // gRPC A50: success rate on by default, failure percentage off.
         assert!(detection.success_rate.is_some() && detection.failure_percentage.is_none());
+    }
+
+    #[test]
+    fn weighted_clusters_whose_weights_add_to_0_are_nacked() {
+        let route = route::Route {
+            r#match: Some(route::RouteMatch {
+                path_specifier: Some(route::route_match::PathSpecifier::Prefix(String::new())),
+                ..Default::default()
+            }),
+            action: Some(route::route::Action::Route(route::RouteAction {
+                cluster_specifier: Some(route::route_action::ClusterSpecifier::WeightedClusters(
+                    route::WeightedCluster {
+                        clusters: vec![route::weighted_cluster::ClusterWeight {
+                            name: "a".to_owned(),
+                            weight: Some(envoy_types::pb::google::protobuf::UInt32Value {
+                                value: 0,
+                            }),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let error = Route::check(route, "r").expect_err("a NACK").to_string();
+        assert!(
+            error.contains("r.route.weighted_clusters: the weights add to 0"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -119,6 +119,51 @@ impl Board {
         crate::lock::lock(&self.state).start_error = Some(error);
     }
 
+    /// What the pool still lacks, LDS to EDS: the first resource not in
+    /// use, or the endpoints that are none; `None` when all is there.
+    pub(crate) fn lacking(&self) -> Option<String> {
+        let inner = crate::lock::lock(&self.state);
+        if let Some(error) = &inner.start_error {
+            return Some(format!("the xDS client could not start: {error}"));
+        }
+        let unreached = if inner.connected {
+            ""
+        } else {
+            " (the control plane is not connected)"
+        };
+        let found = inner
+            .resources
+            .iter()
+            .find(|(_, (state, _))| *state != XdsResourceState::Acked);
+        Some(match found {
+            Some(((kind, name), (state, _))) => match state {
+                XdsResourceState::Requested => {
+                    format!("xDS {kind} {name:?} is requested and not received yet{unreached}")
+                }
+                XdsResourceState::DoesNotExist => {
+                    format!("xDS {kind} {name:?} does not exist at the control plane")
+                }
+                XdsResourceState::Nacked { error } => {
+                    format!("xDS {kind} {name:?} was NACKed: {error}")
+                }
+                XdsResourceState::Acked => return None,
+            },
+            None => match inner
+                .resources
+                .keys()
+                .find(|(kind, _)| *kind == XdsResourceKind::ClusterLoadAssignment)
+            {
+                Some((_, name)) => format!(
+                    "xDS ClusterLoadAssignment {name:?} lists no endpoint that can take calls (HEALTHY or UNKNOWN, in a locality of weight above 0)"
+                ),
+                None if inner.resources.is_empty() => {
+                    format!("nothing received from the xDS control plane yet{unreached}")
+                }
+                None => format!("the xDS resources name no cluster for this target{unreached}"),
+            },
+        })
+    }
+
     pub(crate) fn snapshot(&self) -> XdsStatus {
         let inner = crate::lock::lock(&self.state);
         XdsStatus {
