@@ -278,14 +278,27 @@ pub fn route(name: &str, domain: &str, cluster: &str) -> Any {
     })
 }
 
-/// [`route`] whose route hashes each call by its `header` (gRPC A42's
-/// `hash_policy`), for a ring-hash cluster.
-pub fn route_hashing(name: &str, domain: &str, cluster: &str, header: &str) -> Any {
+/// [`route`] whose one route's action `change` changes.
+pub fn route_with(
+    name: &str,
+    domain: &str,
+    cluster: &str,
+    change: impl FnOnce(&mut route::RouteAction),
+) -> Any {
     let mut config =
         route::RouteConfiguration::decode(route(name, domain, cluster).value.as_slice())
             .expect("our own route");
     if let Some(route::route::Action::Route(action)) = &mut config.virtual_hosts[0].routes[0].action
     {
+        change(action);
+    }
+    any(&config)
+}
+
+/// [`route`] whose route hashes each call by its `header` (gRPC A42's
+/// `hash_policy`), for a ring-hash cluster.
+pub fn route_hashing(name: &str, domain: &str, cluster: &str, header: &str) -> Any {
+    route_with(name, domain, cluster, |action| {
         action.hash_policy = vec![route::route_action::HashPolicy {
             policy_specifier: Some(route::route_action::hash_policy::PolicySpecifier::Header(
                 route::route_action::hash_policy::Header {
@@ -295,8 +308,7 @@ pub fn route_hashing(name: &str, domain: &str, cluster: &str, header: &str) -> A
             )),
             terminal: false,
         }];
-    }
-    any(&config)
+    })
 }
 
 /// An EDS cluster `name` balanced by `lb_policy`, its endpoints the

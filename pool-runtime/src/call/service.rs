@@ -17,6 +17,7 @@ use crate::config::MethodConfig;
 use crate::conn::status;
 use crate::pool::Pool;
 use crate::state::Inner;
+use crate::state::route::RoutePolicy;
 use crate::telemetry::CallClock;
 
 impl tower_service::Service<Request<Body>> for Pool {
@@ -72,8 +73,18 @@ async fn call(
     if let Some(interceptor) = &inner.calls.interceptor {
         request = interceptor.intercept_http(request)?;
     }
-    let policy = inner.method_policy(request.uri().path()).cloned();
-    let deadline = call_timeout(&inner, &mut request, policy.as_deref())
+    let mut policy = inner.method_policy(request.uri().path()).cloned();
+    let route = inner.route_policy();
+    if let Some(retry) = route.as_ref().and_then(|r| r.retry.clone()) {
+        // gRPC A44: the route's retry policy stands in for the service
+        // config's (and for hedging, which a route does not have).
+        policy = Some(Arc::new(MethodConfig {
+            retry_policy: Some(retry),
+            hedging_policy: None,
+            ..policy.as_deref().cloned().unwrap_or_default()
+        }));
+    }
+    let deadline = call_timeout(&inner, &mut request, policy.as_deref(), route.as_deref())
         .map(|timeout| (timeout, tokio::time::Instant::now() + timeout));
     let clock = CallClock::start(
         &inner.telemetry.instruments,
@@ -122,14 +133,23 @@ fn call_timeout(
     inner: &Inner,
     request: &mut Request<Body>,
     method: Option<&MethodConfig>,
+    route: Option<&RoutePolicy>,
 ) -> Option<std::time::Duration> {
     let timeout = deadline::from_headers(request.headers());
-    let imposed = match method.and_then(|m| m.timeout) {
+    let mut imposed = match method.and_then(|m| m.timeout) {
         Some(method) if timeout.is_none_or(|t| method < t) => Some(method),
         Some(_) => None,
         None if timeout.is_none() => inner.config.timeout,
         None => None,
     };
+    // gRPC A31: an xDS route bounds the deadline.
+    if let Some(route) = route {
+        let own = imposed.or(timeout);
+        let bounded = route.bound(own);
+        if bounded != own {
+            imposed = bounded;
+        }
+    }
     if let Some(imposed) = imposed {
         deadline::set(request.headers_mut(), imposed);
         return Some(imposed);

@@ -131,6 +131,13 @@ impl PoolView {
         }
     }
 
+    /// Applies an xDS route's policy to every call (see `route.rs`).
+    pub(crate) fn set_route_policy(&self, policy: Option<super::route::RoutePolicy>) {
+        if let Some(inner) = self.pool.upgrade() {
+            inner.set_route_policy(policy);
+        }
+    }
+
     /// Waits for the pool's next change; `false` once it is gone.
     pub(crate) async fn changed(&mut self) -> bool {
         self.events.changed().await.is_ok() && self.pool.strong_count() > 0

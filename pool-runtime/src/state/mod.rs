@@ -10,6 +10,7 @@
 //! | `subset.rs` | which endpoints a pool uses, with `subset_size` (rendezvous hashing) |
 //! | `weights.rs` | endpoint weights (an xDS locality's), and the pick's weighted draw |
 //! | `ring.rs` | ring hash (gRPC A42): a call's hash picks its endpoint |
+//! | `route.rs` | an xDS route's retries (A44) and deadline bound (A31) for every call |
 //! | `wait.rs`, `queue.rs` | how a call waits when no stream is free |
 //! | `affinity.rs` | keeping calls with one key on one connection |
 //! | `circuit.rs` | circuit breaking (gRPC A32): a limit on attempts in flight |
@@ -48,6 +49,7 @@ pub(crate) mod policy;
 mod queue;
 mod retire;
 pub(crate) mod ring;
+pub(crate) mod route;
 mod shrink;
 mod snapshot;
 mod subchannel;
@@ -173,6 +175,9 @@ pub(crate) struct Calls {
     pub(crate) user_agent: http::HeaderValue,
     /// The limit on attempts in flight (an xDS cluster's; none otherwise).
     pub(crate) circuit: Arc<circuit::CircuitBreaker>,
+    /// An xDS route's policy for every call, and whether there is one.
+    route: arc_swap::ArcSwapOption<route::RoutePolicy>,
+    routed: AtomicBool,
 }
 
 /// What the pool counts and reports.
@@ -262,6 +267,8 @@ impl Inner {
                 interceptor,
                 user_agent: user_agent(&config),
                 circuit: Arc::default(),
+                route: arc_swap::ArcSwapOption::empty(),
+                routed: AtomicBool::new(false),
             },
             telemetry: Telemetry {
                 counters: Counters::default(),

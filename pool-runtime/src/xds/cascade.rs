@@ -24,6 +24,7 @@ use crate::discovery::{Announced, Change, Target};
 use crate::state::circuit::CircuitBreaker;
 use crate::state::discover::PoolView;
 use crate::state::ring::RingConfig;
+use crate::state::route::RoutePolicy;
 use crate::state::weights::Weights;
 use crate::telemetry::stats::EndpointState;
 
@@ -85,6 +86,7 @@ async fn run(
         circuit,
         target,
         failed: BTreeSet::new(),
+        ready_once: BTreeSet::new(),
         outlier_detection,
     };
     let listener = cascade.target.listener.clone();
@@ -95,6 +97,7 @@ async fn run(
     let mut announced = Announced::new();
     let mut last_weights = Weights::new();
     let mut last_ring: Option<RingConfig> = None;
+    let mut last_route: Option<RoutePolicy> = None;
     loop {
         let keep = cascade.keep_deleted;
         let board = Arc::clone(&cascade.board);
@@ -118,6 +121,11 @@ async fn run(
         if weights != last_weights {
             view.set_weights(weights.clone());
             last_weights = weights;
+        }
+        let route = cascade.route().map(|r| r.policy.clone());
+        if route != last_route {
+            view.set_route_policy(route.clone());
+            last_route = route;
         }
         let ring = cascade.ring(&addresses);
         if ring != last_ring {
@@ -153,6 +161,10 @@ struct Cascade {
     /// and none has been ready since (gRPC A56's TRANSIENT_FAILURE, sticky
     /// until READY, so that a reconnection attempt does not flap).
     failed: BTreeSet<u32>,
+    /// The priorities that have had a ready endpoint: one that loses
+    /// them all has failed at once, before its reconnection attempts fail
+    /// too, so the next priority is connecting while calls wait.
+    ready_once: BTreeSet<u32>,
     listener: Watched<Listener>,
     routes: Watched<RouteTable>,
     cluster: Watched<Cluster>,
@@ -259,12 +271,12 @@ impl Cascade {
     /// priority that has not failed, with those of the failed priorities
     /// below it, which keep reconnecting and take calls back as soon as
     /// one is ready. A priority fails when none of its endpoints is ready
-    /// and one has failed an attempt, and recovers when one is ready.
-    /// grpc-go fails over once every endpoint has failed (round robin's
-    /// TRANSIENT_FAILURE); failing over once none can serve and one has
-    /// failed brings the next priority up while the rest still try, so
-    /// calls wait for a connection instead of failing when the last of
-    /// them fails too.
+    /// and one has failed an attempt or it had been ready before, and
+    /// recovers when one is ready. grpc-go fails over once every endpoint
+    /// has failed (round robin's TRANSIENT_FAILURE); failing over as soon
+    /// as none can serve brings the next priority up while the rest still
+    /// try, so calls wait for a connection instead of failing when the
+    /// last of them fails too.
     ///
     /// Each endpoint's weight is its locality's over the locality's
     /// endpoints (gRPC A27's `wrr_locality`: localities share the calls by
@@ -287,21 +299,24 @@ impl Cascade {
         }
         by_priority.retain(|_, addresses| !addresses.is_empty());
         self.failed.retain(|p| by_priority.contains_key(p));
+        self.ready_once.retain(|p| by_priority.contains_key(p));
         for (priority, addresses) in &by_priority {
             let state = |a: &SocketAddr| states.get(a).copied();
             if addresses
                 .iter()
                 .any(|a| state(a) == Some(EndpointState::Ready))
             {
+                self.ready_once.insert(*priority);
                 if self.failed.remove(priority) {
                     tracing::info!(
                         priority,
                         "xDS priority ready again; it takes the calls back"
                     );
                 }
-            } else if addresses
-                .iter()
-                .any(|a| state(a) == Some(EndpointState::BackingOff))
+            } else if (self.ready_once.contains(priority)
+                || addresses
+                    .iter()
+                    .any(|a| state(a) == Some(EndpointState::BackingOff)))
                 && self.failed.insert(*priority)
             {
                 tracing::warn!(

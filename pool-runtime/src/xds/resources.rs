@@ -17,8 +17,11 @@ use prost::Message;
 use xds_client::resource::TypeUrl;
 use xds_client::{Error as XdsError, Resource};
 
-use crate::config::{FailurePercentageEjection, OutlierDetection, SuccessRateEjection};
+use crate::config::{
+    FailurePercentageEjection, OutlierDetection, RetryPolicy, SuccessRateEjection,
+};
 pub(crate) use crate::state::ring::{HashPolicy, HashSource};
+use crate::state::route::RoutePolicy;
 
 const HCM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 
@@ -139,6 +142,9 @@ pub(crate) struct Route {
     pub(crate) clusters: Vec<(String, u32)>,
     /// How a call's hash is made, for a ring-hash cluster (gRPC A42).
     pub(crate) hash_policy: Vec<HashPolicy>,
+    /// Its retries (A44, its own or its virtual host's) and its deadline
+    /// bound (A31).
+    pub(crate) policy: RoutePolicy,
 }
 
 impl Resource for RouteTable {
@@ -165,9 +171,17 @@ impl RouteTable {
         let mut virtual_hosts = Vec::with_capacity(config.virtual_hosts.len());
         for (v, host) in config.virtual_hosts.into_iter().enumerate() {
             let at = format!("{at}.virtual_hosts[{v}]");
+            let host_retry = host
+                .retry_policy
+                .map(|policy| retry_policy(policy, &format!("{at}.retry_policy")))
+                .transpose()?
+                .flatten();
             let mut routes = Vec::with_capacity(host.routes.len());
             for (r, route) in host.routes.into_iter().enumerate() {
-                if let Some(route) = Route::check(route, &format!("{at}.routes[{r}]"))? {
+                if let Some(mut route) = Route::check(route, &format!("{at}.routes[{r}]"))? {
+                    if route.policy.retry.is_none() {
+                        route.policy.retry = host_retry.clone();
+                    }
                     routes.push(route);
                 }
             }
@@ -263,12 +277,110 @@ impl Route {
             _ => return Ok(None),
         };
         let hash_policy = hash_policies(action.hash_policy, at)?;
+        let retry = action
+            .retry_policy
+            .map(|policy| retry_policy(policy, &format!("{at}.route.retry_policy")))
+            .transpose()?
+            .flatten();
+        let duration = |value: Option<envoy_types::pb::google::protobuf::Duration>,
+                        field: &str|
+         -> Result<Option<Duration>, XdsError> {
+            value
+                .map(|d| to_duration(d, &format!("{at}.route.max_stream_duration.{field}")))
+                .transpose()
+        };
+        let (max_stream_duration, grpc_timeout_header_max) = match action.max_stream_duration {
+            Some(limits) => (
+                duration(limits.max_stream_duration, "max_stream_duration")?,
+                duration(limits.grpc_timeout_header_max, "grpc_timeout_header_max")?,
+            ),
+            None => (None, None),
+        };
         Ok(Some(Self {
             catch_all,
             clusters,
             hash_policy,
+            policy: RoutePolicy {
+                retry,
+                max_stream_duration,
+                grpc_timeout_header_max,
+            },
         }))
     }
+}
+
+/// A protobuf duration, or a NACK naming `field`.
+fn to_duration(
+    value: envoy_types::pb::google::protobuf::Duration,
+    field: &str,
+) -> Result<Duration, XdsError> {
+    u64::try_from(value.seconds)
+        .ok()
+        .zip(
+            u32::try_from(value.nanos)
+                .ok()
+                .filter(|n| *n < 1_000_000_000),
+        )
+        .map(|(seconds, nanos)| Duration::new(seconds, nanos))
+        .ok_or_else(|| nack(field, "is not a duration of 0 or more"))
+}
+
+/// A route's (or virtual host's) `retry_policy` as gRPC A44 reads it: the
+/// gRPC codes of `retry_on` (`cancelled`, `deadline-exceeded`, `internal`,
+/// `resource-exhausted`, `unavailable`; no policy when it names none),
+/// `num_retries` (default 1) more attempts, backoff from `base_interval`
+/// (default 25 ms) to `max_interval` (default ten times it), doubling.
+fn retry_policy(policy: route::RetryPolicy, at: &str) -> Result<Option<RetryPolicy>, XdsError> {
+    use tonic::Code;
+    let codes: Vec<Code> = policy
+        .retry_on
+        .split(',')
+        .filter_map(|on| match on.trim() {
+            "cancelled" => Some(Code::Cancelled),
+            "deadline-exceeded" => Some(Code::DeadlineExceeded),
+            "internal" => Some(Code::Internal),
+            "resource-exhausted" => Some(Code::ResourceExhausted),
+            "unavailable" => Some(Code::Unavailable),
+            _ => None,
+        })
+        .collect();
+    if codes.is_empty() {
+        return Ok(None);
+    }
+    let retries = policy.num_retries.map_or(1, |n| n.value);
+    if retries == 0 {
+        return Err(nack(format!("{at}.num_retries"), "is 0"));
+    }
+    let (base, max) = match policy.retry_back_off {
+        Some(back_off) => {
+            let base = back_off
+                .base_interval
+                .map(|d| to_duration(d, &format!("{at}.retry_back_off.base_interval")))
+                .transpose()?
+                .ok_or_else(|| nack(format!("{at}.retry_back_off.base_interval"), "is missing"))?;
+            let max = back_off
+                .max_interval
+                .map(|d| to_duration(d, &format!("{at}.retry_back_off.max_interval")))
+                .transpose()?
+                .unwrap_or(base * 10);
+            (base, max)
+        }
+        None => (Duration::from_millis(25), Duration::from_millis(250)),
+    };
+    if base.is_zero() || max < base {
+        return Err(nack(
+            format!("{at}.retry_back_off"),
+            format!("base_interval {base:?} must be above 0 and max_interval {max:?} at least it"),
+        ));
+    }
+    Ok(Some(RetryPolicy {
+        // gRPC caps attempts at 5, as the pool's engine does.
+        max_attempts: retries.saturating_add(1).min(5),
+        initial_backoff: base,
+        max_backoff: max,
+        backoff_multiplier: 2.0,
+        retryable_status_codes: codes,
+    }))
 }
 
 /// A route's `hash_policy` as gRPC A42 reads it: headers (but `-bin`
@@ -471,18 +583,9 @@ fn outlier_detection(
                     field: &str,
                     default: Duration|
      -> Result<Duration, XdsError> {
-        let Some(value) = value else {
-            return Ok(default);
-        };
-        u64::try_from(value.seconds)
-            .ok()
-            .zip(
-                u32::try_from(value.nanos)
-                    .ok()
-                    .filter(|n| *n < 1_000_000_000),
-            )
-            .map(|(seconds, nanos)| Duration::new(seconds, nanos))
-            .ok_or_else(|| nack(format!("{at}.{field}"), "is not a duration of 0 or more"))
+        value.map_or(Ok(default), |value| {
+            to_duration(value, &format!("{at}.{field}"))
+        })
     };
     let percent = |value: Option<u32>, field: &str, default: u32| -> Result<u32, XdsError> {
         let value = value.unwrap_or(default);
