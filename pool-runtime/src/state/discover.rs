@@ -101,11 +101,7 @@ impl PoolView {
         let Some(inner) = self.pool.upgrade() else {
             return HashMap::new();
         };
-        inner
-            .endpoint_infos()
-            .into_iter()
-            .filter_map(|info| Some((info.target.address()?, info.state)))
-            .collect()
+        inner.endpoint_states()
     }
 
     /// Runs the pool's outlier detection with the settings `settings`

@@ -80,10 +80,20 @@ impl Inner {
         // only once its connection is in the rotation, so one or the other
         // is seen, never neither.
         let rotation = self.fleet.rotation.load();
+        // Each endpoint's connections, counted in one pass: a pool of
+        // thousands of endpoints grows in time linear in them.
+        let mut open: std::collections::HashMap<*const crate::conn::Endpoint, usize> =
+            std::collections::HashMap::with_capacity(attempts.len());
+        for connection in rotation.iter() {
+            *open.entry(Arc::as_ptr(&connection.endpoint)).or_default() += 1;
+        }
         let counts: Vec<(usize, &Arc<Member>)> = attempts
             .into_iter()
             .map(|(connecting, endpoint)| {
-                let open = rotation.iter().filter(|c| endpoint.is(&c.endpoint)).count();
+                let open = open
+                    .get(&Arc::as_ptr(&endpoint.endpoint))
+                    .copied()
+                    .unwrap_or(0);
                 (open + usize::from(connecting), endpoint)
             })
             .collect();

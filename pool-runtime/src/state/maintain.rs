@@ -98,7 +98,7 @@ impl Inner {
             subchannel.fade(now);
         }
         self.grow(0);
-        self.publish_metrics();
+        self.publish_metrics(true);
     }
 
     /// Drains connections past their lifetime, made before broken: an old

@@ -318,7 +318,7 @@ impl Inner {
         self.lifecycle
             .events
             .send_modify(|generation| *generation = generation.wrapping_add(1));
-        self.publish_metrics();
+        self.publish_metrics(false);
     }
 
     /// Subscribes to the pool's events (connections coming, going, failing).

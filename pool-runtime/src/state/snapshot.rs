@@ -93,19 +93,53 @@ impl Inner {
     pub(crate) fn endpoint_infos(&self) -> Vec<EndpointInfo> {
         let now = Instant::now();
         let subchannels = self.fleet.subchannels.load();
+        // Each endpoint's subchannel by its address, so that a pool of
+        // thousands of endpoints (an xDS pool reads this at every change)
+        // does not search the list for each.
+        let by_endpoint: std::collections::HashMap<*const super::Member, &Arc<super::Subchannel>> =
+            subchannels
+                .iter()
+                .map(|s| (Arc::as_ptr(&s.endpoint), s))
+                .collect();
         self.fleet
             .endpoints
             .load()
             .iter()
             .map(|endpoint| {
-                let subchannel = subchannels
-                    .iter()
-                    .find(|s| Arc::ptr_eq(&s.endpoint, endpoint));
+                let subchannel = by_endpoint.get(&Arc::as_ptr(endpoint)).copied();
                 EndpointInfo {
                     target: endpoint.target.clone(),
                     connects_to: endpoint.address.to_string(),
                     state: state_of(endpoint, subchannel.map(|s| &**s), now),
                 }
+            })
+            .collect()
+    }
+
+    /// Each endpoint's state, by the address it was added with (those
+    /// added by URI alone are left out): what xDS's priority failover
+    /// reads at every change, without the strings of
+    /// [`endpoint_infos`](Self::endpoint_infos).
+    #[cfg(feature = "xds")]
+    pub(crate) fn endpoint_states(
+        &self,
+    ) -> std::collections::HashMap<std::net::SocketAddr, crate::telemetry::stats::EndpointState>
+    {
+        let now = Instant::now();
+        let subchannels = self.fleet.subchannels.load();
+        let by_endpoint: std::collections::HashMap<*const super::Member, &Arc<super::Subchannel>> =
+            subchannels
+                .iter()
+                .map(|s| (Arc::as_ptr(&s.endpoint), s))
+                .collect();
+        self.fleet
+            .endpoints
+            .load()
+            .iter()
+            .filter_map(|endpoint| {
+                let address = endpoint.target.address()?;
+                let subchannel = by_endpoint.get(&Arc::as_ptr(endpoint)).map(|s| &***s);
+                Some((address, state_of(endpoint, subchannel, now)))
             })
             .collect()
     }
@@ -137,10 +171,17 @@ impl Inner {
     }
 
     /// Publishes the pool's state to the `metrics` facade (feature
-    /// `metrics`).
-    pub(super) fn publish_metrics(&self) {
+    /// `metrics`), each endpoint's too with `endpoints`: the pool's at
+    /// every change, each endpoint's at the maintenance tick, so that a
+    /// change costs a look at the pool, not at its thousands of endpoints.
+    pub(super) fn publish_metrics(&self, endpoints: bool) {
         if cfg!(feature = "metrics") {
-            metrics::publish(&self.config.name, &self.stats(), &self.endpoint_stats());
+            let endpoints = if endpoints {
+                self.endpoint_stats()
+            } else {
+                Vec::new()
+            };
+            metrics::publish(&self.config.name, &self.stats(), &endpoints);
         }
     }
 }

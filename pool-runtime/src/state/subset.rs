@@ -16,6 +16,7 @@
 //! when the rounds are drawn again).
 
 use super::Member;
+use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
@@ -29,19 +30,26 @@ impl Inner {
         let endpoints = self.fleet.endpoints.load();
         let chosen = in_use(&endpoints, &self.config, self.fleet.seed);
         let current = self.fleet.subchannels.load();
+        // By endpoint, so that a change costs the number of endpoints, not
+        // its square (an xDS update of thousands of endpoints).
+        let by_endpoint: HashMap<*const Member, &Arc<Subchannel>> = current
+            .iter()
+            .map(|s| (Arc::as_ptr(&s.endpoint), s))
+            .collect();
         let next: Vec<Arc<Subchannel>> = chosen
             .iter()
             .map(|endpoint| {
-                current
-                    .iter()
-                    .find(|s| Arc::ptr_eq(&s.endpoint, endpoint))
-                    .cloned()
+                by_endpoint
+                    .get(&Arc::as_ptr(endpoint))
+                    .map(|s| Arc::clone(s))
                     .unwrap_or_else(|| Arc::new(Subchannel::new(Arc::clone(endpoint))))
             })
             .collect();
+        let staying: HashSet<*const Member> =
+            next.iter().map(|n| Arc::as_ptr(&n.endpoint)).collect();
         let left = current
             .iter()
-            .filter(|s| !next.iter().any(|n| Arc::ptr_eq(&n.endpoint, &s.endpoint)))
+            .filter(|s| !staying.contains(&Arc::as_ptr(&s.endpoint)))
             .map(|s| s.endpoint.clone())
             .collect();
         self.fleet

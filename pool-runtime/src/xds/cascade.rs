@@ -103,7 +103,7 @@ async fn run(
         let board = Arc::clone(&cascade.board);
         // Held until the pool has the changes: gRPC A88's flow control, so
         // the next response is read once this one is applied.
-        let _done = tokio::select! {
+        let done = tokio::select! {
             () = tx.closed() => return,
             alive = view.changed() => {
                 if !alive {
@@ -116,8 +116,13 @@ async fn run(
             event = cascade.cluster.next() => Some(cascade.cluster.apply(event, &board, keep)),
             event = cascade.endpoints.next() => Some(cascade.endpoints.apply(event, &board, keep)),
         };
+        let failed_over = cascade.fail_over(&view.states());
+        if done.is_none() && !failed_over {
+            // The endpoints' states changed, not what they mean.
+            continue;
+        }
         cascade.follow(&client).await;
-        let (addresses, weights) = cascade.addresses(&view.states());
+        let (addresses, weights) = cascade.addresses();
         if weights != last_weights {
             view.set_weights(weights.clone());
             last_weights = weights;
@@ -239,6 +244,59 @@ impl Cascade {
         heaviest.map(|(name, _)| name.clone())
     }
 
+    /// The addresses that may take calls, by priority (localities of
+    /// weight 0 and priorities with no address left out).
+    fn priorities(&self) -> BTreeMap<u32, Vec<SocketAddr>> {
+        let mut by_priority: BTreeMap<u32, Vec<SocketAddr>> = BTreeMap::new();
+        let Some(endpoints) = self.endpoints.value.as_ref() else {
+            return by_priority;
+        };
+        for locality in endpoints.localities.iter().filter(|l| l.weight > 0) {
+            by_priority
+                .entry(locality.priority)
+                .or_default()
+                .extend(&locality.addresses);
+        }
+        by_priority.retain(|_, addresses| !addresses.is_empty());
+        by_priority
+    }
+
+    /// Reads the endpoints' states into the priorities that failed and
+    /// those that have been ready (see [`addresses`](Self::addresses));
+    /// whether a priority failed or recovered.
+    fn fail_over(&mut self, states: &HashMap<SocketAddr, EndpointState>) -> bool {
+        let by_priority = self.priorities();
+        let before = self.failed.clone();
+        self.failed.retain(|p| by_priority.contains_key(p));
+        self.ready_once.retain(|p| by_priority.contains_key(p));
+        for (priority, addresses) in &by_priority {
+            let state = |a: &SocketAddr| states.get(a).copied();
+            if addresses
+                .iter()
+                .any(|a| state(a) == Some(EndpointState::Ready))
+            {
+                self.ready_once.insert(*priority);
+                if self.failed.remove(priority) {
+                    tracing::info!(
+                        priority,
+                        "xDS priority ready again; it takes the calls back"
+                    );
+                }
+            } else if (self.ready_once.contains(priority)
+                || addresses
+                    .iter()
+                    .any(|a| state(a) == Some(EndpointState::BackingOff)))
+                && self.failed.insert(*priority)
+            {
+                tracing::warn!(
+                    priority,
+                    "xDS priority failed; the next one takes the calls"
+                );
+            }
+        }
+        self.failed != before
+    }
+
     /// How calls hash onto a ring, for a RING_HASH cluster (gRPC A42):
     /// over `serving`'s endpoints, each weighed as its locality's weight
     /// times its own, the hash made by the route's `hash_policy`.
@@ -283,48 +341,11 @@ impl Cascade {
     /// weight, and their endpoints share a locality's evenly, endpoint
     /// weights unused, as grpc-go's round robin and least request leave
     /// them).
-    fn addresses(
-        &mut self,
-        states: &HashMap<SocketAddr, EndpointState>,
-    ) -> (BTreeMap<SocketAddr, Target>, Weights) {
+    fn addresses(&self) -> (BTreeMap<SocketAddr, Target>, Weights) {
         let Some(endpoints) = self.endpoints.value.clone() else {
             return (BTreeMap::new(), Weights::new());
         };
-        let mut by_priority: BTreeMap<u32, Vec<SocketAddr>> = BTreeMap::new();
-        for locality in endpoints.localities.iter().filter(|l| l.weight > 0) {
-            by_priority
-                .entry(locality.priority)
-                .or_default()
-                .extend(&locality.addresses);
-        }
-        by_priority.retain(|_, addresses| !addresses.is_empty());
-        self.failed.retain(|p| by_priority.contains_key(p));
-        self.ready_once.retain(|p| by_priority.contains_key(p));
-        for (priority, addresses) in &by_priority {
-            let state = |a: &SocketAddr| states.get(a).copied();
-            if addresses
-                .iter()
-                .any(|a| state(a) == Some(EndpointState::Ready))
-            {
-                self.ready_once.insert(*priority);
-                if self.failed.remove(priority) {
-                    tracing::info!(
-                        priority,
-                        "xDS priority ready again; it takes the calls back"
-                    );
-                }
-            } else if (self.ready_once.contains(priority)
-                || addresses
-                    .iter()
-                    .any(|a| state(a) == Some(EndpointState::BackingOff)))
-                && self.failed.insert(*priority)
-            {
-                tracing::warn!(
-                    priority,
-                    "xDS priority failed; the next one takes the calls"
-                );
-            }
-        }
+        let by_priority = self.priorities();
         let chosen = by_priority
             .keys()
             .find(|p| !self.failed.contains(p))
