@@ -278,7 +278,7 @@ pub fn route(name: &str, domain: &str, cluster: &str) -> Any {
     })
 }
 
-/// [`route`] whose one route's action `change` changes.
+/// [`route()`] whose one route's action `change` changes.
 pub fn route_with(
     name: &str,
     domain: &str,
@@ -295,7 +295,7 @@ pub fn route_with(
     any(&config)
 }
 
-/// [`route`] whose route hashes each call by its `header` (gRPC A42's
+/// [`route()`] whose route hashes each call by its `header` (gRPC A42's
 /// `hash_policy`), for a ring-hash cluster.
 pub fn route_hashing(name: &str, domain: &str, cluster: &str, header: &str) -> Any {
     route_with(name, domain, cluster, |action| {
