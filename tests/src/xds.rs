@@ -317,7 +317,7 @@ pub fn cluster(name: &str, lb_policy: cluster::cluster::LbPolicy) -> Any {
     any(&cluster_message(name, lb_policy))
 }
 
-/// [`cluster`] with `circuit_breakers` allowing `max_requests` in flight
+/// [`cluster()`] with `circuit_breakers` allowing `max_requests` in flight
 /// (gRPC A32).
 pub fn cluster_with_max_requests(
     name: &str,
@@ -338,7 +338,7 @@ pub fn cluster_with_max_requests(
     })
 }
 
-/// [`cluster`] with gRPC A50's failure-percentage ejection: every
+/// [`cluster()`] with gRPC A50's failure-percentage ejection: every
 /// `interval_ms`, an endpoint of `request_volume` calls or more failing
 /// more than `threshold` percent of them is ejected (at most one).
 pub fn cluster_with_failure_percentage(
@@ -467,7 +467,7 @@ pub fn endpoints(name: &str, localities: &[LocalityOf]) -> Any {
     })
 }
 
-/// [`endpoints`] whose policy drops `percent` of the calls as `category`
+/// [`endpoints()`] whose policy drops `percent` of the calls as `category`
 /// (`drop_overloads`).
 pub fn endpoints_dropping(
     name: &str,
