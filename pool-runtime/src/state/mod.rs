@@ -190,7 +190,7 @@ pub(crate) struct Telemetry {
     pub(crate) instruments: crate::telemetry::Instruments,
     /// What an xDS pool knows of its control plane.
     #[cfg(feature = "xds")]
-    pub(crate) xds: Option<Arc<crate::xds::Board>>,
+    pub(crate) xds: Option<Arc<crate::telemetry::xds_status::Board>>,
 }
 
 /// `attention`'s bit for a closed pool.

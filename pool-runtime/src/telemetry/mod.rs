@@ -10,6 +10,7 @@
 //! | `instruments.rs` | gRPC A66's per-call instruments, by method |
 //! | `clock.rs` | the call's and its attempts' clocks that feed A66's instruments |
 //! | `off.rs` | the same functions, doing nothing, without the feature |
+//! | `xds_status.rs` | what an xDS pool knows of its control plane (`Pool::xds_status`, feature `xds`) |
 //!
 //! Adding a metric touches `published.rs` (or `instruments.rs`) alone; the
 //! statistics are read from the pool's state by `state/snapshot.rs`.
@@ -22,6 +23,8 @@ mod off;
 #[cfg(feature = "metrics")]
 mod published;
 pub(crate) mod stats;
+#[cfg(feature = "xds")]
+pub(crate) mod xds_status;
 
 pub(crate) use self::clock::{AttemptClock, CallClock};
 #[cfg(feature = "metrics")]

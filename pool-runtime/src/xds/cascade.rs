@@ -17,7 +17,6 @@ use xds_client::{
 
 use super::bootstrap::{Bootstrap, IGNORE_RESOURCE_DELETION};
 use super::resources::{Cluster, Endpoints, LbPolicy, Listener, Route, RouteSource, RouteTable};
-use super::status::{Board, XdsResourceKind, XdsResourceState};
 use super::{XdsTarget, client};
 use crate::config::OutlierDetection;
 use crate::discovery::{Announced, Change, Target};
@@ -27,6 +26,7 @@ use crate::state::ring::RingConfig;
 use crate::state::route::RoutePolicy;
 use crate::state::weights::Weights;
 use crate::telemetry::stats::EndpointState;
+use crate::telemetry::xds_status::{Board, XdsResourceKind, XdsResourceState};
 
 /// What the cascade tells the pool: an endpoint by its address.
 pub(crate) type EndpointChange = Change<SocketAddr, Target>;

@@ -15,7 +15,7 @@ use xds_client::{
 
 use super::bootstrap::{Bootstrap, ChannelCreds};
 use super::recorder::Recorder;
-use super::status::Board;
+use crate::telemetry::xds_status::Board;
 
 /// gRPC A57: a resource not received within 15 s of being asked for
 /// counts as absent (xds-client's own default is 30 s).

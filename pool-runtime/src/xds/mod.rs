@@ -22,16 +22,20 @@
 //! # Ok(()) }
 //! ```
 //!
-//! What this version reads and what it does not yet (per-route cluster
-//! choice, locality weights, ring hash, `max_requests`) is listed in the
-//! README's section "xDS".
+//! A cluster's policy is the pool's: priorities fail over by the
+//! endpoints' states (gRPC A56), localities share calls by weight, a
+//! RING_HASH cluster hashes calls as grpc-go does (A42), `max_requests`
+//! bounds the calls in flight (A32), `outlier_detection` ejects (A50),
+//! `drop_overloads` drops; the route's retries (A44) and deadline bound
+//! (A31) apply to every call. What is read and what is not yet (per-call
+//! route matching among several clusters) is listed in the README's
+//! section "xDS".
 
 mod bootstrap;
 mod cascade;
 mod client;
 mod recorder;
 mod resources;
-mod status;
 
 use std::sync::Arc;
 
@@ -39,8 +43,8 @@ pub use self::bootstrap::{
     BOOTSTRAP_CONFIG_VAR, BOOTSTRAP_FILE_VAR, Bootstrap, ChannelCreds, IGNORE_RESOURCE_DELETION,
     Locality, Node,
 };
-pub(crate) use self::status::Board;
-pub use self::status::{XdsResource, XdsResourceKind, XdsResourceState, XdsStatus};
+pub(crate) use crate::telemetry::xds_status::Board;
+pub use crate::telemetry::xds_status::{XdsResource, XdsResourceKind, XdsResourceState, XdsStatus};
 
 use crate::error::Error;
 use crate::state::circuit::CircuitBreaker;

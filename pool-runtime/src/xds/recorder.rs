@@ -9,7 +9,7 @@ use std::sync::Arc;
 use xds_client::metrics::instruments::{XDS_CLIENT_CONNECTED, XDS_CLIENT_SERVER_FAILURE};
 use xds_client::{Instrument, KeyValue, MetricsRecorder};
 
-use super::status::Board;
+use crate::telemetry::xds_status::Board;
 
 /// Takes the xDS client's measurements.
 pub(crate) struct Recorder {

@@ -1,5 +1,7 @@
 //! What an xDS pool knows of its control plane, as
-//! [`Pool::xds_status`](crate::Pool::xds_status) shows it.
+//! [`Pool::xds_status`](crate::Pool::xds_status) shows it: written by the
+//! xDS cascade (`crate::xds`), read by the pool's handle and by the
+//! messages of calls that find no endpoint.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
