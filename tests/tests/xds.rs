@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
 use envoy_types::pb::envoy::config::core::v3::HealthStatus;
+use envoy_types::pb::google::protobuf::Any;
 use pooled_client::xds::{Bootstrap, XdsResourceKind, XdsResourceState, XdsStatus};
 use pooled_client::{Pool, PoolConfig};
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
@@ -43,6 +44,36 @@ fn xds_pool(control_plane: &ControlPlane) -> Pool {
         .xds_bootstrap(control_plane.bootstrap())
         .build()
         .expect("valid settings")
+}
+
+/// A control plane serving `resources` and a pool it steers, once the
+/// pool has `endpoints` connected endpoints.
+async fn steered(resources: &[Any], endpoints: usize) -> (ControlPlane, Pool) {
+    let mut control_plane = ControlPlane::start().await;
+    control_plane.set(resources).await.expect("snapshot taken");
+    let pool = xds_pool(&control_plane);
+    wait_for_endpoints(&pool, endpoints).await;
+    (control_plane, pool)
+}
+
+/// Serves `resources` from now on and waits until the pool took the new
+/// version of the `kind` resource, and a moment more: the cascade applies
+/// it right after (no event announces that).
+async fn update(
+    control_plane: &mut ControlPlane,
+    pool: &Pool,
+    resources: &[Any],
+    kind: XdsResourceKind,
+) {
+    let updated = std::time::SystemTime::now();
+    control_plane.set(resources).await.expect("snapshot taken");
+    wait_for_status(pool, |s| {
+        s.resources
+            .iter()
+            .any(|r| r.kind == kind && r.state == XdsResourceState::Acked && r.since > updated)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 /// Waits until the pool has exactly `count` endpoints, each connected.
@@ -365,17 +396,13 @@ async fn ring_hash_sends_each_key_to_the_server_grpc_go_sends_it_to() {
         // The route hashes by x-user: each of 32 keys on one server, and
         // on the server grpc-go's own client sends it to.
         resources[1] = xds::route_hashing("greeter", "greeter", "greeter", "x-user");
-        let updated = std::time::SystemTime::now();
-        control_plane.set(&resources).await.expect("snapshot taken");
-        wait_for_status(&pool, |s| {
-            s.resources.iter().any(|r| {
-                r.kind == XdsResourceKind::RouteConfiguration
-                    && r.state == XdsResourceState::Acked
-                    && r.since > updated
-            })
-        })
+        update(
+            &mut control_plane,
+            &pool,
+            &resources,
+            XdsResourceKind::RouteConfiguration,
+        )
         .await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
         let greeter = PooledGreeterClient::new(pool.clone());
         let mut ours: HashMap<String, HashSet<u16>> = HashMap::new();
         for round in 0..4 {
@@ -429,17 +456,15 @@ async fn an_eds_update_that_drops_an_endpoint_fails_no_call_and_keeps_the_others
         let _one = ONE_AT_A_TIME.lock().await;
         let servers = servers(4).await;
         let all = addresses(&servers);
-        let mut control_plane = ControlPlane::start().await;
-        control_plane
-            .set(&xds::service(
+        let (mut control_plane, pool) = steered(
+            &xds::service(
                 "greeter",
                 LbPolicy::RoundRobin,
                 &[LocalityOf::healthy("a", &all)],
-            ))
-            .await
-            .expect("snapshot taken");
-        let pool = xds_pool(&control_plane);
-        wait_for_endpoints(&pool, 4).await;
+            ),
+            4,
+        )
+        .await;
 
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = callers(&pool, 8, 200_000, stop.clone());
@@ -585,17 +610,15 @@ async fn a_resource_that_fails_its_checks_is_nacked_and_the_last_good_one_serves
 async fn the_pool_serves_on_when_its_control_plane_dies() {
     bounded(LIMIT, async {
         let servers = servers(2).await;
-        let mut control_plane = ControlPlane::start().await;
-        control_plane
-            .set(&xds::service(
+        let (mut control_plane, pool) = steered(
+            &xds::service(
                 "greeter",
                 LbPolicy::RoundRobin,
                 &[LocalityOf::healthy("a", &addresses(&servers))],
-            ))
-            .await
-            .expect("snapshot taken");
-        let pool = xds_pool(&control_plane);
-        wait_for_endpoints(&pool, 2).await;
+            ),
+            2,
+        )
+        .await;
 
         control_plane.kill().await;
         let status = wait_for_status(&pool, |s| !s.connected).await;
@@ -797,17 +820,11 @@ async fn least_request_with_the_latency_weight_keeps_calls_off_a_slow_server() {
             fleet.push(TestServer::start_slow(Duration::from_millis(delay)).await.0);
         }
         let slow = fleet[3].addr.port();
-        let mut control_plane = ControlPlane::start().await;
-        control_plane
-            .set(&xds::service(
+        let (control_plane, pool) = steered(&xds::service(
                 "greeter",
                 LbPolicy::LeastRequest,
                 &[LocalityOf::healthy("a", &addresses(&fleet))],
-            ))
-            .await
-            .expect("snapshot taken");
-        let pool = xds_pool(&control_plane);
-        wait_for_endpoints(&pool, 4).await;
+            ), 4).await;
 
         let started = Instant::now();
         let (answers, failures) = gather(callers(&pool, 16, 150, Arc::default())).await;
@@ -839,9 +856,8 @@ async fn priority_one_takes_the_calls_while_priority_zero_is_down_and_gives_them
         let mut zero = servers(2).await;
         let one = TestServer::start(ServerOptions::default()).await;
         let zero_addresses = addresses(&zero);
-        let mut control_plane = ControlPlane::start().await;
-        control_plane
-            .set(&xds::service(
+        let (_control_plane, pool) = steered(
+            &xds::service(
                 "greeter",
                 LbPolicy::RoundRobin,
                 &[
@@ -851,11 +867,10 @@ async fn priority_one_takes_the_calls_while_priority_zero_is_down_and_gives_them
                         ..LocalityOf::healthy("b", &[one.addr])
                     },
                 ],
-            ))
-            .await
-            .expect("snapshot taken");
-        let pool = xds_pool(&control_plane);
-        wait_for_endpoints(&pool, 2).await;
+            ),
+            2,
+        )
+        .await;
 
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = callers(&pool, 8, 200_000, stop.clone());
@@ -1195,17 +1210,13 @@ async fn a_routes_retry_policy_and_max_stream_duration_apply_to_its_calls() {
                 ..Default::default()
             });
         });
-        let updated = std::time::SystemTime::now();
-        control_plane.set(&resources).await.expect("snapshot taken");
-        wait_for_status(&pool, |s| {
-            s.resources.iter().any(|r| {
-                r.kind == XdsResourceKind::RouteConfiguration
-                    && r.state == XdsResourceState::Acked
-                    && r.since > updated
-            })
-        })
+        update(
+            &mut control_plane,
+            &pool,
+            &resources,
+            XdsResourceKind::RouteConfiguration,
+        )
         .await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
         let mut bounded_calls = 0;
         for _ in 0..4 {
             let outcome = greeter

@@ -91,27 +91,12 @@ impl Inner {
 
     /// Each endpoint as it was added, where it connects, and its state.
     pub(crate) fn endpoint_infos(&self) -> Vec<EndpointInfo> {
-        let now = Instant::now();
-        let subchannels = self.fleet.subchannels.load();
-        // Each endpoint's subchannel by its address, so that a pool of
-        // thousands of endpoints (an xDS pool reads this at every change)
-        // does not search the list for each.
-        let by_endpoint: std::collections::HashMap<*const super::Member, &Arc<super::Subchannel>> =
-            subchannels
-                .iter()
-                .map(|s| (Arc::as_ptr(&s.endpoint), s))
-                .collect();
-        self.fleet
-            .endpoints
-            .load()
-            .iter()
-            .map(|endpoint| {
-                let subchannel = by_endpoint.get(&Arc::as_ptr(endpoint)).copied();
-                EndpointInfo {
-                    target: endpoint.target.clone(),
-                    connects_to: endpoint.address.to_string(),
-                    state: state_of(endpoint, subchannel.map(|s| &**s), now),
-                }
+        self.endpoints_with_states()
+            .into_iter()
+            .map(|(endpoint, state)| EndpointInfo {
+                target: endpoint.target.clone(),
+                connects_to: endpoint.address.to_string(),
+                state,
             })
             .collect()
     }
@@ -123,8 +108,17 @@ impl Inner {
     #[cfg(feature = "xds")]
     pub(crate) fn endpoint_states(
         &self,
-    ) -> std::collections::HashMap<std::net::SocketAddr, crate::telemetry::stats::EndpointState>
-    {
+    ) -> std::collections::HashMap<std::net::SocketAddr, EndpointState> {
+        self.endpoints_with_states()
+            .into_iter()
+            .filter_map(|(endpoint, state)| Some((endpoint.target.address()?, state)))
+            .collect()
+    }
+
+    /// Each endpoint and its state, its subchannel found by pointer, so
+    /// that a pool of thousands of endpoints does not search the list for
+    /// each.
+    fn endpoints_with_states(&self) -> Vec<(Arc<super::Member>, EndpointState)> {
         let now = Instant::now();
         let subchannels = self.fleet.subchannels.load();
         let by_endpoint: std::collections::HashMap<*const super::Member, &Arc<super::Subchannel>> =
@@ -136,10 +130,9 @@ impl Inner {
             .endpoints
             .load()
             .iter()
-            .filter_map(|endpoint| {
-                let address = endpoint.target.address()?;
+            .map(|endpoint| {
                 let subchannel = by_endpoint.get(&Arc::as_ptr(endpoint)).map(|s| &***s);
-                Some((address, state_of(endpoint, subchannel, now)))
+                (Arc::clone(endpoint), state_of(endpoint, subchannel, now))
             })
             .collect()
     }
