@@ -521,3 +521,62 @@ async fn every_duration_has_its_unit_and_every_help_text_stands_alone() {
     })
     .await;
 }
+
+/// gRPC A78's xDS client instruments reach the facade, labelled with the
+/// target, for a pool a control plane steers (feature `xds`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xds_pool_reports_grpc_a78s_instruments() {
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
+    use pooled_client_tests::server::{ServerOptions, TestServer};
+    use pooled_client_tests::xds::{self, ControlPlane, LocalityOf};
+    bounded(Duration::from_secs(60), async {
+        let _turn = ONE_AT_A_TIME.lock().await;
+        // The recorder first: what is recorded before it is lost.
+        let _ = snapshotter();
+        let server = TestServer::start(ServerOptions::default()).await;
+        let mut control_plane = ControlPlane::start().await;
+        control_plane
+            .set(&xds::service(
+                "greeter",
+                LbPolicy::RoundRobin,
+                &[LocalityOf::healthy("a", &[server.addr])],
+            ))
+            .await
+            .expect("snapshot taken");
+        let pool = pooled_client::Pool::builder()
+            .xds("xds:///greeter")
+            .xds_bootstrap(control_plane.bootstrap())
+            .build()
+            .expect("valid settings");
+        pool.ready().await.expect("the endpoint is up");
+        // The recorder drains what it reads: add up the counts seen, and
+        // keep whether the stream was ever seen up.
+        let started = std::time::Instant::now();
+        let (mut valid, mut connected) = (0, false);
+        while (valid < 4 || !connected) && started.elapsed() < Duration::from_secs(10) {
+            // Every series of the target: one a resource type.
+            for (key, _, _, value) in snapshotter().snapshot().into_vec() {
+                let ours = key
+                    .key()
+                    .labels()
+                    .any(|l| l.key() == "grpc.target" && l.value() == "xds:///greeter");
+                match (ours, key.key().name(), value) {
+                    (true, "grpc.xds_client.resource_updates_valid", DebugValue::Counter(n)) => {
+                        valid += n;
+                    }
+                    (true, "grpc.xds_client.connected", DebugValue::Gauge(up)) => {
+                        connected |= up.into_inner() == 1.0;
+                    }
+                    _ => {}
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(connected, "grpc.xds_client.connected never 1");
+        assert!(
+            valid >= 4,
+            "the listener, route, cluster and endpoints counted: {valid}"
+        );
+    })
+    .await;
+}

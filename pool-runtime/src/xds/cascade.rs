@@ -66,7 +66,7 @@ async fn run(
     mut view: PoolView,
     tx: mpsc::Sender<EndpointChange>,
 ) {
-    let client = match client::start(&bootstrap, &target.listener, Arc::clone(&board)) {
+    let client = match client::start(&bootstrap, &target.given, Arc::clone(&board)) {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "xDS client could not start; the pool has no endpoints");

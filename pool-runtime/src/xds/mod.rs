@@ -53,6 +53,8 @@ use crate::state::discover::{self, Start};
 /// An `xds:///name` target, read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct XdsTarget {
+    /// The target as given, `xds:///name` (gRPC A78's `grpc.target`).
+    pub(crate) given: String,
     /// The listener to ask for: the target's path without its `/`.
     pub(crate) listener: String,
     /// The name calls carry as `:authority`, and virtual hosts match.
@@ -93,6 +95,7 @@ impl XdsTarget {
             }
         }
         Ok(Self {
+            given: target.to_owned(),
             listener: name.to_owned(),
             authority: name.to_owned(),
             uri,

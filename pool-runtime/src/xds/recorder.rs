@@ -18,7 +18,25 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     pub(crate) fn new(board: Arc<Board>) -> Self {
+        #[cfg(feature = "metrics")]
+        describe();
         Self { board }
+    }
+}
+
+/// Gives each of A78's instruments its help text, as xds-client words it.
+#[cfg(feature = "metrics")]
+fn describe() {
+    use xds_client::InstrumentKind;
+    for instrument in xds_client::metrics::instruments::ALL {
+        let (name, help) = (instrument.name, instrument.description);
+        match instrument.kind {
+            InstrumentKind::Counter => metrics::describe_counter!(name, help),
+            InstrumentKind::Histogram => metrics::describe_histogram!(name, help),
+            InstrumentKind::Gauge | InstrumentKind::UpDownCounter => {
+                metrics::describe_gauge!(name, help);
+            }
+        }
     }
 }
 
