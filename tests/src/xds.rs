@@ -170,6 +170,17 @@ pub async fn grpc_go_calls(
     calls: usize,
     keys: usize,
 ) -> GoCalls {
+    grpc_go_slow_calls(control_plane, callers, calls, keys, 0).await
+}
+
+/// [`grpc_go_calls`] whose every call asks the server to take `delay_ms`.
+pub async fn grpc_go_slow_calls(
+    control_plane: &ControlPlane,
+    callers: usize,
+    calls: usize,
+    keys: usize,
+    delay_ms: u32,
+) -> GoCalls {
     let binary = tokio::task::spawn_blocking(grpc_go_xds_client)
         .await
         .expect("build grpc-go's xDS client");
@@ -181,6 +192,8 @@ pub async fn grpc_go_calls(
             &calls.to_string(),
             "-keys",
             &keys.to_string(),
+            "-delay_ms",
+            &delay_ms.to_string(),
         ])
         .env("GRPC_XDS_BOOTSTRAP_CONFIG", control_plane.bootstrap_json())
         .stderr(Stdio::inherit())

@@ -10,7 +10,8 @@
 //	{"ok": 2000, "errors": 0, "first_error": "", "ports": {"40123": 512, ...}, "seconds": 0.41}
 //
 // With -keys N, call i carries the header x-user: key-(i mod N), and the
-// line also maps each key to the ports that answered it ("keys").
+// line also maps each key to the ports that answered it ("keys"); with
+// -delay_ms D each call asks the server to take D ms.
 package main
 
 import (
@@ -38,6 +39,19 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 }
 func (rawCodec) Name() string { return "proto" }
 
+// helloRequest is a HelloRequest with only delay_ms (field 2) set.
+func helloRequest(delayMs uint64) []byte {
+	if delayMs == 0 {
+		return []byte{}
+	}
+	out := []byte{2 << 3}
+	for delayMs >= 0x80 {
+		out = append(out, byte(delayMs)|0x80)
+		delayMs >>= 7
+	}
+	return append(out, byte(delayMs))
+}
+
 type result struct {
 	OK         int                        `json:"ok"`
 	Errors     int                        `json:"errors"`
@@ -52,6 +66,7 @@ func main() {
 	calls := flag.Int("calls", 250, "calls per caller")
 	callers := flag.Int("callers", 8, "concurrent callers")
 	keys := flag.Int("keys", 0, "distinct x-user header values (0: no header)")
+	delayMs := flag.Uint("delay_ms", 0, "the delay each call asks the server for (HelloRequest.delay_ms)")
 	flag.Parse()
 
 	conn, err := grpc.NewClient(*target,
@@ -82,7 +97,7 @@ func main() {
 					ctx = metadata.AppendToOutgoingContext(ctx, "x-user", key)
 				}
 				var header metadata.MD
-				request, reply := []byte{}, []byte{}
+				request, reply := helloRequest(uint64(*delayMs)), []byte{}
 				err := conn.Invoke(ctx, "/helloworld.Greeter/SayHello", &request, &reply,
 					grpc.Header(&header), grpc.WaitForReady(true))
 				cancel()
