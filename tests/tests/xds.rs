@@ -1252,6 +1252,57 @@ async fn a_routes_retry_policy_and_max_stream_duration_apply_to_its_calls() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_not_received_within_15_s_counts_as_absent() {
+    bounded(LIMIT, async {
+        let mut control_plane = ControlPlane::start().await;
+        control_plane
+            .set(&[xds::listener("greeter", "never-sent")])
+            .await
+            .expect("snapshot taken");
+        let pool = Pool::builder()
+            .xds("xds:///greeter")
+            .xds_bootstrap(control_plane.bootstrap())
+            .acquire_timeout(Duration::from_millis(200))
+            .connect_timeout(Duration::from_millis(200))
+            .build()
+            .expect("valid settings");
+        let asked = Instant::now();
+        // gRPC A57: 15 s after it was asked for, a resource that never
+        // came does not exist.
+        let started = Instant::now();
+        let status = loop {
+            let status = pool.xds_status().expect("an xDS pool has a status");
+            let absent = status
+                .resources
+                .iter()
+                .any(|r| r.name == "never-sent" && r.state == XdsResourceState::DoesNotExist);
+            if absent || started.elapsed() > Duration::from_secs(30) {
+                break status;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let waited = asked.elapsed();
+        assert!(
+            status
+                .resources
+                .iter()
+                .any(|r| r.name == "never-sent" && r.state == XdsResourceState::DoesNotExist),
+            "{status:#?}"
+        );
+        assert!(waited >= Duration::from_secs(14), "absent after {waited:?}");
+        let greeter = PooledGreeterClient::new(pool.clone());
+        let refused = call(&greeter).await.expect_err("no endpoints");
+        assert!(
+            refused.message().contains(
+                "xDS RouteConfiguration \"never-sent\" does not exist at the control plane"
+            ),
+            "{refused:?}"
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn build_refuses_what_an_xds_pool_cannot_be() {
     let bootstrap = Bootstrap::new("127.0.0.1:1");
