@@ -211,6 +211,89 @@ fn user_agent(config: &PoolConfig) -> http::HeaderValue {
         .unwrap_or_else(|| http::HeaderValue::from_static(USER_AGENT_TOKEN))
 }
 
+impl Fleet {
+    /// The fleet of a new pool: its endpoints, none connected yet, and
+    /// the ring its service config asks for, if any.
+    fn new(config: &PoolConfig, endpoints: Vec<Endpoint>, dial: Dial) -> Self {
+        let endpoints: Vec<Arc<Member>> = endpoints
+            .into_iter()
+            .map(|endpoint| Arc::new(Member::new(endpoint)))
+            .collect();
+        let seed = fastrand::u64(..);
+        let subchannels: Vec<Arc<Subchannel>> = subset::in_use(&endpoints, config, seed)
+            .into_iter()
+            .map(|endpoint| Arc::new(Subchannel::new(endpoint)))
+            .collect();
+        let ring = config
+            .service_config
+            .ring_hash
+            .as_ref()
+            .map(ring::RingConfig::from_service_config);
+        Self {
+            choosing: AtomicBool::new(subchannels.len() > 1),
+            endpoints: ArcSwap::from_pointee(endpoints),
+            subchannels: ArcSwap::from_pointee(weights::Subchannels::new(
+                subchannels,
+                &weights::Weights::new(),
+                ring.as_ref(),
+            )),
+            weights: ArcSwap::default(),
+            hashing: AtomicBool::new(ring.is_some()),
+            ring: arc_swap::ArcSwapOption::new(ring.map(Arc::new)),
+            seed,
+            dial,
+            rotation: ArcSwap::from_pointee(Vec::new()),
+            live: Mutex::new(Vec::new()),
+            connecting: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            stream_cap: config.max_streams_per_connection.unwrap_or(usize::MAX),
+        }
+    }
+}
+
+impl Calls {
+    fn new(
+        config: &PoolConfig,
+        interceptor: Option<crate::interceptor::SharedInterceptor>,
+    ) -> Self {
+        Self {
+            policies: MethodPolicies::new(
+                &config.service_config,
+                config.idempotent_retry_policy.as_ref(),
+            ),
+            interceptor,
+            user_agent: user_agent(config),
+            circuit: Arc::default(),
+            route: arc_swap::ArcSwapOption::empty(),
+            routed: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Telemetry {
+    fn new(config: &PoolConfig) -> Self {
+        Self {
+            counters: Counters::default(),
+            discovery_stats: Mutex::default(),
+            instruments: crate::telemetry::Instruments::new(&config.name),
+            #[cfg(feature = "xds")]
+            xds: None,
+        }
+    }
+}
+
+impl Lifecycle {
+    fn new(discoveries: Vec<discover::Start>) -> Self {
+        Self {
+            started: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            discoveries: Mutex::new(discoveries),
+            events: watch::Sender::new(0),
+            attention: AtomicUsize::new(0),
+        }
+    }
+}
+
 impl Inner {
     /// The retry policy of methods declared idempotent that the service
     /// config does not name (`idempotent_retry_policy`), if any.
@@ -239,70 +322,13 @@ impl Inner {
         discoveries: Vec<discover::Start>,
         interceptor: Option<crate::interceptor::SharedInterceptor>,
     ) -> Self {
-        let stream_cap = config.max_streams_per_connection.unwrap_or(usize::MAX);
-        let endpoints: Vec<Arc<Member>> = endpoints
-            .into_iter()
-            .map(|endpoint| Arc::new(Member::new(endpoint)))
-            .collect();
-        let seed = fastrand::u64(..);
-        let subchannels: Vec<Arc<Subchannel>> = subset::in_use(&endpoints, &config, seed)
-            .into_iter()
-            .map(|endpoint| Arc::new(Subchannel::new(endpoint)))
-            .collect();
-        let choosing = AtomicBool::new(subchannels.len() > 1);
-        let ring = config
-            .service_config
-            .ring_hash
-            .as_ref()
-            .map(ring::RingConfig::from_service_config);
-        let policies = MethodPolicies::new(
-            &config.service_config,
-            config.idempotent_retry_policy.as_ref(),
-        );
         Self {
             waiters: Waiters::default(),
             affinity: Bindings::default(),
-            calls: Calls {
-                policies,
-                interceptor,
-                user_agent: user_agent(&config),
-                circuit: Arc::default(),
-                route: arc_swap::ArcSwapOption::empty(),
-                routed: AtomicBool::new(false),
-            },
-            telemetry: Telemetry {
-                counters: Counters::default(),
-                discovery_stats: Mutex::default(),
-                instruments: crate::telemetry::Instruments::new(&config.name),
-                #[cfg(feature = "xds")]
-                xds: None,
-            },
-            lifecycle: Lifecycle {
-                started: AtomicBool::new(false),
-                closed: AtomicBool::new(false),
-                discoveries: Mutex::new(discoveries),
-                events: watch::Sender::new(0),
-                attention: AtomicUsize::new(0),
-            },
-            fleet: Fleet {
-                endpoints: ArcSwap::from_pointee(endpoints),
-                subchannels: ArcSwap::from_pointee(weights::Subchannels::new(
-                    subchannels,
-                    &weights::Weights::new(),
-                    ring.as_ref(),
-                )),
-                weights: ArcSwap::default(),
-                ring: arc_swap::ArcSwapOption::new(ring.clone().map(Arc::new)),
-                hashing: AtomicBool::new(ring.is_some()),
-                choosing,
-                seed,
-                dial,
-                rotation: ArcSwap::from_pointee(Vec::new()),
-                live: Mutex::new(Vec::new()),
-                connecting: AtomicUsize::new(0),
-                next_id: AtomicU64::new(1),
-                stream_cap,
-            },
+            calls: Calls::new(&config, interceptor),
+            telemetry: Telemetry::new(&config),
+            lifecycle: Lifecycle::new(discoveries),
+            fleet: Fleet::new(&config, endpoints, dial),
             config,
         }
     }

@@ -76,31 +76,16 @@ async fn run(
     };
     let (outlier_detection, settings) = tokio::sync::watch::channel(None);
     view.follow_outlier_detection(settings);
-    let mut cascade = Cascade {
-        keep_deleted: bootstrap.has_feature(IGNORE_RESOURCE_DELETION),
-        listener: Watched::new(XdsResourceKind::Listener),
-        routes: Watched::new(XdsResourceKind::RouteConfiguration),
-        cluster: Watched::new(XdsResourceKind::Cluster),
-        endpoints: Watched::new(XdsResourceKind::ClusterLoadAssignment),
-        board,
-        circuit,
-        target,
-        failed: BTreeSet::new(),
-        ready_once: BTreeSet::new(),
-        outlier_detection,
-    };
+    let keep_deleted = bootstrap.has_feature(IGNORE_RESOURCE_DELETION);
+    let mut cascade = Cascade::new(target, board, circuit, outlier_detection, keep_deleted);
     let listener = cascade.target.listener.clone();
     cascade
         .listener
         .follow(&client, Some(listener), &cascade.board)
         .await;
+    let mut pushed = Pushed::default();
     let mut announced = Announced::new();
-    let mut last_weights = Weights::new();
-    let mut last_ring: Option<RingConfig> = None;
-    let mut last_route: Option<RoutePolicy> = None;
     loop {
-        let keep = cascade.keep_deleted;
-        let board = Arc::clone(&cascade.board);
         // Held until the pool has the changes: gRPC A88's flow control, so
         // the next response is read once this one is applied.
         let done = tokio::select! {
@@ -111,10 +96,7 @@ async fn run(
                 }
                 None
             }
-            event = cascade.listener.next() => Some(cascade.listener.apply(event, &board, keep)),
-            event = cascade.routes.next() => Some(cascade.routes.apply(event, &board, keep)),
-            event = cascade.cluster.next() => Some(cascade.cluster.apply(event, &board, keep)),
-            event = cascade.endpoints.next() => Some(cascade.endpoints.apply(event, &board, keep)),
+            done = cascade.next_event() => Some(done),
         };
         let failed_over = cascade.fail_over(&view.states());
         if done.is_none() && !failed_over {
@@ -122,32 +104,62 @@ async fn run(
             continue;
         }
         cascade.follow(&client).await;
+        let addresses = pushed.push(&cascade, &view);
+        if !announce(&mut announced, addresses, &tx).await {
+            return;
+        }
+    }
+}
+
+/// Gives the pool what changed of the endpoints: the new ones first, then
+/// those gone; `false` once the pool dropped its stream.
+async fn announce(
+    announced: &mut Announced<SocketAddr, Target>,
+    addresses: BTreeMap<SocketAddr, Target>,
+    tx: &mpsc::Sender<EndpointChange>,
+) -> bool {
+    let (new, gone) = announced.replace_all(addresses);
+    let changes = new
+        .into_iter()
+        .map(|(address, target)| Change::Insert(address, target))
+        .chain(gone.into_iter().map(Change::Remove));
+    for change in changes {
+        if tx.send(change).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// What the cascade last gave the pool besides its endpoints, so that it
+/// tells the pool only what changed.
+#[derive(Default)]
+struct Pushed {
+    weights: Weights,
+    route: Option<RoutePolicy>,
+    ring: Option<RingConfig>,
+}
+
+impl Pushed {
+    /// Gives the pool the weights, route policy and ring the resources now
+    /// say, where they changed; the endpoints to announce.
+    fn push(&mut self, cascade: &Cascade, view: &PoolView) -> BTreeMap<SocketAddr, Target> {
         let (addresses, weights) = cascade.addresses();
-        if weights != last_weights {
+        if weights != self.weights {
             view.set_weights(weights.clone());
-            last_weights = weights;
+            self.weights = weights;
         }
         let route = cascade.route().map(|r| r.policy.clone());
-        if route != last_route {
+        if route != self.route {
             view.set_route_policy(route.clone());
-            last_route = route;
+            self.route = route;
         }
         let ring = cascade.ring(&addresses);
-        if ring != last_ring {
+        if ring != self.ring {
             view.set_ring(ring.clone());
-            last_ring = ring;
+            self.ring = ring;
         }
-        let (new, gone) = announced.replace_all(addresses);
-        for (address, target) in new {
-            if tx.send(Change::Insert(address, target)).await.is_err() {
-                return;
-            }
-        }
-        for address in gone {
-            if tx.send(Change::Remove(address)).await.is_err() {
-                return;
-            }
-        }
+        addresses
     }
 }
 
@@ -177,6 +189,39 @@ struct Cascade {
 }
 
 impl Cascade {
+    fn new(
+        target: XdsTarget,
+        board: Arc<Board>,
+        circuit: Arc<CircuitBreaker>,
+        outlier_detection: tokio::sync::watch::Sender<Option<OutlierDetection>>,
+        keep_deleted: bool,
+    ) -> Self {
+        Self {
+            keep_deleted,
+            listener: Watched::new(XdsResourceKind::Listener),
+            routes: Watched::new(XdsResourceKind::RouteConfiguration),
+            cluster: Watched::new(XdsResourceKind::Cluster),
+            endpoints: Watched::new(XdsResourceKind::ClusterLoadAssignment),
+            board,
+            circuit,
+            target,
+            failed: BTreeSet::new(),
+            ready_once: BTreeSet::new(),
+            outlier_detection,
+        }
+    }
+
+    /// The next event of any of the four watches, taken in.
+    async fn next_event(&mut self) -> ProcessingDone {
+        let (board, keep) = (&*self.board, self.keep_deleted);
+        tokio::select! {
+            event = self.listener.next() => self.listener.apply(event, board, keep),
+            event = self.routes.next() => self.routes.apply(event, board, keep),
+            event = self.cluster.next() => self.cluster.apply(event, board, keep),
+            event = self.endpoints.next() => self.endpoints.apply(event, board, keep),
+        }
+    }
+
     /// Watches what the resources at hand now name, and stops watching
     /// what they no longer name.
     async fn follow(&mut self, client: &XdsClient) {

@@ -13,6 +13,7 @@ use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
 use envoy_types::pb::envoy::config::listener::v3 as listener;
 use envoy_types::pb::envoy::config::route::v3 as route;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use envoy_types::pb::google::protobuf::UInt32Value;
 use prost::Message;
 use xds_client::resource::TypeUrl;
 use xds_client::{Error as XdsError, Resource};
@@ -232,81 +233,100 @@ impl Route {
     /// than forwarding to clusters, as grpc-go passes over it), or a NACK.
     fn check(route: route::Route, at: &str) -> Result<Option<Self>, XdsError> {
         use route::route::Action;
-        use route::route_action::ClusterSpecifier;
-        use route::route_match::PathSpecifier;
         let matcher = route
             .r#match
             .ok_or_else(|| nack(format!("{at}.match"), "is missing"))?;
-        let catch_all = matches!(
-            &matcher.path_specifier,
-            Some(PathSpecifier::Prefix(prefix)) if prefix.is_empty() || prefix == "/"
-        ) && matcher.headers.is_empty()
-            && matcher.runtime_fraction.is_none();
-        if matcher.path_specifier.is_none() {
-            return Err(nack(format!("{at}.match.path_specifier"), "is missing"));
-        }
+        let catch_all = matches_every_path(&matcher, at)?;
         let Some(Action::Route(action)) = route.action else {
             return Ok(None);
         };
-        let clusters = match action.cluster_specifier {
-            Some(ClusterSpecifier::Cluster(name)) if !name.is_empty() => vec![(name, 1)],
-            Some(ClusterSpecifier::Cluster(_)) => {
-                return Err(nack(format!("{at}.route.cluster"), "is empty"));
-            }
-            Some(ClusterSpecifier::WeightedClusters(weighted)) => {
-                let clusters: Vec<(String, u32)> = weighted
-                    .clusters
-                    .into_iter()
-                    .map(|c| (c.name, c.weight.map_or(0, |w| w.value)))
-                    .collect();
-                let total: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
-                if total == 0 {
-                    return Err(nack(
-                        format!("{at}.route.weighted_clusters"),
-                        "the weights add to 0",
-                    ));
-                }
-                if total > u64::from(u32::MAX) {
-                    return Err(nack(
-                        format!("{at}.route.weighted_clusters"),
-                        format!("the weights add to {total}, above 2^32 - 1 (gRPC A28)"),
-                    ));
-                }
-                clusters
-            }
-            _ => return Ok(None),
-        };
-        let hash_policy = hash_policies(action.hash_policy, at)?;
-        let retry = action
-            .retry_policy
-            .map(|policy| retry_policy(policy, &format!("{at}.route.retry_policy")))
-            .transpose()?
-            .flatten();
-        let duration = |value: Option<envoy_types::pb::google::protobuf::Duration>,
-                        field: &str|
-         -> Result<Option<Duration>, XdsError> {
-            value
-                .map(|d| to_duration(d, &format!("{at}.route.max_stream_duration.{field}")))
-                .transpose()
-        };
-        let (max_stream_duration, grpc_timeout_header_max) = match action.max_stream_duration {
-            Some(limits) => (
-                duration(limits.max_stream_duration, "max_stream_duration")?,
-                duration(limits.grpc_timeout_header_max, "grpc_timeout_header_max")?,
-            ),
-            None => (None, None),
+        let Some(clusters) = clusters_of(action.cluster_specifier, at)? else {
+            return Ok(None);
         };
         Ok(Some(Self {
             catch_all,
             clusters,
-            hash_policy,
-            policy: RoutePolicy {
-                retry,
-                max_stream_duration,
-                grpc_timeout_header_max,
-            },
+            hash_policy: hash_policies(action.hash_policy, at)?,
+            policy: route_policy(action.retry_policy, action.max_stream_duration, at)?,
         }))
     }
+}
+
+/// Whether a route's match takes every path (prefix `""` or `/`, no
+/// header or fraction condition); a NACK when it names no path rule.
+fn matches_every_path(matcher: &route::RouteMatch, at: &str) -> Result<bool, XdsError> {
+    use route::route_match::PathSpecifier;
+    match &matcher.path_specifier {
+        None => Err(nack(format!("{at}.match.path_specifier"), "is missing")),
+        Some(PathSpecifier::Prefix(prefix)) => Ok((prefix.is_empty() || prefix == "/")
+            && matcher.headers.is_empty()
+            && matcher.runtime_fraction.is_none()),
+        Some(_) => Ok(false),
+    }
+}
+
+/// A route action's clusters with their weights (one at weight 1 for
+/// `cluster`); `None` for a specifier gRPC does not read (the route is
+/// passed over); a NACK for an empty name or weights adding to 0 or past
+/// 2^32 - 1 (gRPC A28).
+fn clusters_of(
+    specifier: Option<route::route_action::ClusterSpecifier>,
+    at: &str,
+) -> Result<Option<Vec<(String, u32)>>, XdsError> {
+    use route::route_action::ClusterSpecifier;
+    match specifier {
+        Some(ClusterSpecifier::Cluster(name)) if !name.is_empty() => Ok(Some(vec![(name, 1)])),
+        Some(ClusterSpecifier::Cluster(_)) => Err(nack(format!("{at}.route.cluster"), "is empty")),
+        Some(ClusterSpecifier::WeightedClusters(weighted)) => {
+            let clusters: Vec<(String, u32)> = weighted
+                .clusters
+                .into_iter()
+                .map(|c| (c.name, c.weight.map_or(0, |w| w.value)))
+                .collect();
+            let total: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
+            let at = format!("{at}.route.weighted_clusters");
+            if total == 0 {
+                return Err(nack(at, "the weights add to 0"));
+            }
+            if total > u64::from(u32::MAX) {
+                return Err(nack(
+                    at,
+                    format!("the weights add to {total}, above 2^32 - 1 (gRPC A28)"),
+                ));
+            }
+            Ok(Some(clusters))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A route's retries (A44) and deadline bound (A31).
+fn route_policy(
+    retry: Option<route::RetryPolicy>,
+    limits: Option<route::route_action::MaxStreamDuration>,
+    at: &str,
+) -> Result<RoutePolicy, XdsError> {
+    let retry = retry
+        .map(|policy| retry_policy(policy, &format!("{at}.route.retry_policy")))
+        .transpose()?
+        .flatten();
+    let duration = |value: Option<envoy_types::pb::google::protobuf::Duration>, field: &str| {
+        value
+            .map(|d| to_duration(d, &format!("{at}.route.max_stream_duration.{field}")))
+            .transpose()
+    };
+    let (max_stream_duration, grpc_timeout_header_max) = match limits {
+        Some(limits) => (
+            duration(limits.max_stream_duration, "max_stream_duration")?,
+            duration(limits.grpc_timeout_header_max, "grpc_timeout_header_max")?,
+        ),
+        None => (None, None),
+    };
+    Ok(RoutePolicy {
+        retry,
+        max_stream_duration,
+        grpc_timeout_header_max,
+    })
 }
 
 /// A protobuf duration, or a NACK naming `field`.
@@ -461,53 +481,9 @@ impl Resource for Cluster {
     }
 
     fn validate(message: Self::Message) -> Result<Self, XdsError> {
-        use cluster::cluster::{ClusterDiscoveryType, DiscoveryType, LbPolicy as Policy};
         let at = format!("Cluster {:?}", message.name);
-        match message.cluster_discovery_type {
-            Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Eds as i32 => {}
-            Some(ClusterDiscoveryType::Type(t)) => {
-                let name = DiscoveryType::try_from(t).map_or("unknown", |t| t.as_str_name());
-                return Err(nack(
-                    format!("{at}.type"),
-                    format!("{name} is not supported: this client reads EDS clusters"),
-                ));
-            }
-            Some(ClusterDiscoveryType::ClusterType(custom)) => {
-                return Err(nack(
-                    format!("{at}.cluster_type"),
-                    format!(
-                        "{:?} is not supported: this client reads EDS clusters",
-                        custom.name
-                    ),
-                ));
-            }
-            None => {
-                return Err(nack(
-                    format!("{at}.type"),
-                    "STATIC is not supported: this client reads EDS clusters",
-                ));
-            }
-        }
-        let lb_policy = match Policy::try_from(message.lb_policy) {
-            Ok(Policy::RoundRobin) => LbPolicy::RoundRobin,
-            Ok(Policy::LeastRequest) => LbPolicy::LeastRequest,
-            Ok(Policy::RingHash) => LbPolicy::RingHash,
-            Ok(other) => {
-                return Err(nack(
-                    format!("{at}.lb_policy"),
-                    format!(
-                        "{} is not supported (ROUND_ROBIN, LEAST_REQUEST and RING_HASH are)",
-                        other.as_str_name()
-                    ),
-                ));
-            }
-            Err(_) => {
-                return Err(nack(
-                    format!("{at}.lb_policy"),
-                    format!("{} is not a known policy", message.lb_policy),
-                ));
-            }
-        };
+        check_eds(message.cluster_discovery_type, &at)?;
+        let lb_policy = lb_policy(message.lb_policy, &at)?;
         let eds_service_name = message
             .eds_cluster_config
             .map(|eds| eds.service_name)
@@ -536,6 +512,52 @@ impl Resource for Cluster {
             outlier_detection,
             ring_size,
         })
+    }
+}
+
+/// A NACK unless the cluster is of type EDS, the one this client reads.
+fn check_eds(
+    kind: Option<cluster::cluster::ClusterDiscoveryType>,
+    at: &str,
+) -> Result<(), XdsError> {
+    use cluster::cluster::{ClusterDiscoveryType, DiscoveryType};
+    let (field, name) = match kind {
+        Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Eds as i32 => return Ok(()),
+        Some(ClusterDiscoveryType::Type(t)) => (
+            "type",
+            DiscoveryType::try_from(t)
+                .map_or("unknown", |t| t.as_str_name())
+                .to_owned(),
+        ),
+        Some(ClusterDiscoveryType::ClusterType(custom)) => {
+            ("cluster_type", format!("{:?}", custom.name))
+        }
+        None => ("type", "STATIC".to_owned()),
+    };
+    Err(nack(
+        format!("{at}.{field}"),
+        format!("{name} is not supported: this client reads EDS clusters"),
+    ))
+}
+
+/// The cluster's `lb_policy`, of the three gRPC reads; a NACK otherwise.
+fn lb_policy(policy: i32, at: &str) -> Result<LbPolicy, XdsError> {
+    use cluster::cluster::LbPolicy as Policy;
+    match Policy::try_from(policy) {
+        Ok(Policy::RoundRobin) => Ok(LbPolicy::RoundRobin),
+        Ok(Policy::LeastRequest) => Ok(LbPolicy::LeastRequest),
+        Ok(Policy::RingHash) => Ok(LbPolicy::RingHash),
+        Ok(other) => Err(nack(
+            format!("{at}.lb_policy"),
+            format!(
+                "{} is not supported (ROUND_ROBIN, LEAST_REQUEST and RING_HASH are)",
+                other.as_str_name()
+            ),
+        )),
+        Err(_) => Err(nack(
+            format!("{at}.lb_policy"),
+            format!("{policy} is not a known policy"),
+        )),
     }
 }
 
@@ -578,87 +600,123 @@ fn outlier_detection(
     detection: cluster::OutlierDetection,
     at: &str,
 ) -> Result<OutlierDetection, XdsError> {
-    let at = format!("{at}.outlier_detection");
-    let duration = |value: Option<envoy_types::pb::google::protobuf::Duration>,
-                    field: &str,
-                    default: Duration|
-     -> Result<Duration, XdsError> {
-        value.map_or(Ok(default), |value| {
-            to_duration(value, &format!("{at}.{field}"))
-        })
-    };
-    let percent = |value: Option<u32>, field: &str, default: u32| -> Result<u32, XdsError> {
-        let value = value.unwrap_or(default);
-        if value > 100 {
-            return Err(nack(
-                format!("{at}.{field}"),
-                format!("{value} is above 100"),
-            ));
-        }
-        Ok(value)
-    };
+    let fields = Fields(format!("{at}.outlier_detection"));
     let defaults = OutlierDetection::default();
-    let base_ejection_time = duration(
+    let base_ejection_time = fields.duration(
         detection.base_ejection_time,
         "base_ejection_time",
         defaults.base_ejection_time,
     )?;
-    let success_rate = SuccessRateEjection::default();
-    let failure_percentage = FailurePercentageEjection::default();
-    let enforcing_success_rate = percent(
-        detection.enforcing_success_rate.map(|v| v.value),
-        "enforcing_success_rate",
-        success_rate.enforcement_percentage,
-    )?;
-    let enforcing_failure_percentage = percent(
-        detection.enforcing_failure_percentage.map(|v| v.value),
-        "enforcing_failure_percentage",
-        0,
-    )?;
     Ok(OutlierDetection {
-        interval: duration(detection.interval, "interval", defaults.interval)?,
+        interval: fields.duration(detection.interval, "interval", defaults.interval)?,
         base_ejection_time,
-        max_ejection_time: duration(
+        max_ejection_time: fields.duration(
             detection.max_ejection_time,
             "max_ejection_time",
             defaults.max_ejection_time.max(base_ejection_time),
         )?,
-        max_ejection_percent: percent(
-            detection.max_ejection_percent.map(|v| v.value),
+        max_ejection_percent: fields.percent(
+            detection.max_ejection_percent,
             "max_ejection_percent",
             defaults.max_ejection_percent,
         )?,
-        success_rate: (enforcing_success_rate > 0).then(|| SuccessRateEjection {
-            stdev_factor: detection
-                .success_rate_stdev_factor
-                .map_or(success_rate.stdev_factor, |v| v.value),
-            enforcement_percentage: enforcing_success_rate,
-            minimum_hosts: detection
-                .success_rate_minimum_hosts
-                .map_or(success_rate.minimum_hosts, |v| v.value),
-            request_volume: detection
-                .success_rate_request_volume
-                .map_or(success_rate.request_volume, |v| v.value),
-        }),
-        failure_percentage: (enforcing_failure_percentage > 0)
-            .then(|| -> Result<_, XdsError> {
-                Ok(FailurePercentageEjection {
-                    threshold: percent(
-                        detection.failure_percentage_threshold.map(|v| v.value),
-                        "failure_percentage_threshold",
-                        failure_percentage.threshold,
-                    )?,
-                    enforcement_percentage: enforcing_failure_percentage,
-                    minimum_hosts: detection
-                        .failure_percentage_minimum_hosts
-                        .map_or(failure_percentage.minimum_hosts, |v| v.value),
-                    request_volume: detection
-                        .failure_percentage_request_volume
-                        .map_or(failure_percentage.request_volume, |v| v.value),
-                })
-            })
-            .transpose()?,
+        success_rate: success_rate_ejection(&detection, &fields)?,
+        failure_percentage: failure_percentage_ejection(&detection, &fields)?,
     })
+}
+
+/// A50's success-rate ejection: on unless `enforcing_success_rate` is 0.
+fn success_rate_ejection(
+    detection: &cluster::OutlierDetection,
+    fields: &Fields,
+) -> Result<Option<SuccessRateEjection>, XdsError> {
+    let defaults = SuccessRateEjection::default();
+    let enforcing = fields.percent(
+        detection.enforcing_success_rate,
+        "enforcing_success_rate",
+        defaults.enforcement_percentage,
+    )?;
+    Ok((enforcing > 0).then(|| SuccessRateEjection {
+        stdev_factor: value_or(detection.success_rate_stdev_factor, defaults.stdev_factor),
+        enforcement_percentage: enforcing,
+        minimum_hosts: value_or(detection.success_rate_minimum_hosts, defaults.minimum_hosts),
+        request_volume: value_or(
+            detection.success_rate_request_volume,
+            defaults.request_volume,
+        ),
+    }))
+}
+
+/// A50's failure-percentage ejection: on only when
+/// `enforcing_failure_percentage` is above 0.
+fn failure_percentage_ejection(
+    detection: &cluster::OutlierDetection,
+    fields: &Fields,
+) -> Result<Option<FailurePercentageEjection>, XdsError> {
+    let defaults = FailurePercentageEjection::default();
+    let enforcing = fields.percent(
+        detection.enforcing_failure_percentage,
+        "enforcing_failure_percentage",
+        0,
+    )?;
+    if enforcing == 0 {
+        return Ok(None);
+    }
+    Ok(Some(FailurePercentageEjection {
+        threshold: fields.percent(
+            detection.failure_percentage_threshold,
+            "failure_percentage_threshold",
+            defaults.threshold,
+        )?,
+        enforcement_percentage: enforcing,
+        minimum_hosts: value_or(
+            detection.failure_percentage_minimum_hosts,
+            defaults.minimum_hosts,
+        ),
+        request_volume: value_or(
+            detection.failure_percentage_request_volume,
+            defaults.request_volume,
+        ),
+    }))
+}
+
+/// A wrapped `u32`'s value, or `default` when unset.
+fn value_or(value: Option<UInt32Value>, default: u32) -> u32 {
+    value.map_or(default, |v| v.value)
+}
+
+/// The fields of one message, read under its path (`at`) for NACKs.
+struct Fields(String);
+
+impl Fields {
+    /// A duration, `default` when unset.
+    fn duration(
+        &self,
+        value: Option<envoy_types::pb::google::protobuf::Duration>,
+        field: &str,
+        default: Duration,
+    ) -> Result<Duration, XdsError> {
+        value.map_or(Ok(default), |value| {
+            to_duration(value, &format!("{}.{field}", self.0))
+        })
+    }
+
+    /// A percentage, `default` when unset; a NACK above 100.
+    fn percent(
+        &self,
+        value: Option<UInt32Value>,
+        field: &str,
+        default: u32,
+    ) -> Result<u32, XdsError> {
+        let value = value_or(value, default);
+        if value > 100 {
+            return Err(nack(
+                format!("{}.{field}", self.0),
+                format!("{value} is above 100"),
+            ));
+        }
+        Ok(value)
+    }
 }
 
 /// An EDS `ClusterLoadAssignment`: its localities, each of a priority,
@@ -696,81 +754,91 @@ impl Resource for Endpoints {
 
     fn validate(message: Self::Message) -> Result<Self, XdsError> {
         let at = format!("ClusterLoadAssignment {:?}", message.cluster_name);
-        let mut localities = Vec::with_capacity(message.endpoints.len());
         let mut seen = HashSet::new();
-        let mut priorities = HashSet::new();
+        let mut localities = Vec::with_capacity(message.endpoints.len());
         for (l, locality) in message.endpoints.into_iter().enumerate() {
             let at = format!("{at}.endpoints[{l}]");
-            // gRPC A27: a locality without a weight, or of weight 0, takes
-            // no calls.
-            let weight = locality.load_balancing_weight.map_or(0, |w| w.value);
-            let mut addresses = Vec::with_capacity(locality.lb_endpoints.len());
-            let mut endpoint_weights = Vec::with_capacity(locality.lb_endpoints.len());
-            for (e, lb_endpoint) in locality.lb_endpoints.into_iter().enumerate() {
-                let at = format!("{at}.lb_endpoints[{e}]");
-                let address = endpoint_address(lb_endpoint.host_identifier.clone(), &at)?;
-                if !seen.insert(address) {
-                    return Err(nack(at, format!("{address} is listed twice")));
-                }
-                let usable = matches!(
-                    core::HealthStatus::try_from(lb_endpoint.health_status),
-                    Ok(core::HealthStatus::Unknown | core::HealthStatus::Healthy)
-                );
-                if usable {
-                    addresses.push(address);
-                    endpoint_weights.push(
-                        lb_endpoint
-                            .load_balancing_weight
-                            .map_or(1, |w| w.value)
-                            .max(1),
-                    );
-                }
+            if let Some(read) = LocalityEndpoints::check(locality, &at, &mut seen)? {
+                localities.push(read);
             }
-            if weight == 0 {
-                continue;
-            }
-            priorities.insert(locality.priority);
-            localities.push(LocalityEndpoints {
-                priority: locality.priority,
-                weight,
-                addresses,
-                endpoint_weights,
-            });
         }
         // gRPC A27: priorities run from 0 without a gap.
+        let priorities: HashSet<u32> = localities.iter().map(|l| l.priority).collect();
         if let Some(gap) = (0..priorities.len() as u32).find(|p| !priorities.contains(p)) {
             return Err(nack(
                 format!("{at}.endpoints"),
                 format!("priority {gap} is missing (priorities run from 0 without a gap)"),
             ));
         }
-        let mut drops = Vec::new();
-        for (i, drop) in message
-            .policy
-            .map(|p| p.drop_overloads)
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-        {
-            let per_million = drop.drop_percentage.map_or(0, |fraction| {
-                use envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType;
-                let scale = match DenominatorType::try_from(fraction.denominator) {
-                    Ok(DenominatorType::Hundred) => 10_000,
-                    Ok(DenominatorType::TenThousand) => 100,
-                    _ => 1,
-                };
-                fraction.numerator.saturating_mul(scale).min(1_000_000)
-            });
-            if drop.category.is_empty() {
-                return Err(nack(
-                    format!("{at}.policy.drop_overloads[{i}].category"),
-                    "is empty",
-                ));
-            }
-            drops.push((drop.category, per_million));
-        }
+        let drops = drop_overloads(message.policy, &at)?;
         Ok(Self { localities, drops })
     }
+}
+
+impl LocalityEndpoints {
+    /// A locality's endpoints that may take calls (HEALTHY or UNKNOWN);
+    /// `None` for a locality without a weight, or of weight 0, which
+    /// takes no calls (gRPC A27); a NACK for an address that is not an
+    /// IP and port, or is in `seen` already.
+    fn check(
+        locality: endpoint::LocalityLbEndpoints,
+        at: &str,
+        seen: &mut HashSet<SocketAddr>,
+    ) -> Result<Option<Self>, XdsError> {
+        let weight = value_or(locality.load_balancing_weight, 0);
+        let mut addresses = Vec::with_capacity(locality.lb_endpoints.len());
+        let mut endpoint_weights = Vec::with_capacity(locality.lb_endpoints.len());
+        for (e, lb_endpoint) in locality.lb_endpoints.into_iter().enumerate() {
+            let at = format!("{at}.lb_endpoints[{e}]");
+            let address = endpoint_address(lb_endpoint.host_identifier, &at)?;
+            if !seen.insert(address) {
+                return Err(nack(at, format!("{address} is listed twice")));
+            }
+            let usable = matches!(
+                core::HealthStatus::try_from(lb_endpoint.health_status),
+                Ok(core::HealthStatus::Unknown | core::HealthStatus::Healthy)
+            );
+            if usable {
+                addresses.push(address);
+                endpoint_weights.push(value_or(lb_endpoint.load_balancing_weight, 1).max(1));
+            }
+        }
+        Ok((weight > 0).then_some(Self {
+            priority: locality.priority,
+            weight,
+            addresses,
+            endpoint_weights,
+        }))
+    }
+}
+
+/// `policy.drop_overloads`: each category and its calls dropped per
+/// million; a NACK for a category without a name.
+fn drop_overloads(
+    policy: Option<endpoint::cluster_load_assignment::Policy>,
+    at: &str,
+) -> Result<Vec<(String, u32)>, XdsError> {
+    use envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType;
+    let overloads = policy.map(|p| p.drop_overloads).unwrap_or_default();
+    let mut drops = Vec::with_capacity(overloads.len());
+    for (i, drop) in overloads.into_iter().enumerate() {
+        if drop.category.is_empty() {
+            return Err(nack(
+                format!("{at}.policy.drop_overloads[{i}].category"),
+                "is empty",
+            ));
+        }
+        let per_million = drop.drop_percentage.map_or(0, |fraction| {
+            let scale = match DenominatorType::try_from(fraction.denominator) {
+                Ok(DenominatorType::Hundred) => 10_000,
+                Ok(DenominatorType::TenThousand) => 100,
+                _ => 1,
+            };
+            fraction.numerator.saturating_mul(scale).min(1_000_000)
+        });
+        drops.push((drop.category, per_million));
+    }
+    Ok(drops)
 }
 
 fn endpoint_address(
