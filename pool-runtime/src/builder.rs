@@ -622,7 +622,6 @@ impl PoolBuilder {
         #[cfg(feature = "xds")]
         if let Some(steering) = steering {
             inner.telemetry.xds = Some(steering.board);
-            inner.calls.circuit = steering.circuit;
         }
         Ok(Pool::from_inner(inner))
     }

@@ -26,6 +26,7 @@ use super::retry::Pushback;
 use super::send::{copy_parts, send};
 use crate::config::{HedgingPolicy, MethodConfig};
 use crate::conn::REPLAY_LIMIT;
+use crate::state::route::RoutedTo;
 use crate::state::{Inner, Spread};
 use crate::telemetry::CallClock;
 
@@ -98,6 +99,10 @@ impl Copies {
             Body::new(FullBody(Some(self.body.clone()))),
         );
         request.extensions_mut().insert(self.spread.clone());
+        // Every copy goes to the cluster the call was routed to.
+        if let Some(to) = self.head.extensions.get::<RoutedTo>() {
+            request.extensions_mut().insert(to.clone());
+        }
         if self.sent > 0 {
             self.inner.count_hedge();
         }

@@ -18,6 +18,8 @@ use crate::__private::DecodingLimit;
 use crate::affinity::AffinityKey;
 use crate::config::MethodConfig;
 use crate::conn::{BodyHandle, Endpoint, RecvBody, RequestBody, SendError, TransportError, status};
+use crate::state::circuit;
+use crate::state::route::RoutedTo;
 use crate::state::{Inner, Spread};
 use crate::telemetry::CallClock;
 
@@ -41,12 +43,20 @@ pub(super) async fn send(
     loop {
         // Every attempt, retries and hedged copies too, counts against
         // the circuit breaker (gRPC A32), as grpc-go's picker counts.
-        let admission = inner.admit_attempt()?;
-        let slot = match (call.preferred_slot(&inner), call.affinity, hash) {
-            (Some(slot), _, _) => slot,
-            (None, None, None) => inner.acquire(call.wait_for_ready).await?,
-            (None, Some(key), _) => inner.acquire_for(key, call.wait_for_ready).await?,
-            (None, None, Some(hash)) => inner.acquire_hashed(hash, call.wait_for_ready).await?,
+        // A routed call's attempts count against its cluster's breaker,
+        // and are picked in its cluster (gRPC A28).
+        let admission = match call.routed() {
+            Some(to) => to.breaker.admit()?,
+            None => circuit::unlimited(),
+        };
+        let slot = match (call.preferred_slot(&inner), call.affinity, hash, call.routed()) {
+            (Some(slot), ..) => slot,
+            (None, None, None, None) => inner.acquire(call.wait_for_ready).await?,
+            (None, Some(key), ..) => inner.acquire_for(key, call.wait_for_ready).await?,
+            (None, None, _, Some(to)) => inner.acquire_routed(to, call.wait_for_ready).await?,
+            (None, None, Some(hash), None) => {
+                inner.acquire_hashed(hash, call.wait_for_ready).await?
+            }
         };
         let slot = admission.hold(slot);
         let mut end = CallEnd::new(slot, call.handle.clone(), clock.attempt());
@@ -105,6 +115,8 @@ struct Rare {
     /// while the pool has others (beyond gRPC A6, as Envoy's
     /// `previous_hosts` retry predicate).
     tried: Vec<Arc<Endpoint>>,
+    /// The cluster an xDS pool's router sent the call to.
+    routed: Option<RoutedTo>,
 }
 
 impl Rare {
@@ -118,10 +130,12 @@ impl Rare {
             (method, client) => method.or(client),
         };
         let limited = method.is_some_and(|m| m.max_request_message_bytes.is_some());
-        (spread.is_some() || response_limit.is_some() || limited).then(|| {
+        let routed = request.extensions().get::<RoutedTo>().cloned();
+        (spread.is_some() || response_limit.is_some() || limited || routed.is_some()).then(|| {
             Box::new(Self {
                 spread,
                 response_limit,
+                routed,
                 ..Self::default()
             })
         })
@@ -284,11 +298,18 @@ impl Call {
     /// one is free.
     fn preferred_slot(&self, inner: &Arc<Inner>) -> Option<crate::state::Slot> {
         let rare = self.rare.as_ref()?;
+        let routed = rare.routed.as_ref();
         match &rare.spread {
-            Some(spread) => inner.pick_spread(spread),
+            Some(spread) => inner.pick_spread(spread, routed),
             None if rare.tried.is_empty() => None,
-            None => inner.pick_untried(&rare.tried),
+            None => inner.pick_untried(&rare.tried, routed),
         }
+    }
+
+    /// The cluster the call was routed to, on an xDS pool.
+    #[inline]
+    fn routed(&self) -> Option<&RoutedTo> {
+        self.rare.as_ref()?.routed.as_ref()
     }
 
     /// The attempt on `end` failed with a status the policy retries: its

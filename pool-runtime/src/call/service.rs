@@ -74,7 +74,15 @@ async fn call(
         request = interceptor.intercept_http(request)?;
     }
     let mut policy = inner.method_policy(request.uri().path()).cloned();
-    let route = inner.route_policy();
+    // An xDS pool routes the call (gRPC A28): its route's policy applies,
+    // and its attempts are picked in the route's cluster.
+    let route = match inner.route(request.uri().path(), request.headers())? {
+        Some(routed) => {
+            request.extensions_mut().insert(routed.to);
+            Some(routed.policy)
+        }
+        None => None,
+    };
     if let Some(retry) = route.as_ref().and_then(|r| r.retry.clone()) {
         // gRPC A44: the route's retry policy stands in for the service
         // config's (and for hedging, which a route does not have).

@@ -1,16 +1,17 @@
 //! Circuit breaking (gRPC A32): at most `max_requests` attempts in flight
-//! through the pool; one more fails `UNAVAILABLE` at once, naming the
-//! cluster and the limit, and is not retried (as grpc-go drops it). An xDS
-//! cluster's `circuit_breakers` set it; other pools have no limit. Here
-//! too, the control plane's `drop_overloads`: a share of the attempts
-//! dropped at once, by category.
+//! to a cluster; one more fails `UNAVAILABLE` at once, naming the cluster
+//! and the limit, and is not retried (as grpc-go drops it). Each xDS
+//! cluster has its breaker, set by its `circuit_breakers`, and a routed
+//! call's attempts count against its cluster's; other pools have no
+//! limit. Here too, the control plane's `drop_overloads`: a share of the
+//! attempts dropped at once, by category.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tonic::Status;
 
-use super::{Inner, Slot};
+use super::Slot;
 
 /// A limit on attempts in flight, and the count it limits.
 #[derive(Debug)]
@@ -83,52 +84,54 @@ impl CircuitBreaker {
 /// An attempt admitted under the limit: given back when dropped, unless
 /// [`hold`](Self::hold) hands it to the attempt's slot.
 #[must_use]
-pub(crate) struct Admission<'a>(Option<&'a CircuitBreaker>);
+pub(crate) struct Admission(Option<Arc<CircuitBreaker>>);
 
-impl Admission<'_> {
+impl Admission {
     /// The slot carries the admission from now on, and gives it back when
     /// the attempt ends.
     #[inline]
     pub(crate) fn hold(mut self, mut slot: Slot) -> Slot {
-        if self.0.take().is_some() {
-            slot.admitted = true;
-        }
+        slot.admitted = self.0.take();
         slot
     }
 }
 
-impl Drop for Admission<'_> {
+impl Drop for Admission {
     fn drop(&mut self) {
-        if let Some(breaker) = self.0 {
-            breaker.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if let Some(breaker) = self.0.take() {
+            breaker.end_admitted();
         }
     }
 }
 
-impl Inner {
-    /// Admits one attempt, or refuses it over the limit. Without a limit
-    /// (every pool but an xDS one) this is one load.
+impl CircuitBreaker {
+    /// Admits one attempt, or refuses it: dropped by a `drop_overloads`
+    /// category, or over the limit.
     #[inline]
-    pub(crate) fn admit_attempt(&self) -> Result<Admission<'_>, Status> {
-        let breaker = &*self.calls.circuit;
-        if breaker.dropping.load(Ordering::Acquire)
-            && let Some(dropped) = breaker.dropped()
+    pub(crate) fn admit(self: &Arc<Self>) -> Result<Admission, Status> {
+        if self.dropping.load(Ordering::Acquire)
+            && let Some(dropped) = self.dropped()
         {
             return Err(dropped);
         }
-        let max = breaker.max.load(Ordering::Acquire);
+        let max = self.max.load(Ordering::Acquire);
         if max == usize::MAX {
             return Ok(Admission(None));
         }
-        if breaker.in_flight.fetch_add(1, Ordering::AcqRel) >= max {
-            breaker.in_flight.fetch_sub(1, Ordering::AcqRel);
-            return Err(breaker.refused(max));
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= max {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(self.refused(max));
         }
-        Ok(Admission(Some(breaker)))
+        Ok(Admission(Some(Arc::clone(self))))
     }
 
     /// Gives back an admitted attempt's place, as its slot goes.
     pub(crate) fn end_admitted(&self) {
-        self.calls.circuit.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// An attempt with no breaker over it (a call that was not routed).
+pub(crate) fn unlimited() -> Admission {
+    Admission(None)
 }

@@ -120,17 +120,17 @@ impl PoolView {
         }
     }
 
-    /// Hashes calls onto a ring (`Some`), or stops (see `ring.rs`).
-    pub(crate) fn set_ring(&self, ring: Option<super::ring::RingConfig>) {
+    /// The pool's clusters from now on (see `clusters.rs`).
+    pub(crate) fn set_clusters(&self, clusters: super::clusters::ClusterConfigs) {
         if let Some(inner) = self.pool.upgrade() {
-            inner.set_ring(ring);
+            inner.set_clusters(clusters);
         }
     }
 
-    /// Applies an xDS route's policy to every call (see `route.rs`).
-    pub(crate) fn set_route_policy(&self, policy: Option<super::route::RoutePolicy>) {
+    /// Routes every call through `router` (see `route.rs`).
+    pub(crate) fn set_router(&self, router: Option<Box<dyn super::route::Router>>) {
         if let Some(inner) = self.pool.upgrade() {
-            inner.set_route_policy(policy);
+            inner.set_router(router);
         }
     }
 

@@ -10,7 +10,8 @@
 //! | `subset.rs` | which endpoints a pool uses, with `subset_size` (rendezvous hashing) |
 //! | `weights.rs` | endpoint weights (an xDS locality's), and the pick's weighted draw |
 //! | `ring.rs` | ring hash (gRPC A42): a call's hash picks its endpoint |
-//! | `route.rs` | an xDS route's retries (A44) and deadline bound (A31) for every call |
+//! | `route.rs` | which route and cluster a call takes (an xDS pool's router), and the route's retries (A44), deadline bound (A31) and hash policy (A42) |
+//! | `clusters.rs` | an xDS pool's clusters (A28): each a set of the pool's endpoints of its own, a routed call picked in its cluster |
 //! | `wait.rs`, `queue.rs` | how a call waits when no stream is free |
 //! | `affinity.rs` | keeping calls with one key on one connection |
 //! | `circuit.rs` | circuit breaking (gRPC A32): a limit on attempts in flight |
@@ -32,6 +33,7 @@
 mod affinity;
 mod balance;
 pub(crate) mod circuit;
+pub(crate) mod clusters;
 pub(crate) mod discover;
 mod endpoints;
 mod grow;
@@ -105,7 +107,7 @@ pub(crate) struct Inner {
     pub(crate) calls: Calls,
     pub(crate) telemetry: Telemetry,
     /// Calls waiting for a stream, first come, first served.
-    waiters: Waiters<Slot>,
+    waiters: Waiters<Slot, route::RoutedTo>,
     /// Which connection each affinity key is bound to.
     affinity: Bindings,
 }
@@ -121,11 +123,14 @@ pub(crate) struct Fleet {
     subchannels: ArcSwap<weights::Subchannels>,
     /// The endpoints' weights (an xDS pool's localities'); none elsewhere.
     weights: ArcSwap<weights::Weights>,
-    /// How calls hash onto a ring (an xDS RING_HASH cluster's); none
+    /// How calls hash onto a ring (a service config's `ring_hash_experimental`,
+    /// gRPC A76; an xDS pool's clusters have rings of their own); none
     /// elsewhere.
     ring: arc_swap::ArcSwapOption<ring::RingConfig>,
     /// Whether `ring` is set, readable without loading it.
     hashing: AtomicBool,
+    /// An xDS pool's clusters; none elsewhere.
+    clusters: ArcSwap<clusters::ClusterConfigs>,
     /// Whether `subchannels` holds more than one endpoint, readable without
     /// loading it: a pool of one endpoint picks as if it had no others.
     choosing: AtomicBool,
@@ -173,10 +178,8 @@ pub(crate) struct Calls {
     pub(crate) interceptor: Option<crate::interceptor::SharedInterceptor>,
     /// The `user-agent` of calls that set none.
     pub(crate) user_agent: http::HeaderValue,
-    /// The limit on attempts in flight (an xDS cluster's; none otherwise).
-    pub(crate) circuit: Arc<circuit::CircuitBreaker>,
-    /// An xDS route's policy for every call, and whether there is one.
-    route: arc_swap::ArcSwapOption<route::RoutePolicy>,
+    /// An xDS pool's router, and whether there is one.
+    router: arc_swap::ArcSwapOption<route::Routing>,
     routed: AtomicBool,
 }
 
@@ -239,6 +242,7 @@ impl Fleet {
             )),
             weights: ArcSwap::default(),
             hashing: AtomicBool::new(ring.is_some()),
+            clusters: ArcSwap::default(),
             ring: arc_swap::ArcSwapOption::new(ring.map(Arc::new)),
             seed,
             dial,
@@ -263,8 +267,7 @@ impl Calls {
             ),
             interceptor,
             user_agent: user_agent(config),
-            circuit: Arc::default(),
-            route: arc_swap::ArcSwapOption::empty(),
+            router: arc_swap::ArcSwapOption::empty(),
             routed: AtomicBool::new(false),
         }
     }

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use tonic::Status;
 
+use super::circuit::CircuitBreaker;
 use super::outage::closed_status;
+use super::route::RoutedTo;
 use super::subchannel::Load;
 use super::weights::Subchannels;
 use super::{Inner, Subchannel};
@@ -33,7 +35,7 @@ impl Inner {
         }
         // Boxed so that every call's future stays small: only calls that
         // wait carry the queue's and the timer's state.
-        Box::pin(self.acquire_slow(wait_for_ready)).await
+        Box::pin(self.acquire_slow(None, wait_for_ready)).await
     }
 
     /// Reserves a slot for a call: with one endpoint, on its least-loaded
@@ -62,7 +64,7 @@ impl Inner {
     /// herd onto one server, and the cost does not grow with the number of
     /// endpoints. Only when the draws find no free stream does the pick look
     /// at every endpoint, before the call queues.
-    fn pick_of_two(self: &Arc<Self>, subchannels: &Subchannels) -> Option<Slot> {
+    pub(super) fn pick_of_two(self: &Arc<Self>, subchannels: &Subchannels) -> Option<Slot> {
         for _ in 0..4 {
             let (a, b) = subchannels.draw_two();
             let (chosen, connections) = match (subchannels[a].load(), subchannels[b].load()) {
@@ -94,9 +96,18 @@ impl Inner {
     /// Reserves a slot for one copy of a hedged call on the least loaded
     /// endpoint no other copy of the call went to, and records it there;
     /// `None` when every endpoint was taken or is full (the copy then
-    /// takes an ordinary pick: another connection at least).
-    pub(crate) fn pick_spread(self: &Arc<Self>, spread: &Arc<Spread>) -> Option<Slot> {
-        let subchannels = self.fleet.subchannels.load();
+    /// takes an ordinary pick: another connection at least). A routed
+    /// call's copies stay in its cluster.
+    pub(crate) fn pick_spread(
+        self: &Arc<Self>,
+        spread: &Arc<Spread>,
+        routed: Option<&RoutedTo>,
+    ) -> Option<Slot> {
+        let all = self.fleet.subchannels.load();
+        let subchannels = match routed {
+            Some(to) => all.cluster(&to.cluster)?,
+            None => &all,
+        };
         let mut used = crate::lock::lock(&spread.endpoints);
         let unused = subchannels
             .iter()
@@ -115,17 +126,25 @@ impl Inner {
     /// Reserves a slot for a retry on the least loaded endpoint none of
     /// the call's failed attempts went to; `None` when the pool has one
     /// endpoint, or every other is taken or full (the retry then takes an
-    /// ordinary pick).
+    /// ordinary pick). A routed call's retry stays in its cluster.
     #[cold]
-    pub(crate) fn pick_untried(self: &Arc<Self>, tried: &[Arc<Endpoint>]) -> Option<Slot> {
-        if !self
-            .fleet
-            .choosing
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            return None;
-        }
-        let subchannels = self.fleet.subchannels.load();
+    pub(crate) fn pick_untried(
+        self: &Arc<Self>,
+        tried: &[Arc<Endpoint>],
+        routed: Option<&RoutedTo>,
+    ) -> Option<Slot> {
+        let all = self.fleet.subchannels.load();
+        let subchannels = match routed {
+            Some(to) => all.cluster(&to.cluster)?,
+            None if self
+                .fleet
+                .choosing
+                .load(std::sync::atomic::Ordering::Acquire) =>
+            {
+                &all
+            }
+            None => return None,
+        };
         let untried = subchannels
             .iter()
             .filter(|s| !tried.iter().any(|e| s.endpoint.is(e)));
@@ -248,9 +267,9 @@ pub(crate) struct Slot {
     failed: Option<bool>,
     /// For a copy of a hedged call, the copies' shared state.
     hedge: Option<Arc<Spread>>,
-    /// Whether the attempt holds a place under the circuit breaker's limit
-    /// (see `circuit.rs`).
-    pub(super) admitted: bool,
+    /// The circuit breaker the attempt holds a place under, if any (see
+    /// `circuit.rs`).
+    pub(super) admitted: Option<Arc<CircuitBreaker>>,
 }
 
 impl Slot {
@@ -264,7 +283,7 @@ impl Slot {
             endpoint: None,
             failed: None,
             hedge: None,
-            admitted: false,
+            admitted: None,
         }
     }
 
@@ -319,8 +338,8 @@ impl Drop for Slot {
             }
         }
         self.connection.release();
-        if self.admitted {
-            self.inner.end_admitted();
+        if let Some(breaker) = self.admitted.take() {
+            breaker.end_admitted();
         }
         self.inner.on_release();
     }

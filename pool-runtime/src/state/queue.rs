@@ -1,4 +1,7 @@
-//! The bounded FIFO of calls waiting for a stream slot.
+//! The bounded FIFO of calls waiting for a stream slot. A call may wait
+//! for a slot in a scope of its own (an xDS cluster): it is served in
+//! turn when its scope has one, and the calls behind it are served
+//! meanwhile where theirs do.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -13,17 +16,30 @@ use crate::lock::lock;
 /// or the reason it will get none.
 pub(crate) type Grant<G> = Result<G, Status>;
 
+/// Where a waiting call may be served: calls of one scope are served in
+/// order, and a scope with no free slot holds only its own calls back.
+pub(crate) trait Scope {
+    /// Names the scope: calls of equal keys wait for the same slots.
+    fn key(&self) -> &str;
+}
+
+impl Scope for () {
+    fn key(&self) -> &str {
+        ""
+    }
+}
+
 /// Calls waiting for a stream, served first come, first served.
 #[derive(Debug)]
-pub(crate) struct Waiters<G> {
+pub(crate) struct Waiters<G, S = ()> {
     /// The queue's length, readable without the lock: the release path checks
     /// it on every call and takes the lock only when someone waits.
     len: AtomicUsize,
-    queue: Mutex<VecDeque<Waiter<G>>>,
+    queue: Mutex<VecDeque<Waiter<G, S>>>,
     next_id: AtomicU64,
 }
 
-impl<G> Default for Waiters<G> {
+impl<G, S> Default for Waiters<G, S> {
     fn default() -> Self {
         Self {
             len: AtomicUsize::new(0),
@@ -34,12 +50,14 @@ impl<G> Default for Waiters<G> {
 }
 
 #[derive(Debug)]
-struct Waiter<G> {
+struct Waiter<G, S> {
     id: u64,
     grant: oneshot::Sender<Grant<G>>,
     /// gRPC's wait-for-ready: an outage does not fail it, only its own
     /// time limit or the pool's close.
     wait_for_ready: bool,
+    /// Where it may be served; anywhere, for `None`.
+    scope: Option<S>,
 }
 
 /// A place in the queue; the caller leaves the queue with `remove` if it
@@ -50,8 +68,8 @@ pub(crate) struct Ticket<G> {
     pub(crate) grant: oneshot::Receiver<Grant<G>>,
 }
 
-impl<G> Waiters<G> {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Waiter<G>>> {
+impl<G, S: Scope> Waiters<G, S> {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Waiter<G, S>>> {
         // Every critical section leaves the queue and `len` consistent before
         // it can panic, so a poisoned lock is still sound.
         lock(&self.queue)
@@ -64,7 +82,12 @@ impl<G> Waiters<G> {
     }
 
     /// Joins the back of the queue, unless `max` calls already wait.
-    pub(crate) fn enqueue(&self, max: usize, wait_for_ready: bool) -> Option<Ticket<G>> {
+    pub(crate) fn enqueue(
+        &self,
+        max: usize,
+        wait_for_ready: bool,
+        scope: Option<S>,
+    ) -> Option<Ticket<G>> {
         let mut queue = self.lock();
         if queue.len() >= max {
             return None;
@@ -75,6 +98,7 @@ impl<G> Waiters<G> {
             id,
             grant: sender,
             wait_for_ready,
+            scope,
         });
         self.len.store(queue.len(), Ordering::SeqCst);
         Some(Ticket {
@@ -92,40 +116,68 @@ impl<G> Waiters<G> {
         }
     }
 
-    /// Hands slots from `reserve` to waiting calls in order, until the queue
-    /// is empty or no slot is free.
-    pub(crate) fn serve(&self, mut reserve: impl FnMut() -> Option<G>) {
-        // A slot whose waiter left meanwhile goes to the next one; any slot
-        // left over is released after the lock is dropped, since releasing
-        // serves the queue again.
-        let mut spare: Option<G> = None;
+    /// Hands slots from `reserve` (given each call's scope) to waiting
+    /// calls in order, until the queue is empty or no slot is free where
+    /// the calls left wait.
+    pub(crate) fn serve(&self, mut reserve: impl FnMut(Option<&S>) -> Option<G>) {
+        // A slot whose waiter left meanwhile goes to the next one of its
+        // scope; any slot left over is released after the lock is dropped,
+        // since releasing serves the queue again.
+        let mut spare: Option<(G, Option<String>)> = None;
+        let mut leftover = Vec::new();
         {
             let mut queue = self.lock();
+            // Calls passed over because their scope has no free slot, and
+            // those scopes.
+            let mut passed: VecDeque<Waiter<G, S>> = VecDeque::new();
+            let mut full: Vec<String> = Vec::new();
             while let Some(waiter) = queue.pop_front() {
                 if waiter.grant.is_closed() {
                     continue;
                 }
-                let Some(guard) = spare.take().or_else(&mut reserve) else {
-                    queue.push_front(waiter);
-                    break;
+                let key = waiter.scope.as_ref().map(|s| s.key().to_owned());
+                if key.as_ref().is_some_and(|k| full.contains(k)) {
+                    passed.push_back(waiter);
+                    continue;
+                }
+                let guard = match spare.take() {
+                    Some((guard, of)) if of == key => Some(guard),
+                    other => {
+                        leftover.extend(other.map(|(guard, _)| guard));
+                        reserve(waiter.scope.as_ref())
+                    }
+                };
+                let Some(guard) = guard else {
+                    let Some(key) = key else {
+                        // No slot anywhere: everyone behind waits too.
+                        queue.push_front(waiter);
+                        break;
+                    };
+                    full.push(key);
+                    passed.push_back(waiter);
+                    continue;
                 };
                 if let Err(Ok(guard)) = waiter.grant.send(Ok(guard)) {
-                    spare = Some(guard);
+                    spare = Some((guard, key));
                 }
+            }
+            while let Some(waiter) = passed.pop_back() {
+                queue.push_front(waiter);
             }
             self.len.store(queue.len(), Ordering::SeqCst);
         }
         drop(spare);
+        drop(leftover);
     }
 
     /// Fails every waiting call with `status`; with `spare_ready`, the
     /// calls that wait for ready stay in line.
     pub(crate) fn fail_all(&self, status: &Status, spare_ready: bool) {
-        let drained: VecDeque<Waiter<G>> = {
+        let drained: VecDeque<Waiter<G, S>> = {
             let mut queue = self.lock();
             let (kept, drained): (VecDeque<_>, VecDeque<_>) = queue
                 .drain(..)
-                .partition(|waiter: &Waiter<G>| spare_ready && waiter.wait_for_ready);
+                .partition(|waiter: &Waiter<G, S>| spare_ready && waiter.wait_for_ready);
             *queue = kept;
             self.len.store(queue.len(), Ordering::SeqCst);
             drained
@@ -182,7 +234,7 @@ mod model {
         }
 
         fn serve(self: &Arc<Self>) {
-            self.waiters.serve(|| self.try_reserve());
+            self.waiters.serve(|_| self.try_reserve());
         }
     }
 
@@ -281,7 +333,7 @@ mod model {
                     Some(token) => Phase::Holding(token),
                     None => Phase::Enqueue,
                 },
-                (Phase::Enqueue, _) => match world.waiters.enqueue(usize::MAX, false) {
+                (Phase::Enqueue, _) => match world.waiters.enqueue(usize::MAX, false, None) {
                     Some(ticket) => Phase::Serve(ticket),
                     None => Phase::Done,
                 },

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use tonic::Status;
 
+use super::weights::Subchannels;
 use super::{Inner, Slot};
 
 /// One way a route makes a call's hash (gRPC A42's `hash_policy`).
@@ -124,52 +125,48 @@ impl RingConfig {
         }
     }
 
-    /// A call's hash by the route's policies (grpc-go's `generateHash`):
-    /// each policy that makes one is folded in, rotated so that two alike
-    /// do not cancel; `None` when none made one (the call then takes a
-    /// random hash).
+    /// A call's hash by the pool's policies (see [`hash_by`]).
     pub(crate) fn hash_of(&self, headers: &http::HeaderMap, channel_id: u64) -> Option<u64> {
-        let mut hash: Option<u64> = None;
-        for policy in &self.policies {
-            let made = match &policy.source {
-                HashSource::Header(name) => {
-                    let mut values = headers.get_all(name).iter();
-                    values.next().map(|first| {
-                        let mut joined = first.as_bytes().to_vec();
-                        for value in values {
-                            joined.push(b',');
-                            joined.extend_from_slice(value.as_bytes());
-                        }
-                        xxhash(&joined)
-                    })
-                }
-                HashSource::ChannelId => Some(channel_id),
-            };
-            if let Some(made) = made {
-                hash = Some(hash.unwrap_or(0).rotate_left(1) ^ made);
-            }
-            // A terminal policy ends the list once any policy made a hash.
-            if policy.terminal && hash.is_some() {
-                break;
-            }
-        }
-        hash
+        hash_by(&self.policies, headers, channel_id)
     }
 }
 
-impl Inner {
-    /// Hashes calls onto a ring from now on (`Some`), or stops (`None`).
-    #[cfg_attr(not(feature = "xds"), allow(dead_code))]
-    pub(crate) fn set_ring(self: &Arc<Self>, ring: Option<RingConfig>) {
-        let _live = self.live();
-        let on = ring.is_some();
-        self.fleet.ring.store(ring.map(Arc::new));
-        self.fleet
-            .hashing
-            .store(on, std::sync::atomic::Ordering::Release);
-        self.reweigh();
+/// A call's hash by a route's policies (grpc-go's `generateHash`): each
+/// policy that makes one is folded in, rotated so that two alike do not
+/// cancel; `None` when none made one (the call then takes a random hash).
+pub(crate) fn hash_by(
+    policies: &[HashPolicy],
+    headers: &http::HeaderMap,
+    channel_id: u64,
+) -> Option<u64> {
+    let mut hash: Option<u64> = None;
+    for policy in policies {
+        let made = match &policy.source {
+            HashSource::Header(name) => {
+                let mut values = headers.get_all(name).iter();
+                values.next().map(|first| {
+                    let mut joined = first.as_bytes().to_vec();
+                    for value in values {
+                        joined.push(b',');
+                        joined.extend_from_slice(value.as_bytes());
+                    }
+                    xxhash(&joined)
+                })
+            }
+            HashSource::ChannelId => Some(channel_id),
+        };
+        if let Some(made) = made {
+            hash = Some(hash.unwrap_or(0).rotate_left(1) ^ made);
+        }
+        // A terminal policy ends the list once any policy made a hash.
+        if policy.terminal && hash.is_some() {
+            break;
+        }
     }
+    hash
+}
 
+impl Inner {
     /// The call's hash, when the pool hashes calls onto a ring: the route's
     /// policies', or a random one when they make none (a random place on
     /// the ring, where endpoints come up as often as their weights).
@@ -202,20 +199,21 @@ impl Inner {
         if self.is_closed() {
             return Err(super::outage::closed_status());
         }
-        let slot = {
-            let subchannels = self.fleet.subchannels.load();
-            subchannels.ring().and_then(|ring| {
-                ring.walk(hash).find_map(|index| {
-                    let subchannel = &subchannels[index];
-                    let (_, connections) = subchannel.load()?;
-                    self.reserve_on(subchannel, &connections)
-                })
-            })
-        };
+        let slot = self.pick_on_ring(&self.fleet.subchannels.load(), hash);
         match slot {
             Some(slot) => Ok(slot),
             None => self.acquire(wait_for_ready).await,
         }
+    }
+
+    /// A slot on the endpoint of `set`'s ring for `hash`, or on the next
+    /// one round the ring with a free stream.
+    pub(super) fn pick_on_ring(self: &Arc<Self>, set: &Subchannels, hash: u64) -> Option<Slot> {
+        set.ring()?.walk(hash).find_map(|index| {
+            let subchannel = &set[index];
+            let (_, connections) = subchannel.load()?;
+            self.reserve_on(subchannel, &connections)
+        })
     }
 }
 

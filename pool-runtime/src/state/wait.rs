@@ -8,20 +8,23 @@ use std::time::{Duration, Instant};
 
 use tonic::Status;
 
+use super::route::RoutedTo;
 use super::{Inner, Slot};
 use crate::telemetry as metrics;
 
 impl Inner {
-    /// Joins the wait queue, growing the pool if it may; a call that does
-    /// not wait for ready fails at once while nothing can be reached.
+    /// Joins the wait queue (for a slot in `routed`'s cluster, when the
+    /// call was routed), growing the pool if it may; a call that does not
+    /// wait for ready fails at once while nothing can be reached.
     pub(super) async fn acquire_slow(
         self: &Arc<Self>,
+        routed: Option<&RoutedTo>,
         wait_for_ready: bool,
     ) -> Result<Slot, Status> {
         self.start();
-        let Some(ticket) = self
-            .waiters
-            .enqueue(self.config.max_waiters, wait_for_ready)
+        let Some(ticket) =
+            self.waiters
+                .enqueue(self.config.max_waiters, wait_for_ready, routed.cloned())
         else {
             return Err(self.queue_full_status());
         };
@@ -34,9 +37,19 @@ impl Inner {
         // which starts it, or as it ends).
         self.tell_watchers();
         self.serve_waiters();
-        self.grow(0);
-        if !wait_for_ready && self.nothing_reachable() {
-            return Err(self.unavailable_status());
+        match routed {
+            Some(to) => {
+                self.grow_cluster(to);
+                if !wait_for_ready && let Some(status) = self.cluster_unavailable(to, false) {
+                    return Err(status);
+                }
+            }
+            None => {
+                self.grow(0);
+                if !wait_for_ready && self.nothing_reachable() {
+                    return Err(self.unavailable_status());
+                }
+            }
         }
         let limit = if wait_for_ready {
             self.config.acquire_timeout
@@ -56,7 +69,9 @@ impl Inner {
                     "the pool was dropped while the call waited",
                 ))
             }
-            Err(_) => Err(self.wait_expired_status(limit, queued_at)),
+            Err(_) => Err(routed
+                .and_then(|to| self.cluster_unavailable(to, true))
+                .unwrap_or_else(|| self.wait_expired_status(limit, queued_at))),
         }
     }
 
@@ -120,7 +135,10 @@ impl Inner {
 
     /// Hands free slots to waiting calls, first come first served.
     pub(super) fn serve_waiters(self: &Arc<Self>) {
-        self.waiters.serve(|| self.pick());
+        self.waiters.serve(|routed| match routed {
+            Some(to) => self.pick_routed(to),
+            None => self.pick(),
+        });
     }
 }
 

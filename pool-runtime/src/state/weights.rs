@@ -24,6 +24,8 @@ pub(crate) struct Subchannels {
     cumulative: Option<Box<[f64]>>,
     /// The ring calls hash onto, when the pool hashes them (gRPC A42).
     ring: Option<Ring>,
+    /// An xDS pool's clusters' sets, by name (see `clusters.rs`).
+    clusters: HashMap<Arc<str>, Subchannels>,
 }
 
 impl Deref for Subchannels {
@@ -35,33 +37,38 @@ impl Deref for Subchannels {
 }
 
 impl Subchannels {
-    /// `list`, each endpoint weighed by `weights`, on a ring if `ring`
-    /// says how to build one.
+    /// `list`, each endpoint weighed by `weights` (and given that weight
+    /// for the pick's load comparisons), on a ring if `ring` says how to
+    /// build one.
     pub(super) fn new(
         list: Vec<Arc<Subchannel>>,
         weights: &Weights,
         ring: Option<&RingConfig>,
     ) -> Self {
-        let weight_of = |subchannel: &Subchannel| {
-            subchannel
-                .endpoint
-                .target
-                .address()
-                .and_then(|a| weights.get(&a).copied())
-                .filter(|w| w.is_finite() && *w > 0.0)
-                .unwrap_or(1.0)
-        };
+        let set = Self::of_cluster(list, weights, ring);
+        for (subchannel, weight) in set.list.iter().zip(set.weights(weights)) {
+            subchannel.set_weight(weight);
+        }
+        set
+    }
+
+    /// A cluster's set: `list` drawn by `weights`, on a ring if `ring`
+    /// says how to build one; the endpoints' own weights untouched (an
+    /// endpoint in two clusters has the pool's).
+    pub(super) fn of_cluster(
+        list: Vec<Arc<Subchannel>>,
+        weights: &Weights,
+        ring: Option<&RingConfig>,
+    ) -> Self {
         let mut sum = 0.0;
         let mut cumulative = Vec::with_capacity(list.len());
-        for subchannel in &list {
-            let weight = weight_of(subchannel);
-            subchannel.set_weight(weight);
+        let mut first = None;
+        let mut uneven = false;
+        for weight in Self::weights_of(&list, weights) {
             sum += weight;
             cumulative.push(sum);
+            uneven |= *first.get_or_insert(weight) != weight;
         }
-        let uneven = list
-            .first()
-            .is_some_and(|first| list.iter().any(|s| s.weight() != first.weight()));
         let ring = ring.and_then(|config| {
             // Each endpoint's hash key is where it connects, `ip:port` (as
             // grpc-go hashes the address).
@@ -83,7 +90,35 @@ impl Subchannels {
             list,
             cumulative: uneven.then(|| cumulative.into_boxed_slice()),
             ring,
+            clusters: HashMap::new(),
         }
+    }
+
+    /// Each endpoint's weight in `weights`, by its address (1 when absent
+    /// or not a positive number).
+    fn weights_of<'a>(
+        list: &'a [Arc<Subchannel>],
+        weights: &'a Weights,
+    ) -> impl Iterator<Item = f64> + 'a {
+        list.iter().map(|subchannel| {
+            subchannel
+                .endpoint
+                .target
+                .address()
+                .and_then(|a| weights.get(&a).copied())
+                .filter(|w| w.is_finite() && *w > 0.0)
+                .unwrap_or(1.0)
+        })
+    }
+
+    fn weights(&self, weights: &Weights) -> Vec<f64> {
+        Self::weights_of(&self.list, weights).collect()
+    }
+
+    /// The set of the cluster `name`, when the pool has such a cluster.
+    #[inline]
+    pub(super) fn cluster(&self, name: &str) -> Option<&Subchannels> {
+        self.clusters.get(name)
     }
 
     /// The ring calls hash onto, if the pool hashes them.
@@ -130,10 +165,16 @@ impl Inner {
         self.fleet.subchannels.store(Arc::new(self.weighed(list)));
     }
 
-    /// `list` weighed, and on a ring, as the pool now says.
+    /// `list` weighed, and on a ring, as the pool now says; cut into the
+    /// pool's clusters' sets, if it has clusters.
     pub(super) fn weighed(&self, list: Vec<Arc<Subchannel>>) -> Subchannels {
         let ring = self.fleet.ring.load();
-        Subchannels::new(list, &self.fleet.weights.load(), ring.as_deref())
+        let mut all = Subchannels::new(list, &self.fleet.weights.load(), ring.as_deref());
+        let clusters = self.fleet.clusters.load();
+        if !clusters.is_empty() {
+            all.clusters = super::clusters::cluster_sets(&all, &clusters);
+        }
+        all
     }
 }
 

@@ -8,22 +8,27 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::Stream;
 use tokio::sync::mpsc;
 use xds_client::{
-    Error as XdsError, ProcessingDone, Resource, ResourceEvent, ResourceWatcher, XdsClient,
+    Error as XdsError, ProcessingDone, Resource, ResourceEvent, XdsClient,
 };
 
 use super::bootstrap::{Bootstrap, IGNORE_RESOURCE_DELETION};
-use super::resources::{Cluster, Endpoints, LbPolicy, Listener, Route, RouteSource, RouteTable};
+use super::resources::{
+    Cluster, Endpoints, LbPolicy, Listener, RouteSource, RouteTable, VirtualHost,
+};
+use super::router::{RouteRule, WeightedCluster, XdsRouter};
 use super::{XdsTarget, client};
 use crate::config::OutlierDetection;
 use crate::discovery::{Announced, Change, Target};
 use crate::state::circuit::CircuitBreaker;
+use crate::state::clusters::{ClusterConfig, ClusterConfigs};
 use crate::state::discover::PoolView;
 use crate::state::ring::RingConfig;
-use crate::state::route::RoutePolicy;
+use crate::state::route::Router;
 use crate::state::weights::Weights;
 use crate::telemetry::stats::EndpointState;
 use crate::telemetry::xds_status::{Board, XdsResourceKind, XdsResourceState};
@@ -43,14 +48,13 @@ pub(crate) fn changes(
     target: XdsTarget,
     bootstrap: Bootstrap,
     board: Arc<Board>,
-    circuit: Arc<CircuitBreaker>,
     view: PoolView,
 ) -> impl Stream<Item = Result<EndpointChange, Infallible>> + Send + 'static {
     let (tx, rx) = mpsc::channel(CHANGES_IN_FLIGHT);
-    let start = Some((target, bootstrap, board, circuit, view, tx));
+    let start = Some((target, bootstrap, board, view, tx));
     futures_util::stream::unfold((start, rx), |(mut start, mut rx)| async move {
-        if let Some((target, bootstrap, board, circuit, view, tx)) = start.take() {
-            tokio::spawn(run(target, bootstrap, board, circuit, view, tx));
+        if let Some((target, bootstrap, board, view, tx)) = start.take() {
+            tokio::spawn(run(target, bootstrap, board, view, tx));
         }
         let change = rx.recv().await?;
         Some((Ok(change), (start, rx)))
@@ -62,7 +66,6 @@ async fn run(
     target: XdsTarget,
     bootstrap: Bootstrap,
     board: Arc<Board>,
-    circuit: Arc<CircuitBreaker>,
     mut view: PoolView,
     tx: mpsc::Sender<EndpointChange>,
 ) {
@@ -77,12 +80,8 @@ async fn run(
     let (outlier_detection, settings) = tokio::sync::watch::channel(None);
     view.follow_outlier_detection(settings);
     let keep_deleted = bootstrap.has_feature(IGNORE_RESOURCE_DELETION);
-    let mut cascade = Cascade::new(target, board, circuit, outlier_detection, keep_deleted);
-    let listener = cascade.target.listener.clone();
-    cascade
-        .listener
-        .follow(&client, Some(listener), &cascade.board)
-        .await;
+    let mut cascade = Cascade::new(target, board, outlier_detection, keep_deleted);
+    cascade.follow(&client).await;
     let mut pushed = Pushed::default();
     let mut announced = Announced::new();
     loop {
@@ -136,44 +135,260 @@ async fn announce(
 #[derive(Default)]
 struct Pushed {
     weights: Weights,
-    route: Option<RoutePolicy>,
-    ring: Option<RingConfig>,
+    clusters: ClusterConfigs,
 }
 
 impl Pushed {
-    /// Gives the pool the weights, route policy and ring the resources now
-    /// say, where they changed; the endpoints to announce.
+    /// Gives the pool the weights, clusters and router the resources now
+    /// say (the first two where they changed); the endpoints to announce.
+    /// The clusters and router come first, so that a call routed to a
+    /// cluster whose endpoints are on their way waits for them.
     fn push(&mut self, cascade: &Cascade, view: &PoolView) -> BTreeMap<SocketAddr, Target> {
-        let (addresses, weights) = cascade.addresses();
+        let (addresses, weights, clusters) = cascade.serving();
         if weights != self.weights {
             view.set_weights(weights.clone());
             self.weights = weights;
         }
-        let route = cascade.route().map(|r| r.policy.clone());
-        if route != self.route {
-            view.set_route_policy(route.clone());
-            self.route = route;
+        if clusters != self.clusters {
+            view.set_clusters(clusters.clone());
+            self.clusters = clusters;
         }
-        let ring = cascade.ring(&addresses);
-        if ring != self.ring {
-            view.set_ring(ring.clone());
-            self.ring = ring;
-        }
+        view.set_router(
+            cascade
+                .router()
+                .map(|router| Box::new(router) as Box<dyn Router>),
+        );
         addresses
     }
 }
 
-/// The four watches and what each last gave.
+/// An event of one of the cascade's watches, tagged with the watch.
+enum Event {
+    Listener(Tagged<Listener>),
+    Routes(Tagged<RouteTable>),
+    Cluster(String, Tagged<Cluster>),
+    Endpoints(String, Tagged<Endpoints>),
+}
+
+/// A watcher's event and the generation of the watch it came from: a
+/// watch that ended may have left events behind.
+struct Tagged<T: Resource> {
+    generation: u64,
+    event: ResourceEvent<T>,
+}
+
+/// Numbers the watches.
+static GENERATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// The watches and what each last gave: the listener, its routes, and
+/// every cluster its virtual host's routes name (gRPC A28).
 struct Cascade {
     target: XdsTarget,
     board: Arc<Board>,
-    /// The pool's limit on attempts in flight: the cluster's
-    /// `max_requests` (gRPC A32).
-    circuit: Arc<CircuitBreaker>,
     /// gRPC A53: a resource the control plane drops keeps serving.
     keep_deleted: bool,
-    /// The pool's outlier detection: the cluster's (gRPC A50).
+    /// The pool's outlier detection: the clusters' (gRPC A50).
     outlier_detection: tokio::sync::watch::Sender<Option<OutlierDetection>>,
+    listener: Watched<Listener>,
+    routes: Watched<RouteTable>,
+    clusters: BTreeMap<String, ClusterState>,
+    /// The watches' events, forwarded.
+    events: mpsc::UnboundedReceiver<Event>,
+    forward: mpsc::UnboundedSender<Event>,
+    /// The pool's random id, for `io.grpc.channel_id` hash policies.
+    channel_id: u64,
+}
+
+impl Cascade {
+    fn new(
+        target: XdsTarget,
+        board: Arc<Board>,
+        outlier_detection: tokio::sync::watch::Sender<Option<OutlierDetection>>,
+        keep_deleted: bool,
+    ) -> Self {
+        let (forward, events) = mpsc::unbounded_channel();
+        Self {
+            keep_deleted,
+            listener: Watched::new(XdsResourceKind::Listener),
+            routes: Watched::new(XdsResourceKind::RouteConfiguration),
+            clusters: BTreeMap::new(),
+            board,
+            target,
+            outlier_detection,
+            events,
+            forward,
+            channel_id: fastrand::u64(..),
+        }
+    }
+
+    /// The next event of any watch, taken in.
+    async fn next_event(&mut self) -> ProcessingDone {
+        let Some(event) = self.events.recv().await else {
+            // The cascade holds a sender: never.
+            return std::future::pending().await;
+        };
+        let (board, keep) = (&*self.board, self.keep_deleted);
+        match event {
+            Event::Listener(tagged) => self.listener.apply(tagged, board, keep),
+            Event::Routes(tagged) => self.routes.apply(tagged, board, keep),
+            Event::Cluster(name, tagged) => match self.clusters.get_mut(&name) {
+                Some(state) => state.cluster.apply(tagged, board, keep),
+                None => tagged.event.into_done(),
+            },
+            Event::Endpoints(name, tagged) => match self.clusters.get_mut(&name) {
+                Some(state) => state.endpoints.apply(tagged, board, keep),
+                None => tagged.event.into_done(),
+            },
+        }
+    }
+
+    /// Watches what the resources at hand now name, and stops watching
+    /// what they no longer name.
+    async fn follow(&mut self, client: &XdsClient) {
+        let (board, tx) = (Arc::clone(&self.board), self.forward.clone());
+        let listener = Some(self.target.listener.clone());
+        self.listener
+            .follow(client, listener, &board, &tx, Event::Listener)
+            .await;
+        let route_name = self.listener.value.as_ref().and_then(|l| match &l.routes {
+            RouteSource::Rds(name) => Some(name.clone()),
+            RouteSource::Inline(_) => None,
+        });
+        self.routes
+            .follow(client, route_name, &board, &tx, Event::Routes)
+            .await;
+        let named = self.cluster_names();
+        self.clusters.retain(|name, state| {
+            let kept = named.contains(name);
+            if !kept {
+                state.stop(&board);
+            }
+            kept
+        });
+        for name in named {
+            let state = self.clusters.entry(name.clone()).or_default();
+            state.follow(client, &name, &board, &tx).await;
+        }
+        let detection = self
+            .clusters
+            .values()
+            .find_map(|state| state.cluster.value.as_ref()?.outlier_detection.clone());
+        // Restarted only when it changes: an interval restarted at every
+        // update would never end.
+        self.outlier_detection.send_if_modified(|current| {
+            let changed = *current != detection;
+            *current = detection;
+            changed
+        });
+    }
+
+    /// The virtual host for the target's name, in the listener's routes.
+    fn virtual_host(&self) -> Option<&VirtualHost> {
+        let listener = self.listener.value.as_ref()?;
+        let table = match &listener.routes {
+            RouteSource::Inline(table) => table,
+            RouteSource::Rds(_) => self.routes.value.as_deref()?,
+        };
+        let host = table.virtual_host_for(&self.target.authority);
+        if host.is_none() {
+            tracing::warn!(target = %self.target.authority, "no xDS virtual host matches the target");
+        }
+        host
+    }
+
+    /// Every cluster the virtual host's routes may send a call to.
+    fn cluster_names(&self) -> BTreeSet<String> {
+        self.virtual_host()
+            .into_iter()
+            .flat_map(|host| &host.routes)
+            .flat_map(|route| &route.clusters)
+            .filter(|(_, weight)| *weight > 0)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The router of the virtual host's routes, each cluster with its
+    /// breaker; a route that sets no `max_stream_duration` takes the
+    /// listener's (gRPC A31).
+    fn router(&self) -> Option<XdsRouter> {
+        let host = self.virtual_host()?;
+        let listener_limit = self.listener.value.as_ref()?.max_stream_duration;
+        let routes = host
+            .routes
+            .iter()
+            .map(|route| {
+                let mut up_to = 0;
+                let clusters = route
+                    .clusters
+                    .iter()
+                    .filter(|(_, weight)| *weight > 0)
+                    .filter_map(|(name, weight)| {
+                        up_to += u64::from(*weight);
+                        Some(WeightedCluster {
+                            name: Arc::from(name.as_str()),
+                            breaker: Arc::clone(&self.clusters.get(name)?.breaker),
+                            up_to,
+                        })
+                    })
+                    .collect();
+                let mut policy = route.policy.clone();
+                policy.max_stream_duration = policy.max_stream_duration.or(listener_limit);
+                RouteRule {
+                    matcher: route.matcher.clone(),
+                    clusters,
+                    policy: Arc::new(policy),
+                }
+            })
+            .collect();
+        Some(XdsRouter {
+            routes,
+            channel_id: self.channel_id,
+        })
+    }
+
+    /// Reads the endpoints' states into each cluster's failed priorities;
+    /// whether one failed or recovered.
+    fn fail_over(&mut self, states: &HashMap<SocketAddr, EndpointState>) -> bool {
+        let mut changed = false;
+        for (name, state) in &mut self.clusters {
+            changed |= state.fail_over(name, states);
+        }
+        changed
+    }
+
+    /// The endpoints that take calls, the union of the clusters' (an
+    /// endpoint in two clusters is one endpoint of the pool, sharing its
+    /// connections); each endpoint's weight (its first cluster's); and
+    /// each cluster's endpoints, weights and ring.
+    fn serving(&self) -> (BTreeMap<SocketAddr, Target>, Weights, ClusterConfigs) {
+        let mut addresses = BTreeMap::new();
+        let mut weights = Weights::new();
+        let mut clusters = ClusterConfigs::new();
+        for (name, state) in &self.clusters {
+            let cluster_weights = state.addresses();
+            for (address, weight) in &cluster_weights {
+                weights.entry(*address).or_insert(*weight);
+                addresses.entry(*address).or_insert_with(|| {
+                    Target::new(self.target.uri.clone()).connect_to(*address)
+                });
+            }
+            let ring = state.ring(&cluster_weights);
+            clusters.insert(
+                Arc::from(name.as_str()),
+                ClusterConfig {
+                    weights: cluster_weights,
+                    ring,
+                },
+            );
+        }
+        (addresses, weights, clusters)
+    }
+}
+
+/// One cluster's watches, the state of its priorities, and its breaker.
+struct ClusterState {
+    cluster: Watched<Cluster>,
+    endpoints: Watched<Endpoints>,
     /// The priorities that failed: all their endpoints failed to connect,
     /// and none has been ready since (gRPC A56's TRANSIENT_FAILURE, sticky
     /// until READY, so that a reconnection attempt does not flap).
@@ -182,111 +397,62 @@ struct Cascade {
     /// them all has failed at once, before its reconnection attempts fail
     /// too, so the next priority is connecting while calls wait.
     ready_once: BTreeSet<u32>,
-    listener: Watched<Listener>,
-    routes: Watched<RouteTable>,
-    cluster: Watched<Cluster>,
-    endpoints: Watched<Endpoints>,
+    /// The cluster's limit on attempts in flight, `max_requests` (gRPC
+    /// A32), and its drops.
+    breaker: Arc<CircuitBreaker>,
 }
 
-impl Cascade {
-    fn new(
-        target: XdsTarget,
-        board: Arc<Board>,
-        circuit: Arc<CircuitBreaker>,
-        outlier_detection: tokio::sync::watch::Sender<Option<OutlierDetection>>,
-        keep_deleted: bool,
-    ) -> Self {
+impl Default for ClusterState {
+    fn default() -> Self {
         Self {
-            keep_deleted,
-            listener: Watched::new(XdsResourceKind::Listener),
-            routes: Watched::new(XdsResourceKind::RouteConfiguration),
             cluster: Watched::new(XdsResourceKind::Cluster),
             endpoints: Watched::new(XdsResourceKind::ClusterLoadAssignment),
-            board,
-            circuit,
-            target,
             failed: BTreeSet::new(),
             ready_once: BTreeSet::new(),
-            outlier_detection,
+            breaker: Arc::default(),
         }
     }
+}
 
-    /// The next event of any of the four watches, taken in.
-    async fn next_event(&mut self) -> ProcessingDone {
-        let (board, keep) = (&*self.board, self.keep_deleted);
-        tokio::select! {
-            event = self.listener.next() => self.listener.apply(event, board, keep),
-            event = self.routes.next() => self.routes.apply(event, board, keep),
-            event = self.cluster.next() => self.cluster.apply(event, board, keep),
-            event = self.endpoints.next() => self.endpoints.apply(event, board, keep),
-        }
-    }
-
-    /// Watches what the resources at hand now name, and stops watching
-    /// what they no longer name.
-    async fn follow(&mut self, client: &XdsClient) {
-        let route_name = self.listener.value.as_ref().and_then(|l| match &l.routes {
-            RouteSource::Rds(name) => Some(name.clone()),
-            RouteSource::Inline(_) => None,
-        });
-        self.routes.follow(client, route_name, &self.board).await;
-        let cluster_name = self.cluster_name();
-        self.cluster.follow(client, cluster_name, &self.board).await;
+impl ClusterState {
+    /// Watches the cluster `name` and the endpoints it names; sets its
+    /// breaker.
+    async fn follow(
+        &mut self,
+        client: &XdsClient,
+        name: &str,
+        board: &Board,
+        tx: &mpsc::UnboundedSender<Event>,
+    ) {
+        let key = name.to_owned();
+        let wrap = move |tagged| Event::Cluster(key.clone(), tagged);
+        self.cluster
+            .follow(client, Some(name.to_owned()), board, tx, wrap)
+            .await;
         let eds_name = self
             .cluster
             .value
             .as_ref()
             .map(|c| c.eds_service_name.clone());
-        if let (Some(name), Some(cluster)) = (&self.cluster.name, &self.cluster.value) {
-            self.circuit.set(name, Some(cluster.max_requests));
-            let detection = cluster.outlier_detection.clone();
-            // Restarted only when it changes: an interval restarted at
-            // every update would never end.
-            self.outlier_detection.send_if_modified(|current| {
-                let changed = *current != detection;
-                *current = detection;
-                changed
-            });
+        let key = name.to_owned();
+        let wrap = move |tagged| Event::Endpoints(key.clone(), tagged);
+        self.endpoints.follow(client, eds_name, board, tx, wrap).await;
+        if let Some(cluster) = &self.cluster.value {
+            self.breaker.set(name, Some(cluster.max_requests));
         }
-        self.endpoints.follow(client, eds_name, &self.board).await;
         let drops = self
             .endpoints
             .value
             .as_ref()
             .map(|e| e.drops.clone())
             .unwrap_or_default();
-        self.circuit.set_drops(drops);
+        self.breaker.set_drops(drops);
     }
 
-    /// The route the target's calls take: in the virtual host for the
-    /// target's name, the first route that matches every path, else the
-    /// first route.
-    fn route(&self) -> Option<&Route> {
-        let listener = self.listener.value.as_ref()?;
-        let table = match &listener.routes {
-            RouteSource::Inline(table) => table,
-            RouteSource::Rds(_) => self.routes.value.as_deref()?,
-        };
-        let Some(host) = table.virtual_host_for(&self.target.authority) else {
-            tracing::warn!(target = %self.target.authority, "no xDS virtual host matches the target");
-            return None;
-        };
-        host.routes
-            .iter()
-            .find(|r| r.catch_all)
-            .or_else(|| host.routes.first())
-    }
-
-    /// The cluster of [`route`](Self::route); of weighted clusters, the
-    /// heaviest.
-    fn cluster_name(&self) -> Option<String> {
-        let mut heaviest: Option<&(String, u32)> = None;
-        for cluster in &self.route()?.clusters {
-            if heaviest.is_none_or(|h| cluster.1 > h.1) {
-                heaviest = Some(cluster);
-            }
-        }
-        heaviest.map(|(name, _)| name.clone())
+    /// Stops both watches: no route names the cluster any more.
+    fn stop(&mut self, board: &Board) {
+        self.cluster.stop(board);
+        self.endpoints.stop(board);
     }
 
     /// The addresses that may take calls, by priority (localities of
@@ -309,7 +475,7 @@ impl Cascade {
     /// Reads the endpoints' states into the priorities that failed and
     /// those that have been ready (see [`addresses`](Self::addresses));
     /// whether a priority failed or recovered.
-    fn fail_over(&mut self, states: &HashMap<SocketAddr, EndpointState>) -> bool {
+    fn fail_over(&mut self, cluster: &str, states: &HashMap<SocketAddr, EndpointState>) -> bool {
         let by_priority = self.priorities();
         let before = self.failed.clone();
         self.failed.retain(|p| by_priority.contains_key(p));
@@ -323,6 +489,7 @@ impl Cascade {
                 self.ready_once.insert(*priority);
                 if self.failed.remove(priority) {
                     tracing::info!(
+                        cluster,
                         priority,
                         "xDS priority ready again; it takes the calls back"
                     );
@@ -334,6 +501,7 @@ impl Cascade {
                 && self.failed.insert(*priority)
             {
                 tracing::warn!(
+                    cluster,
                     priority,
                     "xDS priority failed; the next one takes the calls"
                 );
@@ -344,8 +512,8 @@ impl Cascade {
 
     /// How calls hash onto a ring, for a RING_HASH cluster (gRPC A42):
     /// over `serving`'s endpoints, each weighed as its locality's weight
-    /// times its own, the hash made by the route's `hash_policy`.
-    fn ring(&self, serving: &BTreeMap<SocketAddr, Target>) -> Option<RingConfig> {
+    /// times its own (the call's hash is made by its route).
+    fn ring(&self, serving: &Weights) -> Option<RingConfig> {
         let cluster = self.cluster.value.as_ref()?;
         if cluster.lb_policy != LbPolicy::RingHash {
             return None;
@@ -363,32 +531,30 @@ impl Cascade {
             min_ring_size: cluster.ring_size.0,
             max_ring_size: cluster.ring_size.1,
             weights,
-            policies: self
-                .route()
-                .map(|r| r.hash_policy.clone())
-                .unwrap_or_default(),
+            policies: Vec::new(),
         })
     }
 
-    /// The endpoints that take calls (gRPC A56): those of the lowest
-    /// priority that has not failed, with those of the failed priorities
-    /// below it, which keep reconnecting and take calls back as soon as
-    /// one is ready. A priority fails when none of its endpoints is ready
-    /// and one has failed an attempt or it had been ready before, and
-    /// recovers when one is ready. grpc-go fails over once every endpoint
-    /// has failed (round robin's TRANSIENT_FAILURE); failing over as soon
-    /// as none can serve brings the next priority up while the rest still
-    /// try, so calls wait for a connection instead of failing when the
-    /// last of them fails too.
+    /// The endpoints that take calls, each with its weight (gRPC A56):
+    /// those of the lowest priority that has not failed, with those of
+    /// the failed priorities below it, which keep reconnecting and take
+    /// calls back as soon as one is ready. A priority fails when none of
+    /// its endpoints is ready and one has failed an attempt or it had been
+    /// ready before, and recovers when one is ready. grpc-go fails over
+    /// once every endpoint has failed (round robin's TRANSIENT_FAILURE);
+    /// failing over as soon as none can serve brings the next priority up
+    /// while the rest still try, so calls wait for a connection instead
+    /// of failing when the last of them fails too.
     ///
     /// Each endpoint's weight is its locality's over the locality's
     /// endpoints (gRPC A27's `wrr_locality`: localities share the calls by
     /// weight, and their endpoints share a locality's evenly, endpoint
     /// weights unused, as grpc-go's round robin and least request leave
     /// them).
-    fn addresses(&self) -> (BTreeMap<SocketAddr, Target>, Weights) {
-        let Some(endpoints) = self.endpoints.value.clone() else {
-            return (BTreeMap::new(), Weights::new());
+    fn addresses(&self) -> Weights {
+        let mut weights = Weights::new();
+        let Some(endpoints) = self.endpoints.value.as_ref() else {
+            return weights;
         };
         let by_priority = self.priorities();
         let chosen = by_priority
@@ -396,7 +562,6 @@ impl Cascade {
             .find(|p| !self.failed.contains(p))
             .or_else(|| by_priority.keys().last())
             .copied();
-        let mut weights = Weights::new();
         for locality in endpoints
             .localities
             .iter()
@@ -407,27 +572,29 @@ impl Cascade {
                 *weights.entry(*address).or_default() += each;
             }
         }
-        let addresses = by_priority
-            .into_iter()
-            .filter(|(priority, _)| Some(*priority) <= chosen)
-            .flat_map(|(_, addresses)| addresses)
-            .map(|address| {
-                (
-                    address,
-                    Target::new(self.target.uri.clone()).connect_to(address),
-                )
-            })
-            .collect();
-        (addresses, weights)
+        weights
     }
 }
 
-/// One watched resource: its name, its watcher, and its last good value.
+/// One watched resource: its name, the task that forwards its watcher's
+/// events, and its last good value.
 struct Watched<T: Resource> {
     kind: XdsResourceKind,
     name: Option<String>,
-    watcher: Option<ResourceWatcher<T>>,
+    /// The watch's number: events of an earlier watch are passed over.
+    generation: u64,
+    /// Forwards the watcher's events to the cascade; aborted (and the
+    /// watcher dropped, which ends the watch) when the watch ends.
+    forwarder: Option<tokio::task::AbortHandle>,
     value: Option<Arc<T>>,
+}
+
+impl<T: Resource> Drop for Watched<T> {
+    fn drop(&mut self) {
+        if let Some(forwarder) = self.forwarder.take() {
+            forwarder.abort();
+        }
+    }
 }
 
 impl<T: Resource> Watched<T> {
@@ -435,48 +602,64 @@ impl<T: Resource> Watched<T> {
         Self {
             kind,
             name: None,
-            watcher: None,
+            generation: 0,
+            forwarder: None,
             value: None,
         }
     }
 
-    /// The next event; never, while nothing is watched.
-    async fn next(&mut self) -> ResourceEvent<T> {
-        if let Some(watcher) = &mut self.watcher
-            && let Some(event) = watcher.next().await
-        {
-            return event;
-        }
-        // The client's worker is gone, or nothing is watched.
-        self.watcher = None;
-        std::future::pending().await
-    }
-
-    /// Watches `name` from now on (nothing, for `None`).
-    async fn follow(&mut self, client: &XdsClient, name: Option<String>, board: &Board) {
+    /// Watches `name` from now on (nothing, for `None`), its events
+    /// forwarded to `tx` wrapped by `wrap`.
+    async fn follow(
+        &mut self,
+        client: &XdsClient,
+        name: Option<String>,
+        board: &Board,
+        tx: &mpsc::UnboundedSender<Event>,
+        wrap: impl Fn(Tagged<T>) -> Event + Send + 'static,
+    ) {
         if self.name == name {
             return;
+        }
+        self.stop(board);
+        let Some(name) = name else {
+            return;
+        };
+        board.set(self.kind, &name, XdsResourceState::Requested);
+        let mut watcher = client.watch::<T>(name.clone()).await;
+        let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+        let tx = tx.clone();
+        let forwarder = tokio::spawn(async move {
+            while let Some(event) = watcher.next().await {
+                if tx.send(wrap(Tagged { generation, event })).is_err() {
+                    return;
+                }
+            }
+        });
+        self.forwarder = Some(forwarder.abort_handle());
+        self.generation = generation;
+        self.name = Some(name);
+    }
+
+    /// Stops watching: its value goes, and the board forgets it.
+    fn stop(&mut self, board: &Board) {
+        if let Some(forwarder) = self.forwarder.take() {
+            forwarder.abort();
         }
         if let Some(old) = self.name.take() {
             board.forget(self.kind, &old);
         }
-        self.watcher = None;
         self.value = None;
-        if let Some(name) = &name {
-            board.set(self.kind, name, XdsResourceState::Requested);
-            self.watcher = Some(client.watch::<T>(name.clone()).await);
-        }
-        self.name = name;
     }
 
     /// Takes in an event: a new value, a NACK that keeps the last good
     /// one, or an absence.
-    fn apply(
-        &mut self,
-        event: ResourceEvent<T>,
-        board: &Board,
-        keep_deleted: bool,
-    ) -> ProcessingDone {
+    fn apply(&mut self, tagged: Tagged<T>, board: &Board, keep_deleted: bool) -> ProcessingDone {
+        let Tagged { generation, event } = tagged;
+        if generation != self.generation || self.name.is_none() {
+            // An event of a watch that ended.
+            return event.into_done();
+        }
         let name = self.name.as_deref().unwrap_or_default();
         let kind = self.kind;
         match event {
@@ -505,6 +688,22 @@ impl<T: Resource> Watched<T> {
             }
             ResourceEvent::AmbientError { error, done } => {
                 tracing::warn!(%kind, name, %error, "xDS error; serving what the pool has");
+                done
+            }
+        }
+    }
+}
+
+/// What an event holds besides its news: its response's flow-control
+/// token (gRPC A88).
+trait IntoDone {
+    fn into_done(self) -> ProcessingDone;
+}
+
+impl<T> IntoDone for ResourceEvent<T> {
+    fn into_done(self) -> ProcessingDone {
+        match self {
+            ResourceEvent::ResourceChanged { done, .. } | ResourceEvent::AmbientError { done, .. } => {
                 done
             }
         }

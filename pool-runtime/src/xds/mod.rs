@@ -31,11 +31,14 @@
 //! route matching among several clusters) is listed in the README's
 //! section "xDS".
 
+mod balancing;
 mod bootstrap;
 mod cascade;
 mod client;
+mod matcher;
 mod recorder;
 mod resources;
+mod router;
 
 use std::sync::Arc;
 
@@ -47,7 +50,6 @@ pub(crate) use crate::telemetry::xds_status::Board;
 pub use crate::telemetry::xds_status::{XdsResource, XdsResourceKind, XdsResourceState, XdsStatus};
 
 use crate::error::Error;
-use crate::state::circuit::CircuitBreaker;
 use crate::state::discover::{self, Start};
 
 /// An `xds:///name` target, read.
@@ -104,10 +106,9 @@ impl XdsTarget {
 }
 
 /// What an xDS pool's state holds of its steering: the board its status
-/// is on, and the circuit breaker its cluster's `max_requests` sets.
+/// is on.
 pub(crate) struct Steering {
     pub(crate) board: Arc<Board>,
-    pub(crate) circuit: Arc<CircuitBreaker>,
 }
 
 /// Reads the target and the bootstrap (the builder's, else the
@@ -127,13 +128,10 @@ pub(crate) fn steering(
     };
     let steering = Steering {
         board: Arc::new(Board::default()),
-        circuit: Arc::new(CircuitBreaker::default()),
     };
     let board = Arc::clone(&steering.board);
-    let circuit = Arc::clone(&steering.circuit);
-    let discovery = discover::start_viewing(move |view| {
-        cascade::changes(target, bootstrap, board, circuit, view)
-    });
+    let discovery =
+        discover::start_viewing(move |view| cascade::changes(target, bootstrap, board, view));
     Ok((discovery, steering))
 }
 

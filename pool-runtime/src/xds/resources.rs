@@ -23,12 +23,15 @@ use crate::config::{
 };
 pub(crate) use crate::state::ring::{HashPolicy, HashSource};
 use crate::state::route::RoutePolicy;
+pub(crate) use super::balancing::LbPolicy;
+use super::balancing::{Balancing, balancing};
+use super::matcher::RouteMatcher;
 
 const HCM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 
 /// A failed check: the field's path and what is wrong, as the NACK's
 /// `error_detail` carries it.
-fn nack(field: impl std::fmt::Display, reason: impl std::fmt::Display) -> XdsError {
+pub(super) fn nack(field: impl std::fmt::Display, reason: impl std::fmt::Display) -> XdsError {
     XdsError::Validation(format!("{field}: {reason}"))
 }
 
@@ -36,6 +39,9 @@ fn nack(field: impl std::fmt::Display, reason: impl std::fmt::Display) -> XdsErr
 #[derive(Debug)]
 pub(crate) struct Listener {
     pub(crate) routes: RouteSource,
+    /// The HttpConnectionManager's `common_http_protocol_options`
+    /// `max_stream_duration`: a route that sets none takes it (gRPC A31).
+    pub(crate) max_stream_duration: Option<Duration>,
 }
 
 /// A listener's routes: named for RDS, or inline.
@@ -80,6 +86,16 @@ impl Resource for Listener {
                 format!("does not decode: {e}"),
             )
         })?;
+        let max_stream_duration = manager
+            .common_http_protocol_options
+            .and_then(|options| options.max_stream_duration)
+            .map(|d| {
+                to_duration(
+                    d,
+                    &format!("Listener {name:?} HttpConnectionManager.common_http_protocol_options.max_stream_duration"),
+                )
+            })
+            .transpose()?;
         let routes = match manager.route_specifier {
             Some(hcm::http_connection_manager::RouteSpecifier::Rds(rds)) => {
                 use core::config_source::ConfigSourceSpecifier;
@@ -116,7 +132,10 @@ impl Resource for Listener {
                 ));
             }
         };
-        Ok(Self { routes })
+        Ok(Self {
+            routes,
+            max_stream_duration,
+        })
     }
 }
 
@@ -136,15 +155,13 @@ pub(crate) struct VirtualHost {
 /// A route gRPC can take: what it matches, and the clusters it sends to.
 #[derive(Debug)]
 pub(crate) struct Route {
-    /// Whether it matches every path (prefix `""` or `/`, no header or
-    /// fraction condition).
-    pub(crate) catch_all: bool,
+    /// What calls it takes (gRPC A28).
+    pub(crate) matcher: RouteMatcher,
     /// Its clusters with their weights (one at weight 1 for `cluster`).
     pub(crate) clusters: Vec<(String, u32)>,
-    /// How a call's hash is made, for a ring-hash cluster (gRPC A42).
-    pub(crate) hash_policy: Vec<HashPolicy>,
-    /// Its retries (A44, its own or its virtual host's) and its deadline
-    /// bound (A31).
+    /// Its retries (A44, its own or its virtual host's), its deadline
+    /// bound (A31) and how a call's hash is made for a ring-hash cluster
+    /// (A42).
     pub(crate) policy: RoutePolicy,
 }
 
@@ -230,38 +247,29 @@ fn domain_match(domain: &str, authority: &str) -> Option<(u8, usize)> {
 
 impl Route {
     /// A route gRPC takes, `None` for one it passes over (an action other
-    /// than forwarding to clusters, as grpc-go passes over it), or a NACK.
+    /// than forwarding to clusters, or a match on query parameters, as
+    /// grpc-go passes over them), or a NACK.
     fn check(route: route::Route, at: &str) -> Result<Option<Self>, XdsError> {
         use route::route::Action;
         let matcher = route
             .r#match
             .ok_or_else(|| nack(format!("{at}.match"), "is missing"))?;
-        let catch_all = matches_every_path(&matcher, at)?;
+        let Some(matcher) = RouteMatcher::check(&matcher, at)? else {
+            return Ok(None);
+        };
         let Some(Action::Route(action)) = route.action else {
             return Ok(None);
         };
         let Some(clusters) = clusters_of(action.cluster_specifier, at)? else {
             return Ok(None);
         };
+        let mut policy = route_policy(action.retry_policy, action.max_stream_duration, at)?;
+        policy.hash_policy = hash_policies(action.hash_policy, at)?;
         Ok(Some(Self {
-            catch_all,
+            matcher,
             clusters,
-            hash_policy: hash_policies(action.hash_policy, at)?,
-            policy: route_policy(action.retry_policy, action.max_stream_duration, at)?,
+            policy,
         }))
-    }
-}
-
-/// Whether a route's match takes every path (prefix `""` or `/`, no
-/// header or fraction condition); a NACK when it names no path rule.
-fn matches_every_path(matcher: &route::RouteMatch, at: &str) -> Result<bool, XdsError> {
-    use route::route_match::PathSpecifier;
-    match &matcher.path_specifier {
-        None => Err(nack(format!("{at}.match.path_specifier"), "is missing")),
-        Some(PathSpecifier::Prefix(prefix)) => Ok((prefix.is_empty() || prefix == "/")
-            && matcher.headers.is_empty()
-            && matcher.runtime_fraction.is_none()),
-        Some(_) => Ok(false),
     }
 }
 
@@ -326,6 +334,7 @@ fn route_policy(
         retry,
         max_stream_duration,
         grpc_timeout_header_max,
+        hash_policy: Vec::new(),
     })
 }
 
@@ -444,14 +453,6 @@ fn hash_policies(
 /// flight.
 const DEFAULT_MAX_REQUESTS: u32 = 1024;
 
-/// How a cluster balances its endpoints (the `lb_policy` gRPC accepts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LbPolicy {
-    RoundRobin,
-    LeastRequest,
-    RingHash,
-}
-
 /// A CDS `Cluster` of type EDS.
 #[derive(Debug)]
 pub(crate) struct Cluster {
@@ -482,8 +483,11 @@ impl Resource for Cluster {
 
     fn validate(message: Self::Message) -> Result<Self, XdsError> {
         let at = format!("Cluster {:?}", message.name);
-        check_eds(message.cluster_discovery_type, &at)?;
-        let lb_policy = lb_policy(message.lb_policy, &at)?;
+        check_eds(message.cluster_discovery_type.clone(), &at)?;
+        let Balancing {
+            policy: lb_policy,
+            ring_size,
+        } = balancing(&message, &at)?;
         let eds_service_name = message
             .eds_cluster_config
             .map(|eds| eds.service_name)
@@ -500,7 +504,6 @@ impl Resource for Cluster {
                     .map(|m| m.value)
             })
             .unwrap_or(DEFAULT_MAX_REQUESTS);
-        let ring_size = ring_size(message.lb_config, &at)?;
         let outlier_detection = message
             .outlier_detection
             .map(|detection| outlier_detection(detection, &at))
@@ -538,57 +541,6 @@ fn check_eds(
         format!("{at}.{field}"),
         format!("{name} is not supported: this client reads EDS clusters"),
     ))
-}
-
-/// The cluster's `lb_policy`, of the three gRPC reads; a NACK otherwise.
-fn lb_policy(policy: i32, at: &str) -> Result<LbPolicy, XdsError> {
-    use cluster::cluster::LbPolicy as Policy;
-    match Policy::try_from(policy) {
-        Ok(Policy::RoundRobin) => Ok(LbPolicy::RoundRobin),
-        Ok(Policy::LeastRequest) => Ok(LbPolicy::LeastRequest),
-        Ok(Policy::RingHash) => Ok(LbPolicy::RingHash),
-        Ok(other) => Err(nack(
-            format!("{at}.lb_policy"),
-            format!(
-                "{} is not supported (ROUND_ROBIN, LEAST_REQUEST and RING_HASH are)",
-                other.as_str_name()
-            ),
-        )),
-        Err(_) => Err(nack(
-            format!("{at}.lb_policy"),
-            format!("{policy} is not a known policy"),
-        )),
-    }
-}
-
-/// gRPC A42's ring size bounds: `ring_hash_lb_config`'s, defaults 1,024
-/// and 8,388,608 (the most it allows), the largest capped at 4,096 as
-/// grpc-go caps it (its `GRPC_RING_HASH_CAP`); xxHash only.
-fn ring_size(config: Option<cluster::cluster::LbConfig>, at: &str) -> Result<(u64, u64), XdsError> {
-    use cluster::cluster::ring_hash_lb_config::HashFunction;
-    const UPPER_BOUND: u64 = 8 * 1024 * 1024;
-    const CAP: u64 = 4096;
-    let Some(cluster::cluster::LbConfig::RingHashLbConfig(config)) = config else {
-        return Ok((1024, CAP));
-    };
-    let at = format!("{at}.ring_hash_lb_config");
-    if config.hash_function != HashFunction::XxHash as i32 {
-        return Err(nack(
-            format!("{at}.hash_function"),
-            "is not XX_HASH, the one gRPC uses",
-        ));
-    }
-    let min = config.minimum_ring_size.map_or(1024, |v| v.value);
-    let max = config.maximum_ring_size.map_or(UPPER_BOUND, |v| v.value);
-    if min == 0 || max > UPPER_BOUND || min > max {
-        return Err(nack(
-            &at,
-            format!(
-                "minimum_ring_size {min} and maximum_ring_size {max}: 1 <= min <= max <= {UPPER_BOUND}"
-            ),
-        ));
-    }
-    Ok((min.min(CAP), max.min(CAP)))
 }
 
 /// A cluster's `outlier_detection` as gRPC A50 reads it: each field's
