@@ -181,11 +181,9 @@ pub async fn grpc_go_slow_calls(
     keys: usize,
     delay_ms: u32,
 ) -> GoCalls {
-    let binary = tokio::task::spawn_blocking(grpc_go_xds_client)
-        .await
-        .expect("build grpc-go's xDS client");
-    let output = Command::new(binary)
-        .args([
+    grpc_go_run(
+        control_plane,
+        &[
             "-callers",
             &callers.to_string(),
             "-calls",
@@ -194,7 +192,39 @@ pub async fn grpc_go_slow_calls(
             &keys.to_string(),
             "-delay_ms",
             &delay_ms.to_string(),
-        ])
+        ],
+    )
+    .await
+}
+
+/// [`grpc_go_calls`] whose every call carries `header` (`name=value`).
+pub async fn grpc_go_calls_with_header(
+    control_plane: &ControlPlane,
+    callers: usize,
+    calls: usize,
+    header: &str,
+) -> GoCalls {
+    grpc_go_run(
+        control_plane,
+        &[
+            "-callers",
+            &callers.to_string(),
+            "-calls",
+            &calls.to_string(),
+            "-header",
+            header,
+        ],
+    )
+    .await
+}
+
+/// Runs grpc-go's xDS client with `args`.
+async fn grpc_go_run(control_plane: &ControlPlane, args: &[&str]) -> GoCalls {
+    let binary = tokio::task::spawn_blocking(grpc_go_xds_client)
+        .await
+        .expect("build grpc-go's xDS client");
+    let output = Command::new(binary)
+        .args(args)
         .env("GRPC_XDS_BOOTSTRAP_CONFIG", control_plane.bootstrap_json())
         .stderr(Stdio::inherit())
         .output()
@@ -289,6 +319,80 @@ pub fn route(name: &str, domain: &str, cluster: &str) -> Any {
         }],
         ..Default::default()
     })
+}
+
+/// A route configuration `name` with one virtual host for `domain` and
+/// these routes, in order (gRPC A28).
+pub fn routes(name: &str, domain: &str, routes: Vec<route::Route>) -> Any {
+    any(&route::RouteConfiguration {
+        name: name.to_owned(),
+        virtual_hosts: vec![route::VirtualHost {
+            name: "vh".to_owned(),
+            domains: vec![domain.to_owned()],
+            routes,
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+}
+
+/// A route of calls `matcher` takes to `clusters`, each with its weight.
+pub fn weighted_route(matcher: route::RouteMatch, clusters: &[(&str, u32)]) -> route::Route {
+    route::Route {
+        r#match: Some(matcher),
+        action: Some(route::route::Action::Route(route::RouteAction {
+            cluster_specifier: Some(route::route_action::ClusterSpecifier::WeightedClusters(
+                route::WeightedCluster {
+                    clusters: clusters
+                        .iter()
+                        .map(|(name, weight)| route::weighted_cluster::ClusterWeight {
+                            name: (*name).to_owned(),
+                            weight: Some(UInt32Value { value: *weight }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// A match of calls whose path starts with `prefix`.
+pub fn prefix_match(prefix: &str) -> route::RouteMatch {
+    route::RouteMatch {
+        path_specifier: Some(route::route_match::PathSpecifier::Prefix(prefix.to_owned())),
+        ..Default::default()
+    }
+}
+
+/// A match of calls to exactly `path`.
+pub fn path_match(path: &str) -> route::RouteMatch {
+    route::RouteMatch {
+        path_specifier: Some(route::route_match::PathSpecifier::Path(path.to_owned())),
+        ..Default::default()
+    }
+}
+
+/// A match of calls to exactly `path` that carry `header` with `value`.
+pub fn path_and_header_match(path: &str, header: &str, value: &str) -> route::RouteMatch {
+    use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
+    route::RouteMatch {
+        path_specifier: Some(route::route_match::PathSpecifier::Path(path.to_owned())),
+        headers: vec![route::HeaderMatcher {
+            name: header.to_owned(),
+            header_match_specifier: Some(route::header_matcher::HeaderMatchSpecifier::StringMatch(
+                StringMatcher {
+                    match_pattern: Some(string_matcher::MatchPattern::Exact(value.to_owned())),
+                    ignore_case: false,
+                },
+            )),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
 }
 
 /// [`route()`] whose one route's action `change` changes.
@@ -478,6 +582,16 @@ pub fn endpoints(name: &str, localities: &[LocalityOf]) -> Any {
             .collect(),
         ..Default::default()
     })
+}
+
+/// The load assignment `name` of one locality of `count` endpoints on
+/// 10.x.y.z:443 (addresses nothing listens on): a control plane's
+/// oversized answer.
+pub fn endpoints_many(name: &str, count: u32) -> Any {
+    let addresses: Vec<SocketAddr> = (0..count)
+        .map(|i| SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 443)))
+        .collect();
+    endpoints(name, &[LocalityOf::healthy("many", &addresses)])
 }
 
 /// [`endpoints()`] whose policy drops `percent` of the calls as `category`

@@ -1360,3 +1360,153 @@ fn a_configuration_file_names_the_xds_target() {
     let config: PoolConfig = toml::from_str(r#"xds = "xds:///greeter""#).expect("valid TOML");
     assert_eq!(config.xds.as_deref(), Some("xds:///greeter"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_send_calls_by_path_header_and_weight_to_clusters_that_share_endpoints() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    bounded(LIMIT, async {
+        let servers = servers(3).await;
+        let [s1, s2, s3] = [servers[0].addr, servers[1].addr, servers[2].addr];
+        let say_hello = "/helloworld.Greeter/SayHello";
+        // gRPC A28: calls with `x-tier: gold` go to cluster "gold" ({s3});
+        // the others to "a" ({s1}) and "b" ({s2, s3}), weighed 1:3; s3 is
+        // in two clusters. No route takes SayHelloAgain.
+        let resources = vec![
+            xds::listener("greeter", "greeter"),
+            xds::routes(
+                "greeter",
+                "greeter",
+                vec![
+                    xds::weighted_route(
+                        xds::path_and_header_match(say_hello, "x-tier", "gold"),
+                        &[("gold", 1)],
+                    ),
+                    xds::weighted_route(xds::path_match(say_hello), &[("a", 1), ("b", 3)]),
+                ],
+            ),
+            xds::cluster("a", LbPolicy::RoundRobin),
+            xds::cluster("b", LbPolicy::RoundRobin),
+            xds::cluster("gold", LbPolicy::RoundRobin),
+            xds::endpoints("a", &[LocalityOf::healthy("a", &[s1])]),
+            xds::endpoints("b", &[LocalityOf::healthy("b", &[s2, s3])]),
+            xds::endpoints("gold", &[LocalityOf::healthy("g", &[s3])]),
+        ];
+        let (control_plane, pool) = steered(&resources, 3).await;
+
+        let (answers, failures) = gather(callers(&pool, 8, 250, Arc::default())).await;
+        assert!(failures.is_empty(), "{:?}", failures.first());
+        let go = grpc_go_calls(&control_plane, 8, 250, 0).await;
+        assert_eq!(go.errors, 0, "grpc-go: {}", go.first_error);
+        for (client, share) in [("pool", shares(&answers)), ("grpc-go", go.shares())] {
+            let of = |a: SocketAddr| share.get(&a.port()).copied().unwrap_or(0.0);
+            eprintln!(
+                "{client}: cluster a (s1) {:.3}, cluster b (s2 {:.3}, s3 {:.3})",
+                of(s1),
+                of(s2),
+                of(s3)
+            );
+            // 2,000 calls: 0.06 is six standard deviations of a 0.25 share.
+            assert!((of(s1) - 0.25).abs() < 0.06, "{client}: {share:?}");
+            assert!((of(s2) + of(s3) - 0.75).abs() < 0.06, "{client}: {share:?}");
+        }
+
+        // Every gold call goes to the gold cluster's one endpoint.
+        let greeter = PooledGreeterClient::new(pool.clone());
+        for _ in 0..50 {
+            let mut request = tonic::Request::new(HelloRequest {
+                name: "gold".into(),
+                delay_ms: 0,
+                count: 0,
+            });
+            request
+                .metadata_mut()
+                .insert("x-tier", "gold".parse().expect("ascii"));
+            let reply = greeter.say_hello(request).await.expect("served");
+            let port = reply.metadata().get("server-port").map(|v| v.to_str().ok());
+            assert_eq!(port, Some(Some(s3.port().to_string().as_str())));
+        }
+        let go_gold = xds::grpc_go_calls_with_header(&control_plane, 2, 50, "x-tier=gold").await;
+        assert_eq!(go_gold.errors, 0, "grpc-go: {}", go_gold.first_error);
+        assert_eq!(go_gold.shares().get(&s3.port()).copied(), Some(1.0));
+
+        // s3, in two clusters, is one endpoint of the pool: its clusters
+        // share its connection.
+        let stats = pool.stats();
+        assert_eq!((stats.endpoints, stats.connections), (3, 3), "{stats:?}");
+
+        // A call no route takes fails at once, UNAVAILABLE, naming its path.
+        let status = greeter
+            .say_hello_again(HelloRequest {
+                name: "lost".into(),
+                delay_ms: 0,
+                count: 0,
+            })
+            .await
+            .expect_err("no route");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(
+            status.message().contains("no xDS route")
+                && status
+                    .message()
+                    .contains("/helloworld.Greeter/SayHelloAgain"),
+            "{status:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_of_100_000_endpoints_is_nacked_and_the_last_good_one_serves() {
+    bounded(LIMIT, async {
+        let servers = servers(2).await;
+        let good = xds::service(
+            "greeter",
+            LbPolicy::RoundRobin,
+            &[LocalityOf::healthy("a", &addresses(&servers))],
+        );
+        let (mut control_plane, pool) = steered(&good, 2).await;
+        let rss_before = resident_kib();
+        let mut huge = good.clone();
+        huge[3] = xds::endpoints_many("greeter", 100_000);
+        control_plane.set(&huge).await.expect("snapshot taken");
+        let status = wait_for_status(&pool, |s| {
+            matches!(
+                state_of(s, XdsResourceKind::ClusterLoadAssignment),
+                Some(XdsResourceState::Nacked { .. })
+            )
+        })
+        .await;
+        let Some(XdsResourceState::Nacked { error }) =
+            state_of(&status, XdsResourceKind::ClusterLoadAssignment)
+        else {
+            unreachable!()
+        };
+        assert!(
+            error.contains("100000 endpoints, above the 10000 one cluster may list"),
+            "{error}"
+        );
+        let greeter = PooledGreeterClient::new(pool.clone());
+        for _ in 0..50 {
+            call(&greeter).await.expect("the last good endpoints serve");
+        }
+        assert_eq!(pool.stats().endpoints, 2);
+        eprintln!(
+            "resident memory before the 100,000 endpoints: {rss_before} KiB, after: {} KiB",
+            resident_kib()
+        );
+    })
+    .await;
+}
+
+/// This process's resident memory, for the record.
+fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -49,7 +49,12 @@ pub(super) async fn send(
             Some(to) => to.breaker.admit()?,
             None => circuit::unlimited(),
         };
-        let slot = match (call.preferred_slot(&inner), call.affinity, hash, call.routed()) {
+        let slot = match (
+            call.preferred_slot(&inner),
+            call.affinity,
+            hash,
+            call.routed(),
+        ) {
             (Some(slot), ..) => slot,
             (None, None, None, None) => inner.acquire(call.wait_for_ready).await?,
             (None, Some(key), ..) => inner.acquire_for(key, call.wait_for_ready).await?,

@@ -87,7 +87,9 @@ impl Inner {
     #[cfg_attr(not(feature = "xds"), allow(dead_code))]
     pub(crate) fn set_router(&self, router: Option<Box<dyn Router>>) {
         let on = router.is_some();
-        self.calls.router.store(router.map(|r| Arc::new(Routing(r))));
+        self.calls
+            .router
+            .store(router.map(|r| Arc::new(Routing(r))));
         self.calls.routed.store(on, Ordering::Release);
     }
 

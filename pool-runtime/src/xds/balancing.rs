@@ -178,7 +178,8 @@ fn typed_policy(config: &Any, at: &str, depth: usize) -> Result<Option<Balancing
         WRR_LOCALITY => {
             // Localities are weighed whatever the endpoints' policy (see
             // the cascade's `addresses`): the endpoints' policy decides.
-            let config = wrr::WrrLocality::decode(config.value.as_slice()).map_err(does_not_decode)?;
+            let config =
+                wrr::WrrLocality::decode(config.value.as_slice()).map_err(does_not_decode)?;
             let inner = config.endpoint_picking_policy.unwrap_or_default();
             let at = format!("{at}.endpoint_picking_policy");
             typed_policies(&inner.policies, &at, depth + 1)?
@@ -311,7 +312,10 @@ mod tests {
             nested = typed(WRR_LOCALITY, inner.encode_to_vec());
         }
         let message = error(with_policies(vec![nested]));
-        assert!(message.contains("policies nest deeper than 16"), "{message}");
+        assert!(
+            message.contains("policies nest deeper than 16"),
+            "{message}"
+        );
         let maglev = cluster::Cluster {
             lb_policy: cluster::cluster::LbPolicy::Maglev as i32,
             ..Default::default()

@@ -12,9 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::Stream;
 use tokio::sync::mpsc;
-use xds_client::{
-    Error as XdsError, ProcessingDone, Resource, ResourceEvent, XdsClient,
-};
+use xds_client::{Error as XdsError, ProcessingDone, Resource, ResourceEvent, XdsClient};
 
 use super::bootstrap::{Bootstrap, IGNORE_RESOURCE_DELETION};
 use super::resources::{
@@ -368,9 +366,9 @@ impl Cascade {
             let cluster_weights = state.addresses();
             for (address, weight) in &cluster_weights {
                 weights.entry(*address).or_insert(*weight);
-                addresses.entry(*address).or_insert_with(|| {
-                    Target::new(self.target.uri.clone()).connect_to(*address)
-                });
+                addresses
+                    .entry(*address)
+                    .or_insert_with(|| Target::new(self.target.uri.clone()).connect_to(*address));
             }
             let ring = state.ring(&cluster_weights);
             clusters.insert(
@@ -436,7 +434,9 @@ impl ClusterState {
             .map(|c| c.eds_service_name.clone());
         let key = name.to_owned();
         let wrap = move |tagged| Event::Endpoints(key.clone(), tagged);
-        self.endpoints.follow(client, eds_name, board, tx, wrap).await;
+        self.endpoints
+            .follow(client, eds_name, board, tx, wrap)
+            .await;
         if let Some(cluster) = &self.cluster.value {
             self.breaker.set(name, Some(cluster.max_requests));
         }
@@ -703,9 +703,8 @@ trait IntoDone {
 impl<T> IntoDone for ResourceEvent<T> {
     fn into_done(self) -> ProcessingDone {
         match self {
-            ResourceEvent::ResourceChanged { done, .. } | ResourceEvent::AmbientError { done, .. } => {
-                done
-            }
+            ResourceEvent::ResourceChanged { done, .. }
+            | ResourceEvent::AmbientError { done, .. } => done,
         }
     }
 }

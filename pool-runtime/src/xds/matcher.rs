@@ -27,8 +27,14 @@ pub(crate) struct RouteMatcher {
 
 #[derive(Debug, Clone)]
 enum PathMatch {
-    Prefix { prefix: String, case_sensitive: bool },
-    Exact { path: String, case_sensitive: bool },
+    Prefix {
+        prefix: String,
+        case_sensitive: bool,
+    },
+    Exact {
+        path: String,
+        case_sensitive: bool,
+    },
     Regex(Regex),
 }
 
@@ -135,7 +141,9 @@ impl HeaderMatch {
         use route::header_matcher::HeaderMatchSpecifier as Spec;
         #[allow(deprecated)]
         let rule = match &header.header_match_specifier {
-            Some(Spec::ExactMatch(value)) => HeaderRule::Text(TextMatch::Exact(value.clone(), false)),
+            Some(Spec::ExactMatch(value)) => {
+                HeaderRule::Text(TextMatch::Exact(value.clone(), false))
+            }
             Some(Spec::PrefixMatch(value)) => {
                 HeaderRule::Text(TextMatch::Prefix(value.clone(), false))
             }
@@ -186,9 +194,9 @@ impl HeaderMatch {
             (HeaderRule::Present(present), value) => value.is_some() == *present,
             (_, None) => false,
             (HeaderRule::Text(text), Some(value)) => text.matches(&value),
-            (HeaderRule::Range { start, end }, Some(value)) => value
-                .parse::<i64>()
-                .is_ok_and(|v| *start <= v && v < *end),
+            (HeaderRule::Range { start, end }, Some(value)) => {
+                value.parse::<i64>().is_ok_and(|v| *start <= v && v < *end)
+            }
         };
         matched != self.invert
     }
@@ -273,7 +281,10 @@ mod tests {
         }
     }
 
-    fn header(name: &str, spec: route::header_matcher::HeaderMatchSpecifier) -> route::HeaderMatcher {
+    fn header(
+        name: &str,
+        spec: route::header_matcher::HeaderMatchSpecifier,
+    ) -> route::HeaderMatcher {
         route::HeaderMatcher {
             name: name.to_owned(),
             header_match_specifier: Some(spec),
@@ -292,11 +303,8 @@ mod tests {
     #[test]
     fn paths_and_headers_match_as_grpc_matches_them() {
         use route::header_matcher::HeaderMatchSpecifier as Spec;
-        let checked = |m: route::RouteMatch| {
-            RouteMatcher::check(&m, "r")
-                .expect("valid")
-                .expect("taken")
-        };
+        let checked =
+            |m: route::RouteMatch| RouteMatcher::check(&m, "r").expect("valid").expect("taken");
         let method = "/helloworld.Greeter/SayHello";
         let prefix = checked(route_match(
             PathSpecifier::Prefix("/helloworld.Greeter/".into()),
@@ -338,24 +346,23 @@ mod tests {
         // Several values are joined with a comma; ranges read integers.
         let joined = checked(route_match(
             PathSpecifier::Prefix("/".into()),
-            vec![
-                header(
-                    "x-ids",
-                    Spec::StringMatch(matcher::StringMatcher {
-                        match_pattern: Some(matcher::string_matcher::MatchPattern::Exact(
-                            "1,2".into(),
-                        )),
-                        ignore_case: false,
-                    }),
-                ),
-            ],
+            vec![header(
+                "x-ids",
+                Spec::StringMatch(matcher::StringMatcher {
+                    match_pattern: Some(matcher::string_matcher::MatchPattern::Exact("1,2".into())),
+                    ignore_case: false,
+                }),
+            )],
         ));
         assert!(joined.matches(method, &headers(&[("x-ids", "1"), ("x-ids", "2")])));
         let range = checked(route_match(
             PathSpecifier::Prefix("/".into()),
             vec![header(
                 "x-n",
-                Spec::RangeMatch(envoy_types::pb::envoy::r#type::v3::Int64Range { start: 10, end: 20 }),
+                Spec::RangeMatch(envoy_types::pb::envoy::r#type::v3::Int64Range {
+                    start: 10,
+                    end: 20,
+                }),
             )],
         ));
         assert!(range.matches(method, &headers(&[("x-n", "19")])));
@@ -377,7 +384,10 @@ mod tests {
         let error = RouteMatcher::check(&with_regex("(unclosed"), "r")
             .expect_err("a NACK")
             .to_string();
-        assert!(error.contains("r.match.safe_regex.regex: does not compile"), "{error}");
+        assert!(
+            error.contains("r.match.safe_regex.regex: does not compile"),
+            "{error}"
+        );
         // Untrusted input: a regex whose program would take gigabytes.
         let error = RouteMatcher::check(&with_regex("(\\w{1000}){1000}"), "r")
             .expect_err("a NACK")

@@ -18,14 +18,14 @@ use prost::Message;
 use xds_client::resource::TypeUrl;
 use xds_client::{Error as XdsError, Resource};
 
+pub(crate) use super::balancing::LbPolicy;
+use super::balancing::{Balancing, balancing};
+use super::matcher::RouteMatcher;
 use crate::config::{
     FailurePercentageEjection, OutlierDetection, RetryPolicy, SuccessRateEjection,
 };
 pub(crate) use crate::state::ring::{HashPolicy, HashSource};
 use crate::state::route::RoutePolicy;
-pub(crate) use super::balancing::LbPolicy;
-use super::balancing::{Balancing, balancing};
-use super::matcher::RouteMatcher;
 
 const HCM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 
@@ -671,6 +671,12 @@ impl Fields {
     }
 }
 
+/// The most endpoints one `ClusterLoadAssignment` may list: a control
+/// plane's answer is untrusted input, and every endpoint costs the pool
+/// its state (and a connection); a cluster above it is NACKed, and the
+/// last good one serves.
+pub(crate) const MAX_ENDPOINTS: usize = 10_000;
+
 /// An EDS `ClusterLoadAssignment`: its localities, each of a priority,
 /// and the share of calls the control plane drops.
 #[derive(Debug)]
@@ -706,6 +712,16 @@ impl Resource for Endpoints {
 
     fn validate(message: Self::Message) -> Result<Self, XdsError> {
         let at = format!("ClusterLoadAssignment {:?}", message.cluster_name);
+        let listed: usize = message.endpoints.iter().map(|l| l.lb_endpoints.len()).sum();
+        if listed > MAX_ENDPOINTS {
+            return Err(nack(
+                format!("{at}.endpoints"),
+                format!(
+                    "{listed} endpoints, above the {MAX_ENDPOINTS} one cluster may list here \
+                     (each would be an endpoint of the pool)"
+                ),
+            ));
+        }
         let mut seen = HashSet::new();
         let mut localities = Vec::with_capacity(message.endpoints.len());
         for (l, locality) in message.endpoints.into_iter().enumerate() {

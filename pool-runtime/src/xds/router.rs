@@ -51,7 +51,11 @@ impl RouteRule {
 
 impl Router for XdsRouter {
     fn route(&self, path: &str, headers: &http::HeaderMap) -> Result<Routed, Status> {
-        let Some(rule) = self.routes.iter().find(|r| r.matcher.matches(path, headers)) else {
+        let Some(rule) = self
+            .routes
+            .iter()
+            .find(|r| r.matcher.matches(path, headers))
+        else {
             // grpc-go fails such a call UNAVAILABLE too.
             return Err(Status::unavailable(format!(
                 "no xDS route of the target's virtual host matches {path}"

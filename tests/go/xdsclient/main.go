@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,7 +68,9 @@ func main() {
 	callers := flag.Int("callers", 8, "concurrent callers")
 	keys := flag.Int("keys", 0, "distinct x-user header values (0: no header)")
 	delayMs := flag.Uint("delay_ms", 0, "the delay each call asks the server for (HelloRequest.delay_ms)")
+	header := flag.String("header", "", "a header every call carries, name=value (empty: none)")
 	flag.Parse()
+	headerName, headerValue, withHeader := strings.Cut(*header, "=")
 
 	conn, err := grpc.NewClient(*target,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -95,6 +98,9 @@ func main() {
 				if *keys > 0 {
 					key = fmt.Sprintf("key-%d", (c*(*calls)+i)%(*keys))
 					ctx = metadata.AppendToOutgoingContext(ctx, "x-user", key)
+				}
+				if withHeader {
+					ctx = metadata.AppendToOutgoingContext(ctx, headerName, headerValue)
 				}
 				var header metadata.MD
 				request, reply := helloRequest(uint64(*delayMs)), []byte{}
