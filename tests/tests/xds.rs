@@ -1392,6 +1392,15 @@ async fn routes_send_calls_by_path_header_and_weight_to_clusters_that_share_endp
             xds::endpoints("gold", &[LocalityOf::healthy("g", &[s3])]),
         ];
         let (control_plane, pool) = steered(&resources, 3).await;
+        // Every resource, three clusters' and assignments' included, in
+        // use at the version the control plane sent (its first).
+        wait_for_status(&pool, |s| {
+            s.resources.len() == 8
+                && s.resources.iter().all(|r| {
+                    r.state == XdsResourceState::Acked && r.version.as_deref() == Some("1")
+                })
+        })
+        .await;
 
         let (answers, failures) = gather(callers(&pool, 8, 250, Arc::default())).await;
         assert!(failures.is_empty(), "{:?}", failures.first());
@@ -1485,6 +1494,20 @@ async fn a_cluster_of_100_000_endpoints_is_nacked_and_the_last_good_one_serves()
             error.contains("100000 endpoints, above the 10000 one cluster may list"),
             "{error}"
         );
+        // The listener of the same snapshot is ACKed at its version; the
+        // assignment's version in use stays the last good one.
+        let status = wait_for_status(&pool, |s| {
+            s.resources
+                .iter()
+                .any(|r| r.kind == XdsResourceKind::Listener && r.version.as_deref() == Some("2"))
+        })
+        .await;
+        let assignment = status
+            .resources
+            .iter()
+            .find(|r| r.kind == XdsResourceKind::ClusterLoadAssignment)
+            .expect("watched");
+        assert_eq!(assignment.version.as_deref(), Some("1"), "{assignment:?}");
         let greeter = PooledGreeterClient::new(pool.clone());
         for _ in 0..50 {
             call(&greeter).await.expect("the last good endpoints serve");

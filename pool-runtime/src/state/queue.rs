@@ -438,3 +438,61 @@ mod model {
         assert!(count > 1_000);
     }
 }
+
+#[cfg(test)]
+mod scopes {
+    use super::{Scope, Waiters};
+
+    struct Cluster(&'static str);
+
+    impl Scope for Cluster {
+        fn key(&self) -> &str {
+            self.0
+        }
+    }
+
+    #[test]
+    fn a_full_scope_holds_back_only_its_own_calls_and_each_scope_is_served_in_order() {
+        let waiters: Waiters<&'static str, Cluster> = Waiters::default();
+        let mut tickets: Vec<_> = ["a", "b", "a", "b"]
+            .into_iter()
+            .map(|scope| {
+                waiters
+                    .enqueue(10, false, Some(Cluster(scope)))
+                    .expect("room")
+            })
+            .collect();
+        // Scope "a" has no free slot, "b" has one: the first "b" call is
+        // served past the "a" call ahead of it; "a" is asked once.
+        let mut b_slots = 1;
+        let mut asked_a = 0;
+        waiters.serve(|scope| match scope.map(Cluster::key) {
+            Some("b") if b_slots > 0 => {
+                b_slots -= 1;
+                Some("slot in b")
+            }
+            Some("a") => {
+                asked_a += 1;
+                None
+            }
+            _ => None,
+        });
+        assert_eq!(asked_a, 1);
+        assert!(matches!(tickets[1].grant.try_recv(), Ok(Ok("slot in b"))));
+        assert_eq!(waiters.len(), 3);
+        // A slot in "a": the first "a" call takes it, then the second.
+        let mut a_slots = 2;
+        waiters.serve(|scope| match scope.map(Cluster::key) {
+            Some("a") if a_slots > 0 => {
+                a_slots -= 1;
+                Some("slot in a")
+            }
+            _ => None,
+        });
+        assert!(matches!(tickets[0].grant.try_recv(), Ok(Ok("slot in a"))));
+        assert!(matches!(tickets[2].grant.try_recv(), Ok(Ok("slot in a"))));
+        // The last "b" call still waits, first in line.
+        assert!(tickets[3].grant.try_recv().is_err());
+        assert_eq!(waiters.len(), 1);
+    }
+}

@@ -36,6 +36,11 @@ pub struct XdsResource {
     pub state: XdsResourceState,
     /// When its state last changed.
     pub since: SystemTime,
+    /// The version of the last response of its type the client ACKed:
+    /// in xDS's state of the world that response held every resource of
+    /// the type, this one's version in use (a NACKed resource's last good
+    /// one) included. `None` before any was ACKed.
+    pub version: Option<String>,
 }
 
 /// The four resource types gRPC reads, LDS to EDS.
@@ -91,6 +96,8 @@ pub(crate) struct Board {
 #[derive(Debug, Default)]
 struct Inner {
     resources: BTreeMap<(XdsResourceKind, String), (XdsResourceState, SystemTime)>,
+    /// Each type's last ACKed version.
+    versions: BTreeMap<XdsResourceKind, String>,
     connected: bool,
     server_failures: u64,
     start_error: Option<String>,
@@ -107,6 +114,14 @@ impl Board {
         crate::lock::lock(&self.state)
             .resources
             .remove(&(kind, name.to_owned()));
+    }
+
+    /// The client ACKed `version` of `kind`'s resources.
+    pub(crate) fn acked(&self, kind: XdsResourceKind, version: &str) {
+        let mut inner = crate::lock::lock(&self.state);
+        if inner.versions.get(&kind).is_none_or(|v| v != version) {
+            inner.versions.insert(kind, version.to_owned());
+        }
     }
 
     pub(crate) fn connected(&self, connected: bool) {
@@ -177,6 +192,7 @@ impl Board {
                     name: name.clone(),
                     state: state.clone(),
                     since: *since,
+                    version: inner.versions.get(kind).cloned(),
                 })
                 .collect(),
             connected: inner.connected,

@@ -7,15 +7,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::Value;
-use xds_client::message::MetadataValue;
+use xds_client::codec::XdsCodec;
+use xds_client::message::{DiscoveryRequest, DiscoveryResponse, MetadataValue};
 use xds_client::{
-    ClientConfig, ProstCodec, ServerConfig, TokioRuntime, TonicTransportBuilder, XdsClient,
+    ClientConfig, ProstCodec, Resource, ServerConfig, TokioRuntime, TonicTransportBuilder,
+    XdsClient,
 };
 
 use super::bootstrap::{Bootstrap, ChannelCreds};
 use super::recorder::Recorder;
-use crate::telemetry::xds_status::Board;
+use super::resources::{Cluster, Endpoints, Listener, RouteTable};
+use crate::telemetry::xds_status::{Board, XdsResourceKind};
 
 /// gRPC A57: a resource not received within 15 s of being asked for
 /// counts as absent (xds-client's own default is 30 s).
@@ -42,11 +46,46 @@ pub(crate) fn start(
         .with_max_decoding_message_size(MAX_RESPONSE_BYTES)
         .with_connect_timeout(Duration::from_secs(5));
     let transport = with_creds(transport, &bootstrap.channel_creds)?;
-    Ok(
-        XdsClient::builder(config, transport, ProstCodec, TokioRuntime)
-            .with_metrics_recorder(Arc::new(Recorder::new(board)))
-            .build(),
+    Ok(XdsClient::builder(
+        config,
+        transport,
+        VersionedCodec(Arc::clone(&board)),
+        TokioRuntime,
     )
+    .with_metrics_recorder(Arc::new(Recorder::new(board)))
+    .build())
+}
+
+/// Prost's codec, noting on the board each version the client ACKs: the
+/// client's watchers do not tell a resource's version, and an ACK (a
+/// request with the response's version and no error) is where it shows.
+struct VersionedCodec(Arc<Board>);
+
+impl XdsCodec for VersionedCodec {
+    fn encode_request(&self, request: &DiscoveryRequest<'_>) -> xds_client::Result<Bytes> {
+        let kind = match request.type_url {
+            url if url == Listener::TYPE_URL.as_str() => Some(XdsResourceKind::Listener),
+            url if url == RouteTable::TYPE_URL.as_str() => {
+                Some(XdsResourceKind::RouteConfiguration)
+            }
+            url if url == Cluster::TYPE_URL.as_str() => Some(XdsResourceKind::Cluster),
+            url if url == Endpoints::TYPE_URL.as_str() => {
+                Some(XdsResourceKind::ClusterLoadAssignment)
+            }
+            _ => None,
+        };
+        if let Some(kind) = kind
+            && request.error_detail.is_none()
+            && !request.version_info.is_empty()
+        {
+            self.0.acked(kind, request.version_info);
+        }
+        ProstCodec.encode_request(request)
+    }
+
+    fn decode_response(&self, bytes: Bytes) -> xds_client::Result<DiscoveryResponse> {
+        ProstCodec.decode_response(bytes)
+    }
 }
 
 #[cfg(feature = "tls")]
