@@ -104,11 +104,11 @@ impl PoolView {
         inner.endpoint_states()
     }
 
-    /// Runs the pool's outlier detection with the settings `settings`
-    /// holds, as they change (an xDS cluster's).
+    /// Runs each cluster's outlier detection with the settings `settings`
+    /// holds, as they change (see `outlier.rs`).
     pub(crate) fn follow_outlier_detection(
         &self,
-        settings: watch::Receiver<Option<crate::config::OutlierDetection>>,
+        settings: watch::Receiver<super::outlier::ClusterDetection>,
     ) {
         tokio::spawn(super::outlier::follow(self.pool.clone(), settings));
     }

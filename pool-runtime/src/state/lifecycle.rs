@@ -20,7 +20,7 @@ impl Inner {
         metrics::describe();
         tokio::spawn(maintain::run(Arc::downgrade(self)));
         if let Some(settings) = &self.config.outlier_detection {
-            tokio::spawn(outlier::run(Arc::downgrade(self), settings.clone()));
+            tokio::spawn(outlier::run(Arc::downgrade(self), settings.clone(), None));
         }
         let discoveries = std::mem::take(&mut *lock(&self.lifecycle.discoveries));
         for start in discoveries {

@@ -45,7 +45,7 @@ mod list;
 mod maintain;
 mod member;
 mod outage;
-mod outlier;
+pub(crate) mod outlier;
 mod pick;
 pub(crate) mod policy;
 mod queue;

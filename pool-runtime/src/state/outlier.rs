@@ -8,41 +8,51 @@ use std::time::Instant;
 use super::{Inner, Subchannel, maintain};
 use crate::config::{FailurePercentageEjection, OutlierDetection, SuccessRateEjection};
 
-/// Runs outlier detection for as long as the pool exists and is open.
-pub(super) async fn run(pool: Weak<Inner>, settings: OutlierDetection) {
+/// Runs outlier detection for as long as the pool exists and is open,
+/// over the pool's endpoints, or over one cluster's (an xDS pool's).
+pub(super) async fn run(pool: Weak<Inner>, settings: OutlierDetection, cluster: Option<Arc<str>>) {
     let period = settings.interval;
     maintain::every(pool, period, move |inner, now| {
-        inner.weigh_endpoints(&settings, now);
+        inner.weigh_endpoints(&settings, cluster.as_deref(), now);
     })
     .await;
 }
 
-/// Runs outlier detection with the settings `settings` holds, anew each
-/// time they change (an xDS cluster's, gRPC A50); while it holds none,
-/// no endpoint is ejected, and those ejected return at once.
+/// Each xDS cluster's outlier detection, by cluster (gRPC A50).
+#[cfg(feature = "xds")]
+pub(crate) type ClusterDetection = std::collections::BTreeMap<Arc<str>, OutlierDetection>;
+
+/// Runs each cluster's outlier detection over its endpoints with the
+/// settings `settings` holds, anew each time they change (gRPC A50);
+/// while no cluster asks for it, no endpoint is ejected, and those
+/// ejected return at once. The pool's endpoints are shared: one in two
+/// clusters is ejected from both, and its calls of an interval are
+/// weighed by the first of them to look.
 #[cfg(feature = "xds")]
 pub(super) async fn follow(
     pool: Weak<Inner>,
-    mut settings: tokio::sync::watch::Receiver<Option<OutlierDetection>>,
+    mut settings: tokio::sync::watch::Receiver<ClusterDetection>,
 ) {
     loop {
         let current = settings.borrow_and_update().clone();
-        match current {
-            Some(current) => {
-                tokio::select! {
-                    () = run(pool.clone(), current) => return,
-                    changed = settings.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                    }
-                }
+        if current.is_empty() {
+            if let Some(inner) = pool.upgrade() {
+                inner.return_every_ejected();
             }
-            None => {
-                if let Some(inner) = pool.upgrade() {
-                    inner.return_every_ejected();
-                }
-                if settings.changed().await.is_err() {
+            if settings.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let runs = futures_util::future::join_all(
+            current
+                .into_iter()
+                .map(|(cluster, detection)| run(pool.clone(), detection, Some(cluster))),
+        );
+        tokio::select! {
+            _ = runs => return,
+            changed = settings.changed() => {
+                if changed.is_err() {
                     return;
                 }
             }
@@ -117,8 +127,20 @@ fn failure_percentage_outliers<'a>(
 impl Inner {
     /// One interval of gRPC A50: un-eject those whose time is up, then look
     /// for outliers by success rate and by failure percentage.
-    fn weigh_endpoints(self: &Arc<Self>, settings: &OutlierDetection, now: Instant) {
-        let subchannels = self.fleet.subchannels.load();
+    fn weigh_endpoints(
+        self: &Arc<Self>,
+        settings: &OutlierDetection,
+        cluster: Option<&str>,
+        now: Instant,
+    ) {
+        let all = self.fleet.subchannels.load();
+        let subchannels = match cluster {
+            None => &all,
+            Some(name) => match all.cluster(name) {
+                Some(set) => set,
+                None => return,
+            },
+        };
         let tallies: Vec<Tally<'_>> = subchannels
             .iter()
             .map(|subchannel| {
@@ -153,7 +175,10 @@ impl Inner {
             outliers.extend(found.into_iter().map(|s| (s, rule.enforcement_percentage)));
         }
         for (subchannel, enforcement_percentage) in outliers {
-            self.maybe_eject(subchannel, enforcement_percentage, settings, allowed, now);
+            let ejected = subchannels.iter().filter(|s| s.is_ejected(now)).count();
+            if ejected < allowed {
+                self.maybe_eject(subchannel, enforcement_percentage, settings, now);
+            }
         }
     }
 
@@ -169,28 +194,17 @@ impl Inner {
         }
     }
 
-    /// Ejects `subchannel` if enforcement says so and fewer than `allowed`
-    /// endpoints are out: for `base_ejection_time` times the times it was
-    /// ejected, at most `max(base_ejection_time, max_ejection_time)`.
+    /// Ejects `subchannel` if enforcement says so (the caller counted
+    /// the endpoints out): for `base_ejection_time` times the times it
+    /// was ejected, at most `max(base_ejection_time, max_ejection_time)`.
     fn maybe_eject(
         self: &Arc<Self>,
         subchannel: &Subchannel,
         enforcement_percentage: u32,
         settings: &OutlierDetection,
-        allowed: usize,
         now: Instant,
     ) {
-        let ejected = self
-            .fleet
-            .subchannels
-            .load()
-            .iter()
-            .filter(|s| s.is_ejected(now))
-            .count();
-        if ejected >= allowed
-            || subchannel.is_ejected(now)
-            || fastrand::u32(..100) >= enforcement_percentage
-        {
+        if subchannel.is_ejected(now) || fastrand::u32(..100) >= enforcement_percentage {
             return;
         }
         let times = subchannel.count_ejection();

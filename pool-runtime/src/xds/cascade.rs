@@ -20,11 +20,11 @@ use super::resources::{
 };
 use super::router::{RouteRule, WeightedCluster, XdsRouter};
 use super::{XdsTarget, client};
-use crate::config::OutlierDetection;
 use crate::discovery::{Announced, Change, Target};
 use crate::state::circuit::CircuitBreaker;
 use crate::state::clusters::{ClusterConfig, ClusterConfigs};
 use crate::state::discover::PoolView;
+use crate::state::outlier::ClusterDetection;
 use crate::state::ring::RingConfig;
 use crate::state::route::Router;
 use crate::state::weights::Weights;
@@ -75,7 +75,7 @@ async fn run(
             return;
         }
     };
-    let (outlier_detection, settings) = tokio::sync::watch::channel(None);
+    let (outlier_detection, settings) = tokio::sync::watch::channel(ClusterDetection::new());
     view.follow_outlier_detection(settings);
     let keep_deleted = bootstrap.has_feature(IGNORE_RESOURCE_DELETION);
     let mut cascade = Cascade::new(target, board, outlier_detection, keep_deleted);
@@ -185,8 +185,8 @@ struct Cascade {
     board: Arc<Board>,
     /// gRPC A53: a resource the control plane drops keeps serving.
     keep_deleted: bool,
-    /// The pool's outlier detection: the clusters' (gRPC A50).
-    outlier_detection: tokio::sync::watch::Sender<Option<OutlierDetection>>,
+    /// Each cluster's outlier detection (gRPC A50).
+    outlier_detection: tokio::sync::watch::Sender<ClusterDetection>,
     listener: Watched<Listener>,
     routes: Watched<RouteTable>,
     clusters: BTreeMap<String, ClusterState>,
@@ -201,7 +201,7 @@ impl Cascade {
     fn new(
         target: XdsTarget,
         board: Arc<Board>,
-        outlier_detection: tokio::sync::watch::Sender<Option<OutlierDetection>>,
+        outlier_detection: tokio::sync::watch::Sender<ClusterDetection>,
         keep_deleted: bool,
     ) -> Self {
         let (forward, events) = mpsc::unbounded_channel();
@@ -267,10 +267,14 @@ impl Cascade {
             let state = self.clusters.entry(name.clone()).or_default();
             state.follow(client, &name, &board, &tx).await;
         }
-        let detection = self
+        let detection: ClusterDetection = self
             .clusters
-            .values()
-            .find_map(|state| state.cluster.value.as_ref()?.outlier_detection.clone());
+            .iter()
+            .filter_map(|(name, state)| {
+                let detection = state.cluster.value.as_ref()?.outlier_detection.clone()?;
+                Some((Arc::from(name.as_str()), detection))
+            })
+            .collect();
         // Restarted only when it changes: an interval restarted at every
         // update would never end.
         self.outlier_detection.send_if_modified(|current| {
