@@ -552,3 +552,27 @@ async fn messages_above_the_methods_limits_fail_with_resource_exhausted() {
     })
     .await;
 }
+
+/// The first copy of a hedged call is picked as any call is: calls of a
+/// hedged method to idle servers spread over them, not all to the
+/// first listed (which a scan for the lightest, ties to the first, did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_of_a_hedged_method_spread_over_idle_servers() {
+    bounded(LIMIT, async {
+        let (server, pool) = hedging_over_two_servers(2, "5s").await;
+        let greeter = PooledGreeterClient::new(pool.clone());
+        let mut by_port: std::collections::HashMap<u16, usize> = Default::default();
+        for i in 0..200 {
+            let name = format!("spread{i}");
+            greeter.say_hello(hello(&name, 0)).await.unwrap();
+            for port in server.ports_of(&name) {
+                *by_port.entry(port).or_default() += 1;
+            }
+        }
+        // Two idle servers: each about half (200 calls, 0.2 is more than
+        // eight standard deviations below).
+        assert_eq!(by_port.len(), 2, "{by_port:?}");
+        assert!(by_port.values().all(|n| *n > 40), "{by_port:?}");
+    })
+    .await;
+}

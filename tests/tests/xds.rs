@@ -1533,3 +1533,68 @@ fn resident_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_cluster_detects_its_own_outliers_with_its_own_settings() {
+    bounded(LIMIT, async {
+        let _one = ONE_AT_A_TIME.lock().await;
+        let fleet = servers(4).await;
+        let mut failing = Vec::new();
+        for _ in 0..2 {
+            let address: SocketAddr = serve_failing_half()
+                .await
+                .trim_start_matches("http://")
+                .parse()
+                .expect("an address");
+            failing.push(address);
+        }
+        let good = addresses(&fleet);
+        // Cluster "a" ejects by failure percentage; cluster "b" does not
+        // detect outliers: its server failing half its calls stays.
+        let in_a = [good[0], good[1], good[2], failing[0]];
+        let in_b = [good[3], failing[1]];
+        let resources = vec![
+            xds::listener("greeter", "greeter"),
+            xds::routes(
+                "greeter",
+                "greeter",
+                vec![xds::weighted_route(
+                    xds::prefix_match(""),
+                    &[("a", 1), ("b", 1)],
+                )],
+            ),
+            xds::cluster_with_failure_percentage("a", 500, 25, 10),
+            xds::cluster("b", LbPolicy::RoundRobin),
+            xds::endpoints("a", &[LocalityOf::healthy("a", &in_a)]),
+            xds::endpoints("b", &[LocalityOf::healthy("b", &in_b)]),
+        ];
+        let (_control_plane, pool) = steered(&resources, 6).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = callers(&pool, 4, 200_000, stop.clone());
+        let ejected = |address: SocketAddr| {
+            pool.endpoint_stats()
+                .iter()
+                .any(|e| e.ejected && e.target.address() == Some(address))
+        };
+        assert!(
+            wait_for_stats(&pool, Duration::from_secs(20), |_| ejected(failing[0])).await,
+            "cluster a's failing server was never ejected"
+        );
+        // Four more of a's intervals: b's failing server is weighed by no
+        // one, and keeps taking b's calls.
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until {
+            assert!(!ejected(failing[1]), "cluster b has no outlier detection");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let (answers, _failures) = gather(tasks).await;
+        let late = answers
+            .iter()
+            .filter(|a| a.sent > until - Duration::from_secs(1))
+            .filter(|a| a.server_port == failing[1].port())
+            .count();
+        assert!(late > 0, "b's failing server took b's calls to the end");
+    })
+    .await;
+}

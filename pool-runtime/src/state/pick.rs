@@ -109,12 +109,21 @@ impl Inner {
             None => &all,
         };
         let mut used = crate::lock::lock(&spread.endpoints);
-        let unused = subchannels
-            .iter()
-            .filter(|s| !used.iter().any(|e| Arc::ptr_eq(e, &s.endpoint)));
-        let (lightest, connections) = lightest(unused)?;
-        let mut slot = self.reserve_on(lightest, &connections)?;
-        used.push(lightest.endpoint.clone());
+        let mut slot = if used.is_empty() && subchannels.len() > 1 {
+            // The first copy is picked as any call is (two random choices):
+            // the lightest of all, ties to the first listed, would send
+            // every call of a hedged method to one idle server.
+            self.pick_of_two(subchannels)?
+        } else {
+            let unused = subchannels
+                .iter()
+                .filter(|s| !used.iter().any(|e| Arc::ptr_eq(e, &s.endpoint)));
+            let (lightest, connections) = lightest(unused)?;
+            self.reserve_on(lightest, &connections)?
+        };
+        if let Some((subchannel, _)) = &slot.endpoint {
+            used.push(subchannel.endpoint.clone());
+        }
         // A copy that loses the race is recorded by its time: always timed.
         if let Some((_, picked_at)) = &mut slot.endpoint {
             picked_at.get_or_insert_with(Instant::now);
@@ -195,13 +204,24 @@ impl Inner {
 fn lightest<'a>(
     subchannels: impl Iterator<Item = &'a Arc<Subchannel>>,
 ) -> Option<(&'a Arc<Subchannel>, super::subchannel::Connections)> {
+    // Ties are broken at random (each of `ties` equally likely), so that
+    // idle endpoints share the calls that scan, not the first listed.
+    let mut ties = 1u32;
     let (subchannel, (_, connections)) = subchannels
         .filter_map(|subchannel| Some((subchannel, subchannel.load()?)))
         .reduce(|best, next| {
             if next.1.0.lighter_than(best.1.0) {
+                ties = 1;
                 next
-            } else {
+            } else if best.1.0.lighter_than(next.1.0) {
                 best
+            } else {
+                ties += 1;
+                if fastrand::u32(..ties) == 0 {
+                    next
+                } else {
+                    best
+                }
             }
         })?;
     Some((subchannel, connections))
