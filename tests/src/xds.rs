@@ -38,13 +38,30 @@ impl ControlPlane {
         Self::start_on(0).await
     }
 
+    /// Starts a control plane serving ADS over TLS with the certificate
+    /// and key in these PEM files.
+    pub async fn start_tls(cert_file: &std::path::Path, key_file: &std::path::Path) -> Self {
+        let tls = [
+            "-tls_cert".to_owned(),
+            cert_file.display().to_string(),
+            "-tls_key".to_owned(),
+            key_file.display().to_string(),
+        ];
+        Self::start_with(0, &tls).await
+    }
+
     /// Starts a control plane on `port` (a free one for 0).
     async fn start_on(port: u16) -> Self {
+        Self::start_with(port, &[]).await
+    }
+
+    async fn start_with(port: u16, args: &[String]) -> Self {
         let binary = tokio::task::spawn_blocking(xds_control_plane)
             .await
             .expect("build the control plane");
         let mut child = Command::new(binary)
             .args(["-port", &port.to_string()])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)

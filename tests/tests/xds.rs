@@ -1598,3 +1598,88 @@ async fn each_cluster_detects_its_own_outliers_with_its_own_settings() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_over_tls_steers_the_pool_and_an_untrusted_one_does_not() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    bounded(LIMIT, async {
+        let authority = || {
+            let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("a key")).expect("a CA")
+        };
+        let (trusted, other) = (authority(), authority());
+        let key = KeyPair::generate().expect("a key");
+        let server = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("params")
+            .signed_by(&key, &trusted)
+            .expect("a certificate");
+        let nonce = std::time::SystemTime::UNIX_EPOCH
+            .elapsed()
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("xds-tls-{}-{nonce}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let file = |name: &str, pem: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).expect("written");
+            path
+        };
+        let (cert, key) = (
+            file("server.pem", server.pem()),
+            file("server.key", key.serialize_pem()),
+        );
+        let (trusted_ca, other_ca) = (
+            file("ca.pem", trusted.pem()),
+            file("other.pem", other.pem()),
+        );
+
+        let fleet = servers(2).await;
+        let mut control_plane = ControlPlane::start_tls(&cert, &key).await;
+        control_plane
+            .set(&xds::service(
+                "greeter",
+                LbPolicy::RoundRobin,
+                &[LocalityOf::healthy("a", &addresses(&fleet))],
+            ))
+            .await
+            .expect("snapshot taken");
+        // gRPC A65's `tls` credentials: the control plane checked against
+        // the CA file.
+        let pool_trusting = |ca: &std::path::Path| {
+            let json = format!(
+                r#"{{"xds_servers": [{{"server_uri": "127.0.0.1:{}",
+                    "channel_creds": [{{"type": "tls", "config": {{"ca_certificate_file": {:?}}}}}],
+                    "server_features": ["xds_v3"]}}],
+                  "node": {{"id": "tls-test"}}}}"#,
+                control_plane.port,
+                ca.display().to_string()
+            );
+            Pool::builder()
+                .xds("xds:///greeter")
+                .xds_bootstrap(Bootstrap::from_json(&json).expect("a valid bootstrap"))
+                .acquire_timeout(Duration::from_millis(300))
+                .build()
+                .expect("valid settings")
+        };
+        let pool = pool_trusting(&trusted_ca);
+        wait_for_endpoints(&pool, 2).await;
+        call(&PooledGreeterClient::new(pool.clone()))
+            .await
+            .expect("served through a control plane over TLS");
+
+        // A CA that did not issue the control plane's certificate: the
+        // pool never hears from it, and its calls say so.
+        let untrusting = pool_trusting(&other_ca);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let status = untrusting.xds_status().expect("an xDS pool");
+        assert!(!status.connected, "{status:?}");
+        assert_eq!(untrusting.stats().endpoints, 0);
+        let error = call(&PooledGreeterClient::new(untrusting.clone()))
+            .await
+            .expect_err("no endpoints");
+        assert_eq!(error.code(), tonic::Code::Unavailable, "{error:?}");
+        assert!(error.message().contains("not connected"), "{error:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await;
+}

@@ -11,7 +11,8 @@
 //
 // With -keys N, call i carries the header x-user: key-(i mod N), and the
 // line also maps each key to the ports that answered it ("keys"); with
-// -delay_ms D each call asks the server to take D ms.
+// -delay_ms D each call asks the server to take D ms; with -header
+// name=value every call carries that header (for routes that match it).
 package main
 
 import (

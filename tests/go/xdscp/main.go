@@ -4,6 +4,7 @@
 //
 // It listens for ADS on a loopback port (-port, or a free one) and prints
 // "ADS <port>" on stdout; a test restarts a control plane on the port it had.
+// With -tls_cert and -tls_key (PEM files) it serves ADS over TLS.
 // Each line on stdin is a JSON snapshot:
 //
 //	{"version": "1", "resources": [{"type_url": "...", "value": "<base64>"}]}
@@ -34,6 +35,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -63,6 +65,8 @@ func (allNodes) ID(*core.Node) string { return everyNode }
 
 func main() {
 	port := flag.Int("port", 0, "the loopback port to listen on (0: a free one)")
+	tlsCert := flag.String("tls_cert", "", "the server's certificate (PEM) to serve TLS with")
+	tlsKey := flag.String("tls_key", "", "the server's private key (PEM)")
 	flag.Parse()
 	snapshots := cache.NewSnapshotCache(true, allNodes{}, nil)
 	srv := server.NewServer(context.Background(), snapshots, nil)
@@ -71,7 +75,16 @@ func main() {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
-	grpcServer := grpc.NewServer()
+	var options []grpc.ServerOption
+	if *tlsCert != "" {
+		creds, err := credentials.NewServerTLSFromFile(*tlsCert, *tlsKey)
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		options = append(options, grpc.Creds(creds))
+	}
+	grpcServer := grpc.NewServer(options...)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(grpcServer, srv)
 	listenerservice.RegisterListenerDiscoveryServiceServer(grpcServer, srv)
 	routeservice.RegisterRouteDiscoveryServiceServer(grpcServer, srv)
