@@ -371,6 +371,31 @@ mod tests {
     }
 
     #[test]
+    fn a_runtime_fraction_takes_its_share_of_the_calls() {
+        use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
+        let quarter = route::RouteMatch {
+            path_specifier: Some(PathSpecifier::Prefix("/".into())),
+            runtime_fraction: Some(RuntimeFractionalPercent {
+                default_value: Some(FractionalPercent {
+                    numerator: 25,
+                    denominator: 0, // HUNDRED
+                }),
+                runtime_key: String::new(),
+            }),
+            ..Default::default()
+        };
+        let matcher = RouteMatcher::check(&quarter, "r")
+            .expect("valid")
+            .expect("taken");
+        let taken = (0..40_000)
+            .filter(|_| matcher.matches("/a/b", &headers(&[])))
+            .count();
+        // 40,000 draws: 0.01 is more than four standard deviations.
+        let share = taken as f64 / 40_000.0;
+        assert!((share - 0.25).abs() < 0.01, "{share}");
+    }
+
+    #[test]
     fn a_regex_that_does_not_compile_or_is_too_large_is_nacked() {
         let with_regex = |regex: &str| {
             route_match(

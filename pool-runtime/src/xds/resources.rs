@@ -882,6 +882,23 @@ mod tests {
             ..eds_cluster()
         };
         assert!(nack_of(static_cluster).contains("Cluster \"c\".type: STATIC is not supported"));
+        // An aggregate cluster (gRPC A37) names other clusters, and a
+        // control plane could make them a cycle: NACKed, as every type
+        // but EDS.
+        let aggregate = cluster::Cluster {
+            cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::ClusterType(
+                cluster::cluster::CustomClusterType {
+                    name: "envoy.clusters.aggregate".to_owned(),
+                    typed_config: None,
+                },
+            )),
+            ..eds_cluster()
+        };
+        assert!(
+            nack_of(aggregate).contains(
+                "Cluster \"c\".cluster_type: \"envoy.clusters.aggregate\" is not supported"
+            )
+        );
 
         let over_100 = cluster::Cluster {
             outlier_detection: Some(cluster::OutlierDetection {
