@@ -1,7 +1,9 @@
-//! An xDS pool's clusters (gRPC A28): each cluster is a subchannel set of
-//! its own over the pool's endpoints, with its own weights and ring, and a
-//! routed call is picked in its cluster's set. An endpoint in two clusters
-//! is one subchannel in both sets: it shares its connections.
+//! The pick's list as the pool's settings make it (its endpoints' weights,
+//! a ring), and an xDS pool's clusters (gRPC A28): each cluster is a
+//! subchannel set of its own over the pool's endpoints, with its own
+//! weights and ring, and a routed call is picked in its cluster's set. An
+//! endpoint in two clusters is one subchannel in both sets: it shares its
+//! connections.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use tonic::Status;
 use super::ring::RingConfig;
 use super::route::RoutedTo;
 use super::weights::{Subchannels, Weights};
-use super::{Inner, Slot};
+use super::{Inner, Slot, Subchannel};
 
 /// What the pool knows of one cluster: its endpoints by the address they
 /// were added with, each with its weight, and its ring when it hashes
@@ -32,6 +34,26 @@ impl Inner {
         let _live = self.live();
         self.fleet.clusters.store(Arc::new(clusters));
         self.reweigh();
+    }
+
+    /// The pick's list again, weighed (and on a ring) as the pool now
+    /// says; under the `live` lock.
+    pub(super) fn reweigh(&self) {
+        let list = self.fleet.subchannels.load().to_list();
+        self.fleet.subchannels.store(Arc::new(self.weighed(list)));
+    }
+
+    /// `list` weighed, and on a ring, as the pool now says; cut into the
+    /// pool's clusters' sets, if it has clusters.
+    pub(super) fn weighed(&self, list: Vec<Arc<Subchannel>>) -> Subchannels {
+        let ring = self.fleet.ring.load();
+        let all = Subchannels::new(list, &self.fleet.weights.load(), ring.as_deref());
+        let clusters = self.fleet.clusters.load();
+        if clusters.is_empty() {
+            return all;
+        }
+        let sets = cluster_sets(&all, &clusters);
+        all.with_clusters(sets)
     }
 
     /// Takes a stream slot for a routed call in its cluster, waiting in
@@ -123,10 +145,7 @@ impl Inner {
 }
 
 /// The pool's list cut into each cluster's set.
-pub(super) fn cluster_sets(
-    all: &Subchannels,
-    clusters: &ClusterConfigs,
-) -> HashMap<Arc<str>, Subchannels> {
+fn cluster_sets(all: &Subchannels, clusters: &ClusterConfigs) -> HashMap<Arc<str>, Subchannels> {
     clusters
         .iter()
         .map(|(name, config)| {

@@ -93,6 +93,16 @@ impl Inner {
         self.reserve_on(lightest, &connections)
     }
 
+    /// A slot on the endpoint of `set`'s ring for `hash`, or on the next
+    /// one round the ring with a free stream.
+    pub(super) fn pick_on_ring(self: &Arc<Self>, set: &Subchannels, hash: u64) -> Option<Slot> {
+        set.ring()?.walk(hash).find_map(|index| {
+            let subchannel = &set[index];
+            let (_, connections) = subchannel.load()?;
+            self.reserve_on(subchannel, &connections)
+        })
+    }
+
     /// Reserves a slot for one copy of a hedged call on the least loaded
     /// endpoint no other copy of the call went to, and records it there;
     /// `None` when every endpoint was taken or is full (the copy then

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use tonic::Status;
 
-use super::weights::Subchannels;
 use super::{Inner, Slot};
 
 /// One way a route makes a call's hash (gRPC A42's `hash_policy`).
@@ -96,7 +95,7 @@ impl Ring {
     /// The entries from the first whose hash is at least `hash` (the
     /// first of all past the last), once round the ring: the endpoints'
     /// indexes in the order a call tries them.
-    fn walk(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
+    pub(super) fn walk(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
         let start = self.entries.partition_point(|e| e.0 < hash);
         let n = self.entries.len();
         (0..n).map(move |i| self.entries[(start + i) % n].1 as usize)
@@ -204,16 +203,6 @@ impl Inner {
             Some(slot) => Ok(slot),
             None => self.acquire(wait_for_ready).await,
         }
-    }
-
-    /// A slot on the endpoint of `set`'s ring for `hash`, or on the next
-    /// one round the ring with a free stream.
-    pub(super) fn pick_on_ring(self: &Arc<Self>, set: &Subchannels, hash: u64) -> Option<Slot> {
-        set.ring()?.walk(hash).find_map(|index| {
-            let subchannel = &set[index];
-            let (_, connections) = subchannel.load()?;
-            self.reserve_on(subchannel, &connections)
-        })
     }
 }
 

@@ -115,6 +115,17 @@ impl Subchannels {
         Self::weights_of(&self.list, weights).collect()
     }
 
+    /// The endpoints, in the pick's order.
+    pub(super) fn to_list(&self) -> Vec<Arc<Subchannel>> {
+        self.list.clone()
+    }
+
+    /// The same set, cut into these clusters' sets.
+    pub(super) fn with_clusters(mut self, clusters: HashMap<Arc<str>, Subchannels>) -> Self {
+        self.clusters = clusters;
+        self
+    }
+
     /// The set of the cluster `name`, when the pool has such a cluster.
     #[inline]
     pub(super) fn cluster(&self, name: &str) -> Option<&Subchannels> {
@@ -156,25 +167,6 @@ impl Inner {
         let _live = self.live();
         self.fleet.weights.store(Arc::new(weights));
         self.reweigh();
-    }
-
-    /// The pick's list again, weighed (and on a ring) as the pool now
-    /// says; under the `live` lock.
-    pub(super) fn reweigh(&self) {
-        let list = self.fleet.subchannels.load().list.clone();
-        self.fleet.subchannels.store(Arc::new(self.weighed(list)));
-    }
-
-    /// `list` weighed, and on a ring, as the pool now says; cut into the
-    /// pool's clusters' sets, if it has clusters.
-    pub(super) fn weighed(&self, list: Vec<Arc<Subchannel>>) -> Subchannels {
-        let ring = self.fleet.ring.load();
-        let mut all = Subchannels::new(list, &self.fleet.weights.load(), ring.as_deref());
-        let clusters = self.fleet.clusters.load();
-        if !clusters.is_empty() {
-            all.clusters = super::clusters::cluster_sets(&all, &clusters);
-        }
-        all
     }
 }
 

@@ -10,7 +10,7 @@ use envoy_types::pb::google::protobuf::{Any, UInt32Value, UInt64Value};
 use prost::Message;
 use xds_client::Error as XdsError;
 
-use super::resources::nack;
+use super::nack::nack;
 
 const ROUND_ROBIN: &str =
     "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";

@@ -9,7 +9,7 @@ use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
 use regex::Regex;
 use xds_client::Error as XdsError;
 
-use super::resources::nack;
+use super::nack::nack;
 
 /// The most memory one regex of a route may take compiled: a control
 /// plane's regex is untrusted input.

@@ -36,6 +36,7 @@ mod bootstrap;
 mod cascade;
 mod client;
 mod matcher;
+mod nack;
 mod recorder;
 mod resources;
 mod router;

@@ -21,6 +21,7 @@ use xds_client::{Error as XdsError, Resource};
 pub(crate) use super::balancing::LbPolicy;
 use super::balancing::{Balancing, balancing};
 use super::matcher::RouteMatcher;
+use super::nack::nack;
 use crate::config::{
     FailurePercentageEjection, OutlierDetection, RetryPolicy, SuccessRateEjection,
 };
@@ -28,12 +29,6 @@ pub(crate) use crate::state::ring::{HashPolicy, HashSource};
 use crate::state::route::RoutePolicy;
 
 const HCM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-
-/// A failed check: the field's path and what is wrong, as the NACK's
-/// `error_detail` carries it.
-pub(super) fn nack(field: impl std::fmt::Display, reason: impl std::fmt::Display) -> XdsError {
-    XdsError::Validation(format!("{field}: {reason}"))
-}
 
 /// An LDS `Listener`: where its routes come from.
 #[derive(Debug)]
