@@ -1434,6 +1434,20 @@ async fn routes_send_calls_by_path_header_and_weight_to_clusters_that_share_endp
             let port = reply.metadata().get("server-port").map(|v| v.to_str().ok());
             assert_eq!(port, Some(Some(s3.port().to_string().as_str())));
         }
+        // tonic's own generated client on the same pool is routed alike.
+        let mut plain =
+            pooled_client_tests::helloworld::greeter_client::GreeterClient::new(pool.clone());
+        let mut request = tonic::Request::new(HelloRequest {
+            name: "plain gold".into(),
+            delay_ms: 0,
+            count: 0,
+        });
+        request
+            .metadata_mut()
+            .insert("x-tier", "gold".parse().expect("ascii"));
+        let reply = plain.say_hello(request).await.expect("served");
+        let port = reply.metadata().get("server-port").map(|v| v.to_str().ok());
+        assert_eq!(port, Some(Some(s3.port().to_string().as_str())));
         let go_gold = xds::grpc_go_calls_with_header(&control_plane, 2, 50, "x-tier=gold").await;
         assert_eq!(go_gold.errors, 0, "grpc-go: {}", go_gold.first_error);
         assert_eq!(go_gold.shares().get(&s3.port()).copied(), Some(1.0));
