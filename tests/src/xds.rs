@@ -451,6 +451,33 @@ pub fn cluster(name: &str, lb_policy: cluster::cluster::LbPolicy) -> Any {
     any(&cluster_message(name, lb_policy))
 }
 
+/// [`cluster()`] whose `lb_policy` says ROUND_ROBIN but whose
+/// `load_balancing_policy` (gRPC A52, which wins) lists a policy no client
+/// knows, then `ring_hash`.
+pub fn cluster_ring_hash_by_a52(name: &str) -> Any {
+    use envoy_types::pb::envoy::extensions::load_balancing_policies::ring_hash::v3 as ring_hash;
+    let typed = |config: Any| cluster::load_balancing_policy::Policy {
+        typed_extension_config: Some(core::TypedExtensionConfig {
+            name: config.type_url.clone(),
+            typed_config: Some(config),
+        }),
+    };
+    let ring = ring_hash::RingHash {
+        hash_function: ring_hash::ring_hash::HashFunction::XxHash as i32,
+        ..Default::default()
+    };
+    let unknown = Any {
+        type_url: "type.googleapis.com/example.NoSuchPolicy".to_owned(),
+        value: Vec::new(),
+    };
+    any(&cluster::Cluster {
+        load_balancing_policy: Some(cluster::LoadBalancingPolicy {
+            policies: vec![typed(unknown), typed(any(&ring))],
+        }),
+        ..cluster_message(name, cluster::cluster::LbPolicy::RoundRobin)
+    })
+}
+
 /// [`cluster()`] with `circuit_breakers` allowing `max_requests` in flight
 /// (gRPC A32).
 pub fn cluster_with_max_requests(

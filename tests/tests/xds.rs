@@ -446,6 +446,45 @@ async fn ring_hash_sends_each_key_to_the_server_grpc_go_sends_it_to() {
             servers_used.len()
         );
         assert!(servers_used.len() >= 2, "{servers_used:?}");
+
+        // The same ring asked for by gRPC A52's load_balancing_policy (a
+        // policy neither client knows, then ring_hash, which wins over the
+        // cluster's ROUND_ROBIN): every key stays where it was, for both
+        // clients.
+        resources[2] = xds::cluster_ring_hash_by_a52("greeter");
+        update(
+            &mut control_plane,
+            &pool,
+            &resources,
+            XdsResourceKind::Cluster,
+        )
+        .await;
+        for key in ours.keys() {
+            let mut request = tonic::Request::new(HelloRequest {
+                name: "a52".into(),
+                delay_ms: 0,
+                count: 0,
+            });
+            request
+                .metadata_mut()
+                .insert("x-user", key.parse().expect("ascii"));
+            let response = greeter.say_hello(request).await.expect("the call succeeds");
+            let port: Option<u16> = response
+                .metadata()
+                .get("server-port")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            assert!(
+                port.is_some_and(|p| ours[key].contains(&p)),
+                "{key} moved to {port:?} under A52's ring_hash"
+            );
+        }
+        let go_a52 = grpc_go_calls(&control_plane, 4, 32, 32).await;
+        assert_eq!(go_a52.errors, 0, "grpc-go: {}", go_a52.first_error);
+        for (key, ports) in &go_a52.keys {
+            let ports: HashSet<u16> = ports.keys().map(|p| p.parse().expect("a port")).collect();
+            assert_eq!(&ports, &ours[key], "grpc-go moved {key} under A52");
+        }
     })
     .await;
 }
