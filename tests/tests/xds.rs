@@ -1176,6 +1176,38 @@ async fn a_control_plane_that_sends_garbage_never_costs_the_pool_its_service() {
             call(&greeter).await.expect("the last good listener serves");
         }
         assert_eq!(pool.stats().endpoints, 2);
+
+        // A route whose weighted clusters' weights add to 0 (gRPC A28):
+        // NACKed, naming the field, and the last good routes serve.
+        let mut zero = good.clone();
+        zero[1] = xds::routes(
+            "greeter",
+            "greeter",
+            vec![xds::weighted_route(
+                xds::prefix_match(""),
+                &[("greeter", 0)],
+            )],
+        );
+        control_plane.set(&zero).await.expect("snapshot taken");
+        let status = wait_for_status(&pool, |s| {
+            matches!(
+                state_of(s, XdsResourceKind::RouteConfiguration),
+                Some(XdsResourceState::Nacked { .. })
+            )
+        })
+        .await;
+        let Some(XdsResourceState::Nacked { error }) =
+            state_of(&status, XdsResourceKind::RouteConfiguration)
+        else {
+            unreachable!()
+        };
+        assert!(
+            error.contains("route.weighted_clusters: the weights add to 0"),
+            "{error}"
+        );
+        for _ in 0..50 {
+            call(&greeter).await.expect("the last good routes serve");
+        }
     })
     .await;
 }
