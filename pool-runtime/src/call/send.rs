@@ -37,34 +37,21 @@ pub(super) async fn send(
     clock: CallClock,
 ) -> Result<Response<ResponseBody>, Status> {
     let (mut call, mut request) = Call::new(&inner, request, method.as_ref());
-    // On a ring-hash pool (gRPC A42), the call's hash: every attempt
-    // starts from its place on the ring.
+    // A ring-hash pool's hash (gRPC A42): every attempt starts from it.
     let hash = inner.ring_hash(request.headers());
     loop {
-        // Every attempt, retries and hedged copies too, counts against
-        // the circuit breaker (gRPC A32), as grpc-go's picker counts.
-        // A routed call's attempts count against its cluster's breaker,
-        // and are picked in its cluster (gRPC A28).
-        let admission = match call.routed() {
-            Some(to) => to.breaker.admit()?,
-            None => circuit::unlimited(),
-        };
-        let slot = match (
-            call.preferred_slot(&inner),
-            call.affinity,
-            hash,
-            call.routed(),
-        ) {
+        // Every attempt counts against its cluster's breaker (gRPC A32, as
+        // grpc-go's picker counts) and is picked in its cluster (A28).
+        let admission = call.admit()?;
+        let (preferred, wait) = (call.preferred_slot(&inner), call.wait_for_ready);
+        let slot = match (preferred, call.affinity, call.routed(), hash) {
             (Some(slot), ..) => slot,
-            (None, None, None, None) => inner.acquire(call.wait_for_ready).await?,
-            (None, Some(key), ..) => inner.acquire_for(key, call.wait_for_ready).await?,
-            (None, None, _, Some(to)) => inner.acquire_routed(to, call.wait_for_ready).await?,
-            (None, None, Some(hash), None) => {
-                inner.acquire_hashed(hash, call.wait_for_ready).await?
-            }
+            (None, Some(key), ..) => inner.acquire_for(key, wait).await?,
+            (None, None, Some(to), _) => inner.acquire_routed(to, wait).await?,
+            (None, None, None, Some(hash)) => inner.acquire_hashed(hash, wait).await?,
+            (None, None, None, None) => inner.acquire(wait).await?,
         };
-        let slot = admission.hold(slot);
-        let mut end = CallEnd::new(slot, call.handle.clone(), clock.attempt());
+        let mut end = CallEnd::new(admission.hold(slot), call.handle.clone(), clock.attempt());
         end.connection().endpoint.address_request(&mut request)?;
         let limit = call.response_limit(&inner);
         let failed = match end.connection().send(request).await {
@@ -308,6 +295,16 @@ impl Call {
             Some(spread) => inner.pick_spread(spread, routed),
             None if rare.tried.is_empty() => None,
             None => inner.pick_untried(&rare.tried, routed),
+        }
+    }
+
+    /// Admits one attempt under the call's cluster's breaker (none for a
+    /// call that was not routed).
+    #[inline]
+    fn admit(&self) -> Result<circuit::Admission, Status> {
+        match self.routed() {
+            Some(to) => to.breaker.admit(),
+            None => Ok(circuit::unlimited()),
         }
     }
 

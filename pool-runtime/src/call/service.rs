@@ -73,25 +73,7 @@ async fn call(
     if let Some(interceptor) = &inner.calls.interceptor {
         request = interceptor.intercept_http(request)?;
     }
-    let mut policy = inner.method_policy(request.uri().path()).cloned();
-    // An xDS pool routes the call (gRPC A28): its route's policy applies,
-    // and its attempts are picked in the route's cluster.
-    let route = match inner.route(request.uri().path(), request.headers())? {
-        Some(routed) => {
-            request.extensions_mut().insert(routed.to);
-            Some(routed.policy)
-        }
-        None => None,
-    };
-    if let Some(retry) = route.as_ref().and_then(|r| r.retry.clone()) {
-        // gRPC A44: the route's retry policy stands in for the service
-        // config's (and for hedging, which a route does not have).
-        policy = Some(Arc::new(MethodConfig {
-            retry_policy: Some(retry),
-            hedging_policy: None,
-            ..policy.as_deref().cloned().unwrap_or_default()
-        }));
-    }
+    let (policy, route) = policies(&inner, &mut request)?;
     let deadline = call_timeout(&inner, &mut request, policy.as_deref(), route.as_deref())
         .map(|timeout| (timeout, tokio::time::Instant::now() + timeout));
     let clock = CallClock::start(
@@ -132,6 +114,30 @@ async fn call(
         clock.set_code(status.code());
     }
     result
+}
+
+/// A call's method config, and its route's policy on an xDS pool.
+type Policies = (Option<Arc<MethodConfig>>, Option<Arc<RoutePolicy>>);
+
+/// The call's method config and, on an xDS pool, its route's policy: the
+/// pool routes the call (gRPC A28), whose attempts are then picked in the
+/// route's cluster, and the route's retry policy stands in for the service
+/// config's (A44; and for hedging, which a route does not have).
+fn policies(inner: &Inner, request: &mut Request<Body>) -> Result<Policies, Status> {
+    let policy = inner.method_policy(request.uri().path()).cloned();
+    let Some(routed) = inner.route(request.uri().path(), request.headers())? else {
+        return Ok((policy, None));
+    };
+    request.extensions_mut().insert(routed.to);
+    let Some(retry) = routed.policy.retry.clone() else {
+        return Ok((policy, Some(routed.policy)));
+    };
+    let method = MethodConfig {
+        retry_policy: Some(retry),
+        hedging_policy: None,
+        ..policy.as_deref().cloned().unwrap_or_default()
+    };
+    Ok((Some(Arc::new(method)), Some(routed.policy)))
 }
 
 /// The call's timeout: the request's `grpc-timeout`, or its method's

@@ -85,53 +85,60 @@ impl Resource for Listener {
             .common_http_protocol_options
             .and_then(|options| options.max_stream_duration)
             .map(|d| {
-                to_duration(
-                    d,
-                    &format!("Listener {name:?} HttpConnectionManager.common_http_protocol_options.max_stream_duration"),
-                )
+                let at = format!("Listener {name:?} HttpConnectionManager.common_http_protocol_options.max_stream_duration");
+                to_duration(d, &at)
             })
             .transpose()?;
-        let routes = match manager.route_specifier {
-            Some(hcm::http_connection_manager::RouteSpecifier::Rds(rds)) => {
-                use core::config_source::ConfigSourceSpecifier;
-                match rds
-                    .config_source
-                    .and_then(|source| source.config_source_specifier)
-                {
-                    Some(ConfigSourceSpecifier::Ads(_) | ConfigSourceSpecifier::Self_(_)) => {}
-                    _ => {
-                        return Err(nack(
-                            format!("Listener {name:?} HttpConnectionManager.rds.config_source"),
-                            "is neither ads nor self (gRPC asks the one ADS stream)",
-                        ));
-                    }
-                }
-                if rds.route_config_name.is_empty() {
-                    return Err(nack(
-                        format!("Listener {name:?} HttpConnectionManager.rds.route_config_name"),
-                        "is empty",
-                    ));
-                }
-                RouteSource::Rds(rds.route_config_name)
-            }
-            Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(config)) => {
-                RouteSource::Inline(RouteTable::check(
-                    config,
-                    &format!("Listener {name:?} HttpConnectionManager.route_config"),
-                )?)
-            }
-            _ => {
-                return Err(nack(
-                    format!("Listener {name:?} HttpConnectionManager.route_specifier"),
-                    "is neither rds nor route_config",
-                ));
-            }
-        };
+        let routes = route_source(manager.route_specifier, name)?;
         Ok(Self {
             routes,
             max_stream_duration,
         })
     }
+}
+
+/// Where an HttpConnectionManager's routes come from: RDS (over ADS or
+/// self, as gRPC asks the one ADS stream) or inline.
+fn route_source(
+    specifier: Option<hcm::http_connection_manager::RouteSpecifier>,
+    name: &str,
+) -> Result<RouteSource, XdsError> {
+    Ok(match specifier {
+        Some(hcm::http_connection_manager::RouteSpecifier::Rds(rds)) => {
+            use core::config_source::ConfigSourceSpecifier;
+            match rds
+                .config_source
+                .and_then(|source| source.config_source_specifier)
+            {
+                Some(ConfigSourceSpecifier::Ads(_) | ConfigSourceSpecifier::Self_(_)) => {}
+                _ => {
+                    return Err(nack(
+                        format!("Listener {name:?} HttpConnectionManager.rds.config_source"),
+                        "is neither ads nor self (gRPC asks the one ADS stream)",
+                    ));
+                }
+            }
+            if rds.route_config_name.is_empty() {
+                return Err(nack(
+                    format!("Listener {name:?} HttpConnectionManager.rds.route_config_name"),
+                    "is empty",
+                ));
+            }
+            RouteSource::Rds(rds.route_config_name)
+        }
+        Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(config)) => {
+            RouteSource::Inline(RouteTable::check(
+                config,
+                &format!("Listener {name:?} HttpConnectionManager.route_config"),
+            )?)
+        }
+        _ => {
+            return Err(nack(
+                format!("Listener {name:?} HttpConnectionManager.route_specifier"),
+                "is neither rds nor route_config",
+            ));
+        }
+    })
 }
 
 /// An RDS `RouteConfiguration`'s virtual hosts.
