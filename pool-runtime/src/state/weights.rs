@@ -45,11 +45,10 @@ impl Subchannels {
         weights: &Weights,
         ring: Option<&RingConfig>,
     ) -> Self {
-        let set = Self::of_cluster(list, weights, ring);
-        for (subchannel, weight) in set.list.iter().zip(set.weights(weights)) {
+        for (subchannel, weight) in list.iter().zip(Self::weights_of(&list, weights)) {
             subchannel.set_weight(weight);
         }
-        set
+        Self::of_cluster(list, weights, ring)
     }
 
     /// A cluster's set: `list` drawn by `weights`, on a ring if `ring`
@@ -109,10 +108,6 @@ impl Subchannels {
                 .filter(|w| w.is_finite() && *w > 0.0)
                 .unwrap_or(1.0)
         })
-    }
-
-    fn weights(&self, weights: &Weights) -> Vec<f64> {
-        Self::weights_of(&self.list, weights).collect()
     }
 
     /// The endpoints, in the pick's order.

@@ -257,8 +257,9 @@ fn full_regex(pattern: &str, at: &str) -> Result<Regex, XdsError> {
         .map_err(|e| nack(format!("{at}.regex"), format!("does not compile: {e}")))
 }
 
-/// A fraction as calls per million.
-fn per_million(fraction: &FractionalPercent) -> u32 {
+/// A fraction as calls per million (a route's `runtime_fraction`, an
+/// assignment's `drop_overloads`).
+pub(super) fn per_million(fraction: &FractionalPercent) -> u32 {
     use envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType;
     let scale = match DenominatorType::try_from(fraction.denominator) {
         Ok(DenominatorType::Hundred) => 10_000,

@@ -20,7 +20,7 @@ use xds_client::{Error as XdsError, Resource};
 
 pub(crate) use super::balancing::LbPolicy;
 use super::balancing::{Balancing, balancing};
-use super::matcher::RouteMatcher;
+use super::matcher::{RouteMatcher, per_million};
 use super::nack::nack;
 use crate::config::{
     FailurePercentageEjection, OutlierDetection, RetryPolicy, SuccessRateEjection,
@@ -788,7 +788,6 @@ fn drop_overloads(
     policy: Option<endpoint::cluster_load_assignment::Policy>,
     at: &str,
 ) -> Result<Vec<(String, u32)>, XdsError> {
-    use envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType;
     let overloads = policy.map(|p| p.drop_overloads).unwrap_or_default();
     let mut drops = Vec::with_capacity(overloads.len());
     for (i, drop) in overloads.into_iter().enumerate() {
@@ -798,14 +797,7 @@ fn drop_overloads(
                 "is empty",
             ));
         }
-        let per_million = drop.drop_percentage.map_or(0, |fraction| {
-            let scale = match DenominatorType::try_from(fraction.denominator) {
-                Ok(DenominatorType::Hundred) => 10_000,
-                Ok(DenominatorType::TenThousand) => 100,
-                _ => 1,
-            };
-            fraction.numerator.saturating_mul(scale).min(1_000_000)
-        });
+        let per_million = drop.drop_percentage.as_ref().map_or(0, per_million);
         drops.push((drop.category, per_million));
     }
     Ok(drops)
