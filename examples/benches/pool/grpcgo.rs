@@ -228,7 +228,9 @@ fn parse_go_duration(text: &str) -> Option<Duration> {
 }
 
 /// S11: the pool, one tonic Channel and grpc-go's client, on grpc-go's
-/// benchmark server.
+/// benchmark server; and h2 alone, the floor of every client built on h2
+/// and tokio (tonic's, the pool's), so that each run shows how far below
+/// grpc-go's client that floor lies on the host as it is that day.
 pub(crate) async fn s11(ctx: &Context) -> Section {
     let title = "S11: against grpc-go's own client, on grpc-go's benchmark server".to_owned();
     let (server_binary, client_binary) = match go_binaries() {
@@ -278,16 +280,20 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
             .await
             .expect("connect a Channel"),
     );
+    let h2 = BareH2::connect(&uri).await;
     let seconds = ctx.round.as_secs().max(1);
     let mut body = format!(
         "grpc-go 1.85's `benchmark/server`; closed-loop unary calls, 1-byte request and response, one connection; \
-         {} rounds of {seconds} s, the three clients alternating, medians. CPU per call: the client's (grpc-go's client \
+         {} rounds of {seconds} s, the four clients alternating, medians. \
+         \"h2 alone\" makes the same call on h2 directly (the request encoded once, no tonic, no pool): the least CPU \
+         a client on h2 and tokio spends. CPU per call: the client's (grpc-go's client \
          reports its own) and the server's; the server's reads and writes per call, and each client's writes per call.\n\n\
          | C | client | calls/s | client CPU µs/call | server CPU µs/call | server reads/call | server writes/call | client writes/call |\n\
          |---:|---|---:|---:|---:|---:|---:|---:|\n",
         ctx.rounds
     );
     let mut targets = Vec::new();
+    let mut floors = String::new();
     for concurrency in CONCURRENCY {
         let mut configs = [
             Config {
@@ -300,6 +306,10 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
             },
             Config {
                 label: "grpc-go's client",
+                rounds: Vec::new(),
+            },
+            Config {
+                label: "h2 alone (the floor)",
                 rounds: Vec::new(),
             },
         ];
@@ -317,19 +327,30 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
                 async move { channel.unary_call(request()).await.is_ok() }
             })
         };
+        let h2_load = |duration| {
+            let h2 = h2.clone();
+            closed_loop(concurrency, duration, server_pid, move |_| {
+                let h2 = h2.clone();
+                async move { h2.unary_call().await.is_some() }
+            })
+        };
         // Warm-up.
         pooled_load(Duration::from_millis(300)).await;
         channel_load(Duration::from_millis(300)).await;
+        h2_load(Duration::from_millis(300)).await;
         for round in 0..ctx.rounds {
             // Each client goes first in turn.
-            for turn in 0..3 {
-                match (round + turn) % 3 {
+            for turn in 0..4 {
+                match (round + turn) % 4 {
                     0 => configs[0]
                         .rounds
                         .push(counted(server_pid, pooled_load(Duration::from_secs(seconds))).await),
                     1 => configs[1].rounds.push(
                         counted(server_pid, channel_load(Duration::from_secs(seconds))).await,
                     ),
+                    3 => configs[3]
+                        .rounds
+                        .push(counted(server_pid, h2_load(Duration::from_secs(seconds))).await),
                     _ => {
                         let client = client_binary.clone();
                         let measured = tokio::task::spawn_blocking(move || {
@@ -359,6 +380,12 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
         let rate = ratio(&|m| m.round.per_second());
         let client_cpu = ratio(&|m| m.round.cpu_per_call().0);
         let server_cpu = ratio(&|m| m.round.cpu_per_call().1);
+        let floor = configs[3].median(|m: &Measured| m.round.cpu_per_call().0)
+            / configs[2].median(|m: &Measured| m.round.cpu_per_call().0);
+        let _ = writeln!(
+            floors,
+            "- C = {concurrency}: client CPU per call against grpc-go's client: h2 alone {floor:.2}x, the pool {client_cpu:.2}x."
+        );
         targets.push((format!("S11 C={concurrency}: client CPU per call at most 0.6x grpc-go's client ({client_cpu:.2}x)"), client_cpu <= 0.6));
         targets.push((
             format!("S11 C={concurrency}: calls/s at least 1.0x grpc-go's client ({rate:.2}x)"),
@@ -366,6 +393,8 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
         ));
         targets.push((format!("S11 C={concurrency}: server CPU per call no higher than with grpc-go's client ({server_cpu:.2}x)"), server_cpu <= 1.0));
     }
+    body.push('\n');
+    body.push_str(&floors);
     pool.close().await;
     let _ = server.kill();
     let _ = server.wait();
@@ -376,15 +405,23 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
     }
 }
 
-/// `--load grpcgo-pool|grpcgo-channel`: one client's unary calls on grpc-go's
+/// `--load grpcgo-pool|grpcgo-pool-no-quickack|grpcgo-channel|grpcgo-h2`: one client's unary calls on grpc-go's
 /// benchmark service at `uri` alone, to profile it from outside.
 pub(crate) fn load_alone(kind: &str, callers: usize, duration: Duration, uri: &str) {
     let runtime = crate::measure::one_worker_runtime();
     runtime.block_on(async {
-        let round = if kind == "grpcgo-pool" {
+        let round = if kind == "grpcgo-h2" {
+            let h2 = BareH2::connect(uri).await;
+            closed_loop(callers, duration, 0, move |_| {
+                let h2 = h2.clone();
+                async move { h2.unary_call().await.is_some() }
+            })
+            .await
+        } else if kind == "grpcgo-pool" || kind == "grpcgo-pool-no-quickack" {
             let pool = Pool::builder()
                 .endpoint(uri)
                 .max_connections(1)
+                .tcp_quickack(kind == "grpcgo-pool")
                 .build()
                 .expect("pool settings");
             pool.ready().await.expect("pool ready");
@@ -415,4 +452,62 @@ pub(crate) fn load_alone(kind: &str, callers: usize, duration: Duration, uri: &s
             round.per_second()
         );
     });
+}
+
+/// The floor of the Rust stack under tonic and the pool: grpc-go's
+/// benchmark call made on h2 directly, with the request encoded once and
+/// the response decoded by prost, as tonic would. No pool, no tonic, no
+/// checks of the answer: what h2 and tokio alone cost a call.
+#[derive(Clone)]
+struct BareH2 {
+    sender: h2::client::SendRequest<bytes::Bytes>,
+    uri: http::Uri,
+    request: bytes::Bytes,
+}
+
+impl BareH2 {
+    async fn connect(uri: &str) -> Self {
+        let base: http::Uri = uri.parse().expect("uri");
+        let authority = base.authority().expect("authority").as_str().to_owned();
+        let tcp = tokio::net::TcpStream::connect(&authority)
+            .await
+            .expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        let (sender, connection) = h2::client::handshake(tcp).await.expect("handshake");
+        tokio::spawn(connection);
+        let message = prost::Message::encode_to_vec(&request());
+        let mut framed = vec![0u8];
+        framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&message);
+        Self {
+            sender,
+            uri: format!("http://{authority}/grpc.testing.BenchmarkService/UnaryCall")
+                .parse()
+                .expect("uri"),
+            request: framed.into(),
+        }
+    }
+
+    async fn unary_call(&self) -> Option<()> {
+        let request = http::Request::post(self.uri.clone())
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .ok()?;
+        let mut sender = self.sender.clone().ready().await.ok()?;
+        let (response, mut stream) = sender.send_request(request, false).ok()?;
+        stream.send_data(self.request.clone(), true).ok()?;
+        let mut body = response.await.ok()?.into_body();
+        let mut message = bytes::BytesMut::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.ok()?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            message.extend_from_slice(&chunk);
+        }
+        let trailers = body.trailers().await.ok()??;
+        let reply: pooled_client_examples::grpc_benchmark::SimpleResponse =
+            prost::Message::decode(message.get(5..)?).ok()?;
+        drop(reply);
+        (trailers.get("grpc-status")? == "0").then_some(())
+    }
 }

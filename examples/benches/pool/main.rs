@@ -13,8 +13,9 @@
 //! `--only S1,S3` to run some scenarios, `--out DIR` (default `docs`).
 //! `--load pool|pool-no-quickack|channel --callers N --seconds S --uri URI`
 //! runs one configuration's small unary calls alone, to profile it from
-//! outside; `--load grpcgo-pool|grpcgo-channel` does the same on grpc-go's
-//! benchmark service (S11's server).
+//! outside; `--load grpcgo-pool|grpcgo-pool-no-quickack|grpcgo-channel|grpcgo-h2`
+//! does the same on grpc-go's benchmark service (S11's server; `grpcgo-h2`
+//! is the call on h2 alone, the floor of a client on h2 and tokio).
 
 mod chart;
 mod fleet;

@@ -27,7 +27,7 @@ use tokio::time::{Instant, Sleep};
 use super::error::TransportError;
 use super::frames::WatchedIo;
 use super::link::Link;
-use super::tcp::{AckSignal, AckTimer};
+use super::tcp::{AckPoll, AckSignal, AckTimer};
 use super::transport::Transport;
 
 /// The largest window the adaptive window grows to.
@@ -135,6 +135,13 @@ impl Driver {
                 Poll::Pending
             })
             .await;
+            // What woke the connection while it yielded (the callers'
+            // requests, a finished call's stream released, the socket) is
+            // all seen by the poll below, which reads, sends and registers
+            // anew: a wake left marked would only poll h2 once more for
+            // nothing (one poll a call at one call in flight, S11).
+            woken.clear();
+            self.link.take_requests_queued();
             let mut relay = Context::from_waker(&waker);
             if let Poll::Ready(result) = Pin::new(&mut self).poll(&mut relay) {
                 return result;
@@ -167,6 +174,12 @@ impl Wake for SocketWoken {
 }
 
 impl Woken {
+    /// Forgets the wakes so far, just before a poll that answers them.
+    fn clear(&self) {
+        self.flag.store(false, Ordering::Release);
+        self.by_socket.store(false, Ordering::Release);
+    }
+
     fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
         if self.flag.swap(false, Ordering::AcqRel) {
             return Poll::Ready(());
@@ -205,9 +218,18 @@ impl Future for Driver {
             ping.poll(&mut this.connection, cx)?;
         }
         let polled = Pin::new(&mut this.connection).poll(cx);
-        if polled.is_pending() && this.ack.as_mut().is_some_and(|ack| ack.poll(cx)) {
-            // The ACK waited long enough: the connection's read sends it.
-            return Pin::new(&mut this.connection).poll(cx).map_err(Into::into);
+        if polled.is_pending() {
+            match this.ack.as_mut().map(|ack| ack.poll(cx)) {
+                Some(AckPoll::Due) => {
+                    // The ACK waited long enough: the connection's read sends it.
+                    return Pin::new(&mut this.connection).poll(cx).map_err(Into::into);
+                }
+                Some(AckPoll::AfterCallers) => {
+                    this.link.defer_next_poll();
+                    cx.waker().wake_by_ref();
+                }
+                Some(AckPoll::Waiting) | None => {}
+            }
         }
         polled.map_err(Into::into)
     }

@@ -125,20 +125,29 @@ pub(crate) async fn exchange(
 /// Headers HTTP/2 forbids (RFC 9113, section 8.2.2); h2 refuses a request
 /// that carries one, so they are dropped, as hyper does.
 fn strip_connection_headers(headers: &mut HeaderMap) {
-    for name in [
-        http::header::CONNECTION,
-        http::header::TRANSFER_ENCODING,
-        http::header::UPGRADE,
-    ] {
-        if headers.contains_key(&name) {
-            headers.remove(&name);
-        }
+    // One pass over the few names a gRPC request has, compared as
+    // constants, instead of a hashed lookup per forbidden name: a request
+    // almost never carries one.
+    if !headers.keys().any(is_connection_header) {
+        return;
     }
-    for name in ["keep-alive", "proxy-connection"] {
-        if headers.contains_key(name) {
-            headers.remove(name);
-        }
+    let forbidden: Vec<_> = headers
+        .keys()
+        .filter(|name| is_connection_header(name))
+        .cloned()
+        .collect();
+    for name in forbidden {
+        headers.remove(&name);
     }
+}
+
+/// The connection-specific headers HTTP/2 forbids (RFC 9113 section 8.2.2).
+fn is_connection_header(name: &http::HeaderName) -> bool {
+    *name == http::header::CONNECTION
+        || *name == http::header::TRANSFER_ENCODING
+        || *name == http::header::UPGRADE
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
 }
 
 /// How far the caller's task got with the request body.
@@ -297,5 +306,33 @@ impl Future for Pump {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_headers_are_dropped_and_the_rest_kept() {
+        let mut headers = HeaderMap::new();
+        headers.insert("te", "trailers".parse().unwrap());
+        headers.insert("content-type", "application/grpc".parse().unwrap());
+        headers.insert(http::header::CONNECTION, "close".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert("proxy-connection", "keep-alive".parse().unwrap());
+        headers.insert(http::header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        headers.append(http::header::UPGRADE, "h2c".parse().unwrap());
+        headers.append(http::header::UPGRADE, "websocket".parse().unwrap());
+        strip_connection_headers(&mut headers);
+        let mut left: Vec<_> = headers.keys().map(|name| name.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "te"]);
+
+        let mut plain = HeaderMap::new();
+        plain.insert("content-type", "application/grpc".parse().unwrap());
+        let before = plain.clone();
+        strip_connection_headers(&mut plain);
+        assert_eq!(plain, before);
     }
 }

@@ -294,7 +294,7 @@ impl<T: AsyncWrite> AsyncWrite for WatchedIo<T> {
                 // driver yields before it polls again, as it does for a
                 // new request (see `Driver::run`).
                 held.waited = true;
-                self.link.request_queued();
+                self.link.defer_next_poll();
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }

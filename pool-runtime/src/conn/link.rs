@@ -121,7 +121,16 @@ impl Link {
         self.requests_queued.store(true, Ordering::Relaxed);
     }
 
-    /// Whether requests were queued since the last call.
+    /// Asks the driver to let the tasks already woken run before it polls
+    /// the connection again, as it does for a new request: what they write
+    /// then shares the driver's next write.
+    #[inline]
+    pub(crate) fn defer_next_poll(&self) {
+        self.requests_queued.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether requests were queued (or the next poll deferred) since the
+    /// last call.
     pub(crate) fn take_requests_queued(&self) -> bool {
         self.requests_queued.swap(false, Ordering::Relaxed)
     }

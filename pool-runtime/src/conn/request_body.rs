@@ -270,12 +270,6 @@ impl Body for RequestBody {
         if self.end.has_ended() {
             return Poll::Ready(Some(Err(cancelled())));
         }
-        self.end.waker.register(cx.waker());
-        // Checked again after registering, so an end between the two checks
-        // is not missed.
-        if self.end.has_ended() {
-            return Poll::Ready(Some(Err(cancelled())));
-        }
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
@@ -285,7 +279,18 @@ impl Body for RequestBody {
             Poll::Ready(Some(Ok(frame))) => this.sent.record(frame),
             Poll::Ready(None) => this.sent.finish(),
             Poll::Ready(Some(Err(_))) => this.sent = Replay::Lost,
-            Poll::Pending => {}
+            Poll::Pending => {
+                // Only a body that waits needs the call's end to wake it. A
+                // unary request is read whole in the caller's own task, which
+                // its end must not wake again for nothing (one task poll a
+                // call, S11).
+                this.end.waker.register(cx.waker());
+                // Checked again after registering, so an end between the
+                // two checks is not missed.
+                if this.end.has_ended() {
+                    return Poll::Ready(Some(Err(cancelled())));
+                }
+            }
         }
         polled
     }
@@ -300,5 +305,73 @@ impl Body for RequestBody {
         self.inner
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A request body whose next frame never comes (a client stream the
+    /// caller is still writing).
+    struct Waiting;
+
+    impl Body for Waiting {
+        type Data = Bytes;
+        type Error = Status;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+            Poll::Pending
+        }
+    }
+
+    fn poll_once(body: &mut RequestBody, wakes: &Arc<Wakes>) -> bool {
+        let waker = Waker::from(wakes.clone());
+        Pin::new(body)
+            .poll_frame(&mut Context::from_waker(&waker))
+            .is_pending()
+    }
+
+    #[test]
+    fn the_calls_end_wakes_a_body_that_waits_and_not_one_read_whole() {
+        // A unary request, read whole by the caller's own task: the call's
+        // end has nobody to wake.
+        let handle = Arc::new(BodyHandle::default());
+        let full = http_body_util::Full::new(Bytes::from_static(b"hello"));
+        let mut body = RequestBody::new(tonic::body::Body::new(full), handle.clone());
+        let wakes = Arc::new(Wakes::default());
+        while !body.is_end_stream() {
+            assert!(!poll_once(&mut body, &wakes));
+        }
+        handle.end();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+
+        // A body waiting for its next frame is woken by the end, and then
+        // fails with CANCEL.
+        let handle = Arc::new(BodyHandle::default());
+        let mut body = RequestBody::new(tonic::body::Body::new(Waiting), handle.clone());
+        assert!(poll_once(&mut body, &wakes));
+        handle.end();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        let waker = Waker::from(wakes.clone());
+        let polled = Pin::new(&mut body).poll_frame(&mut Context::from_waker(&waker));
+        assert!(
+            matches!(polled, Poll::Ready(Some(Err(status))) if status.code() == tonic::Code::Cancelled)
+        );
     }
 }
