@@ -112,7 +112,8 @@ pub(crate) fn trailers_only(headers: &mut HeaderMap, code: Code, message: &str) 
 /// Repairs what tonic would panic on or misread in a status's `headers`
 /// (trailers, or a trailers-only head): drops a `grpc-status-details-bin`
 /// that is not base64, and makes `grpc-message` UTF-8. Headers with only a
-/// `grpc-status` (every OK trailer) cost one length check.
+/// `grpc-status` (tonic's OK trailers) cost one length check; grpc-go's,
+/// which add an empty `grpc-message`, a look at its bytes.
 #[inline]
 pub(crate) fn repair(headers: &mut HeaderMap) {
     if headers.len() > 1 {
@@ -120,7 +121,6 @@ pub(crate) fn repair(headers: &mut HeaderMap) {
     }
 }
 
-#[cold]
 fn repair_slow(headers: &mut HeaderMap) {
     if let Some(details) = headers.get(GRPC_STATUS_DETAILS)
         && DETAILS.decode(details.as_bytes()).is_err()
@@ -131,7 +131,9 @@ fn repair_slow(headers: &mut HeaderMap) {
         );
         headers.remove(GRPC_STATUS_DETAILS);
     }
-    if let Some(message) = headers.get(GRPC_MESSAGE) {
+    if let Some(message) = headers.get(GRPC_MESSAGE)
+        && !is_plain_ascii(message.as_bytes())
+    {
         let decoded = percent_encoding::percent_decode(message.as_bytes()).collect::<Vec<u8>>();
         if std::str::from_utf8(&decoded).is_err() {
             let lossy = String::from_utf8_lossy(&decoded);
@@ -142,6 +144,12 @@ fn repair_slow(headers: &mut HeaderMap) {
             };
         }
     }
+}
+
+/// A message with no escapes and no byte above ASCII is UTF-8 as it is:
+/// nothing to decode (nearly every message, the empty one included).
+fn is_plain_ascii(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&byte| byte.is_ascii() && byte != b'%')
 }
 
 /// gRPC's percent-encoding of a `grpc-message`: bytes outside printable
@@ -230,6 +238,27 @@ mod tests {
         headers.insert("grpc-status-details-bin", HeaderValue::from_static("AQID"));
         repair(&mut headers);
         assert_eq!(status_of(&headers).details(), &[1, 2, 3]);
+    }
+
+    #[test]
+    fn plain_messages_pass_and_a_raw_byte_above_ascii_is_repaired() {
+        for plain in ["", "not found", "100 percent sure"] {
+            let mut headers = HeaderMap::new();
+            headers.insert("grpc-status", HeaderValue::from_static("5"));
+            headers.insert("grpc-message", HeaderValue::from_static(plain));
+            let before = headers.clone();
+            repair(&mut headers);
+            assert_eq!(headers, before);
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-status", HeaderValue::from_static("5"));
+        headers.insert(
+            "grpc-message",
+            HeaderValue::from_bytes(b"bad \xff").unwrap(),
+        );
+        repair(&mut headers);
+        assert_eq!(headers["grpc-message"], "bad %EF%BF%BD");
+        assert_eq!(status_of(&headers).message(), "bad \u{fffd}");
     }
 
     #[test]

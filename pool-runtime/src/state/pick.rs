@@ -114,10 +114,7 @@ impl Inner {
         routed: Option<&RoutedTo>,
     ) -> Option<Slot> {
         let all = self.fleet.subchannels.load();
-        let subchannels = match routed {
-            Some(to) => all.cluster(&to.cluster)?,
-            None => &all,
-        };
+        let subchannels = all.scope(routed.map(|to| &*to.cluster))?;
         let mut used = crate::lock::lock(&spread.endpoints);
         let mut slot = if used.is_empty() && subchannels.len() > 1 {
             // The first copy is picked as any call is (two random choices):
@@ -131,11 +128,9 @@ impl Inner {
             let (lightest, connections) = lightest(unused)?;
             self.reserve_on(lightest, &connections)?
         };
-        if let Some((subchannel, _)) = &slot.endpoint {
+        if let Some((subchannel, picked_at)) = &mut slot.endpoint {
             used.push(subchannel.endpoint.clone());
-        }
-        // A copy that loses the race is recorded by its time: always timed.
-        if let Some((_, picked_at)) = &mut slot.endpoint {
+            // A copy that loses the race is recorded by its time: always timed.
             picked_at.get_or_insert_with(Instant::now);
         }
         slot.hedge = Some(Arc::clone(spread));
@@ -152,18 +147,18 @@ impl Inner {
         tried: &[Arc<Endpoint>],
         routed: Option<&RoutedTo>,
     ) -> Option<Slot> {
-        let all = self.fleet.subchannels.load();
-        let subchannels = match routed {
-            Some(to) => all.cluster(&to.cluster)?,
-            None if self
+        // An unrouted retry has somewhere else to go only when the pool
+        // has more than one endpoint.
+        if routed.is_none()
+            && !self
                 .fleet
                 .choosing
-                .load(std::sync::atomic::Ordering::Acquire) =>
-            {
-                &all
-            }
-            None => return None,
-        };
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return None;
+        }
+        let all = self.fleet.subchannels.load();
+        let subchannels = all.scope(routed.map(|to| &*to.cluster))?;
         let untried = subchannels
             .iter()
             .filter(|s| !tried.iter().any(|e| s.endpoint.is(e)));

@@ -127,6 +127,16 @@ impl Subchannels {
         self.clusters.get(name)
     }
 
+    /// The set a call is picked in: the cluster it was routed to (`None`
+    /// when the pool has no such cluster), or every endpoint.
+    #[inline]
+    pub(super) fn scope(&self, cluster: Option<&str>) -> Option<&Subchannels> {
+        match cluster {
+            Some(name) => self.cluster(name),
+            None => Some(self),
+        }
+    }
+
     /// The ring calls hash onto, if the pool hashes them.
     pub(super) fn ring(&self) -> Option<&Ring> {
         self.ring.as_ref()
