@@ -13,6 +13,10 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 /// connection breaks, drains or closes, the next call binds the key afresh.
 /// Keys unused for `idle_timeout` are forgotten.
 ///
+/// On an xDS pool a key never takes a call out of the cluster its route
+/// sends it to (gRPC A28): the key is bound once in each cluster its calls
+/// go to, and bound afresh when its endpoint leaves that cluster.
+///
 /// ```
 /// use pooled_client::AffinityKey;
 ///

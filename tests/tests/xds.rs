@@ -14,7 +14,7 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
 use envoy_types::pb::envoy::config::core::v3::HealthStatus;
 use envoy_types::pb::google::protobuf::Any;
 use pooled_client::xds::{Bootstrap, XdsResourceKind, XdsResourceState, XdsStatus};
-use pooled_client::{Pool, PoolConfig};
+use pooled_client::{AffinityKey, Pool, PoolConfig};
 use pooled_client_tests::helloworld::{HelloRequest, PooledGreeterClient};
 use pooled_client_tests::server::{ServerOptions, TestServer, serve_failing_half};
 use pooled_client_tests::support::{bounded, wait_for_stats};
@@ -1438,29 +1438,35 @@ fn a_configuration_file_names_the_xds_target() {
     assert_eq!(config.xds.as_deref(), Some("xds:///greeter"));
 }
 
+/// The target's routes: SayHello calls with `x-tier: gold` to cluster
+/// "gold", the other SayHello calls to `clusters` by weight.
+fn gold_or(clusters: &[(&str, u32)]) -> Any {
+    let say_hello = "/helloworld.Greeter/SayHello";
+    xds::routes(
+        "greeter",
+        "greeter",
+        vec![
+            xds::weighted_route(
+                xds::path_and_header_match(say_hello, "x-tier", "gold"),
+                &[("gold", 1)],
+            ),
+            xds::weighted_route(xds::path_match(say_hello), clusters),
+        ],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_send_calls_by_path_header_and_weight_to_clusters_that_share_endpoints() {
     let _one = ONE_AT_A_TIME.lock().await;
     bounded(LIMIT, async {
         let servers = servers(3).await;
         let [s1, s2, s3] = [servers[0].addr, servers[1].addr, servers[2].addr];
-        let say_hello = "/helloworld.Greeter/SayHello";
         // gRPC A28: calls with `x-tier: gold` go to cluster "gold" ({s3});
         // the others to "a" ({s1}) and "b" ({s2, s3}), weighed 1:3; s3 is
         // in two clusters. No route takes SayHelloAgain.
         let resources = vec![
             xds::listener("greeter", "greeter"),
-            xds::routes(
-                "greeter",
-                "greeter",
-                vec![
-                    xds::weighted_route(
-                        xds::path_and_header_match(say_hello, "x-tier", "gold"),
-                        &[("gold", 1)],
-                    ),
-                    xds::weighted_route(xds::path_match(say_hello), &[("a", 1), ("b", 3)]),
-                ],
-            ),
+            gold_or(&[("a", 1), ("b", 3)]),
             xds::cluster("a", LbPolicy::RoundRobin),
             xds::cluster("b", LbPolicy::RoundRobin),
             xds::cluster("gold", LbPolicy::RoundRobin),
@@ -1550,6 +1556,96 @@ async fn routes_send_calls_by_path_header_and_weight_to_clusters_that_share_endp
                     .message()
                     .contains("/helloworld.Greeter/SayHelloAgain"),
             "{status:?}"
+        );
+    })
+    .await;
+}
+
+/// The servers that answered `calls` sequential calls with `key`, sent
+/// to cluster "gold" when `gold`.
+async fn keyed_ports(
+    greeter: &PooledGreeterClient,
+    key: AffinityKey,
+    gold: bool,
+    calls: usize,
+) -> HashSet<u16> {
+    let mut ports = HashSet::new();
+    for _ in 0..calls {
+        let mut request = tonic::Request::new(HelloRequest {
+            name: "keyed".into(),
+            delay_ms: 0,
+            count: 0,
+        });
+        if gold {
+            request
+                .metadata_mut()
+                .insert("x-tier", "gold".parse().expect("ascii"));
+        }
+        key.attach(&mut request);
+        let reply = greeter.say_hello(request).await.expect("served");
+        let port = reply
+            .metadata()
+            .get("server-port")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|p| p.parse().ok())
+            .expect("server-port");
+        ports.insert(port);
+    }
+    ports
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_affinity_key_never_takes_a_call_out_of_its_routes_cluster() {
+    bounded(LIMIT, async {
+        let servers = servers(3).await;
+        let [s1, s2, s3] = [servers[0].addr, servers[1].addr, servers[2].addr];
+        // `x-tier: gold` goes to cluster "gold", the other calls to "a".
+        let resources = |a: &[SocketAddr], gold: &[SocketAddr]| {
+            vec![
+                xds::listener("greeter", "greeter"),
+                gold_or(&[("a", 1)]),
+                xds::cluster("a", LbPolicy::RoundRobin),
+                xds::cluster("gold", LbPolicy::RoundRobin),
+                xds::endpoints("a", &[LocalityOf::healthy("a", a)]),
+                xds::endpoints("gold", &[LocalityOf::healthy("g", gold)]),
+            ]
+        };
+        let (mut control_plane, pool) = steered(&resources(&[s1, s2], &[s1]), 2).await;
+        let greeter = PooledGreeterClient::new(pool.clone());
+
+        // A key whose calls to cluster a went to s2, which gold lacks.
+        let mut key = None;
+        for n in 0..64 {
+            let candidate = AffinityKey::from_u64(n);
+            let ports = keyed_ports(&greeter, candidate, false, 5).await;
+            assert_eq!(ports.len(), 1, "one key, one server: {ports:?}");
+            if ports.contains(&s2.port()) {
+                key = Some(candidate);
+                break;
+            }
+        }
+        let key = key.expect("one of 64 keys bound to s2 (each has an even chance)");
+        // Its gold calls stay in gold, and its calls to a stay on s2.
+        let gold = keyed_ports(&greeter, key, true, 10).await;
+        assert_eq!(gold, HashSet::from([s1.port()]));
+        let plain = keyed_ports(&greeter, key, false, 10).await;
+        assert_eq!(plain, HashSet::from([s2.port()]));
+
+        // s2 leaves cluster a but stays in the pool, in gold: the key's
+        // calls to a move to one server that a still has.
+        update(
+            &mut control_plane,
+            &pool,
+            &resources(&[s1, s3], &[s1, s2]),
+            XdsResourceKind::ClusterLoadAssignment,
+        )
+        .await;
+        wait_for_endpoints(&pool, 3).await;
+        let moved = keyed_ports(&greeter, key, false, 20).await;
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert!(
+            !moved.contains(&s2.port()),
+            "a call went to s2, no longer in a"
         );
     })
     .await;

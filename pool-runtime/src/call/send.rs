@@ -46,7 +46,7 @@ pub(super) async fn send(
         let (preferred, wait) = (call.preferred_slot(&inner), call.wait_for_ready);
         let slot = match (preferred, call.affinity, call.routed(), hash) {
             (Some(slot), ..) => slot,
-            (None, Some(key), ..) => inner.acquire_for(key, wait).await?,
+            (None, Some(key), routed, _) => inner.acquire_for(key, routed, wait).await?,
             (None, None, Some(to), _) => inner.acquire_routed(to, wait).await?,
             (None, None, None, Some(hash)) => inner.acquire_hashed(hash, wait).await?,
             (None, None, None, None) => inner.acquire(wait).await?,

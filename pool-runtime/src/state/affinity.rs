@@ -1,5 +1,9 @@
 //! Keeping calls that share an [`AffinityKey`] on one connection: the
-//! bindings, and taking a slot on the bound connection.
+//! bindings, and taking a slot on the bound connection. A call routed to
+//! a cluster (gRPC A28) keeps its key within that cluster: the key is bound
+//! once per cluster, and a binding whose endpoint has left the cluster is
+//! dropped (an endpoint that stays in another cluster keeps its
+//! connections, so the binding alone would not see it go).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -7,29 +11,39 @@ use std::time::{Duration, Instant};
 
 use tonic::Status;
 
+use super::route::RoutedTo;
 use super::{Inner, Slot};
 use crate::affinity::AffinityKey;
 use crate::conn::Connection;
 use crate::lock::lock;
 
 impl Inner {
-    /// Takes a stream slot on the connection `key` is bound to, or binds
-    /// it to the connection a plain call would take (see
+    /// Takes a stream slot on the connection `key` is bound to (in the
+    /// cluster of `routed`, if the call was routed), or binds it to the
+    /// connection a plain call would take there (see
     /// [`acquire`](Self::acquire) for `wait_for_ready`).
     pub(crate) async fn acquire_for(
         self: &Arc<Self>,
         key: AffinityKey,
+        routed: Option<&RoutedTo>,
         wait_for_ready: bool,
     ) -> Result<Slot, Status> {
         if self.is_closed() {
             return Err(super::outage::closed_status());
         }
-        if let Some(connection) = self.affinity.get(key) {
-            connection.force_reserve();
-            return Ok(Slot::new(connection, self.clone()));
+        let cluster = routed.map(|to| &to.cluster);
+        if let Some(connection) = self.affinity.get(key, cluster) {
+            if self.serves(cluster, &connection) {
+                connection.force_reserve();
+                return Ok(Slot::new(connection, self.clone()));
+            }
+            self.affinity.unbind(key, cluster, &connection);
         }
-        let slot = self.acquire(wait_for_ready).await?;
-        let bound = self.affinity.bind(key, slot.connection());
+        let slot = match routed {
+            Some(to) => self.acquire_routed(to, wait_for_ready).await?,
+            None => self.acquire(wait_for_ready).await?,
+        };
+        let bound = self.affinity.bind(key, cluster, slot.connection());
         if Arc::ptr_eq(&bound, slot.connection()) {
             return Ok(slot);
         }
@@ -38,12 +52,26 @@ impl Inner {
         bound.force_reserve();
         Ok(Slot::new(bound, self.clone()))
     }
+
+    /// Whether `connection`'s endpoint is still in `cluster` (any endpoint
+    /// of the pool serves a call that was not routed).
+    fn serves(&self, cluster: Option<&Arc<str>>, connection: &Connection) -> bool {
+        let Some(cluster) = cluster else {
+            return true;
+        };
+        let all = self.fleet.subchannels.load();
+        all.cluster(cluster)
+            .is_some_and(|set| set.iter().any(|s| s.endpoint.is(&connection.endpoint)))
+    }
 }
+
+/// A key as it is bound: with the cluster its calls were routed to.
+type Bound = (AffinityKey, Option<Arc<str>>);
 
 /// Which connection each key is bound to.
 #[derive(Debug, Default)]
 pub(crate) struct Bindings {
-    map: Mutex<HashMap<AffinityKey, Binding>>,
+    map: Mutex<HashMap<Bound, Binding>>,
 }
 
 #[derive(Debug)]
@@ -53,10 +81,15 @@ struct Binding {
 }
 
 impl Bindings {
-    /// The live connection `key` is bound to, if it still takes calls.
-    pub(crate) fn get(&self, key: AffinityKey) -> Option<Arc<Connection>> {
+    /// The live connection `key` is bound to in `cluster`, if it still
+    /// takes calls.
+    pub(crate) fn get(
+        &self,
+        key: AffinityKey,
+        cluster: Option<&Arc<str>>,
+    ) -> Option<Arc<Connection>> {
         let mut map = lock(&self.map);
-        let binding = map.get_mut(&key)?;
+        let binding = map.get_mut(&(key, cluster.cloned()))?;
         let connection = binding.connection.upgrade()?;
         if !connection.link.is_ready() {
             return None;
@@ -67,7 +100,13 @@ impl Bindings {
 
     /// Binds `key` to `connection` unless a call racing this one bound it
     /// first; returns the connection the key is bound to.
-    pub(crate) fn bind(&self, key: AffinityKey, connection: &Arc<Connection>) -> Arc<Connection> {
+    pub(crate) fn bind(
+        &self,
+        key: AffinityKey,
+        cluster: Option<&Arc<str>>,
+        connection: &Arc<Connection>,
+    ) -> Arc<Connection> {
+        let key = (key, cluster.cloned());
         let mut map = lock(&self.map);
         let now = Instant::now();
         if let Some(binding) = map.get_mut(&key)
@@ -85,6 +124,24 @@ impl Bindings {
             },
         );
         connection.clone()
+    }
+
+    /// Forgets `key`'s binding in `cluster` if it is still to `connection`
+    /// (a racing call may have bound it anew).
+    pub(crate) fn unbind(
+        &self,
+        key: AffinityKey,
+        cluster: Option<&Arc<str>>,
+        connection: &Arc<Connection>,
+    ) {
+        let key = (key, cluster.cloned());
+        let mut map = lock(&self.map);
+        if map
+            .get(&key)
+            .is_some_and(|b| std::ptr::eq(b.connection.as_ptr(), Arc::as_ptr(connection)))
+        {
+            map.remove(&key);
+        }
     }
 
     /// Forgets keys whose connection is gone or that were unused for `idle`.
