@@ -77,12 +77,16 @@ async fn grows_to_the_servers_stream_limit_without_a_herd() {
 /// A fresh pool's first call waits for the connection the pool opens at
 /// build, and growth must not take that call for demand no attempt will
 /// serve: the connection joins, serves it, and no second one opens. (The
-/// two crossed about once in thirty fresh pools; a hundred catch it.)
+/// two crossed about once in thirty fresh pools; a hundred catch it. Two
+/// rarer crossings, about once in 20,000 pools on a busy host, have unit
+/// tests in `state/grow.rs`: the build's growth racing the maintenance
+/// tick's, and a queued call that a free stream was about to serve.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_pools_first_call_opens_one_connection() {
     bounded(async {
         let server = TestServer::start(ServerOptions::default()).await;
         let mut opened = Vec::new();
+        let mut odd = Vec::new();
         for _ in 0..100 {
             let pool = Pool::builder()
                 .endpoint(format!("http://{}", server.addr))
@@ -92,12 +96,16 @@ async fn a_fresh_pools_first_call_opens_one_connection() {
                 .say_hello(hello("first", 0))
                 .await
                 .unwrap();
-            opened.push(pool.stats().connects_total);
+            let stats = pool.stats();
+            opened.push(stats.connects_total);
+            if stats.connects_total != 1 {
+                odd.push(stats);
+            }
             pool.close().await;
         }
         assert!(
             opened.iter().all(|&n| n == 1),
-            "connections opened: {opened:?}"
+            "connections opened: {opened:?}; the pools that opened more: {odd:#?}"
         );
     })
     .await;

@@ -938,7 +938,7 @@ pub(crate) fn report(
          client is pinned to core 0 with a one-worker tokio runtime. Each comparison alternates its \
          configurations for {rounds} rounds of {seconds} s after a warm-up, the pool first in even \
          rounds and last in odd ones, and reports medians; ratios are the median of per-round ratios. CPU time per call comes from /proc (user + system, \
-         10 ms ticks).\n\n## Targets\n\n| target | met |\n|---|---|\n",
+         the scheduler's nanoseconds per thread from `schedstat`).\n\n## Targets\n\n| target | met |\n|---|---|\n",
         machine()
     );
     for section in sections {

@@ -33,6 +33,12 @@ impl Inner {
         };
         if rotation.len() + self.connecting() < self.config.max_connections {
             if empty.try_claim(now) {
+                // An attempt that ended since the rotation was read may
+                // have filled it (see `still_wanted`).
+                if self.connections_to(empty) > 0 {
+                    empty.release_claim();
+                    return;
+                }
                 self.fleet.connecting.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(self.clone().open(empty.clone(), true));
             }

@@ -15,14 +15,18 @@ use crate::conn::DEFAULT_MAX_STREAMS;
 
 impl Inner {
     /// Opens connections while an endpoint is below its minimum, the pool
-    /// is below its own, or calls wait beyond what the attempts under way
-    /// will serve; `extra` counts demand not in the queue (a caller of
+    /// is below its own, or calls wait beyond what the free streams and the
+    /// attempts under way will serve; `extra` counts demand not in the queue (a caller of
     /// `ready`).
     pub(crate) fn grow(self: &Arc<Self>, extra: usize) {
         while !self.is_closed() {
             let Some((endpoint, rebalance)) = self.next_attempt(extra) else {
                 return;
             };
+            if !self.still_wanted(&endpoint, extra) {
+                endpoint.release_claim();
+                continue;
+            }
             self.fleet.connecting.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(self.clone().open(endpoint, rebalance));
         }
@@ -124,9 +128,36 @@ impl Inner {
             .map(|endpoint| (Arc::clone(endpoint), false))
     }
 
+    /// Whether `endpoint`, claimed, still wants the attempt it was chosen
+    /// for. It was chosen on counts read before the claim, and an attempt
+    /// that ended in between may have brought the very connection this one
+    /// would (the maintenance tick's, racing the build's: a fresh pool
+    /// opened two about once in 40,000 on a busy host). While the claim is
+    /// held no other attempt adds to the endpoint, so what is read now
+    /// stands.
+    fn still_wanted(&self, endpoint: &Member, extra: usize) -> bool {
+        let open = self.connections_to(endpoint);
+        let cap = self
+            .config
+            .max_connections_per_endpoint
+            .unwrap_or(self.config.max_connections);
+        open < self.config.min_connections_per_endpoint
+            || (open < cap && self.needs_connection(extra))
+    }
+
+    /// The connections to `endpoint` in the rotation.
+    pub(super) fn connections_to(&self, endpoint: &Member) -> usize {
+        self.fleet
+            .rotation
+            .load()
+            .iter()
+            .filter(|connection| endpoint.is(&connection.endpoint))
+            .count()
+    }
+
     /// Whether the pool as a whole wants one more connection: below
-    /// `min_connections`, or calls wait beyond what the attempts under way
-    /// will serve, and below `max_connections`.
+    /// `min_connections`, or calls wait beyond what the free streams and
+    /// the attempts under way will serve, and below `max_connections`.
     fn needs_connection(&self, extra: usize) -> bool {
         // Attempts first, then the rotation: an attempt stops counting only
         // once its connection is in the rotation, so the two reads see it
@@ -150,6 +181,120 @@ impl Inner {
             n => rotation.iter().map(|c| c.capacity()).sum::<usize>() / n,
         };
         let coming = connecting.saturating_mul(per_connection.max(1));
-        self.waiters.len() + extra > coming
+        // Calls that a free stream will serve are no demand: a call joins
+        // the queue before it serves itself from the rotation, and growth
+        // that ran in between opened a second connection for it (a fresh
+        // pool's first call, about once in 40,000 on a busy host).
+        let waiting = self.waiters.len().saturating_sub(self.free_streams());
+        waiting + extra > coming
+    }
+
+    /// The streams the pick can hand out now: on the ready connections of
+    /// the endpoints it draws from (ejected ones left out), or, with one
+    /// endpoint, of the rotation.
+    fn free_streams(&self) -> usize {
+        let free = |connection: &Arc<crate::conn::Connection>| {
+            if connection.link.is_ready() {
+                connection.capacity().saturating_sub(connection.in_flight())
+            } else {
+                0
+            }
+        };
+        if !self.fleet.choosing.load(Ordering::Acquire) {
+            return self.fleet.rotation.load().iter().map(free).sum();
+        }
+        let now = Instant::now();
+        self.fleet
+            .subchannels
+            .load()
+            .iter()
+            .filter(|subchannel| !subchannel.is_ejected(now))
+            .map(|subchannel| {
+                subchannel
+                    .connections
+                    .load()
+                    .iter()
+                    .map(free)
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// An HTTP/2 server on loopback that accepts connections and holds
+    /// them, and a pool of it with its first connection up.
+    async fn pool_with_one_connection() -> crate::Pool {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut connection) = h2::server::handshake(socket).await else {
+                        return;
+                    };
+                    while let Some(Ok(_stream)) = connection.accept().await {}
+                });
+            }
+        });
+        let pool = crate::Pool::builder()
+            .endpoint(format!("http://{address}"))
+            .build()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), pool.ready())
+            .await
+            .unwrap()
+            .unwrap();
+        pool
+    }
+
+    /// An endpoint chosen below its minimum, whose connection joined
+    /// before the claim was taken (another attempt's, ending in between),
+    /// no longer wants an attempt; one without a connection does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_taken_after_the_connection_joined_is_given_up() {
+        let pool = pool_with_one_connection().await;
+        let inner = &pool.inner;
+        let endpoint = inner.endpoints_in_use().remove(0);
+        assert!(!inner.still_wanted(&endpoint, 0));
+        // A second endpoint that takes the TCP connection and never answers
+        // it: no connection of its own joins.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = format!("http://{}", silent.local_addr().unwrap());
+        pool.add_endpoint(&target).unwrap();
+        let added = inner
+            .endpoints_in_use()
+            .into_iter()
+            .find(|member| member.endpoint.key.contains(&target[7..]))
+            .unwrap();
+        assert!(inner.still_wanted(&added, 0));
+    }
+
+    /// A call joins the queue a moment before it serves itself from the
+    /// rotation; growth that runs in between (the maintenance tick, a
+    /// connection's admission) must see the free stream that will serve
+    /// it, not demand for a second connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_that_a_free_stream_will_serve_opens_no_connection() {
+        let pool = pool_with_one_connection().await;
+        let inner = &pool.inner;
+        let waiting = inner.waiters.enqueue(16, false, None).unwrap();
+        inner.grow(0);
+        assert_eq!(
+            inner.connecting(),
+            0,
+            "a second connection was opened for a call its first one will serve"
+        );
+        // The free stream does serve it.
+        inner.serve_waiters();
+        let slot = tokio::time::timeout(Duration::from_secs(10), waiting.grant)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(slot.is_ok());
+        assert_eq!(pool.stats().connects_total, 1);
     }
 }

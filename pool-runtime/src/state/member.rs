@@ -110,6 +110,12 @@ impl Member {
         self.connecting_unless_backing_off(now) == Some(false)
     }
 
+    /// Gives up a claim without an attempt: what made it wanted had
+    /// changed by the time it was held (see `Inner::grow`).
+    pub(crate) fn release_claim(&self) {
+        self.attempts().connecting = false;
+    }
+
     /// Records a successful attempt.
     pub(crate) fn succeeded(&self) {
         let mut attempts = self.attempts();
