@@ -16,8 +16,8 @@ use crate::conn::DEFAULT_MAX_STREAMS;
 impl Inner {
     /// Opens connections while an endpoint is below its minimum, the pool
     /// is below its own, or calls wait beyond what the free streams and the
-    /// attempts under way will serve; `extra` counts demand not in the queue (a caller of
-    /// `ready`).
+    /// attempts under way will serve; `extra` counts demand not in the
+    /// queue (a caller of `ready`).
     pub(crate) fn grow(self: &Arc<Self>, extra: usize) {
         while !self.is_closed() {
             let Some((endpoint, rebalance)) = self.next_attempt(extra) else {
@@ -132,7 +132,7 @@ impl Inner {
     /// for. It was chosen on counts read before the claim, and an attempt
     /// that ended in between may have brought the very connection this one
     /// would (the maintenance tick's, racing the build's: a fresh pool
-    /// opened two about once in 40,000 on a busy host). While the claim is
+    /// opened two about once in 30,000 on a busy host). While the claim is
     /// held no other attempt adds to the endpoint, so what is read now
     /// stands.
     fn still_wanted(&self, endpoint: &Member, extra: usize) -> bool {
@@ -183,8 +183,8 @@ impl Inner {
         let coming = connecting.saturating_mul(per_connection.max(1));
         // Calls that a free stream will serve are no demand: a call joins
         // the queue before it serves itself from the rotation, and growth
-        // that ran in between opened a second connection for it (a fresh
-        // pool's first call, about once in 40,000 on a busy host).
+        // that ran in between would open a second connection for it (see
+        // the test `a_call_that_a_free_stream_will_serve_opens_no_connection`).
         let waiting = self.waiters.len().saturating_sub(self.free_streams());
         waiting + extra > coming
     }
