@@ -475,10 +475,7 @@ impl BareH2 {
         tcp.set_nodelay(true).expect("nodelay");
         let (sender, connection) = h2::client::handshake(tcp).await.expect("handshake");
         tokio::spawn(connection);
-        let message = prost::Message::encode_to_vec(&request());
-        let mut framed = vec![0u8];
-        framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
-        framed.extend_from_slice(&message);
+        let framed = crate::scenarios::grpc_frame(&prost::Message::encode_to_vec(&request()));
         Self {
             sender,
             uri: format!("http://{authority}/grpc.testing.BenchmarkService/UnaryCall")

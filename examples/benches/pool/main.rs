@@ -138,7 +138,15 @@ fn main() {
         return;
     }
     if let Some(kind) = arg(&args, "--load") {
-        // One configuration alone, for profiling it from outside (strace, perf).
+        // One configuration alone, for profiling it from outside (strace,
+        // perf), or from inside: with RUST_LOG set (`h2=debug` logs every
+        // frame), its log goes to stderr.
+        if std::env::var_os("RUST_LOG").is_some() {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_writer(std::io::stderr)
+                .init();
+        }
         let callers = arg(&args, "--callers")
             .and_then(|n| n.parse().ok())
             .unwrap_or(64);

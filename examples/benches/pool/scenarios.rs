@@ -593,16 +593,23 @@ pub(crate) async fn s4(ctx: &Context, cores: usize) -> Section {
     }
 }
 
+/// `message` as gRPC frames it on the wire: not compressed, its 4-byte
+/// length, then the message.
+pub(crate) fn grpc_frame(message: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(message);
+    frame
+}
+
 fn h2load(uri: &str, callers: usize, seconds: u64) -> Result<f64, String> {
-    // A gRPC frame: not compressed, 4-byte length, then the protobuf Payload.
+    // The protobuf Payload h2load sends, framed.
     let message = [0x0a, 16]
         .iter()
         .copied()
         .chain(*b"0123456789abcdef")
         .collect::<Vec<u8>>();
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&message);
+    let frame = grpc_frame(&message);
     let body = std::env::temp_dir().join("pooled-client-bench-frame.bin");
     std::fs::write(&body, frame).map_err(|e| e.to_string())?;
     let output = std::process::Command::new("taskset")

@@ -113,18 +113,16 @@ pub(crate) fn trailers_only(headers: &mut HeaderMap, code: Code, message: &str) 
 /// (trailers, or a trailers-only head): drops a `grpc-status-details-bin`
 /// that is not base64, and makes `grpc-message` UTF-8. Headers with only a
 /// `grpc-status` (tonic's OK trailers) cost one length check; grpc-go's,
-/// which add an empty `grpc-message`, a look at its bytes.
+/// which add an empty `grpc-message`, a walk over the two.
 #[inline]
 pub(crate) fn repair(headers: &mut HeaderMap) {
-    if headers.len() > 1 {
+    if headers.len() > 1 && needs_repair(headers) {
         repair_slow(headers);
     }
 }
 
+#[cold]
 fn repair_slow(headers: &mut HeaderMap) {
-    if !needs_repair(headers) {
-        return;
-    }
     if let Some(details) = headers.get(GRPC_STATUS_DETAILS)
         && DETAILS.decode(details.as_bytes()).is_err()
     {

@@ -57,6 +57,16 @@ impl Connection {
         self.link.max_streams().min(self.stream_cap)
     }
 
+    /// The streams a new call could take on it now: none unless it is
+    /// ready.
+    pub(crate) fn free_streams(&self) -> usize {
+        if self.link.is_ready() {
+            self.capacity().saturating_sub(self.in_flight())
+        } else {
+            0
+        }
+    }
+
     /// Streams held right now.
     #[inline]
     pub(crate) fn in_flight(&self) -> usize {

@@ -118,7 +118,7 @@ impl Driver {
             // new request (a window update, a PING) goes at once; only new
             // requests wait for the other callers' requests.
             let by_socket = woken.by_socket.swap(false, Ordering::AcqRel);
-            if by_socket || !self.link.take_requests_queued() {
+            if by_socket || !self.link.take_deferred_poll() {
                 let mut relay = Context::from_waker(&waker);
                 if let Poll::Ready(result) = Pin::new(&mut self).poll(&mut relay) {
                     return result;
@@ -141,7 +141,7 @@ impl Driver {
             // anew: a wake left marked would only poll h2 once more for
             // nothing (one poll a call at one call in flight, S11).
             woken.clear();
-            self.link.take_requests_queued();
+            self.link.take_deferred_poll();
             let mut relay = Context::from_waker(&waker);
             if let Poll::Ready(result) = Pin::new(&mut self).poll(&mut relay) {
                 return result;

@@ -83,7 +83,8 @@ pub(crate) async fn exchange(
             Err(error) => return Err(SendError::before_headers(error, None)),
         };
     let open = link.open_stream();
-    link.request_queued();
+    // The driver lets the other callers queue theirs before it writes.
+    link.defer_next_poll();
     if !end_stream {
         let mut pump = Pump {
             body,

@@ -49,8 +49,10 @@ pub(crate) struct Link {
     /// The waker the socket is polled with once the driver runs as a task:
     /// it tells the driver that the socket woke it.
     io_waker: OnceLock<std::task::Waker>,
-    /// Set when a caller queued a request since the driver last looked.
-    requests_queued: AtomicBool,
+    /// Set when the driver is to let the tasks already woken run before it
+    /// polls the connection again (a caller queued a request, or a held
+    /// ACK waits for their writes) since it last looked.
+    poll_deferred: AtomicBool,
     /// The first bytes the server sent (up to `FIRST_BYTES`), to say what
     /// it is when it is not an HTTP/2 server.
     first_bytes: OnceLock<Box<[u8]>>,
@@ -97,7 +99,7 @@ impl Default for Link {
             measuring: AtomicBool::new(false),
             driver: AtomicWaker::new(),
             io_waker: OnceLock::new(),
-            requests_queued: AtomicBool::new(false),
+            poll_deferred: AtomicBool::new(false),
             first_bytes: OnceLock::new(),
         }
     }
@@ -115,24 +117,17 @@ impl Link {
         let _ = self.io_waker.set(waker);
     }
 
-    /// Notes that a caller queued a request's frames for the driver.
-    #[inline]
-    pub(crate) fn request_queued(&self) {
-        self.requests_queued.store(true, Ordering::Relaxed);
-    }
-
     /// Asks the driver to let the tasks already woken run before it polls
-    /// the connection again, as it does for a new request: what they write
-    /// then shares the driver's next write.
+    /// the connection again, as after a caller queued a request: what they
+    /// write then shares the driver's next write.
     #[inline]
     pub(crate) fn defer_next_poll(&self) {
-        self.requests_queued.store(true, Ordering::Relaxed);
+        self.poll_deferred.store(true, Ordering::Relaxed);
     }
 
-    /// Whether requests were queued (or the next poll deferred) since the
-    /// last call.
-    pub(crate) fn take_requests_queued(&self) -> bool {
-        self.requests_queued.swap(false, Ordering::Relaxed)
+    /// Whether the next poll was deferred since the last call.
+    pub(crate) fn take_deferred_poll(&self) -> bool {
+        self.poll_deferred.swap(false, Ordering::Relaxed)
     }
 
     /// Keeps the start of the first bytes the server sent.

@@ -324,22 +324,6 @@ mod tests {
         }
     }
 
-    /// A request body whose next frame never comes (a client stream the
-    /// caller is still writing).
-    struct Waiting;
-
-    impl Body for Waiting {
-        type Data = Bytes;
-        type Error = Status;
-
-        fn poll_frame(
-            self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-            Poll::Pending
-        }
-    }
-
     fn poll_once(body: &mut RequestBody, wakes: &Arc<Wakes>) -> bool {
         let waker = Waker::from(wakes.clone());
         Pin::new(body)
@@ -364,7 +348,12 @@ mod tests {
         // A body waiting for its next frame is woken by the end, and then
         // fails with CANCEL.
         let handle = Arc::new(BodyHandle::default());
-        let mut body = RequestBody::new(tonic::body::Body::new(Waiting), handle.clone());
+        // A request body whose next frame never comes (a client stream the
+        // caller is still writing).
+        let waiting = http_body_util::StreamBody::new(futures_util::stream::pending::<
+            Result<Frame<Bytes>, Status>,
+        >());
+        let mut body = RequestBody::new(tonic::body::Body::new(waiting), handle.clone());
         assert!(poll_once(&mut body, &wakes));
         handle.end();
         assert_eq!(wakes.0.load(Ordering::SeqCst), 1);

@@ -3,7 +3,8 @@
 //! a cluster (gRPC A28) keeps its key within that cluster: the key is bound
 //! once per cluster, and a binding whose endpoint has left the cluster is
 //! dropped (an endpoint that stays in another cluster keeps its
-//! connections, so the binding alone would not see it go).
+//! connections, so the binding alone would not see it go). That is checked
+//! once each time the pick's sets change, not at every call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use tonic::Status;
 
 use super::route::RoutedTo;
+use super::weights::Subchannels;
 use super::{Inner, Slot};
 use crate::affinity::AffinityKey;
 use crate::conn::Connection;
@@ -32,12 +34,12 @@ impl Inner {
             return Err(super::outage::closed_status());
         }
         let cluster = routed.map(|to| &to.cluster);
-        if let Some(connection) = self.affinity.get(key, cluster) {
-            if self.serves(cluster, &connection) {
-                connection.force_reserve();
-                return Ok(Slot::new(connection, self.clone()));
-            }
-            self.affinity.unbind(key, cluster, &connection);
+        // Only a routed call's binding is checked against the pick's sets.
+        let sets = cluster.map(|_| self.fleet.subchannels.load_full());
+        let scope = cluster.zip(sets.as_ref());
+        if let Some(connection) = self.affinity.get(key, scope) {
+            connection.force_reserve();
+            return Ok(Slot::new(connection, self.clone()));
         }
         let slot = match routed {
             Some(to) => self.acquire_routed(to, wait_for_ready).await?,
@@ -51,17 +53,6 @@ impl Inner {
         drop(slot);
         bound.force_reserve();
         Ok(Slot::new(bound, self.clone()))
-    }
-
-    /// Whether `connection`'s endpoint is still in `cluster` (any endpoint
-    /// of the pool serves a call that was not routed).
-    fn serves(&self, cluster: Option<&Arc<str>>, connection: &Connection) -> bool {
-        let Some(cluster) = cluster else {
-            return true;
-        };
-        let all = self.fleet.subchannels.load();
-        all.cluster(cluster)
-            .is_some_and(|set| set.iter().any(|s| s.endpoint.is(&connection.endpoint)))
     }
 }
 
@@ -78,21 +69,39 @@ pub(crate) struct Bindings {
 struct Binding {
     connection: Weak<Connection>,
     last_used: Instant,
+    /// The pick's sets its endpoint was last found in its cluster in (a
+    /// fresh binding has none): found again only once they change.
+    checked_in: Weak<Subchannels>,
 }
 
 impl Bindings {
-    /// The live connection `key` is bound to in `cluster`, if it still
-    /// takes calls.
+    /// The live connection `key` is bound to, if it still takes calls.
+    /// For a call routed to a cluster, `scope` is the cluster and the
+    /// pick's sets now: the binding is the key's in that cluster, and one
+    /// whose endpoint has left the cluster is forgotten.
     pub(crate) fn get(
         &self,
         key: AffinityKey,
-        cluster: Option<&Arc<str>>,
+        scope: Option<(&Arc<str>, &Arc<Subchannels>)>,
     ) -> Option<Arc<Connection>> {
         let mut map = lock(&self.map);
-        let binding = map.get_mut(&(key, cluster.cloned()))?;
+        let bound = (key, scope.map(|(cluster, _)| cluster.clone()));
+        let binding = map.get_mut(&bound)?;
         let connection = binding.connection.upgrade()?;
         if !connection.link.is_ready() {
             return None;
+        }
+        if let Some((cluster, sets)) = scope
+            && !std::ptr::eq(binding.checked_in.as_ptr(), Arc::as_ptr(sets))
+        {
+            let member = sets
+                .cluster(cluster)
+                .is_some_and(|set| set.iter().any(|s| s.endpoint.is(&connection.endpoint)));
+            if !member {
+                map.remove(&bound);
+                return None;
+            }
+            binding.checked_in = Arc::downgrade(sets);
         }
         binding.last_used = Instant::now();
         Some(connection)
@@ -121,27 +130,10 @@ impl Bindings {
             Binding {
                 connection: Arc::downgrade(connection),
                 last_used: now,
+                checked_in: Weak::new(),
             },
         );
         connection.clone()
-    }
-
-    /// Forgets `key`'s binding in `cluster` if it is still to `connection`
-    /// (a racing call may have bound it anew).
-    pub(crate) fn unbind(
-        &self,
-        key: AffinityKey,
-        cluster: Option<&Arc<str>>,
-        connection: &Arc<Connection>,
-    ) {
-        let key = (key, cluster.cloned());
-        let mut map = lock(&self.map);
-        if map
-            .get(&key)
-            .is_some_and(|b| std::ptr::eq(b.connection.as_ptr(), Arc::as_ptr(connection)))
-        {
-            map.remove(&key);
-        }
     }
 
     /// Forgets keys whose connection is gone or that were unused for `idle`.

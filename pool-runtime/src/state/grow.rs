@@ -181,27 +181,26 @@ impl Inner {
             n => rotation.iter().map(|c| c.capacity()).sum::<usize>() / n,
         };
         let coming = connecting.saturating_mul(per_connection.max(1));
+        let waiting = self.waiters.len();
+        if waiting + extra <= coming {
+            return false;
+        }
         // Calls that a free stream will serve are no demand: a call joins
         // the queue before it serves itself from the rotation, and growth
         // that ran in between would open a second connection for it (see
         // the test `a_call_that_a_free_stream_will_serve_opens_no_connection`).
-        let waiting = self.waiters.len().saturating_sub(self.free_streams());
-        waiting + extra > coming
+        waiting.saturating_sub(self.free_streams(&rotation)) + extra > coming
     }
 
     /// The streams the pick can hand out now: on the ready connections of
     /// the endpoints it draws from (ejected ones left out), or, with one
-    /// endpoint, of the rotation.
-    fn free_streams(&self) -> usize {
-        let free = |connection: &Arc<crate::conn::Connection>| {
-            if connection.link.is_ready() {
-                connection.capacity().saturating_sub(connection.in_flight())
-            } else {
-                0
-            }
+    /// endpoint, of `rotation`.
+    fn free_streams(&self, rotation: &[Arc<crate::conn::Connection>]) -> usize {
+        let on = |connections: &[Arc<crate::conn::Connection>]| -> usize {
+            connections.iter().map(|c| c.free_streams()).sum()
         };
         if !self.fleet.choosing.load(Ordering::Acquire) {
-            return self.fleet.rotation.load().iter().map(free).sum();
+            return on(rotation);
         }
         let now = Instant::now();
         self.fleet
@@ -209,14 +208,7 @@ impl Inner {
             .load()
             .iter()
             .filter(|subchannel| !subchannel.is_ejected(now))
-            .map(|subchannel| {
-                subchannel
-                    .connections
-                    .load()
-                    .iter()
-                    .map(free)
-                    .sum::<usize>()
-            })
+            .map(|subchannel| on(&subchannel.connections.load()))
             .sum()
     }
 }
