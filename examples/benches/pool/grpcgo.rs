@@ -228,9 +228,10 @@ fn parse_go_duration(text: &str) -> Option<Duration> {
 }
 
 /// S11: the pool, one tonic Channel and grpc-go's client, on grpc-go's
-/// benchmark server; and h2 alone, the floor of every client built on h2
-/// and tokio (tonic's, the pool's), so that each run shows how far below
-/// grpc-go's client that floor lies on the host as it is that day.
+/// benchmark server; and two floors, so that each run shows where they lie
+/// against grpc-go's client on the host as it is that day: h2 alone (every
+/// client built on h2 and tokio) and tonic on h2 alone (every pool that
+/// serves tonic's generated clients).
 pub(crate) async fn s11(ctx: &Context) -> Section {
     let title = "S11: against grpc-go's own client, on grpc-go's benchmark server".to_owned();
     let (server_binary, client_binary) = match go_binaries() {
@@ -281,12 +282,14 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
             .expect("connect a Channel"),
     );
     let h2 = BareH2::connect(&uri).await;
+    let tonic_h2 = tonic_on_h2(&uri).await;
     let seconds = ctx.round.as_secs().max(1);
     let mut body = format!(
         "grpc-go 1.85's `benchmark/server`; closed-loop unary calls, 1-byte request and response, one connection; \
-         {} rounds of {seconds} s, the four clients alternating, medians. \
+         {} rounds of {seconds} s, the five clients alternating, medians. \
          \"h2 alone\" makes the same call on h2 directly (the request encoded once, no tonic, no pool): the least CPU \
-         a client on h2 and tokio spends. CPU per call: the client's (grpc-go's client \
+         a client on h2 and tokio spends. \"tonic on h2 alone\" is tonic's generated client on one h2 connection, no pool \
+         in between: the least a pool that serves tonic's generated clients could spend. CPU per call: the client's (grpc-go's client \
          reports its own) and the server's; the server's reads and writes per call, and each client's writes per call.\n\n\
          | C | client | calls/s | client CPU µs/call | server CPU µs/call | server reads/call | server writes/call | client writes/call |\n\
          |---:|---|---:|---:|---:|---:|---:|---:|\n",
@@ -312,6 +315,10 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
                 label: "h2 alone (the floor)",
                 rounds: Vec::new(),
             },
+            Config {
+                label: "tonic on h2 alone",
+                rounds: Vec::new(),
+            },
         ];
         let pooled_load = |duration| {
             let pooled = pooled.clone();
@@ -334,14 +341,22 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
                 async move { h2.unary_call().await.is_some() }
             })
         };
+        let tonic_h2_load = |duration| {
+            let client = tonic_h2.clone();
+            closed_loop(concurrency, duration, server_pid, move |_| {
+                let mut client = client.clone();
+                async move { client.unary_call(request()).await.is_ok() }
+            })
+        };
         // Warm-up.
         pooled_load(Duration::from_millis(300)).await;
         channel_load(Duration::from_millis(300)).await;
         h2_load(Duration::from_millis(300)).await;
+        tonic_h2_load(Duration::from_millis(300)).await;
         for round in 0..ctx.rounds {
             // Each client goes first in turn.
-            for turn in 0..4 {
-                match (round + turn) % 4 {
+            for turn in 0..5 {
+                match (round + turn) % 5 {
                     0 => configs[0]
                         .rounds
                         .push(counted(server_pid, pooled_load(Duration::from_secs(seconds))).await),
@@ -351,6 +366,9 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
                     3 => configs[3]
                         .rounds
                         .push(counted(server_pid, h2_load(Duration::from_secs(seconds))).await),
+                    4 => configs[4].rounds.push(
+                        counted(server_pid, tonic_h2_load(Duration::from_secs(seconds))).await,
+                    ),
                     _ => {
                         let client = client_binary.clone();
                         let measured = tokio::task::spawn_blocking(move || {
@@ -380,11 +398,15 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
         let rate = ratio(&|m| m.round.per_second());
         let client_cpu = ratio(&|m| m.round.cpu_per_call().0);
         let server_cpu = ratio(&|m| m.round.cpu_per_call().1);
-        let floor = configs[3].median(|m: &Measured| m.round.cpu_per_call().0)
-            / configs[2].median(|m: &Measured| m.round.cpu_per_call().0);
+        let against_go = |config: &Config| {
+            config.median(|m: &Measured| m.round.cpu_per_call().0)
+                / configs[2].median(|m: &Measured| m.round.cpu_per_call().0)
+        };
         let _ = writeln!(
             floors,
-            "- C = {concurrency}: client CPU per call against grpc-go's client: h2 alone {floor:.2}x, the pool {client_cpu:.2}x."
+            "- C = {concurrency}: client CPU per call against grpc-go's client: h2 alone {:.2}x, tonic on h2 alone {:.2}x, the pool {client_cpu:.2}x.",
+            against_go(&configs[3]),
+            against_go(&configs[4]),
         );
         targets.push((format!("S11 C={concurrency}: client CPU per call at most 0.6x grpc-go's client ({client_cpu:.2}x)"), client_cpu <= 0.6));
         targets.push((
@@ -405,7 +427,7 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
     }
 }
 
-/// `--load grpcgo-pool|grpcgo-pool-no-quickack|grpcgo-channel|grpcgo-h2`: one client's unary calls on grpc-go's
+/// `--load grpcgo-pool|grpcgo-pool-no-quickack|grpcgo-channel|grpcgo-h2|grpcgo-tonic-h2`: one client's unary calls on grpc-go's
 /// benchmark service at `uri` alone, to profile it from outside.
 pub(crate) fn load_alone(kind: &str, callers: usize, duration: Duration, uri: &str) {
     let runtime = crate::measure::one_worker_runtime();
@@ -415,6 +437,13 @@ pub(crate) fn load_alone(kind: &str, callers: usize, duration: Duration, uri: &s
             closed_loop(callers, duration, 0, move |_| {
                 let h2 = h2.clone();
                 async move { h2.unary_call().await.is_some() }
+            })
+            .await
+        } else if kind == "grpcgo-tonic-h2" {
+            let client = tonic_on_h2(uri).await;
+            closed_loop(callers, duration, 0, move |_| {
+                let mut client = client.clone();
+                async move { client.unary_call(request()).await.is_ok() }
             })
             .await
         } else if kind == "grpcgo-pool" || kind == "grpcgo-pool-no-quickack" {
@@ -452,6 +481,17 @@ pub(crate) fn load_alone(kind: &str, callers: usize, duration: Duration, uri: &s
             round.per_second()
         );
     });
+}
+
+/// tonic's generated client on one h2 connection, no pool in between: the
+/// floor of any pool that, as this one, serves tonic's generated clients.
+async fn tonic_on_h2(uri: &str) -> BenchmarkServiceClient<crate::h2direct::H2Direct> {
+    let addr = uri.trim_start_matches("http://");
+    let transport = crate::h2direct::H2Direct::connect(addr)
+        .await
+        .expect("connect");
+    let origin: http::Uri = uri.parse().expect("uri");
+    BenchmarkServiceClient::with_origin(transport, origin)
 }
 
 /// The floor of the Rust stack under tonic and the pool: grpc-go's

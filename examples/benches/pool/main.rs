@@ -13,9 +13,11 @@
 //! `--only S1,S3` to run some scenarios, `--out DIR` (default `docs`).
 //! `--load pool|pool-no-quickack|channel --callers N --seconds S --uri URI`
 //! runs one configuration's small unary calls alone, to profile it from
-//! outside; `--load grpcgo-pool|grpcgo-pool-no-quickack|grpcgo-channel|grpcgo-h2`
+//! outside; `--load grpcgo-pool|grpcgo-pool-no-quickack|grpcgo-channel|grpcgo-h2|grpcgo-tonic-h2`
 //! does the same on grpc-go's benchmark service (S11's server; `grpcgo-h2`
-//! is the call on h2 alone, the floor of a client on h2 and tokio).
+//! is the call on h2 alone, the floor of a client on h2 and tokio;
+//! `grpcgo-tonic-h2` tonic's generated client on h2 alone, the floor of a
+//! pool under tonic's generated clients).
 
 mod chart;
 mod fleet;

@@ -29,64 +29,68 @@ use crate::telemetry::CallClock;
 /// One attempt is written out here rather than in a function of its own: the
 /// loop's future is every call's, and another layer of future costs every
 /// call a copy of its state (S3 in docs/benchmarks.md).
-pub(super) async fn send(
+pub(super) fn send(
     inner: Arc<Inner>,
     request: Request<Body>,
     deadline: Option<Instant>,
     method: Option<Arc<MethodConfig>>,
     clock: CallClock,
-) -> Result<Response<ResponseBody>, Status> {
+) -> impl Future<Output = Result<Response<ResponseBody>, Status>> + Send {
+    // The call's state is made here, not in the future: an `async fn` would
+    // keep the request it was given beside the one it sends (S11).
     let (mut call, mut request) = Call::new(&inner, request, method.as_ref());
     // A ring-hash pool's hash (gRPC A42): every attempt starts from it.
     let hash = inner.ring_hash(request.headers());
-    loop {
-        // Every attempt counts against its cluster's breaker (gRPC A32, as
-        // grpc-go's picker counts) and is picked in its cluster (A28).
-        let admission = call.admit()?;
-        let (preferred, wait) = (call.preferred_slot(&inner), call.wait_for_ready);
-        let slot = match (preferred, call.affinity, call.routed(), hash) {
-            (Some(slot), ..) => slot,
-            (None, Some(key), routed, _) => inner.acquire_for(key, routed, wait).await?,
-            (None, None, Some(to), _) => inner.acquire_routed(to, wait).await?,
-            (None, None, None, Some(hash)) => inner.acquire_hashed(hash, wait).await?,
-            (None, None, None, None) => inner.acquire(wait).await?,
-        };
-        let mut end = CallEnd::new(admission.hold(slot), call.handle.clone(), clock.attempt());
-        end.connection().endpoint.address_request(&mut request)?;
-        let limit = call.response_limit(&inner);
-        let failed = match end.connection().send(request).await {
-            Ok(response) if call.read_whole => match read_whole(response, limit).await {
-                Ok(Err(too_large)) => {
-                    end.set_outcome(too_large.code());
-                    return Err(too_large);
-                }
-                Ok(Ok(response)) => {
+    async move {
+        loop {
+            // Every attempt counts against its cluster's breaker (gRPC A32, as
+            // grpc-go's picker counts) and is picked in its cluster (A28).
+            let admission = call.admit()?;
+            let (preferred, wait) = (call.preferred_slot(&inner), call.wait_for_ready);
+            let slot = match (preferred, call.affinity, call.routed(), hash) {
+                (Some(slot), ..) => slot,
+                (None, Some(key), routed, _) => inner.acquire_for(key, routed, wait).await?,
+                (None, None, Some(to), _) => inner.acquire_routed(to, wait).await?,
+                (None, None, None, Some(hash)) => inner.acquire_hashed(hash, wait).await?,
+                (None, None, None, None) => inner.acquire(wait).await?,
+            };
+            let mut end = CallEnd::new(admission.hold(slot), call.handle.clone(), clock.attempt());
+            end.connection().endpoint.address_request(&mut request)?;
+            let limit = call.response_limit(&inner);
+            let failed = match end.connection().send(request).await {
+                Ok(response) if call.read_whole => match read_whole(response, limit).await {
+                    Ok(Err(too_large)) => {
+                        end.set_outcome(too_large.code());
+                        return Err(too_large);
+                    }
+                    Ok(Ok(response)) => {
+                        if let Some(retry) = call.retry_for(&inner, &response) {
+                            call.failed_with(end, &retry);
+                            request = Box::pin(call.again_after(&inner, retry)).await?;
+                            continue;
+                        }
+                        return Ok(finish_whole(&mut end, response, limit));
+                    }
+                    Err(error) => Failed {
+                        failure: SendError::after_headers(error),
+                        end,
+                    },
+                },
+                Ok(response) => {
                     if let Some(retry) = call.retry_for(&inner, &response) {
                         call.failed_with(end, &retry);
+                        drop(response);
                         request = Box::pin(call.again_after(&inner, retry)).await?;
                         continue;
                     }
-                    return Ok(finish_whole(&mut end, response, limit));
+                    return Ok(streamed(end, response, deadline, limit));
                 }
-                Err(error) => Failed {
-                    failure: SendError::after_headers(error),
-                    end,
-                },
-            },
-            Ok(response) => {
-                if let Some(retry) = call.retry_for(&inner, &response) {
-                    call.failed_with(end, &retry);
-                    drop(response);
-                    request = Box::pin(call.again_after(&inner, retry)).await?;
-                    continue;
-                }
-                return Ok(streamed(end, response, deadline, limit));
-            }
-            Err(failure) => Failed { failure, end },
-        };
-        // Boxed: only failed attempts carry the retry's state (a timer, a
-        // copy of the head), so every call's future stays small.
-        request = Box::pin(call.again(&inner, failed)).await?;
+                Err(failure) => Failed { failure, end },
+            };
+            // Boxed: only failed attempts carry the retry's state (a timer, a
+            // copy of the head), so every call's future stays small.
+            request = Box::pin(call.again(&inner, failed)).await?;
+        }
     }
 }
 

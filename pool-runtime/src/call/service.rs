@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures_util::FutureExt;
 use futures_util::future::Either;
 use http::{Request, Response};
 use tonic::Status;
@@ -66,50 +67,104 @@ impl Future for ResponseFuture {
 /// config when that is shorter, or else the pool's `timeout` (what the pool
 /// imposes is sent as the call's `grpc-timeout`). The pool's interceptor
 /// runs first.
-async fn call(
+///
+/// Not an `async fn` but the attempts' future with the deadline's timer
+/// beside it: an `async fn` around them would hold a second copy of their
+/// state, and every call moves its future into a box (S11).
+fn call(
     inner: Arc<Inner>,
-    mut request: Request<Body>,
-) -> Result<Response<ResponseBody>, Status> {
+    request: Request<Body>,
+) -> impl Future<Output = Result<Response<ResponseBody>, Status>> + Send {
+    let Prepared {
+        request,
+        policy,
+        deadline,
+        clock,
+    } = match prepare(&inner, request) {
+        Ok(prepared) => prepared,
+        Err(status) => return Either::Left(std::future::ready(Err(status))),
+    };
+    match deadline {
+        None => {
+            let sent = dispatch(inner, request, None, policy, clock.clone());
+            Either::Right(Either::Left(sent.map(move |result| ended(&clock, result))))
+        }
+        Some((timeout, at)) => {
+            let sent = dispatch(inner.clone(), request, Some(at), policy, clock.clone());
+            let judged = tokio::time::timeout_at(at, sent).map(move |result| {
+                let result = match result {
+                    Ok(result) => within_deadline(&inner, result, timeout, at),
+                    Err(_) => Err(inner.deadline_status(timeout)),
+                };
+                ended(&clock, result)
+            });
+            Either::Right(Either::Right(judged))
+        }
+    }
+}
+
+/// What a call carries once its interceptor ran and its policies and
+/// deadline are known.
+struct Prepared {
+    request: Request<Body>,
+    policy: Option<Arc<MethodConfig>>,
+    /// The call's timeout, and when it passes.
+    deadline: Option<(std::time::Duration, tokio::time::Instant)>,
+    clock: CallClock,
+}
+
+/// Runs the pool's interceptor and finds the call's policies and deadline.
+fn prepare(inner: &Inner, mut request: Request<Body>) -> Result<Prepared, Status> {
     if let Some(interceptor) = &inner.calls.interceptor {
         request = interceptor.intercept_http(request)?;
     }
-    let (policy, route) = policies(&inner, &mut request)?;
-    let deadline = call_timeout(&inner, &mut request, policy.as_deref(), route.as_deref())
+    let (policy, route) = policies(inner, &mut request)?;
+    let deadline = call_timeout(inner, &mut request, policy.as_deref(), route.as_deref())
         .map(|timeout| (timeout, tokio::time::Instant::now() + timeout));
     let clock = CallClock::start(
         &inner.telemetry.instruments,
         request.uri().path(),
         deadline.map(|(_, at)| at),
     );
-    let result = match deadline {
-        None => dispatch(inner, request, None, policy, clock.clone()).await,
-        Some((timeout, at)) => {
-            let pool = inner.clone();
-            let sent = dispatch(inner, request, Some(at), policy, clock.clone());
-            match tokio::time::timeout_at(at, sent).await {
-                // A server that enforces the deadline too may answer first, and
-                // tonic's servers answer CANCELLED: the deadline is what happened.
-                Ok(Ok(response))
-                    if tokio::time::Instant::now() >= at && is_cancelled(response.headers()) =>
-                {
-                    Err(pool.deadline_status(timeout))
-                }
-                // A server that enforces the deadline resets the stream as it
-                // passes (grpc-go with CANCEL); a reset that arrives once the
-                // deadline has passed is the deadline, as grpc-go's client has
-                // it (`handleRSTStream`).
-                Ok(Err(status))
-                    if tokio::time::Instant::now() >= at && status::is_stream_reset(&status) =>
-                {
-                    Err(pool.deadline_status(timeout))
-                }
-                Ok(result) => result,
-                Err(_) => Err(pool.deadline_status(timeout)),
-            }
+    Ok(Prepared {
+        request,
+        policy,
+        deadline,
+        clock,
+    })
+}
+
+/// The result of a call that ended before its deadline's timer fired: a
+/// server that enforces the deadline too may have answered first.
+fn within_deadline(
+    inner: &Inner,
+    result: Result<Response<ResponseBody>, Status>,
+    timeout: std::time::Duration,
+    at: tokio::time::Instant,
+) -> Result<Response<ResponseBody>, Status> {
+    let passed = || tokio::time::Instant::now() >= at;
+    match result {
+        // tonic's servers answer CANCELLED: the deadline is what happened.
+        Ok(response) if passed() && is_cancelled(response.headers()) => {
+            Err(inner.deadline_status(timeout))
         }
-    };
-    // The status the caller gets is the call's; a response's status comes
-    // from its attempt, when its body ends.
+        // A server that enforces the deadline resets the stream as it
+        // passes (grpc-go with CANCEL); a reset that arrives once the
+        // deadline has passed is the deadline, as grpc-go's client has it
+        // (`handleRSTStream`).
+        Err(status) if passed() && status::is_stream_reset(&status) => {
+            Err(inner.deadline_status(timeout))
+        }
+        result => result,
+    }
+}
+
+/// The status the caller gets is the call's; a response's status comes
+/// from its attempt, when its body ends.
+fn ended(
+    clock: &CallClock,
+    result: Result<Response<ResponseBody>, Status>,
+) -> Result<Response<ResponseBody>, Status> {
     if let Err(status) = &result {
         clock.set_code(status.code());
     }

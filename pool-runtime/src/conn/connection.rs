@@ -113,12 +113,16 @@ impl Connection {
 
     /// Sends `request` on this connection and waits for the response's
     /// headers.
+    ///
+    /// Not an `async fn`: that would keep a second copy of the request in
+    /// every call's future (an `async fn` stores its arguments apart from
+    /// the locals it moves them into).
     #[inline]
-    pub(crate) async fn send(
+    pub(crate) fn send(
         &self,
         request: Request<RequestBody>,
-    ) -> Result<Response<RecvBody>, SendError> {
-        exchange(&self.sender, &self.link, request).await
+    ) -> impl Future<Output = Result<Response<RecvBody>, SendError>> + Send + '_ {
+        exchange(&self.sender, &self.link, request)
     }
 
     /// The handle that opens streams on this connection.

@@ -64,62 +64,71 @@ impl SendError {
 
 /// Sends `request` on the connection behind `sender` and waits for the
 /// response's headers.
-pub(crate) async fn exchange(
-    sender: &Sender,
-    link: &Arc<Link>,
+// An `async fn` would hold the request twice (see the body).
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn exchange<'a>(
+    sender: &'a Sender,
+    link: &'a Arc<Link>,
     mut request: Request<RequestBody>,
-) -> Result<Response<RecvBody>, SendError> {
-    let mut sender = sender.clone();
-    if let Err(error) = std::future::poll_fn(|cx| sender.poll_ready(cx)).await {
-        return Err(SendError::before_headers(error, Some(request)));
-    }
-    strip_connection_headers(request.headers_mut());
-    let (head, body) = request.into_parts();
-    let end_stream = body.is_end_stream();
-    let (mut response, stream) =
-        match sender.send_request(Request::from_parts(head, ()), end_stream) {
-            Ok(sent) => sent,
-            // The body, dropped here, keeps itself for sending again.
-            Err(error) => return Err(SendError::before_headers(error, None)),
+) -> impl Future<Output = Result<Response<RecvBody>, SendError>> + Send + 'a {
+    // Not an `async fn`, and what is borrowed only until the headers are
+    // sent is scoped to a block: every call's future holds the request
+    // once, not as an argument and again as a local (S11).
+    async move {
+        let (mut response, stream, body, end_stream) = {
+            let mut sender = sender.clone();
+            if let Err(error) = std::future::poll_fn(|cx| sender.poll_ready(cx)).await {
+                return Err(SendError::before_headers(error, Some(request)));
+            }
+            strip_connection_headers(request.headers_mut());
+            let (head, body) = request.into_parts();
+            let end_stream = body.is_end_stream();
+            match sender.send_request(Request::from_parts(head, ()), end_stream) {
+                Ok((response, stream)) => (response, stream, body, end_stream),
+                // The body, dropped here, keeps itself for sending again.
+                Err(error) => return Err(SendError::before_headers(error, None)),
+            }
         };
-    let open = link.open_stream();
-    // The driver lets the other callers queue theirs before it writes.
-    link.defer_next_poll();
-    if !end_stream {
-        let mut pump = Pump {
-            body,
-            stream,
-            waiting: None,
-            held: None,
-            inline: 0,
-        };
-        match std::future::poll_fn(|cx| Poll::Ready(pump.send_ready(cx))).await {
-            Inline::Done => {}
-            Inline::Failed(error) => {
-                // The server may have answered and closed the stream before
-                // the body went out (tonic answers an unknown service with
-                // its status at once, then resets the stream): its answer
-                // is the call's, as hyper has it, not the failed send.
-                match (&mut response).now_or_never() {
-                    Some(Ok(response)) => return Ok(RecvBody::checked(response, open)),
-                    // The server reset the stream first (h2 then calls the
-                    // body's send "inactive stream"): its reset is what
-                    // happened, REFUSED_STREAM included, which a transparent
-                    // retry may send again.
-                    Some(Err(reset)) if reset.is_remote() => {
-                        return Err(SendError::after_headers(reset.into()));
+        let open = link.open_stream();
+        // The driver lets the other callers queue theirs before it writes.
+        link.defer_next_poll();
+        if !end_stream {
+            let mut pump = Pump {
+                body,
+                stream,
+                waiting: None,
+                held: None,
+                inline: 0,
+            };
+            match std::future::poll_fn(|cx| Poll::Ready(pump.send_ready(cx))).await {
+                Inline::Done => {}
+                Inline::Failed(error) => {
+                    // The server may have answered and closed the stream
+                    // before the body went out (tonic answers an unknown
+                    // service with its status at once, then resets the
+                    // stream): its answer is the call's, as hyper has it,
+                    // not the failed send.
+                    match (&mut response).now_or_never() {
+                        Some(Ok(response)) => return Ok(RecvBody::checked(response, open)),
+                        // The server reset the stream first (h2 then calls
+                        // the body's send "inactive stream"): its reset is
+                        // what happened, REFUSED_STREAM included, which a
+                        // transparent retry may send again.
+                        Some(Err(reset)) if reset.is_remote() => {
+                            return Err(SendError::after_headers(reset.into()));
+                        }
+                        _ => return Err(SendError::after_headers(error)),
                     }
-                    _ => return Err(SendError::after_headers(error)),
+                }
+                Inline::Wait => {
+                    tokio::spawn(pump);
                 }
             }
-            Inline::Wait => {
-                tokio::spawn(pump);
-            }
         }
-    }
-    match response.await {
-        Ok(response) => Ok(RecvBody::checked(response, open)),
-        Err(error) => Err(SendError::after_headers(error.into())),
+        match response.await {
+            Ok(response) => Ok(RecvBody::checked(response, open)),
+            Err(error) => Err(SendError::after_headers(error.into())),
+        }
     }
 }
 
