@@ -20,7 +20,7 @@ use crate::config::MethodConfig;
 use crate::conn::{BodyHandle, Endpoint, RecvBody, RequestBody, SendError, TransportError, status};
 use crate::state::circuit;
 use crate::state::route::RoutedTo;
-use crate::state::{Inner, Spread};
+use crate::state::{Inner, Slot, Spread};
 use crate::telemetry::CallClock;
 
 /// Sends `request` on the least-loaded connection, again elsewhere when the
@@ -28,7 +28,9 @@ use crate::telemetry::CallClock;
 ///
 /// One attempt is written out here rather than in a function of its own: the
 /// loop's future is every call's, and another layer of future costs every
-/// call a copy of its state (S3 in docs/benchmarks.md).
+/// call a copy of its state (S3 in docs/benchmarks.md). Only the choice of
+/// a slot is a future of its own ([`Call::slot`], 152 bytes, alive only
+/// while a call waits for its slot).
 pub(super) fn send(
     inner: Arc<Inner>,
     request: Request<Body>,
@@ -46,14 +48,7 @@ pub(super) fn send(
             // Every attempt counts against its cluster's breaker (gRPC A32, as
             // grpc-go's picker counts) and is picked in its cluster (A28).
             let admission = call.admit()?;
-            let (preferred, wait) = (call.preferred_slot(&inner), call.wait_for_ready);
-            let slot = match (preferred, call.affinity, call.routed(), hash) {
-                (Some(slot), ..) => slot,
-                (None, Some(key), routed, _) => inner.acquire_for(key, routed, wait).await?,
-                (None, None, Some(to), _) => inner.acquire_routed(to, wait).await?,
-                (None, None, None, Some(hash)) => inner.acquire_hashed(hash, wait).await?,
-                (None, None, None, None) => inner.acquire(wait).await?,
-            };
+            let slot = call.slot(&inner, hash).await?;
             let mut end = CallEnd::new(admission.hold(slot), call.handle.clone(), clock.attempt());
             end.connection().endpoint.address_request(&mut request)?;
             let limit = call.response_limit(&inner);
@@ -292,13 +287,30 @@ impl Call {
     /// For a copy of a hedged call, a slot on an endpoint no other copy
     /// took; for a retry, one on an endpoint no failed attempt took; if
     /// one is free.
-    fn preferred_slot(&self, inner: &Arc<Inner>) -> Option<crate::state::Slot> {
+    fn preferred_slot(&self, inner: &Arc<Inner>) -> Option<Slot> {
         let rare = self.rare.as_ref()?;
         let routed = rare.routed.as_ref();
         match &rare.spread {
             Some(spread) => inner.pick_spread(spread, routed),
             None if rare.tried.is_empty() => None,
             None => inner.pick_untried(&rare.tried, routed),
+        }
+    }
+
+    /// The slot of the next attempt: the endpoint a hedged copy or a retry
+    /// prefers, if one is free there; else the key's connection, the
+    /// route's cluster, the ring's endpoint or the plain pick, waiting in
+    /// line if need be.
+    async fn slot(&self, inner: &Arc<Inner>, hash: Option<u64>) -> Result<Slot, Status> {
+        if let Some(slot) = self.preferred_slot(inner) {
+            return Ok(slot);
+        }
+        let wait = self.wait_for_ready;
+        match (self.affinity, self.routed(), hash) {
+            (Some(key), routed, _) => inner.acquire_for(key, routed, wait).await,
+            (None, Some(to), _) => inner.acquire_routed(to, wait).await,
+            (None, None, Some(hash)) => inner.acquire_hashed(hash, wait).await,
+            (None, None, None) => inner.acquire(wait).await,
         }
     }
 

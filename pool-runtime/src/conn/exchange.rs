@@ -69,7 +69,7 @@ impl SendError {
 pub(crate) fn exchange<'a>(
     sender: &'a Sender,
     link: &'a Arc<Link>,
-    mut request: Request<RequestBody>,
+    request: Request<RequestBody>,
 ) -> impl Future<Output = Result<Response<RecvBody>, SendError>> + Send + 'a {
     // Not an `async fn`, and what is borrowed only until the headers are
     // sent is scoped to a block: every call's future holds the request
@@ -80,14 +80,10 @@ pub(crate) fn exchange<'a>(
             if let Err(error) = std::future::poll_fn(|cx| sender.poll_ready(cx)).await {
                 return Err(SendError::before_headers(error, Some(request)));
             }
-            strip_connection_headers(request.headers_mut());
-            let (head, body) = request.into_parts();
-            let end_stream = body.is_end_stream();
-            match sender.send_request(Request::from_parts(head, ()), end_stream) {
-                Ok((response, stream)) => (response, stream, body, end_stream),
-                // The body, dropped here, keeps itself for sending again.
-                Err(error) => return Err(SendError::before_headers(error, None)),
-            }
+            // The body, dropped with a refused request, keeps itself for
+            // sending again.
+            send_head(&mut sender, request)
+                .map_err(|error| SendError::before_headers(error, None))?
         };
         let open = link.open_stream();
         // The driver lets the other callers queue theirs before it writes.
@@ -103,22 +99,9 @@ pub(crate) fn exchange<'a>(
             match std::future::poll_fn(|cx| Poll::Ready(pump.send_ready(cx))).await {
                 Inline::Done => {}
                 Inline::Failed(error) => {
-                    // The server may have answered and closed the stream
-                    // before the body went out (tonic answers an unknown
-                    // service with its status at once, then resets the
-                    // stream): its answer is the call's, as hyper has it,
-                    // not the failed send.
-                    match (&mut response).now_or_never() {
-                        Some(Ok(response)) => return Ok(RecvBody::checked(response, open)),
-                        // The server reset the stream first (h2 then calls
-                        // the body's send "inactive stream"): its reset is
-                        // what happened, REFUSED_STREAM included, which a
-                        // transparent retry may send again.
-                        Some(Err(reset)) if reset.is_remote() => {
-                            return Err(SendError::after_headers(reset.into()));
-                        }
-                        _ => return Err(SendError::after_headers(error)),
-                    }
+                    return early_answer(&mut response, error)
+                        .map(|response| RecvBody::checked(response, open))
+                        .map_err(SendError::after_headers);
                 }
                 Inline::Wait => {
                     tokio::spawn(pump);
@@ -129,6 +112,45 @@ pub(crate) fn exchange<'a>(
             Ok(response) => Ok(RecvBody::checked(response, open)),
             Err(error) => Err(SendError::after_headers(error.into())),
         }
+    }
+}
+
+/// A request's headers, sent: the response to wait for, the stream and
+/// the body to send on it, and whether the headers ended the stream.
+type HeadSent = (
+    h2::client::ResponseFuture,
+    h2::SendStream<Bytes>,
+    RequestBody,
+    bool,
+);
+
+/// Sends the headers of `request` on a `sender` that is ready.
+fn send_head(
+    sender: &mut Sender,
+    mut request: Request<RequestBody>,
+) -> Result<HeadSent, h2::Error> {
+    strip_connection_headers(request.headers_mut());
+    let (head, body) = request.into_parts();
+    let end_stream = body.is_end_stream();
+    let (response, stream) = sender.send_request(Request::from_parts(head, ()), end_stream)?;
+    Ok((response, stream, body, end_stream))
+}
+
+/// What ends a call whose request body failed to go out. The server may
+/// have answered and closed the stream before the body went out (tonic
+/// answers an unknown service with its status at once, then resets the
+/// stream): its answer is the call's, as hyper has it, not the failed send.
+fn early_answer(
+    response: &mut h2::client::ResponseFuture,
+    error: TransportError,
+) -> Result<Response<h2::RecvStream>, TransportError> {
+    match response.now_or_never() {
+        Some(Ok(response)) => Ok(response),
+        // The server reset the stream first (h2 then calls the body's send
+        // "inactive stream"): its reset is what happened, REFUSED_STREAM
+        // included, which a transparent retry may send again.
+        Some(Err(reset)) if reset.is_remote() => Err(reset.into()),
+        _ => Err(error),
     }
 }
 

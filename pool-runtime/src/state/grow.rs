@@ -36,10 +36,7 @@ impl Inner {
     /// attempt is under way or backing off there, or the endpoint or the
     /// pool is at its maximum.
     pub(super) fn grow_endpoint(self: &Arc<Self>, subchannel: &Subchannel) {
-        let cap = self
-            .config
-            .max_connections_per_endpoint
-            .unwrap_or(self.config.max_connections);
+        let cap = self.endpoint_cap();
         // Attempts first, then the rotation (see `needs_connection`).
         let connecting = self.connecting();
         let open = self.fleet.rotation.load().len() + connecting;
@@ -112,10 +109,7 @@ impl Inner {
         if !self.needs_connection(extra) {
             return None;
         }
-        let cap = self
-            .config
-            .max_connections_per_endpoint
-            .unwrap_or(self.config.max_connections);
+        let cap = self.endpoint_cap();
         let fewest = counts.iter().map(|(count, _)| *count).min()?;
         if fewest >= cap {
             return None;
@@ -137,12 +131,16 @@ impl Inner {
     /// stands.
     fn still_wanted(&self, endpoint: &Member, extra: usize) -> bool {
         let open = self.connections_to(endpoint);
-        let cap = self
-            .config
-            .max_connections_per_endpoint
-            .unwrap_or(self.config.max_connections);
         open < self.config.min_connections_per_endpoint
-            || (open < cap && self.needs_connection(extra))
+            || (open < self.endpoint_cap() && self.needs_connection(extra))
+    }
+
+    /// The most connections one endpoint may have:
+    /// `max_connections_per_endpoint`, or else the pool's `max_connections`.
+    fn endpoint_cap(&self) -> usize {
+        self.config
+            .max_connections_per_endpoint
+            .unwrap_or(self.config.max_connections)
     }
 
     /// The connections to `endpoint` in the rotation.
