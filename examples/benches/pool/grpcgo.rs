@@ -6,7 +6,7 @@
 //! flight on one connection; the server pinned to core 1, each client to
 //! core 0 (the pool and the Channel on the harness's one-worker runtime,
 //! grpc-go's client by `taskset`, which its runtime's GOMAXPROCS follows).
-//! The three alternate within each round; medians of the rounds. CPU per
+//! The clients alternate within each round; medians of the rounds. CPU per
 //! call comes from /proc (grpc-go's client reports its own, from the same
 //! clock); the server's reads and writes per call from /proc/PID/io.
 
@@ -282,14 +282,17 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
             .expect("connect a Channel"),
     );
     let h2 = BareH2::connect(&uri).await;
-    let tonic_h2 = tonic_on_h2(&uri).await;
+    let tonic_h2 = tonic_on_h2(&uri, false).await;
+    let tonic_h2_batched = tonic_on_h2(&uri, true).await;
     let seconds = ctx.round.as_secs().max(1);
     let mut body = format!(
         "grpc-go 1.85's `benchmark/server`; closed-loop unary calls, 1-byte request and response, one connection; \
-         {} rounds of {seconds} s, the five clients alternating, medians. \
+         {} rounds of {seconds} s, the six clients alternating, medians. \
          \"h2 alone\" makes the same call on h2 directly (the request encoded once, no tonic, no pool): the least CPU \
          a client on h2 and tokio spends. \"tonic on h2 alone\" is tonic's generated client on one h2 connection, no pool \
-         in between: the least a pool that serves tonic's generated clients could spend. CPU per call: the client's (grpc-go's client \
+         in between, and \"batched\" the same with the pool's write batching (its connection's task lets the ready callers queue their \
+         requests before it writes, and a unary request is HEADERS and one DATA with END_STREAM) and nothing else of the pool: \
+         the least a pool that serves tonic's generated clients, unbatched or batched as this one, could spend. CPU per call: the client's (grpc-go's client \
          reports its own) and the server's; the server's reads and writes per call, and each client's writes per call.\n\n\
          | C | client | calls/s | client CPU µs/call | server CPU µs/call | server reads/call | server writes/call | client writes/call |\n\
          |---:|---|---:|---:|---:|---:|---:|---:|\n",
@@ -317,6 +320,10 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
             },
             Config {
                 label: "tonic on h2 alone",
+                rounds: Vec::new(),
+            },
+            Config {
+                label: "tonic on h2 alone, batched",
                 rounds: Vec::new(),
             },
         ];
@@ -348,15 +355,23 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
                 async move { client.unary_call(request()).await.is_ok() }
             })
         };
+        let batched_load = |duration| {
+            let client = tonic_h2_batched.clone();
+            closed_loop(concurrency, duration, server_pid, move |_| {
+                let mut client = client.clone();
+                async move { client.unary_call(request()).await.is_ok() }
+            })
+        };
         // Warm-up.
         pooled_load(Duration::from_millis(300)).await;
+        batched_load(Duration::from_millis(300)).await;
         channel_load(Duration::from_millis(300)).await;
         h2_load(Duration::from_millis(300)).await;
         tonic_h2_load(Duration::from_millis(300)).await;
         for round in 0..ctx.rounds {
             // Each client goes first in turn.
-            for turn in 0..5 {
-                match (round + turn) % 5 {
+            for turn in 0..configs.len() {
+                match (round + turn) % configs.len() {
                     0 => configs[0]
                         .rounds
                         .push(counted(server_pid, pooled_load(Duration::from_secs(seconds))).await),
@@ -368,6 +383,9 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
                         .push(counted(server_pid, h2_load(Duration::from_secs(seconds))).await),
                     4 => configs[4].rounds.push(
                         counted(server_pid, tonic_h2_load(Duration::from_secs(seconds))).await,
+                    ),
+                    5 => configs[5].rounds.push(
+                        counted(server_pid, batched_load(Duration::from_secs(seconds))).await,
                     ),
                     _ => {
                         let client = client_binary.clone();
@@ -398,15 +416,20 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
         let rate = ratio(&|m| m.round.per_second());
         let client_cpu = ratio(&|m| m.round.cpu_per_call().0);
         let server_cpu = ratio(&|m| m.round.cpu_per_call().1);
-        let against_go = |config: &Config| {
-            config.median(|m: &Measured| m.round.cpu_per_call().0)
-                / configs[2].median(|m: &Measured| m.round.cpu_per_call().0)
+        let against_go = |config: &Config, cpu: fn(&Measured) -> f64| {
+            config.median(cpu) / configs[2].median(cpu)
         };
+        let client = |m: &Measured| m.round.cpu_per_call().0;
+        let server = |m: &Measured| m.round.cpu_per_call().1;
         let _ = writeln!(
             floors,
-            "- C = {concurrency}: client CPU per call against grpc-go's client: h2 alone {:.2}x, tonic on h2 alone {:.2}x, the pool {client_cpu:.2}x.",
-            against_go(&configs[3]),
-            against_go(&configs[4]),
+            "- C = {concurrency}: client CPU per call against grpc-go's client: h2 alone {:.2}x, tonic on h2 alone {:.2}x, batched {:.2}x, the pool {client_cpu:.2}x; \
+             server CPU per call: tonic on h2 alone {:.2}x, batched {:.2}x, the pool {server_cpu:.2}x.",
+            against_go(&configs[3], client),
+            against_go(&configs[4], client),
+            against_go(&configs[5], client),
+            against_go(&configs[4], server),
+            against_go(&configs[5], server),
         );
         targets.push((format!("S11 C={concurrency}: client CPU per call at most 0.6x grpc-go's client ({client_cpu:.2}x)"), client_cpu <= 0.6));
         targets.push((
@@ -427,7 +450,7 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
     }
 }
 
-/// `--load grpcgo-pool|grpcgo-pool-no-quickack|grpcgo-channel|grpcgo-h2|grpcgo-tonic-h2`: one client's unary calls on grpc-go's
+/// `--load grpcgo-pool|grpcgo-pool-no-quickack|grpcgo-channel|grpcgo-h2|grpcgo-tonic-h2|grpcgo-tonic-h2-batched`: one client's unary calls on grpc-go's
 /// benchmark service at `uri` alone, to profile it from outside.
 pub(crate) fn load_alone(kind: &str, callers: usize, duration: Duration, uri: &str) {
     let runtime = crate::measure::one_worker_runtime();
@@ -439,8 +462,8 @@ pub(crate) fn load_alone(kind: &str, callers: usize, duration: Duration, uri: &s
                 async move { h2.unary_call().await.is_some() }
             })
             .await
-        } else if kind == "grpcgo-tonic-h2" {
-            let client = tonic_on_h2(uri).await;
+        } else if kind == "grpcgo-tonic-h2" || kind == "grpcgo-tonic-h2-batched" {
+            let client = tonic_on_h2(uri, kind == "grpcgo-tonic-h2-batched").await;
             closed_loop(callers, duration, 0, move |_| {
                 let mut client = client.clone();
                 async move { client.unary_call(request()).await.is_ok() }
@@ -484,12 +507,19 @@ pub(crate) fn load_alone(kind: &str, callers: usize, duration: Duration, uri: &s
 }
 
 /// tonic's generated client on one h2 connection, no pool in between: the
-/// floor of any pool that, as this one, serves tonic's generated clients.
-async fn tonic_on_h2(uri: &str) -> BenchmarkServiceClient<crate::h2direct::H2Direct> {
+/// floor of any pool that, as this one, serves tonic's generated clients;
+/// `batched`, with the pool's write batching and nothing else of it.
+async fn tonic_on_h2(
+    uri: &str,
+    batched: bool,
+) -> BenchmarkServiceClient<crate::h2direct::H2Direct> {
     let addr = uri.trim_start_matches("http://");
-    let transport = crate::h2direct::H2Direct::connect(addr)
-        .await
-        .expect("connect");
+    let transport = if batched {
+        crate::h2direct::H2Direct::connect_batched(addr).await
+    } else {
+        crate::h2direct::H2Direct::connect(addr).await
+    }
+    .expect("connect");
     let origin: http::Uri = uri.parse().expect("uri");
     BenchmarkServiceClient::with_origin(transport, origin)
 }
