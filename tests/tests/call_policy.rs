@@ -518,6 +518,26 @@ async fn hedging_answers_from_a_second_copy_on_another_server_and_cancels_the_fi
     .await;
 }
 
+/// A hedged call's copies are held to the generated client's
+/// `max_decoding_message_size` as an unhedged call is: the pool ends the
+/// response at the message's length prefix, with the limit in its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hedged_calls_copies_keep_the_clients_decoding_limit() {
+    bounded(LIMIT, async {
+        let (server, pool) = hedging_over_two_servers(2, "10s").await;
+        let greeter = PooledGreeterClient::new(pool).max_decoding_message_size(64);
+        let large = "z".repeat(100);
+        let status = greeter.say_hello(hello(&large, 0)).await.unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(
+            status.message().contains("above the limit of 64 bytes"),
+            "the pool's limit, not only tonic's decoder, ended it: {status:?}"
+        );
+        assert_eq!(server.attempts(&large), 1, "no hedge went out");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_above_the_methods_limits_fail_with_resource_exhausted() {
     bounded(LIMIT, async {

@@ -486,6 +486,38 @@ async fn refused_streams_get_the_transparent_retry_and_then_the_policy() {
     .await;
 }
 
+/// A hedged call's copies get their transparent retry too (a copy sent
+/// again copies the head the call's copies share), and a refused copy is
+/// a non-fatal failure that sends the next copy at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_copies_of_a_hedged_call_get_the_transparent_retry() {
+    hostile_case(async {
+        let (uri, seen) = serve_refusing().await;
+        let hedging = pooled_client::ServiceConfig::from_json(
+            r#"{"methodConfig": [{"name": [{"service": "helloworld.Greeter", "method": "SayHello"}],
+                "hedgingPolicy": {"maxAttempts": 2, "hedgingDelay": "10s", "nonFatalStatusCodes": ["UNAVAILABLE"]}}]}"#,
+        )
+        .unwrap();
+        let pool = Pool::builder()
+            .endpoint(&uri)
+            .service_config(hedging)
+            .build()
+            .unwrap();
+        let client = PooledGreeterClient::new(pool.clone());
+        let status = client.say_hello(hello("hostile", 0)).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            4,
+            "2 copies, each refused and sent once more"
+        );
+        let stats = pool.stats();
+        assert_eq!((stats.transparent_retries_total, stats.hedges_total), (2, 1));
+        healthy_alongside(&uri).await;
+    })
+    .await;
+}
+
 /// An HTTP/2 server that resets every stream with REFUSED_STREAM; its URI
 /// and how many streams it refused.
 async fn serve_refusing() -> (String, Arc<std::sync::atomic::AtomicUsize>) {

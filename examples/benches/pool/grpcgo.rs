@@ -450,7 +450,7 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
     }
 }
 
-/// `--load grpcgo-pool|grpcgo-pool-no-quickack|grpcgo-channel|grpcgo-h2|grpcgo-tonic-h2|grpcgo-tonic-h2-batched`: one client's unary calls on grpc-go's
+/// `--load grpcgo-pool|grpcgo-pool-no-quickack|grpcgo-pool-hedged|grpcgo-channel|grpcgo-h2|grpcgo-tonic-h2|grpcgo-tonic-h2-batched`: one client's unary calls on grpc-go's
 /// benchmark service at `uri` alone, to profile it from outside.
 pub(crate) fn load_alone(kind: &str, callers: usize, duration: Duration, uri: &str) {
     let runtime = crate::measure::one_worker_runtime();
@@ -469,13 +469,24 @@ pub(crate) fn load_alone(kind: &str, callers: usize, duration: Duration, uri: &s
                 async move { client.unary_call(request()).await.is_ok() }
             })
             .await
-        } else if kind == "grpcgo-pool" || kind == "grpcgo-pool-no-quickack" {
-            let pool = Pool::builder()
+        } else if kind.starts_with("grpcgo-pool") {
+            let mut builder = Pool::builder()
                 .endpoint(uri)
                 .max_connections(1)
-                .tcp_quickack(kind == "grpcgo-pool")
-                .build()
-                .expect("pool settings");
+                .tcp_quickack(kind != "grpcgo-pool-no-quickack");
+            if kind == "grpcgo-pool-hedged" {
+                // S10's hedging policy on the benchmark's method: no hedge
+                // goes out (calls take well under 50 ms), so this is what
+                // the policy costs every call.
+                builder = builder.service_config(
+                    pooled_client::ServiceConfig::from_json(
+                        r#"{"methodConfig": [{"name": [{"service": "grpc.testing.BenchmarkService", "method": "UnaryCall"}],
+                            "hedgingPolicy": {"maxAttempts": 2, "hedgingDelay": "0.05s", "nonFatalStatusCodes": ["UNAVAILABLE"]}}]}"#,
+                    )
+                    .expect("a valid service config"),
+                );
+            }
+            let pool = builder.build().expect("pool settings");
             pool.ready().await.expect("pool ready");
             let pooled = PooledBenchmarkServiceClient::new(pool);
             closed_loop(callers, duration, 0, move |_| {

@@ -65,7 +65,9 @@ impl H2Direct {
 }
 
 /// What woke the batched connection's task: anything, the socket, and
-/// whether a caller queued a request since it last looked.
+/// whether a caller queued a request since it last looked. The same as
+/// `pool-runtime`'s `conn/driver.rs` on purpose: the floor has the pool's
+/// batching without depending on the pool's private types.
 #[derive(Default)]
 pub(crate) struct Woken {
     flag: AtomicBool,

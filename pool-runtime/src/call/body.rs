@@ -159,7 +159,7 @@ impl Body for ResponseBody {
                     // CANCELLED that a server enforcing the deadline sent
                     // once it passed is the deadline.
                     if let Some(end) = this.end.as_mut() {
-                        if end.deadline_passed() && is_cancelled(trailers) {
+                        if end.deadline_passed() && crate::conn::is_cancelled(trailers) {
                             return Poll::Ready(Some(Err(this.deadline_exceeded())));
                         }
                         end.set_outcome_from(trailers);
@@ -239,13 +239,6 @@ impl FirstMessage {
         let kept = (end - start).min(data.len());
         Ok(Some(data.slice(..kept)))
     }
-}
-
-/// Whether `trailers` end the call with CANCELLED.
-fn is_cancelled(trailers: &http::HeaderMap) -> bool {
-    trailers
-        .get("grpc-status")
-        .is_some_and(|code| code.as_bytes() == b"1")
 }
 
 #[cfg(test)]

@@ -84,10 +84,8 @@ impl CallEnd {
     /// headers) carry, if the outcome is wanted.
     pub(crate) fn set_outcome_from(&mut self, headers: &http::HeaderMap) {
         if (self.slot.wants_outcome() || self.clock.wants_code())
-            && let Some(status) = headers.get("grpc-status")
-            && let Ok(code) = std::str::from_utf8(status.as_bytes())
-                .unwrap_or("")
-                .parse::<i32>()
+            && let Some(status) = crate::conn::status_of(headers)
+            && let Ok(code) = std::str::from_utf8(status).unwrap_or("").parse::<i32>()
         {
             self.set_outcome(tonic::Code::from_i32(code));
         }

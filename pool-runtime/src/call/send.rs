@@ -37,10 +37,11 @@ pub(super) fn send(
     deadline: Option<Instant>,
     method: Option<Arc<MethodConfig>>,
     clock: CallClock,
+    copy: Option<CopyOf>,
 ) -> impl Future<Output = Result<Response<ResponseBody>, Status>> + Send {
     // The call's state is made here, not in the future: an `async fn` would
     // keep the request it was given beside the one it sends (S11).
-    let (mut call, mut request) = Call::new(&inner, request, method.as_ref());
+    let (mut call, mut request) = Call::new(&inner, request, method.as_ref(), copy);
     // A ring-hash pool's hash (gRPC A42): every attempt starts from it.
     let hash = inner.ring_hash(request.headers());
     async move {
@@ -89,6 +90,30 @@ pub(super) fn send(
     }
 }
 
+/// A head to send a request again with.
+// Unboxed: `Own` is every call's, where a box would cost each an allocation.
+#[allow(clippy::large_enum_variant)]
+enum SpareHead {
+    /// The call's own copy, made before the request went out.
+    Own(Parts),
+    /// A hedged call's head, which its copies share: copied only when a
+    /// copy is sent again.
+    Shared(Arc<Parts>),
+}
+
+/// What a copy of a hedged call carries over from the call, whose request's
+/// extensions it does not copy (a map of its own for every copy).
+pub(super) struct CopyOf {
+    /// The call's head, from which the copy's was copied.
+    pub(super) head: Arc<Parts>,
+    /// The endpoints the call's copies took.
+    pub(super) spread: Arc<Spread>,
+    /// The generated client's `max_decoding_message_size`, if it set one.
+    pub(super) decoding_limit: Option<DecodingLimit>,
+    /// The cluster an xDS pool's router sent the call to.
+    pub(super) routed: Option<RoutedTo>,
+}
+
 /// What only some calls carry: a hedged copy's spread, the method's message
 /// limits, and the retries made.
 #[derive(Default)]
@@ -111,17 +136,29 @@ struct Rare {
 }
 
 impl Rare {
-    /// What `request` of `method` carries, if anything.
-    fn of<B>(request: &Request<B>, method: Option<&Arc<MethodConfig>>) -> Option<Box<Self>> {
-        let spread = request.extensions().get::<Arc<Spread>>().cloned();
-        let client_limit = request.extensions().get::<DecodingLimit>().map(|l| l.0);
+    /// What `request` of `method` (or, for a copy of a hedged call, the
+    /// call) carries, if anything.
+    fn of<B>(
+        request: &Request<B>,
+        method: Option<&Arc<MethodConfig>>,
+        copy: Option<CopyOf>,
+    ) -> Option<Box<Self>> {
+        let extensions = request.extensions();
+        let (spread, client_limit, routed) = match copy {
+            Some(copy) => (Some(copy.spread), copy.decoding_limit, copy.routed),
+            None => (
+                None,
+                extensions.get::<DecodingLimit>().copied(),
+                extensions.get::<RoutedTo>().cloned(),
+            ),
+        };
+        let client_limit = client_limit.map(|l| l.0);
         let method_limit = method.and_then(|m| m.max_response_message_bytes);
         let response_limit = match (method_limit, client_limit) {
             (Some(method), Some(client)) => Some(method.min(client)),
             (method, client) => method.or(client),
         };
         let limited = method.is_some_and(|m| m.max_request_message_bytes.is_some());
-        let routed = request.extensions().get::<RoutedTo>().cloned();
         (spread.is_some() || response_limit.is_some() || limited || routed.is_some()).then(|| {
             Box::new(Self {
                 spread,
@@ -222,9 +259,9 @@ async fn read_whole(
 struct Call {
     handle: Arc<BodyHandle>,
     policy: RetryPolicy,
-    /// A copy of the request's head for sending it again; the body comes
-    /// back unsent or through `handle`.
-    spare_head: Option<Parts>,
+    /// A head for sending the request again; the body comes back unsent
+    /// or through `handle`.
+    spare_head: Option<SpareHead>,
     /// A unary call of an idempotent method with a retry policy is read
     /// whole before it is handed on, so that a connection lost
     /// mid-response can be retried too.
@@ -246,6 +283,7 @@ impl Call {
         inner: &Inner,
         mut request: Request<Body>,
         method: Option<&Arc<MethodConfig>>,
+        copy: Option<CopyOf>,
     ) -> (Self, Request<RequestBody>) {
         if !request.headers().contains_key(USER_AGENT) {
             request
@@ -263,9 +301,12 @@ impl Call {
             handle: Arc::new(BodyHandle::default()),
             read_whole: policy.is_configured() && idempotent.is_some_and(|i| i.unary),
             policy,
-            spare_head: Some(copy_head(&request)),
+            spare_head: Some(match &copy {
+                Some(copy) => SpareHead::Shared(copy.head.clone()),
+                None => SpareHead::Own(copy_head(&request)),
+            }),
             affinity: request.extensions().get::<AffinityKey>().copied(),
-            rare: Rare::of(&request, method),
+            rare: Rare::of(&request, method, copy),
             wait_for_ready: method.and_then(|m| m.wait_for_ready).unwrap_or(false),
         };
         let mut call = call;
@@ -422,7 +463,7 @@ impl Call {
         inner.count_retry(budget == Budget::Transparent);
         self.rare_mut().made.count(inner, budget, wait);
         if self.spare_head.is_none() && self.policy.any_left() {
-            self.spare_head = Some(copy_head(again));
+            self.spare_head = Some(SpareHead::Own(copy_head(again)));
         }
     }
 
@@ -486,7 +527,14 @@ impl Call {
         if unsent.is_some() {
             return unsent;
         }
-        let head = self.spare_head.take()?;
+        let head = match self.spare_head.take()? {
+            SpareHead::Own(head) => head,
+            SpareHead::Shared(head) => {
+                let copy = copy_parts(&head);
+                self.spare_head = Some(SpareHead::Shared(head));
+                copy
+            }
+        };
         let body = self.handle.reclaim().await?;
         Some(Request::from_parts(
             head,

@@ -145,7 +145,7 @@ fn within_deadline(
     let passed = || tokio::time::Instant::now() >= at;
     match result {
         // tonic's servers answer CANCELLED: the deadline is what happened.
-        Ok(response) if passed() && is_cancelled(response.headers()) => {
+        Ok(response) if passed() && crate::conn::is_cancelled(response.headers()) => {
             Err(inner.deadline_status(timeout))
         }
         // A server that enforces the deadline resets the stream as it
@@ -237,20 +237,9 @@ fn dispatch(
     clock: CallClock,
 ) -> impl Future<Output = Result<Response<ResponseBody>, Status>> {
     match method {
-        Some(method) if method.hedging_policy.is_some() => {
-            let hedged = async move {
-                let policy = method.hedging_policy.clone().unwrap_or_default();
-                hedge::hedge(inner, request, deadline, method, &policy, clock).await
-            };
-            Either::Right(Box::pin(hedged))
-        }
-        method => Either::Left(send::send(inner, request, deadline, method, clock)),
+        Some(method) if method.hedging_policy.is_some() => Either::Right(Box::pin(hedge::hedge(
+            inner, request, deadline, method, clock,
+        ))),
+        method => Either::Left(send::send(inner, request, deadline, method, clock, None)),
     }
-}
-
-/// Whether `headers` end the call with CANCELLED (a trailers-only response).
-fn is_cancelled(headers: &http::HeaderMap) -> bool {
-    headers
-        .get("grpc-status")
-        .is_some_and(|code| code.as_bytes() == b"1")
 }

@@ -26,6 +26,18 @@ const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 const GRPC_STATUS_DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-bin");
 
+/// The `grpc-status` an answer's trailers (or a trailers-only head)
+/// carry, as sent: `b"0"` for OK.
+pub(crate) fn status_of(headers: &HeaderMap) -> Option<&[u8]> {
+    headers.get(GRPC_STATUS).map(HeaderValue::as_bytes)
+}
+
+/// Whether an answer's trailers (or trailers-only head) end the call with
+/// CANCELLED.
+pub(crate) fn is_cancelled(headers: &HeaderMap) -> bool {
+    status_of(headers) == Some(b"1")
+}
+
 /// The engine tonic 0.14 decodes `grpc-status-details-bin` with (padding
 /// optional), so that what passes here decodes there.
 const DETAILS: GeneralPurpose = GeneralPurpose::new(

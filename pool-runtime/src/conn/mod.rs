@@ -41,6 +41,7 @@ mod tcp;
 mod tls;
 mod transport;
 
+pub(crate) use self::answer::{is_cancelled, status_of};
 pub(crate) use self::connect::{Connected, connect};
 pub(crate) use self::connection::Connection;
 pub(crate) use self::dial::{Connector, Dial};

@@ -116,7 +116,7 @@ impl Inner {
         let all = self.fleet.subchannels.load();
         let subchannels = all.scope(routed.map(|to| &*to.cluster))?;
         let mut used = crate::lock::lock(&spread.endpoints);
-        let mut slot = if used.is_empty() && subchannels.len() > 1 {
+        let mut slot = if used[0].is_none() && subchannels.len() > 1 {
             // The first copy is picked as any call is (two random choices):
             // the lightest of all, ties to the first listed, would send
             // every call of a hedged method to one idle server.
@@ -124,12 +124,14 @@ impl Inner {
         } else {
             let unused = subchannels
                 .iter()
-                .filter(|s| !used.iter().any(|e| Arc::ptr_eq(e, &s.endpoint)));
+                .filter(|s| !used.iter().flatten().any(|e| Arc::ptr_eq(e, &s.endpoint)));
             let (lightest, connections) = lightest(unused)?;
             self.reserve_on(lightest, &connections)?
         };
         if let Some((subchannel, picked_at)) = &mut slot.endpoint {
-            used.push(subchannel.endpoint.clone());
+            if let Some(free) = used.iter_mut().find(|e| e.is_none()) {
+                *free = Some(subchannel.endpoint.clone());
+            }
             // A copy that loses the race is recorded by its time: always timed.
             picked_at.get_or_insert_with(Instant::now);
         }
@@ -263,12 +265,17 @@ fn reserve_least_loaded(connections: &[Arc<Connection>]) -> Option<&Arc<Connecti
 
 /// The endpoints the copies of one hedged call went to, so that each copy
 /// goes to another server (beyond gRPC A6, which leaves that to chance).
+/// Held in place, not in a `Vec`: a hedged call makes no allocation for it.
 #[derive(Debug, Default)]
 pub(crate) struct Spread {
-    endpoints: std::sync::Mutex<Vec<Arc<super::Member>>>,
+    endpoints: std::sync::Mutex<[Option<Arc<super::Member>>; SPREAD]>,
     /// Set once a copy committed the call: the others lost.
     decided: std::sync::atomic::AtomicBool,
 }
+
+/// The endpoints a `Spread` keeps: gRPC A6 caps `maxAttempts` at 5. A copy
+/// sent again (a transparent retry) past that prefers none.
+const SPREAD: usize = 5;
 
 impl Spread {
     /// A copy committed the call; the others are being cancelled.
