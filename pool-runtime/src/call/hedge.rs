@@ -39,8 +39,8 @@ type Outcome = Result<Response<ResponseBody>, Status>;
 /// Most hedged calls are answered before their first hedge is due, so the
 /// first copy runs on its own and the set of further copies (a
 /// `FuturesUnordered`) is made only when one goes out:
-/// with S10's policy and no hedge sent, a call costs 1.0x to 1.1x an
-/// unhedged one's instructions, not 1.2x (docs/benchmark-notes.md).
+/// with S10's policy and no hedge sent, a call costs about 1.12x an
+/// unhedged one's instructions, not 1.22x (docs/benchmark-notes.md).
 pub(super) async fn hedge(
     inner: Arc<Inner>,
     request: Request<Body>,
