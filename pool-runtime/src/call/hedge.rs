@@ -153,9 +153,14 @@ impl Copies {
         let next_copy = tokio::time::sleep_until(Instant::now() + policy.hedging_delay);
         tokio::pin!(next_copy);
         let mut hedge_due = true;
+        let mut failed = None;
         loop {
+            // Read once a turn: the retry throttle may close between turns.
             let may_hedge = hedge_due && self.may_hedge(policy);
             let later_running = self.later.as_ref().is_some_and(|l| !l.is_empty());
+            if !(first_running || later_running || may_hedge) {
+                break;
+            }
             let outcome = tokio::select! {
                 biased;
                 outcome = &mut first, if first_running => {
@@ -168,7 +173,7 @@ impl Copies {
                     next_copy.as_mut().reset(Instant::now() + policy.hedging_delay);
                     continue;
                 }
-                else => return Err(Status::internal("hedging: no copy of the call is running")),
+                else => break,
             };
             let Some(pushback) = non_fatal(&outcome, policy) else {
                 self.inner.retry_throttle().inspect(|t| t.succeeded());
@@ -187,12 +192,11 @@ impl Copies {
                     true
                 }
             };
-            let running = first_running || self.later.as_ref().is_some_and(|l| !l.is_empty());
-            let another = hedge_due && self.may_hedge(policy);
-            if !(running || another) {
-                return outcome;
-            }
+            failed = Some(outcome);
         }
+        // No copy runs and none may go out: the last copy's failure is the
+        // call's.
+        failed.unwrap_or_else(|| Err(Status::internal("hedging: no copy of the call was sent")))
     }
 }
 
