@@ -459,7 +459,7 @@ async fn a_deadline_before_any_connection_says_nothing_was_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_streams_get_the_transparent_retry_and_then_the_policy() {
     hostile_case(async {
-        let (uri, seen) = serve_refusing().await;
+        let (uri, seen, _) = serve_refusing().await;
         let pool = Pool::builder().endpoint(&uri).build().unwrap();
         let client = PooledGreeterClient::new(pool.clone());
         let status = client
@@ -492,7 +492,7 @@ async fn refused_streams_get_the_transparent_retry_and_then_the_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_copies_of_a_hedged_call_get_the_transparent_retry() {
     hostile_case(async {
-        let (uri, seen) = serve_refusing().await;
+        let (uri, seen, without_agent) = serve_refusing().await;
         let hedging = pooled_client::ServiceConfig::from_json(
             r#"{"methodConfig": [{"name": [{"service": "helloworld.Greeter", "method": "SayHello"}],
                 "hedgingPolicy": {"maxAttempts": 2, "hedgingDelay": "10s", "nonFatalStatusCodes": ["UNAVAILABLE"]}}]}"#,
@@ -511,6 +511,11 @@ async fn refused_copies_of_a_hedged_call_get_the_transparent_retry() {
             4,
             "2 copies, each refused and sent once more"
         );
+        assert_eq!(
+            without_agent.load(Ordering::SeqCst),
+            0,
+            "every copy, and every copy sent again, carried the user-agent"
+        );
         let stats = pool.stats();
         assert_eq!((stats.transparent_retries_total, stats.hedges_total), (2, 1));
         healthy_alongside(&uri).await;
@@ -518,28 +523,32 @@ async fn refused_copies_of_a_hedged_call_get_the_transparent_retry() {
     .await;
 }
 
-/// An HTTP/2 server that resets every stream with REFUSED_STREAM; its URI
-/// and how many streams it refused.
-async fn serve_refusing() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+/// An HTTP/2 server that resets every stream with REFUSED_STREAM; its URI,
+/// how many streams it refused, and how many of them had no `user-agent`.
+async fn serve_refusing() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = refused.clone();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let without_agent = Arc::new(AtomicUsize::new(0));
+    let (counter, agentless) = (refused.clone(), without_agent.clone());
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
-            let counter = counter.clone();
+            let (counter, agentless) = (counter.clone(), agentless.clone());
             tokio::spawn(async move {
                 let Ok(mut connection) = h2::server::handshake(socket).await else {
                     return;
                 };
-                while let Some(Ok((_, mut respond))) = connection.accept().await {
+                while let Some(Ok((request, mut respond))) = connection.accept().await {
                     counter.fetch_add(1, Ordering::SeqCst);
+                    if !request.headers().contains_key(http::header::USER_AGENT) {
+                        agentless.fetch_add(1, Ordering::SeqCst);
+                    }
                     respond.send_reset(h2::Reason::REFUSED_STREAM);
                 }
             });
         }
     });
-    (format!("http://{addr}"), refused)
+    (format!("http://{addr}"), refused, without_agent)
 }
 
 /// A trailers-only OK for a unary call (no message): the spec leaves the

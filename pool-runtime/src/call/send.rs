@@ -3,7 +3,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use http::header::USER_AGENT;
 use http::request::Parts;
 use http::{Request, Response};
 use tokio::time::Instant;
@@ -281,15 +280,10 @@ impl Call {
     /// declared idempotent, takes the pool's `idempotent_retry_policy`.
     fn new(
         inner: &Inner,
-        mut request: Request<Body>,
+        request: Request<Body>,
         method: Option<&Arc<MethodConfig>>,
         copy: Option<CopyOf>,
     ) -> (Self, Request<RequestBody>) {
-        if !request.headers().contains_key(USER_AGENT) {
-            request
-                .headers_mut()
-                .insert(USER_AGENT, inner.calls.user_agent.clone());
-        }
         let idempotent = request.extensions().get::<Idempotent>().copied();
         let retrying = match (method, idempotent) {
             (Some(method), _) => Some(method),

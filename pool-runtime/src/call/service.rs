@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 
 use futures_util::FutureExt;
 use futures_util::future::Either;
+use http::header::USER_AGENT;
 use http::{Request, Response};
 use tonic::Status;
 use tonic::body::Body;
@@ -113,10 +114,18 @@ struct Prepared {
     clock: CallClock,
 }
 
-/// Runs the pool's interceptor and finds the call's policies and deadline.
+/// Runs the pool's interceptor, sets the `user-agent` a call without one
+/// sends, and finds the call's policies and deadline.
 fn prepare(inner: &Inner, mut request: Request<Body>) -> Result<Prepared, Status> {
     if let Some(interceptor) = &inner.calls.interceptor {
         request = interceptor.intercept_http(request)?;
+    }
+    // Once for the call, so that every attempt and every copy of a hedged
+    // call, and the heads they are sent again with, carry it.
+    if !request.headers().contains_key(USER_AGENT) {
+        request
+            .headers_mut()
+            .insert(USER_AGENT, inner.calls.user_agent.clone());
     }
     let (policy, route) = policies(inner, &mut request)?;
     let deadline = call_timeout(inner, &mut request, policy.as_deref(), route.as_deref())
