@@ -23,6 +23,7 @@ use pooled_client_examples::grpc_benchmark::{
 use tonic::transport::Endpoint;
 
 use crate::Context;
+use crate::h2direct::H2Direct;
 use crate::measure::{Round, closed_loop, cpu_time, median};
 use crate::scenarios::Section;
 
@@ -348,20 +349,16 @@ pub(crate) async fn s11(ctx: &Context) -> Section {
                 async move { h2.unary_call().await.is_some() }
             })
         };
-        let tonic_h2_load = |duration| {
-            let client = tonic_h2.clone();
+        // The two tonic-on-h2 floors: the same client on either transport.
+        let on_h2_load = |client: &BenchmarkServiceClient<H2Direct>, duration| {
+            let client = client.clone();
             closed_loop(concurrency, duration, server_pid, move |_| {
                 let mut client = client.clone();
                 async move { client.unary_call(request()).await.is_ok() }
             })
         };
-        let batched_load = |duration| {
-            let client = tonic_h2_batched.clone();
-            closed_loop(concurrency, duration, server_pid, move |_| {
-                let mut client = client.clone();
-                async move { client.unary_call(request()).await.is_ok() }
-            })
-        };
+        let tonic_h2_load = |duration| on_h2_load(&tonic_h2, duration);
+        let batched_load = |duration| on_h2_load(&tonic_h2_batched, duration);
         // Warm-up.
         pooled_load(Duration::from_millis(300)).await;
         batched_load(Duration::from_millis(300)).await;
@@ -520,15 +517,12 @@ pub(crate) fn load_alone(kind: &str, callers: usize, duration: Duration, uri: &s
 /// tonic's generated client on one h2 connection, no pool in between: the
 /// floor of any pool that, as this one, serves tonic's generated clients;
 /// `batched`, with the pool's write batching and nothing else of it.
-async fn tonic_on_h2(
-    uri: &str,
-    batched: bool,
-) -> BenchmarkServiceClient<crate::h2direct::H2Direct> {
+async fn tonic_on_h2(uri: &str, batched: bool) -> BenchmarkServiceClient<H2Direct> {
     let addr = uri.trim_start_matches("http://");
     let transport = if batched {
-        crate::h2direct::H2Direct::connect_batched(addr).await
+        H2Direct::connect_batched(addr).await
     } else {
-        crate::h2direct::H2Direct::connect(addr).await
+        H2Direct::connect(addr).await
     }
     .expect("connect");
     let origin: http::Uri = uri.parse().expect("uri");
