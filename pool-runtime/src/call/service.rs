@@ -122,11 +122,10 @@ fn prepare(inner: &Inner, mut request: Request<Body>) -> Result<Prepared, Status
     }
     // Once for the call, so that every attempt and every copy of a hedged
     // call, and the heads they are sent again with, carry it.
-    if !request.headers().contains_key(USER_AGENT) {
-        request
-            .headers_mut()
-            .insert(USER_AGENT, inner.calls.user_agent.clone());
-    }
+    request
+        .headers_mut()
+        .entry(USER_AGENT)
+        .or_insert_with(|| inner.calls.user_agent.clone());
     let (policy, route) = policies(inner, &mut request)?;
     let deadline = call_timeout(inner, &mut request, policy.as_deref(), route.as_deref())
         .map(|timeout| (timeout, tokio::time::Instant::now() + timeout));
