@@ -201,21 +201,23 @@ fn method(method: &Method<'_>, private: &TokenStream) -> TokenStream {
         output,
     } = signature(*kind, request, response, private);
     let unary = !kind.streams_requests() && !kind.streams_responses();
-    let mark_idempotent =
-        idempotent.then(|| quote!(#private::mark_idempotent(&self.pool, &mut request, #unary);));
+    let mark_idempotent = idempotent
+        .then(|| quote!(let request = #private::mark_idempotent(&self.pool, request, #unary);));
     quote_spanned! {field.span()=>
         #(#attrs)*
         pub async fn #name(
             &self,
             request: #parameter,
         ) -> ::core::result::Result<#output, #private::tonic::Status> {
-            let mut request = #into_request;
-            if let ::core::option::Option::Some(interceptor) = &self.interceptor {
-                request = interceptor.intercept(request)?;
-            }
+            // The request is passed on by value, never borrowed here: a
+            // borrowed one would stay in this future beside tonic's (S11).
+            let request = #private::prepare(
+                #into_request,
+                ::core::option::Option::as_ref(&self.interceptor),
+                self.timeout,
+                self.decoding_limit,
+            )?;
             #mark_idempotent
-            #private::apply_default_timeout(&mut request, self.timeout);
-            #private::apply_decoding_limit(&mut request, self.decoding_limit);
             let mut client = ::core::clone::Clone::clone(&self.inner);
             // A deprecated RPC warns where the user calls it, not here.
             #[allow(deprecated)]
@@ -270,7 +272,7 @@ mod tests {
             "impl ::pooled_client::__private::tonic::IntoStreamingRequest<Message = HelloRequest,>",
             "::pooled_client::__private::tonic::Streaming<HelloReply>",
             "pub fn new(pool: ::pooled_client::__private::Pool) -> Self",
-            "::pooled_client::__private::mark_idempotent(&self.pool, &mut request, true);",
+            "let request = ::pooled_client::__private::mark_idempotent(&self.pool, request, true,);",
         ] {
             let squeezed_expected: String = expected.split_whitespace().collect();
             assert!(

@@ -1,6 +1,7 @@
 //! The attempt loop: take a slot, send on its connection, and on failure
 //! ask the retry policy whether to send again.
 
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
 use http::request::Parts;
@@ -45,48 +46,52 @@ pub(super) fn send(
     let hash = inner.ring_hash(request.headers());
     async move {
         loop {
-            // Every attempt counts against its cluster's breaker (gRPC A32, as
-            // grpc-go's picker counts) and is picked in its cluster (A28).
-            let admission = call.admit()?;
-            let slot = call.slot(&inner, hash).await?;
-            let mut end = CallEnd::new(admission.hold(slot), call.handle.clone(), clock.attempt());
-            end.connection().endpoint.address_request(&mut request)?;
-            let limit = call.response_limit(&inner);
-            let failed = match end.connection().send(request).await {
-                Ok(response) if call.read_whole => match read_whole(response, limit).await {
-                    Ok(Err(too_large)) => {
-                        end.set_outcome(too_large.code());
-                        return Err(too_large);
-                    }
-                    Ok(Ok(response)) => {
-                        if let Some(retry) = call.retry_for(&inner, &response) {
-                            call.failed_with(end, &retry);
-                            request = Box::pin(call.again_after(&inner, retry)).await?;
-                            continue;
+            // An attempt is a block of its own, the retry awaited after it:
+            // a value held across two awaits has a place of its own in the
+            // loop's future, every call's (S11).
+            let again = {
+                // Every attempt counts against its cluster's breaker (gRPC
+                // A32, as grpc-go's picker counts) and is picked in its
+                // cluster (A28).
+                let admission = call.admit()?;
+                let slot = call.slot(&inner, hash).await?;
+                let mut end =
+                    CallEnd::new(admission.hold(slot), call.handle.clone(), clock.attempt());
+                end.connection().endpoint.address_request(&mut request)?;
+                let limit = call.response_limit(&inner);
+                match end.connection().send(request).await {
+                    Ok(response) if call.read_whole => match read_whole(response, limit).await {
+                        Ok(Err(too_large)) => {
+                            end.set_outcome(too_large.code());
+                            return Err(too_large);
                         }
-                        return Ok(finish_whole(&mut end, response, limit));
-                    }
-                    Err(error) => Failed {
-                        failure: SendError::after_headers(error),
-                        end,
+                        Ok(Ok(response)) => match call.answered(&inner, end, &response) {
+                            Ok(again) => again,
+                            Err(mut end) => return Ok(finish_whole(&mut end, response, limit)),
+                        },
+                        Err(error) => Again::Failed(Failed {
+                            failure: SendError::after_headers(error),
+                            end,
+                        }),
                     },
-                },
-                Ok(response) => {
-                    if let Some(retry) = call.retry_for(&inner, &response) {
-                        call.failed_with(end, &retry);
-                        drop(response);
-                        request = Box::pin(call.again_after(&inner, retry)).await?;
-                        continue;
-                    }
-                    return Ok(streamed(end, response, deadline, limit));
+                    Ok(response) => match call.answered(&inner, end, &response) {
+                        Ok(again) => again,
+                        Err(end) => return Ok(streamed(end, response, deadline, limit)),
+                    },
+                    Err(failure) => Again::Failed(Failed { failure, end }),
                 }
-                Err(failure) => Failed { failure, end },
             };
-            // Boxed: only failed attempts carry the retry's state (a timer, a
-            // copy of the head), so every call's future stays small.
-            request = Box::pin(call.again(&inner, failed)).await?;
+            request = call.again(&inner, again).await?;
         }
     }
+}
+
+/// Why an attempt is followed by another, if the policy allows one.
+enum Again {
+    /// The attempt failed: its error, and what is left of it.
+    Failed(Failed),
+    /// The server answered with a status the method's retry policy lists.
+    After(StatusRetry),
 }
 
 /// A head to send a request again with.
@@ -365,6 +370,24 @@ impl Call {
         self.rare.as_ref()?.routed.as_ref()
     }
 
+    /// The attempt on `end` was answered with `response`: what follows if
+    /// the method's retry policy sends the call again, else `end` back, for
+    /// the answer to stand.
+    fn answered<B>(
+        &mut self,
+        inner: &Inner,
+        end: CallEnd,
+        response: &Response<B>,
+    ) -> Result<Again, CallEnd> {
+        match self.retry_for(inner, response) {
+            Some(retry) => {
+                self.failed_with(end, &retry);
+                Ok(Again::After(retry))
+            }
+            None => Err(end),
+        }
+    }
+
     /// The attempt on `end` failed with a status the policy retries: its
     /// endpoint and the metrics count it so, not as cancelled, and its
     /// slot goes back.
@@ -397,8 +420,22 @@ impl Call {
             .unwrap_or(inner.config.max_decoding_message_size)
     }
 
+    /// The request to send after `again`, or the call's final status.
+    /// Boxed: only failed attempts carry the retry's state (a timer, a copy
+    /// of the head), so every call's future stays small.
+    fn again<'a>(
+        &'a mut self,
+        inner: &'a Arc<Inner>,
+        again: Again,
+    ) -> Pin<Box<dyn Future<Output = Result<Request<RequestBody>, Status>> + Send + 'a>> {
+        match again {
+            Again::Failed(failed) => Box::pin(self.after_failure(inner, failed)),
+            Again::After(retry) => Box::pin(self.again_after(inner, retry)),
+        }
+    }
+
     /// The request to send next after `failed`, or the call's final status.
-    async fn again(
+    async fn after_failure(
         &mut self,
         inner: &Arc<Inner>,
         failed: Failed,
@@ -516,10 +553,10 @@ impl Call {
     /// spare head with the body taken back through `handle`.
     async fn recover(
         &mut self,
-        unsent: Option<Request<RequestBody>>,
+        unsent: Option<Box<Request<RequestBody>>>,
     ) -> Option<Request<RequestBody>> {
-        if unsent.is_some() {
-            return unsent;
+        if let Some(unsent) = unsent {
+            return Some(*unsent);
         }
         let head = match self.spare_head.take()? {
             SpareHead::Own(head) => head,

@@ -37,8 +37,10 @@ const INLINE_BYTES: usize = 1 << 20;
 #[derive(Debug)]
 pub(crate) struct SendError {
     pub(crate) error: TransportError,
-    /// The whole request, when it never left the client.
-    pub(crate) unsent: Option<Request<RequestBody>>,
+    /// The whole request, when it never left the client. Boxed: only a
+    /// connection that failed first hands one back, and every call's
+    /// future holds an answer's room (S11).
+    pub(crate) unsent: Option<Box<Request<RequestBody>>>,
     /// Whether its headers went out (if not, the server never saw it).
     pub(crate) sent: bool,
 }
@@ -47,7 +49,7 @@ impl SendError {
     fn before_headers(error: h2::Error, unsent: Option<Request<RequestBody>>) -> Self {
         Self {
             error: error.into(),
-            unsent,
+            unsent: unsent.map(Box::new),
             sent: false,
         }
     }
@@ -64,26 +66,28 @@ impl SendError {
 
 /// Sends `request` on the connection behind `sender` and waits for the
 /// response's headers.
-// An `async fn` would hold the request twice (see the body).
-#[allow(clippy::manual_async_fn)]
+///
+/// The headers go out when the future is made, not at its first poll, so
+/// that the future holds what the answer needs (the response to wait for,
+/// the body to send), never the request beside them: every call's future
+/// is this one's size (S11). Callers await it at once.
 pub(crate) fn exchange<'a>(
     sender: &'a Sender,
     link: &'a Arc<Link>,
     request: Request<RequestBody>,
 ) -> impl Future<Output = Result<Response<RecvBody>, SendError>> + Send + 'a {
-    // Not an `async fn`, and what is borrowed only until the headers are
-    // sent is scoped to a block: every call's future holds the request
-    // once, not as an argument and again as a local (S11).
+    let started = start(sender, request);
     async move {
-        let (mut response, stream, body, end_stream) = {
-            let mut sender = sender.clone();
-            if let Err(error) = std::future::poll_fn(|cx| sender.poll_ready(cx)).await {
-                return Err(SendError::before_headers(error, Some(request)));
+        let (mut response, stream, body, end_stream) = match started {
+            Started::Sent(sent) => sent,
+            Started::Failed(error) => return Err(error),
+            Started::Waiting(mut sender, request) => {
+                if let Err(error) = std::future::poll_fn(|cx| sender.poll_ready(cx)).await {
+                    return Err(SendError::before_headers(error, Some(*request)));
+                }
+                send_head(&mut sender, *request)
+                    .map_err(|error| SendError::before_headers(error, None))?
             }
-            // The body, dropped with a refused request, keeps itself for
-            // sending again.
-            send_head(&mut sender, request)
-                .map_err(|error| SendError::before_headers(error, None))?
         };
         let open = link.open_stream();
         // The driver lets the other callers queue theirs before it writes.
@@ -112,6 +116,34 @@ pub(crate) fn exchange<'a>(
             Ok(response) => Ok(RecvBody::checked(response, open)),
             Err(error) => Err(SendError::after_headers(error.into())),
         }
+    }
+}
+
+/// How far a request got before its exchange's future was made.
+enum Started {
+    /// Its headers went out.
+    Sent(HeadSent),
+    /// The connection failed first.
+    Failed(SendError),
+    /// The sender was not ready. A clone of h2's sender is (only a request
+    /// of its own, still waiting to open, makes it wait), so this is a
+    /// fallback, boxed to keep every call's future small.
+    Waiting(Sender, Box<Request<RequestBody>>),
+}
+
+/// Sends the headers of `request` if the connection takes a stream now.
+fn start(sender: &Sender, request: Request<RequestBody>) -> Started {
+    let mut sender = sender.clone();
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match sender.poll_ready(&mut cx) {
+        Poll::Pending => Started::Waiting(sender, Box::new(request)),
+        Poll::Ready(Err(error)) => Started::Failed(SendError::before_headers(error, Some(request))),
+        // The body, dropped with a refused request, keeps itself for
+        // sending again.
+        Poll::Ready(Ok(())) => match send_head(&mut sender, request) {
+            Ok(sent) => Started::Sent(sent),
+            Err(error) => Started::Failed(SendError::before_headers(error, None)),
+        },
     }
 }
 
