@@ -125,9 +125,10 @@ enum Started {
     Sent(HeadSent),
     /// The connection failed first.
     Failed(SendError),
-    /// The sender was not ready. A clone of h2's sender is (only a request
-    /// of its own, still waiting to open, makes it wait), so this is a
-    /// fallback, boxed to keep every call's future small.
+    /// The sender was not ready. A fresh clone of h2's sender always is
+    /// (h2 makes a sender wait only for a request of its own still waiting
+    /// to open), so this is a fallback, boxed to keep every call's future
+    /// small.
     Waiting(Sender, Box<Request<RequestBody>>),
 }
 
