@@ -8,8 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../tests/go"
 rounds="${1:-5}"
-export GOPATH="$PWD/../../target/go/path" GOMODCACHE="$PWD/../../target/go/path/pkg/mod"
-export GOCACHE="$PWD/../../target/go/cache" GOFLAGS=-modcacherw
+. ./env.sh
 go test -c -o ../../target/go/bin/hpackcost.test ./hpackcost
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT

@@ -240,43 +240,28 @@ enum Buffered {
 /// chunk (a unary request) is kept as it came, not copied.
 async fn buffer(mut body: Body) -> Result<Buffered, Status> {
     let mut read: Vec<Bytes> = Vec::new();
-    let mut first_chunk: Option<Bytes> = None;
     let mut size = 0;
     loop {
-        let frame = if first_chunk.is_none() {
+        // The first frame is waited for; the others are taken if there now.
+        let frame = if read.is_empty() {
             Some(body.frame().await)
         } else {
             body.frame().now_or_never()
         };
         let data = match frame {
-            Some(None) => {
-                let whole = match first_chunk {
-                    Some(first) if read.is_empty() => first,
-                    first => first
-                        .into_iter()
-                        .chain(read)
-                        .collect::<Vec<_>>()
-                        .concat()
-                        .into(),
-                };
-                return Ok(Buffered::Whole(whole));
-            }
+            Some(None) if read.len() == 1 => return Ok(Buffered::Whole(read.swap_remove(0))),
+            Some(None) => return Ok(Buffered::Whole(read.concat().into())),
             Some(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
             Some(Some(Err(status))) => return Err(status),
             None => break,
         };
         size += data.len();
-        if first_chunk.is_none() {
-            first_chunk = Some(data);
-        } else {
-            read.push(data);
-        }
+        read.push(data);
         if size > REPLAY_LIMIT {
             break;
         }
     }
-    let read = first_chunk.into_iter().chain(read);
-    let frames = futures_util::stream::iter(read.map(|d| Ok(Frame::data(d))));
+    let frames = futures_util::stream::iter(read.into_iter().map(|d| Ok(Frame::data(d))));
     let rest = http_body_util::BodyStream::new(body);
     Ok(Buffered::Streaming(Body::new(
         http_body_util::StreamBody::new(frames.chain(rest)),
