@@ -37,6 +37,7 @@ impl tower_service::Service<Request<Body>> for Pool {
     fn call(&mut self, request: Request<Body>) -> ResponseFuture {
         ResponseFuture {
             inner: Box::pin(call(self.inner.clone(), request)),
+            started: false,
         }
     }
 }
@@ -45,6 +46,8 @@ impl tower_service::Service<Request<Body>> for Pool {
 #[must_use = "futures do nothing unless polled"]
 pub struct ResponseFuture {
     inner: Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Status>> + Send>>,
+    /// Whether the call has spent its unit of the task's budget.
+    started: bool,
 }
 
 impl fmt::Debug for ResponseFuture {
@@ -57,6 +60,17 @@ impl Future for ResponseFuture {
     type Output = Result<Response<ResponseBody>, Status>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // A call spends a unit of its task's budget as it starts, as tokio's
+        // own resources do when they make progress. Some calls end at once
+        // (UNAVAILABLE while nothing can be reached and the pool backs off,
+        // a breaker's refusal), and a caller retrying them in a loop would
+        // otherwise never give its thread back: the tasks beside it, the
+        // pool's reconnection among them, would starve. Once a call, not on
+        // every poll: the budget lives in a thread-local (S11).
+        if !self.started {
+            std::task::ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
+            self.started = true;
+        }
         self.inner.as_mut().poll(cx)
     }
 }
