@@ -1870,3 +1870,39 @@ async fn a_control_plane_over_tls_steers_the_pool_and_an_untrusted_one_does_not(
     })
     .await;
 }
+
+/// Priority 0's only endpoint refuses connections, priority 1's serves: a
+/// call made as the pool starts is served by priority 1, as grpc-go's
+/// priority balancer serves it (it fails over within the balancer, before
+/// any call is told that nothing can be reached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_made_as_the_pool_starts_is_served_by_priority_one_when_priority_zero_refuses() {
+    bounded(LIMIT, async {
+        let _one = ONE_AT_A_TIME.lock().await;
+        let one = TestServer::start(ServerOptions::default()).await;
+        let refusing = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port");
+        let mut control_plane = ControlPlane::start().await;
+        control_plane
+            .set(&xds::service(
+                "greeter",
+                LbPolicy::RoundRobin,
+                &[
+                    LocalityOf::healthy("a", &[refusing]),
+                    LocalityOf {
+                        priority: 1,
+                        ..LocalityOf::healthy("b", &[one.addr])
+                    },
+                ],
+            ))
+            .await
+            .expect("snapshot taken");
+        let pool = xds_pool(&control_plane);
+        let greeter = PooledGreeterClient::new(pool.clone());
+        // Made before the pool has its endpoints: it waits for them.
+        let answer = call(&greeter).await.expect("priority 1 serves the call");
+        assert_eq!(answer.server_port, one.addr.port());
+    })
+    .await;
+}

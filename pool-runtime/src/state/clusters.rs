@@ -22,6 +22,10 @@ use super::{Inner, Slot, Subchannel};
 pub(crate) struct ClusterConfig {
     pub(crate) weights: Weights,
     pub(crate) ring: Option<RingConfig>,
+    /// Whether a priority after those of `weights` stands by (gRPC A56):
+    /// these endpoints failing is the discovery's cue to fail over, not
+    /// the calls' verdict.
+    pub(crate) fails_over: bool,
 }
 
 /// Every cluster the pool's routes name, by name.
@@ -128,7 +132,13 @@ impl Inner {
                 .load()
                 .get(&to.cluster)
                 .is_some_and(|c| !c.weights.is_empty());
-        let all_failing = !coming && members.iter().all(|s| s.endpoint.is_failing());
+        let fails_over = self
+            .fleet
+            .clusters
+            .load()
+            .get(&to.cluster)
+            .is_some_and(|c| c.fails_over);
+        let all_failing = !coming && !fails_over && members.iter().all(|s| s.endpoint.is_failing());
         if up || (!waited && !all_failing) {
             return None;
         }

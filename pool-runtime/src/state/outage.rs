@@ -5,16 +5,27 @@ use std::time::Duration;
 
 use tonic::Status;
 
-use super::Inner;
+use super::{Inner, Member};
 use crate::conn::status;
 use crate::error::Error;
 
 impl Inner {
     /// Whether every endpoint failed its last attempt; false while the pool
-    /// has no endpoints, so that calls wait for discovery to supply some.
+    /// has no endpoints, so that calls wait for discovery to supply some,
+    /// and while an xDS cluster's next priority stands by for one of them,
+    /// so that calls wait for the failover (as grpc-go's priority balancer
+    /// fails over before any call hears that nothing can be reached).
     pub(super) fn all_endpoints_failing(&self) -> bool {
         let endpoints = self.fleet.endpoints.load();
-        !endpoints.is_empty() && endpoints.iter().all(|e| e.is_failing())
+        let clusters = self.fleet.clusters.load();
+        let stands_by = |member: &Member| {
+            member.target.address().is_some_and(|address| {
+                clusters
+                    .values()
+                    .any(|c| c.fails_over && c.weights.contains_key(&address))
+            })
+        };
+        !endpoints.is_empty() && endpoints.iter().all(|e| e.is_failing() && !stands_by(e))
     }
 
     /// Whether no call can be served soon: no connection takes calls, no

@@ -380,6 +380,7 @@ impl Cascade {
                 ClusterConfig {
                     weights: cluster_weights,
                     ring,
+                    fails_over: state.fails_over(),
                 },
             );
         }
@@ -514,6 +515,24 @@ impl ClusterState {
         self.failed != before
     }
 
+    /// The priority that takes the calls: the lowest that has not failed,
+    /// else the last.
+    fn chosen(&self, by_priority: &BTreeMap<u32, Vec<SocketAddr>>) -> Option<u32> {
+        by_priority
+            .keys()
+            .find(|p| !self.failed.contains(p))
+            .or_else(|| by_priority.keys().last())
+            .copied()
+    }
+
+    /// Whether a priority after the one that takes the calls stands by: the
+    /// pool then lets calls wait for the failover rather than fail.
+    fn fails_over(&self) -> bool {
+        let by_priority = self.priorities();
+        let chosen = self.chosen(&by_priority);
+        by_priority.keys().any(|p| Some(*p) > chosen)
+    }
+
     /// How calls hash onto a ring, for a RING_HASH cluster (gRPC A42):
     /// over `serving`'s endpoints, each weighed as its locality's weight
     /// times its own (the call's hash is made by its route).
@@ -560,12 +579,7 @@ impl ClusterState {
         let Some(endpoints) = self.endpoints.value.as_ref() else {
             return weights;
         };
-        let by_priority = self.priorities();
-        let chosen = by_priority
-            .keys()
-            .find(|p| !self.failed.contains(p))
-            .or_else(|| by_priority.keys().last())
-            .copied();
+        let chosen = self.chosen(&self.priorities());
         for locality in endpoints
             .localities
             .iter()
