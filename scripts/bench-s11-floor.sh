@@ -18,13 +18,9 @@ cd "$(dirname "$0")/.."
 callers=("$@")
 [ ${#callers[@]} -gt 0 ] || callers=(1 64)
 
+. scripts/executable.sh
 bench=$(cargo bench -p pooled-client-examples --bench pool --no-run --message-format=json 2>/dev/null |
-  python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "pool" and m.get("executable"):
-        print(m["executable"])' | tail -1)
+  executable pool)
 server=target/go/bin/benchmark-server
 if [ ! -x "$server" ]; then
   (cd tests/go && . ./env.sh && go build -o ../../$server google.golang.org/grpc/benchmark/server)

@@ -8,14 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-executable() { # cargo's JSON messages -> the executable of target $1
-  python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
-        print(m["executable"])' "$1" | tail -1
-}
+. scripts/executable.sh
 build() { cargo bench -p pooled-client-examples --bench pool --no-run --message-format=json "$@" 2>/dev/null; }
 off=$(build | executable pool)
 on=$(build --features metrics | executable pool)

@@ -9,14 +9,7 @@ cd "$(dirname "$0")/.."
 base=${1:?usage: bench-s3-paired.sh COMMIT [ROUNDS]}
 rounds=${2:-2}
 
-executable() { # cargo's JSON messages -> the executable of target $1
-  python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
-        print(m["executable"])' "$1" | tail -1
-}
+. scripts/executable.sh
 build() { cargo bench -p pooled-client-examples --bench pool --no-run --message-format=json 2>/dev/null; }
 
 worktree=$(mktemp -d)

@@ -123,13 +123,16 @@ impl Inner {
         let up = members
             .iter()
             .any(|s| s.connections.load().iter().any(|c| c.link.is_ready()));
-        let clusters = self.fleet.clusters.load();
-        let config = clusters.get(&to.cluster);
         // Endpoints the cluster lists that the pool has yet to add are
-        // on their way; so is its next priority, when one stands by.
-        let coming = members.is_empty() && config.is_some_and(|c| !c.weights.is_empty());
-        let fails_over = config.is_some_and(|c| c.fails_over);
-        let all_failing = !coming && !fails_over && members.iter().all(|s| s.endpoint.is_failing());
+        // on their way.
+        let coming = members.is_empty()
+            && self
+                .fleet
+                .clusters
+                .load()
+                .get(&to.cluster)
+                .is_some_and(|c| !c.weights.is_empty());
+        let all_failing = !coming && members.iter().all(|s| self.failed_for_good(&s.endpoint));
         if up || (!waited && !all_failing) {
             return None;
         }

@@ -10,22 +10,28 @@ use crate::conn::status;
 use crate::error::Error;
 
 impl Inner {
-    /// Whether every endpoint failed its last attempt; false while the pool
-    /// has no endpoints, so that calls wait for discovery to supply some,
-    /// and while an xDS cluster's next priority stands by for one of them,
-    /// so that calls wait for the failover (as grpc-go's priority balancer
-    /// fails over before any call hears that nothing can be reached).
+    /// Whether every endpoint failed its last attempt for good (see
+    /// [`failed_for_good`](Self::failed_for_good)); false while the pool
+    /// has no endpoints, so that calls wait for discovery to supply some.
     pub(super) fn all_endpoints_failing(&self) -> bool {
         let endpoints = self.fleet.endpoints.load();
-        let clusters = self.fleet.clusters.load();
-        let stands_by = |member: &Member| {
-            member.target.address().is_some_and(|address| {
-                clusters
+        !endpoints.is_empty() && endpoints.iter().all(|e| self.failed_for_good(e))
+    }
+
+    /// Whether `member` failed its last attempt with nothing standing by
+    /// for it. When an xDS cluster's next priority stands by for it (gRPC
+    /// A56), its failure is the cue to fail over, not the calls' verdict:
+    /// calls wait for the failover, as grpc-go's priority balancer fails
+    /// over before any call hears that nothing can be reached.
+    pub(super) fn failed_for_good(&self, member: &Member) -> bool {
+        member.is_failing()
+            && !member.target.address().is_some_and(|address| {
+                self.fleet
+                    .clusters
+                    .load()
                     .values()
                     .any(|c| c.fails_over && c.weights.contains_key(&address))
             })
-        };
-        !endpoints.is_empty() && endpoints.iter().all(|e| e.is_failing() && !stands_by(e))
     }
 
     /// Whether no call can be served soon: no connection takes calls, no
